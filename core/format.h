@@ -1,0 +1,47 @@
+// Backing store format 1: every name, key and constant of the on-disk layout.
+// The writer, recovery and `hpfsctl check` all read them from here; this header
+// holds no logic.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace hpfile::format {
+
+inline constexpr int kVersion = 1;
+
+// An HPFile is a directory holding this file.
+inline constexpr std::string_view kMetaName = "hpfile.meta";
+// The meta file is replaced by writing this name, fsyncing it and renaming it
+// over kMetaName.
+inline constexpr std::string_view kMetaTempName = "hpfile.meta.tmp";
+// Any name ending in this is an interrupted write of ours and is removed on open.
+inline constexpr std::string_view kTempSuffix = ".tmp";
+
+// Segment file: "<base:20 decimal digits>-<capacity decimal>.seg". The base is
+// the virtual offset of the segment's first byte, the capacity the segment size
+// in force when the segment was created.
+inline constexpr int kSegmentBaseDigits = 20;
+inline constexpr char kSegmentSeparator = '-';
+inline constexpr std::string_view kSegmentSuffix = ".seg";
+
+// Meta keys.
+inline constexpr std::string_view kKeyFormat = "format";
+inline constexpr std::string_view kKeySegmentSize = "segment_size";
+inline constexpr std::string_view kKeyHead = "head";
+inline constexpr std::string_view kKeyMode = "mode";
+inline constexpr std::string_view kKeyUid = "uid";
+inline constexpr std::string_view kKeyGid = "gid";
+inline constexpr std::string_view kKeyRetainBytes = "retain_bytes";
+inline constexpr std::string_view kKeyRetainSeconds = "retain_seconds";
+
+// Names the daemon reserves at the top of a backing directory.
+inline constexpr std::string_view kLockName = ".hpfs.lock";
+inline constexpr std::string_view kTrashName = ".hpfs-trash";
+
+inline constexpr uint64_t kDefaultSegmentSize = 64ull << 20;
+// Capacities must fit the name format and leave room for base + capacity.
+inline constexpr uint64_t kMaxSegmentSize = 1ull << 40;
+inline constexpr uint64_t kMaxFileSize = (1ull << 63) - 1;
+
+}  // namespace hpfile::format

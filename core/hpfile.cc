@@ -1,0 +1,669 @@
+#include "core/hpfile.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/format.h"
+#include "core/recovery.h"
+#include "core/segment_name.h"
+
+namespace hpfile {
+namespace {
+
+std::string ParentDir(const std::string& dir) {
+  std::string trimmed = dir;
+  while (trimmed.size() > 1 && trimmed.back() == '/') trimmed.pop_back();
+  size_t slash = trimmed.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return trimmed.substr(0, slash);
+}
+
+bool IsErrno(const std::error_code& ec, int err) { return ec == std::error_code(err, std::generic_category()); }
+
+// Creates DIR as a new, empty HPFile. A crash midway leaves either nothing, an
+// empty directory (a plain directory to the filesystem layer) or the file.
+Result<void> CreateStore(Io& io, const std::string& dir, Meta meta) {
+  if (!ValidSegmentSize(meta.segment_size)) return Errno(EINVAL);
+  meta.head = 0;
+  if (auto made = io.Mkdir(dir, 0755); !made && !IsErrno(made.error(), EEXIST)) return made;
+  if (auto written = WriteMetaAtomically(io, dir, meta); !written) return written;
+  return SyncDir(io, ParentDir(dir));
+}
+
+}  // namespace
+
+HPFile::HPFile(Io& io, std::string dir, const Options& options)
+    : io_(io),
+      dir_(std::move(dir)),
+      write_buffer_size_(options.write_buffer_size),
+      fd_cache_(io, options.max_open_segments) {}
+
+HPFile::~HPFile() {
+  std::lock_guard lock(writer_mu_);
+  // Buffered appends were acknowledged; write them out. Making them durable is
+  // Sync's job, and a failure here has nobody left to report to.
+  (void)FlushLocked();
+}
+
+Result<std::unique_ptr<HPFile>> HPFile::Open(const std::string& dir, const Options& options) {
+  Io& io = options.io != nullptr ? *options.io : PosixIo::Default();
+  auto st = io.Stat(dir);
+  if (!st && !IsErrno(st.error(), ENOENT)) return std::unexpected(st.error());
+  if (st && !S_ISDIR(st->st_mode)) return Errno(ENOTDIR);
+
+  auto scan = ScanStore(io, dir);
+  if (!st || (scan && !scan->has_meta && scan->segments.empty() && scan->problems.empty())) {
+    // Nothing there yet, or an empty directory: a new file.
+    if (!options.create_if_missing) return Errno(ENOENT);
+    if (auto created = CreateStore(io, dir, options.initial_meta); !created) return std::unexpected(created.error());
+    scan = ScanStore(io, dir);
+  }
+  if (!scan) return std::unexpected(scan.error());
+
+  RecoveryPlan plan = PlanRecovery(*scan);
+  std::unique_ptr<HPFile> file(new HPFile(io, dir, options));
+  file->meta_ = scan->meta.value_or(Meta{});
+  if (!plan.damage) {
+    if (auto applied = ApplyRecovery(io, dir, file->meta_, plan); !applied) return std::unexpected(applied.error());
+  }
+  file->meta_.head = plan.head;
+  file->damage_ = plan.damage;
+  file->recovery_log_ = plan.log;
+
+  uint64_t end = plan.head;
+  for (const ScannedSegment& scanned : plan.segments) {
+    auto segment =
+        std::make_shared<Segment>(scanned.name.base, scanned.name.capacity, dir + "/" + scanned.file_name);
+    // A healthy file's sealed segments are full; a damaged file's may not be,
+    // and what lies past a slot belongs to no offset.
+    segment->sealed_end = plan.damage ? scanned.name.base + std::min(scanned.length, scanned.name.capacity)
+                                      : segment->slot_end();
+    end = scanned.name.base + std::min(scanned.length, scanned.name.capacity);
+    file->segments_.push_back(std::move(segment));
+  }
+  file->head_.store(std::min(plan.head, end));
+  file->size_.store(end);
+  file->flushed_size_.store(end);
+  // What an earlier process wrote may still sit unsynced in the page cache, so
+  // nothing above the head counts as durable until the first Sync covers it.
+  file->durable_size_.store(std::min(plan.head, end));
+  file->dirty_segments_.assign(file->segments_.begin(), file->segments_.end());
+  if (plan.damage) file->dirty_segments_.clear();
+  return file;
+}
+
+// ---- reading -------------------------------------------------------------
+
+uint64_t HPFile::ReadableEnd(const Segment& segment, uint64_t size) const {
+  return std::min(segment.sealed_end, size);
+}
+
+std::vector<HPFile::Piece> HPFile::Locate(uint64_t offset, uint64_t end) const {
+  std::vector<Piece> pieces;
+  std::shared_lock lock(map_mu_);
+  long index = FindSegmentIndex(segments_, offset);
+  if (index < 0) return pieces;
+  uint64_t position = offset;
+  for (size_t i = static_cast<size_t>(index); i < segments_.size() && position < end; ++i) {
+    const auto& segment = segments_[i];
+    if (segment->base != position && i != static_cast<size_t>(index)) break;  // a gap
+    const uint64_t stop = std::min(end, ReadableEnd(*segment, end));
+    if (stop <= position) break;
+    pieces.push_back({segment, position, stop});
+    position = stop;
+    if (position < segment->slot_end()) break;  // short segment: what follows is a gap
+  }
+  return pieces;
+}
+
+Result<size_t> HPFile::ExplainMissing(uint64_t offset) const {
+  if (offset < Head()) return Errno(ENODATA);
+  if (offset >= Size()) return 0;
+  return Errno(EIO);
+}
+
+Result<size_t> HPFile::ReadFromSegments(uint64_t offset, uint64_t end, std::byte* out) const {
+  size_t done = 0;
+  for (const Piece& piece : Locate(offset, end)) {
+    auto fd = fd_cache_.Get(*piece.segment);
+    if (!fd) {
+      // The segment was deleted after Locate found it: a prune or truncate ran.
+      if (IsErrno(fd.error(), ENOENT)) break;
+      if (done > 0) return done;
+      return std::unexpected(fd.error());
+    }
+    const size_t want = piece.end - piece.begin;
+    auto n = ReadFull(io_, (*fd)->get(), std::span(out + done, want), piece.begin - piece.segment->base);
+    if (!n) {
+      if (done > 0) return done;
+      return std::unexpected(n.error());
+    }
+    done += *n;
+    if (*n < want) break;
+  }
+  // Nothing at all: below the head, at the end, or missing (damaged). A short
+  // count otherwise; the next read starting there says why.
+  if (done == 0) return ExplainMissing(offset);
+  return done;
+}
+
+Result<size_t> HPFile::ReadAt(uint64_t offset, std::span<std::byte> buf) const {
+  const uint64_t size = Size();
+  if (offset < Head()) return Errno(ENODATA);
+  if (offset >= size || buf.empty()) return 0;
+  const uint64_t end = offset + std::min<uint64_t>(buf.size(), size - offset);
+  uint64_t position = offset;
+  while (position < end) {
+    const uint64_t flushed = flushed_size_.load(std::memory_order_acquire);
+    if (position < flushed) {
+      const uint64_t stop = std::min(end, flushed);
+      auto n = ReadFromSegments(position, stop, buf.data() + (position - offset));
+      if (!n) {
+        if (position > offset) break;
+        return n;
+      }
+      position += *n;
+      if (position < stop) break;
+      continue;
+    }
+    std::lock_guard lock(buffer_mu_);
+    const uint64_t flushed_now = flushed_size_.load(std::memory_order_relaxed);
+    if (position < flushed_now) continue;  // a flush moved it to the files
+    const uint64_t available = flushed_now + buffer_.size();
+    if (position >= available) break;  // truncated meanwhile
+    const uint64_t stop = std::min(end, available);
+    std::memcpy(buf.data() + (position - offset), buffer_.data() + (position - flushed_now), stop - position);
+    position = stop;
+  }
+  return static_cast<size_t>(position - offset);
+}
+
+Result<std::vector<Extent>> HPFile::MapRange(uint64_t offset, size_t length) const {
+  const uint64_t size = Size();
+  if (offset < Head()) return Errno(ENODATA);
+  std::vector<Extent> extents;
+  const uint64_t flushed = flushed_size_.load(std::memory_order_acquire);
+  const uint64_t end = std::min<uint64_t>({flushed, size, offset + std::min<uint64_t>(length, size)});
+  if (offset >= end) return extents;
+  for (const Piece& piece : Locate(offset, end)) {
+    auto fd = fd_cache_.Get(*piece.segment);
+    if (!fd) {
+      if (IsErrno(fd.error(), ENOENT)) break;
+      if (!extents.empty()) break;
+      return std::unexpected(fd.error());
+    }
+    extents.push_back({*fd, piece.begin - piece.segment->base, static_cast<size_t>(piece.end - piece.begin)});
+  }
+  if (extents.empty()) {
+    auto missing = ExplainMissing(offset);
+    if (!missing) return std::unexpected(missing.error());
+  }
+  return extents;
+}
+
+// ---- writing -------------------------------------------------------------
+
+Result<void> HPFile::CheckWritable() const {
+  if (damage_) return Errno(EIO);
+  return {};
+}
+
+void HPFile::MarkDirtyLocked(const std::shared_ptr<Segment>& segment) {
+  // Writes are sequential, so a segment already listed is the last one listed.
+  if (dirty_segments_.empty() || dirty_segments_.back() != segment) dirty_segments_.push_back(segment);
+}
+
+Result<std::shared_ptr<Segment>> HPFile::AddSegmentLocked(uint64_t base) {
+  uint64_t capacity;
+  {
+    std::lock_guard lock(meta_mu_);
+    capacity = meta_.segment_size;
+  }
+  if (base > format::kMaxFileSize - capacity) return Errno(EFBIG);
+  auto segment = std::make_shared<Segment>(base, capacity, dir_ + "/" + FormatSegmentName({base, capacity}));
+  segment->sealed_end = segment->slot_end();
+  // O_TRUNC: a file by this name that is not in the map is debris of a failed
+  // rollback, never data.
+  auto opened = Fd::Open(io_, segment->path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  if (!opened) return std::unexpected(opened.error());
+  tail_fd_ = std::make_shared<Fd>(std::move(*opened));
+  tail_segment_ = segment;
+  {
+    std::unique_lock lock(map_mu_);
+    segments_.push_back(segment);
+  }
+  fd_cache_.Put(*segment, tail_fd_);
+  dir_dirty_ = true;
+  MarkDirtyLocked(segment);
+  return segment;
+}
+
+Result<std::shared_ptr<Fd>> HPFile::TailFdLocked() {
+  std::shared_ptr<Segment> tail;
+  {
+    std::shared_lock lock(map_mu_);
+    if (!segments_.empty()) tail = segments_.back();
+  }
+  if (tail_fd_ && tail_segment_ == tail) return tail_fd_;
+  auto opened = Fd::Open(io_, tail->path, O_RDWR);
+  if (!opened) return std::unexpected(opened.error());
+  tail_fd_ = std::make_shared<Fd>(std::move(*opened));
+  tail_segment_ = tail;
+  fd_cache_.Put(*tail, tail_fd_);
+  return tail_fd_;
+}
+
+void HPFile::DropSegmentLocked(bool newest) {
+  std::shared_ptr<Segment> dropped;
+  {
+    std::unique_lock lock(map_mu_);
+    if (newest) {
+      dropped = std::move(segments_.back());
+      segments_.pop_back();
+    } else {
+      dropped = std::move(segments_.front());
+      segments_.pop_front();
+    }
+  }
+  fd_cache_.Retire(*dropped);
+  std::erase(dirty_segments_, dropped);
+  if (tail_segment_ == dropped) {
+    tail_segment_.reset();
+    tail_fd_.reset();
+  }
+  dir_dirty_ = true;
+}
+
+Result<void> HPFile::TrimOverhangLocked() {
+  if (!tail_overhang_) return {};
+  auto fd = TailFdLocked();
+  if (!fd) return std::unexpected(fd.error());
+  const uint64_t end = flushed_size_.load(std::memory_order_relaxed);
+  if (auto cut = io_.Ftruncate((*fd)->get(), end - tail_segment_->base); !cut) return cut;
+  tail_overhang_ = false;
+  return {};
+}
+
+Result<uint64_t> HPFile::ExtendLocked(const std::byte* data, uint64_t length) {
+  const uint64_t start = flushed_size_.load(std::memory_order_relaxed);
+  if (length > format::kMaxFileSize - start) return Errno(EFBIG);
+  if (auto trimmed = TrimOverhangLocked(); !trimmed) return std::unexpected(trimmed.error());
+  size_t segments_before;
+  uint64_t old_tail_length = 0;
+  std::shared_ptr<Segment> old_tail;
+  {
+    std::shared_lock lock(map_mu_);
+    segments_before = segments_.size();
+    if (!segments_.empty()) {
+      old_tail = segments_.back();
+      old_tail_length = start - old_tail->base;
+    }
+  }
+
+  uint64_t position = start;
+  Result<void> status;
+  while (position < start + length) {
+    std::shared_ptr<Segment> tail;
+    {
+      std::shared_lock lock(map_mu_);
+      if (!segments_.empty() && position < segments_.back()->slot_end()) tail = segments_.back();
+    }
+    std::shared_ptr<Fd> fd;
+    if (!tail) {
+      auto added = AddSegmentLocked(position);
+      if (!added) {
+        status = std::unexpected(added.error());
+        break;
+      }
+      tail = *added;
+      fd = tail_fd_;
+    } else {
+      auto opened = TailFdLocked();
+      if (!opened) {
+        status = std::unexpected(opened.error());
+        break;
+      }
+      fd = *opened;
+    }
+    const uint64_t stop = std::min(start + length, tail->slot_end());
+    if (data != nullptr) {
+      status = WriteFull(io_, fd->get(), std::span(data + (position - start), stop - position), position - tail->base);
+    } else {
+      status = io_.Ftruncate(fd->get(), stop - tail->base);
+    }
+    if (!status) break;
+    MarkDirtyLocked(tail);
+    position = stop;
+  }
+  if (status) return position;
+
+  // Undo: segments this call created go, the old tail gets its old length
+  // back. Readers never saw any of it: size_ has not moved.
+  for (;;) {
+    std::shared_ptr<Segment> newest;
+    {
+      std::shared_lock lock(map_mu_);
+      if (segments_.size() <= segments_before) break;
+      newest = segments_.back();
+    }
+    // Dropped from the map even if the unlink fails: the next segment created
+    // by that name truncates the debris.
+    (void)io_.Unlink(newest->path);
+    DropSegmentLocked(/*newest=*/true);
+  }
+  if (old_tail) {
+    auto fd = TailFdLocked();
+    if (!fd || !io_.Ftruncate((*fd)->get(), old_tail_length)) tail_overhang_ = true;
+  }
+  return std::unexpected(status.error());
+}
+
+Result<void> HPFile::FlushLocked() {
+  if (buffer_.empty()) return {};
+  auto end = ExtendLocked(buffer_.data(), buffer_.size());
+  if (!end) return std::unexpected(end.error());
+  std::lock_guard lock(buffer_mu_);
+  flushed_size_.store(*end, std::memory_order_release);
+  buffer_.clear();
+  return {};
+}
+
+Result<void> HPFile::Flush() {
+  std::lock_guard lock(writer_mu_);
+  return FlushLocked();
+}
+
+Result<uint64_t> HPFile::Append(std::span<const std::byte> data) {
+  std::lock_guard lock(writer_mu_);
+  if (auto ok = CheckWritable(); !ok) return std::unexpected(ok.error());
+  const uint64_t start = Size();
+  if (data.size() > format::kMaxFileSize - start) return Errno(EFBIG);
+  if (data.empty()) return start;
+
+  if (write_buffer_size_ > 0) {
+    if (buffer_.size() + data.size() > write_buffer_size_) {
+      if (auto flushed = FlushLocked(); !flushed) return std::unexpected(flushed.error());
+    }
+    if (data.size() < write_buffer_size_) {
+      std::lock_guard buffer_lock(buffer_mu_);
+      buffer_.insert(buffer_.end(), data.begin(), data.end());
+      size_.store(start + data.size(), std::memory_order_release);
+      return start;
+    }
+  }
+  auto end = ExtendLocked(data.data(), data.size());
+  if (!end) return std::unexpected(end.error());
+  flushed_size_.store(*end, std::memory_order_release);
+  size_.store(*end, std::memory_order_release);
+  return start;
+}
+
+Result<void> HPFile::ShrinkLocked(uint64_t n) {
+  const uint64_t old_size = Size();
+  // Readers must stop asking for bytes above n before any of them go.
+  size_.store(n, std::memory_order_release);
+  if (n < Head()) {
+    head_.store(n, std::memory_order_release);
+    std::lock_guard lock(meta_mu_);
+    meta_dirty_ = true;
+  }
+  sync_low_water_ = std::min(sync_low_water_, n);
+  durable_size_.store(std::min(DurableSize(), n), std::memory_order_release);
+
+  // Newest first, so an interruption leaves a contiguous run.
+  uint64_t end = old_size;
+  for (;;) {
+    std::shared_ptr<Segment> newest;
+    {
+      std::shared_lock lock(map_mu_);
+      if (segments_.empty()) break;
+      newest = segments_.back();
+    }
+    // Once n reaches down to the head, the file is empty and keeps no segment.
+    if (newest->base < n && n > Head()) break;
+    if (auto removed = io_.Unlink(newest->path); !removed) {
+      size_.store(end, std::memory_order_release);
+      flushed_size_.store(end, std::memory_order_release);
+      return removed;
+    }
+    DropSegmentLocked(/*newest=*/true);
+    end = newest->base;
+  }
+  bool cut_tail = false;
+  {
+    std::shared_lock lock(map_mu_);
+    cut_tail = !segments_.empty() && end > n;
+  }
+  if (cut_tail) {
+    auto fd = TailFdLocked();
+    Result<void> cut = fd ? io_.Ftruncate((*fd)->get(), n - tail_segment_->base) : std::unexpected(fd.error());
+    if (!cut) {
+      size_.store(end, std::memory_order_release);
+      flushed_size_.store(end, std::memory_order_release);
+      return cut;
+    }
+    MarkDirtyLocked(tail_segment_);
+  }
+  flushed_size_.store(n, std::memory_order_release);
+  return {};
+}
+
+Result<void> HPFile::Truncate(uint64_t n) {
+  std::lock_guard lock(writer_mu_);
+  if (auto ok = CheckWritable(); !ok) return ok;
+  if (n > format::kMaxFileSize) return Errno(EFBIG);
+  const uint64_t size = Size();
+  if (n == size) return {};
+  if (n > size) {
+    if (auto flushed = FlushLocked(); !flushed) return flushed;
+    auto end = ExtendLocked(nullptr, n - size);
+    if (!end) return std::unexpected(end.error());
+    flushed_size_.store(*end, std::memory_order_release);
+    size_.store(*end, std::memory_order_release);
+    return {};
+  }
+
+  // Odd while bytes may change under a reader (see PreReader).
+  truncate_generation_.fetch_add(1, std::memory_order_acq_rel);
+  Result<void> status;
+  const uint64_t flushed = flushed_size_.load(std::memory_order_relaxed);
+  if (n >= flushed) {
+    std::lock_guard buffer_lock(buffer_mu_);
+    buffer_.resize(n - flushed);
+    size_.store(n, std::memory_order_release);
+  } else {
+    {
+      std::lock_guard buffer_lock(buffer_mu_);
+      buffer_.clear();
+    }
+    status = ShrinkLocked(n);
+  }
+  truncate_generation_.fetch_add(1, std::memory_order_acq_rel);
+  return status;
+}
+
+Result<void> HPFile::PunchBelowHeadLocked() {
+  std::shared_ptr<Segment> first;
+  const uint64_t head = Head();
+  {
+    std::shared_lock lock(map_mu_);
+    if (segments_.empty() || segments_.front()->base >= head) return {};
+    first = segments_.front();
+  }
+  std::shared_ptr<Fd> fd;
+  if (first == tail_segment_ && tail_fd_) {
+    fd = tail_fd_;
+  } else {
+    // A read-only cached descriptor cannot punch.
+    auto opened = Fd::Open(io_, first->path, O_WRONLY);
+    if (!opened) return std::unexpected(opened.error());
+    fd = std::make_shared<Fd>(std::move(*opened));
+  }
+  auto punched =
+      io_.Fallocate(fd->get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, std::min(head, first->sealed_end) - first->base);
+  // Where the backing filesystem cannot punch, the bytes stay allocated but
+  // unreachable; the head is what makes them gone.
+  if (!punched && IsErrno(punched.error(), EOPNOTSUPP)) return {};
+  return punched;
+}
+
+Result<void> HPFile::PruneHead(uint64_t n) {
+  std::lock_guard lock(writer_mu_);
+  if (auto ok = CheckWritable(); !ok) return ok;
+  const uint64_t new_head = std::min(std::max(Head(), n), Size());
+  if (new_head != Head()) {
+    head_.store(new_head, std::memory_order_release);
+    std::lock_guard meta_lock(meta_mu_);
+    meta_dirty_ = true;
+  }
+  // Runs even when the head did not move: it finishes a prune whose deletions
+  // failed before.
+  // Oldest first, so an interruption leaves a contiguous run above the head.
+  for (;;) {
+    std::shared_ptr<Segment> oldest;
+    {
+      std::shared_lock map_lock(map_mu_);
+      if (segments_.empty() || segments_.front()->slot_end() > new_head) break;
+      oldest = segments_.front();
+    }
+    if (auto removed = io_.Unlink(oldest->path); !removed) return removed;
+    DropSegmentLocked(/*newest=*/false);
+  }
+  return PunchBelowHeadLocked();
+}
+
+Result<void> HPFile::SetSegmentSize(uint64_t size) {
+  if (!ValidSegmentSize(size)) return Errno(EINVAL);
+  if (auto ok = CheckWritable(); !ok) return ok;
+  {
+    std::lock_guard lock(meta_mu_);
+    if (meta_.segment_size == size) return {};
+    meta_.segment_size = size;
+    meta_dirty_ = true;
+  }
+  return WriteMetaIfDirty();
+}
+
+Result<void> HPFile::UpdateMeta(const std::function<void(Meta&)>& edit) {
+  if (auto ok = CheckWritable(); !ok) return ok;
+  {
+    std::lock_guard lock(meta_mu_);
+    Meta edited = meta_;
+    edit(edited);
+    edited.head = meta_.head;
+    edited.segment_size = meta_.segment_size;
+    if (edited == meta_) return {};
+    meta_ = std::move(edited);
+    meta_dirty_ = true;
+  }
+  return WriteMetaIfDirty();
+}
+
+Meta HPFile::GetMeta() const {
+  std::lock_guard lock(meta_mu_);
+  Meta meta = meta_;
+  meta.head = Head();
+  return meta;
+}
+
+// ---- durability ----------------------------------------------------------
+
+Result<void> HPFile::WriteMetaIfDirtySyncLocked() {
+  Meta snapshot;
+  {
+    std::lock_guard lock(meta_mu_);
+    if (!meta_dirty_) return {};
+    meta_dirty_ = false;
+    snapshot = meta_;
+  }
+  snapshot.head = Head();
+  auto written = WriteMetaAtomically(io_, dir_, snapshot);
+  if (!written) {
+    std::lock_guard lock(meta_mu_);
+    meta_dirty_ = true;
+  }
+  return written;
+}
+
+Result<void> HPFile::WriteMetaIfDirty() {
+  std::lock_guard lock(sync_mu_);
+  return WriteMetaIfDirtySyncLocked();
+}
+
+Result<void> HPFile::Sync() {
+  if (damage_) return Errno(EIO);
+  std::lock_guard sync_lock(sync_mu_);
+  std::vector<std::shared_ptr<Segment>> dirty;
+  std::shared_ptr<Segment> tail;
+  std::shared_ptr<Fd> tail_fd;
+  bool dir_dirty;
+  uint64_t target;
+  {
+    std::lock_guard lock(writer_mu_);
+    if (auto flushed = FlushLocked(); !flushed) return flushed;
+    dirty.swap(dirty_segments_);
+    dir_dirty = std::exchange(dir_dirty_, false);
+    tail = tail_segment_;
+    tail_fd = tail_fd_;
+    target = Size();
+    sync_low_water_ = target;
+  }
+
+  auto restore = [&](std::error_code error) -> Result<void> {
+    std::lock_guard lock(writer_mu_);
+    dirty.insert(dirty.end(), dirty_segments_.begin(), dirty_segments_.end());
+    dirty_segments_.swap(dirty);
+    dir_dirty_ = dir_dirty_ || dir_dirty;
+    return std::unexpected(error);
+  };
+
+  for (const auto& segment : dirty) {
+    std::shared_ptr<Fd> fd = segment == tail ? tail_fd : nullptr;
+    if (!fd) {
+      auto cached = fd_cache_.Get(*segment);
+      if (!cached) {
+        if (IsErrno(cached.error(), ENOENT)) continue;  // deleted meanwhile: nothing to keep
+        return restore(cached.error());
+      }
+      fd = *cached;
+    }
+    if (auto synced = io_.Fdatasync(fd->get()); !synced) return restore(synced.error());
+  }
+  if (dir_dirty) {
+    if (auto synced = SyncDir(io_, dir_); !synced) return restore(synced.error());
+  }
+  if (auto written = WriteMetaIfDirtySyncLocked(); !written) return written;
+
+  std::lock_guard lock(writer_mu_);
+  durable_size_.store(std::min({target, sync_low_water_, Size()}), std::memory_order_release);
+  return {};
+}
+
+// ---- introspection -------------------------------------------------------
+
+std::vector<SegmentInfo> HPFile::Segments() const {
+  const uint64_t size = Size();
+  std::vector<SegmentInfo> infos;
+  std::shared_lock lock(map_mu_);
+  infos.reserve(segments_.size());
+  for (const auto& segment : segments_) {
+    const uint64_t end = std::max(segment->base, ReadableEnd(*segment, size));
+    infos.push_back({segment->base, segment->capacity, end - segment->base,
+                     segment->path.substr(segment->path.rfind('/') + 1)});
+  }
+  return infos;
+}
+
+size_t HPFile::OpenDescriptors() const {
+  std::lock_guard lock(writer_mu_);
+  size_t count = fd_cache_.size();
+  if (tail_fd_ && !fd_cache_.Holds(*tail_segment_, tail_fd_.get())) ++count;
+  return count;
+}
+
+}  // namespace hpfile

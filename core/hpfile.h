@@ -1,0 +1,248 @@
+// HPFile: a head-prunable file. One large virtual file stored as a directory of
+// segment files (layout in format.h and docs/FORMAT.md). Bytes are only ever
+// appended at the end; the head can be pruned and the tail truncated, and byte N
+// stays byte N for the whole life of the file.
+//
+// Thread-safety: any number of threads may call the const methods (ReadAt,
+// MapRange, Size, Head, ...) concurrently with each other and with one
+// mutating call at a time; mutating calls (Append, Flush, Truncate, PruneHead,
+// SetSegmentSize, UpdateMeta) are serialized internally, so several threads may
+// issue them but they run one after the other. Sync may run concurrently with
+// all of them: no lock that a reader or an appender needs is held across a disk
+// sync, and readers never wait for another thread's I/O.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/fd_cache.h"
+#include "core/io.h"
+#include "core/meta.h"
+#include "core/result.h"
+#include "core/segment.h"
+
+namespace hpfile {
+
+struct Options {
+  // The I/O layer; nullptr means PosixIo::Default(). Must outlive the HPFile.
+  Io* io = nullptr;
+  // Create the directory and meta when DIR holds no HPFile; otherwise ENOENT.
+  bool create_if_missing = true;
+  // The meta written when the file is created (segment_size, mode, uid, gid,
+  // retention). Ignored for an existing file, which keeps its own.
+  Meta initial_meta;
+  // Segment descriptors kept open for reading (least recently used closed
+  // first). The writer holds one more for the tail segment.
+  size_t max_open_segments = 64;
+  // Bytes of appends collected in memory before one write to the backing file.
+  // 0 writes every append through at once, so a process crash loses nothing
+  // that Append returned.
+  size_t write_buffer_size = 0;
+};
+
+struct SegmentInfo {
+  uint64_t base = 0;      // virtual offset of the segment's first byte
+  uint64_t capacity = 0;  // slot size; the next segment starts at base + capacity
+  uint64_t length = 0;    // bytes the segment holds (capacity unless it is the tail)
+  std::string file_name;
+};
+
+// A piece of the file as it lies in a backing segment, for zero-copy readers
+// (splice). `fd` stays open for as long as the caller holds it.
+struct Extent {
+  std::shared_ptr<const Fd> fd;
+  uint64_t file_offset = 0;
+  size_t length = 0;
+};
+
+class HPFile {
+ public:
+  // Opens the HPFile in `dir`, creating it if allowed. Recovery runs first:
+  // interrupted rolls, prunes, truncates and meta replacements are completed or
+  // rolled back (see RecoveryLog). Inconsistencies no crash can produce open the
+  // file damaged instead (see Damage); recovery never deletes data to fix one.
+  // Errors: ENOENT (no HPFile and !create_if_missing), ENOTDIR, EACCES, EIO...
+  static Result<std::unique_ptr<HPFile>> Open(const std::string& dir, const Options& options = {});
+  ~HPFile();
+  HPFile(const HPFile&) = delete;
+  HPFile& operator=(const HPFile&) = delete;
+
+  // Appends `data` at the end and returns the offset of its first byte. The
+  // bytes are split across segments as their capacities require. On error
+  // (ENOSPC, EIO; EIO for a damaged file; EFBIG past format::kMaxFileSize)
+  // nothing of `data` is visible and the file's size is unchanged.
+  Result<uint64_t> Append(std::span<const std::byte> data);
+
+  // Reads up to buf.size() bytes at `offset` into `buf`. Returns the count,
+  // which is short only at the end of the file (0 at or past it). Sees every
+  // byte an Append has returned, buffered or not. ENODATA when `offset` is
+  // below the head; EIO for a range that a damaged file is missing.
+  Result<size_t> ReadAt(uint64_t offset, std::span<std::byte> buf) const;
+
+  // The backing pieces of [offset, offset + length), clipped at the end of the
+  // file (empty at or past it). Bytes still in the write buffer have no backing
+  // piece: the extents stop where the buffer begins (Flush first to avoid it).
+  // Same errors as ReadAt.
+  Result<std::vector<Extent>> MapRange(uint64_t offset, size_t length) const;
+
+  // Writes the user-space write buffer (if any) to the backing files.
+  Result<void> Flush();
+
+  // Makes every byte appended before the call, and the head, segment size and
+  // attributes, durable: fdatasync of each segment written since the last sync
+  // (oldest first), fsync of the directory when segments were created or
+  // deleted, then the meta if it changed. On error the unsynced state is kept
+  // and the next Sync tries again.
+  Result<void> Sync();
+
+  // n < Size(): drops the tail (segments wholly at or above n are deleted
+  // newest first; the one holding n is cut). n > Size(): appends zeros, sparse.
+  // n < Head(): leaves an empty file with Head() == Size() == n.
+  // EIO for a damaged file, EFBIG past format::kMaxFileSize.
+  Result<void> Truncate(uint64_t n);
+
+  // Moves the head to min(max(Head(), n), Size()). Segments wholly below the
+  // new head are deleted (cost grows with their number, never with bytes); the
+  // part of the first remaining segment below the head is released with
+  // FALLOC_FL_PUNCH_HOLE where the backing filesystem supports it.
+  // EIO for a damaged file.
+  Result<void> PruneHead(uint64_t n);
+
+  // Segment size for segments created from now on (the tail keeps its own).
+  // EINVAL unless ValidSegmentSize(size).
+  Result<void> SetSegmentSize(uint64_t size);
+
+  // Changes the meta attributes (mode, uid, gid, retention, unknown keys) and
+  // makes the change durable before returning. `edit` must not change head or
+  // segment_size (use PruneHead/SetSegmentSize). EIO for a damaged file.
+  Result<void> UpdateMeta(const std::function<void(Meta&)>& edit);
+
+  uint64_t Size() const { return size_.load(std::memory_order_acquire); }
+  uint64_t Head() const { return head_.load(std::memory_order_acquire); }
+  // Every byte below this survives a power loss as it is now.
+  uint64_t DurableSize() const { return durable_size_.load(std::memory_order_acquire); }
+  Meta GetMeta() const;
+  std::vector<SegmentInfo> Segments() const;
+  // Why the file is damaged, or nullopt when it is not.
+  const std::optional<std::string>& Damage() const { return damage_; }
+  // What recovery did when the file was opened, one sentence per action.
+  const std::vector<std::string>& RecoveryLog() const { return recovery_log_; }
+  const std::string& dir() const { return dir_; }
+  // Descriptors currently open for this file (cache plus the writer's).
+  size_t OpenDescriptors() const;
+  // Changes each time a truncate starts or finishes (odd while one runs).
+  // PreReader uses it to drop cached bytes a truncate may have replaced.
+  uint64_t TruncateGeneration() const { return truncate_generation_.load(std::memory_order_acquire); }
+
+ private:
+  HPFile(Io& io, std::string dir, const Options& options);
+
+  // A contiguous piece of one segment: virtual [begin, end).
+  struct Piece {
+    std::shared_ptr<Segment> segment;
+    uint64_t begin = 0;
+    uint64_t end = 0;
+  };
+  // The pieces covering [offset, end) as far as they go without a gap, taking
+  // map_mu_ shared. Stops early at a gap or a missing segment.
+  std::vector<Piece> Locate(uint64_t offset, uint64_t end) const;
+  // Reads [offset, end) from the backing files into `out`.
+  Result<size_t> ReadFromSegments(uint64_t offset, uint64_t end, std::byte* out) const;
+  // Why a read at `offset` found no backing bytes: ENODATA below the head, 0
+  // (end of file) at or past the size, EIO otherwise.
+  Result<size_t> ExplainMissing(uint64_t offset) const;
+  uint64_t ReadableEnd(const Segment& segment, uint64_t size) const;
+
+  Result<void> CheckWritable() const;
+  // Writes `length` bytes at the end of the backing files: `data` when given,
+  // sparse zeros when null. Rolls segments as needed. On failure the backing
+  // files are put back as they were. Returns the new end.
+  Result<uint64_t> ExtendLocked(const std::byte* data, uint64_t length);
+  // A failed append could not cut the tail back: retry before writing more.
+  Result<void> TrimOverhangLocked();
+  Result<void> FlushLocked();
+  Result<void> ShrinkLocked(uint64_t n);
+  Result<std::shared_ptr<Fd>> TailFdLocked();
+  Result<std::shared_ptr<Segment>> AddSegmentLocked(uint64_t base);
+  // Removes the newest or the oldest segment from the map and the cache (the
+  // file itself is unlinked by the caller first).
+  void DropSegmentLocked(bool newest);
+  void MarkDirtyLocked(const std::shared_ptr<Segment>& segment);
+  // Writes the meta if it changed since it was last written. Takes sync_mu_.
+  Result<void> WriteMetaIfDirty();
+  Result<void> WriteMetaIfDirtySyncLocked();
+  Result<void> PunchBelowHeadLocked();
+
+  Io& io_;
+  const std::string dir_;
+  const size_t write_buffer_size_;
+
+  // Segments in base order. Readers copy what they need under a shared lock;
+  // the writer changes the deque under an exclusive lock, never doing I/O then.
+  mutable std::shared_mutex map_mu_;
+  std::deque<std::shared_ptr<Segment>> segments_;
+
+  // Invariant: head_ <= flushed_size_ <= size_ once every mutation finishes.
+  std::atomic<uint64_t> size_{0};
+  std::atomic<uint64_t> head_{0};
+  std::atomic<uint64_t> durable_size_{0};
+  std::atomic<uint64_t> truncate_generation_{0};
+  mutable FdCache fd_cache_;
+
+  // One mutation at a time. Never held across an fsync.
+  mutable std::mutex writer_mu_;
+  // The writer's read-write descriptor and the segment it belongs to.
+  std::shared_ptr<Segment> tail_segment_;   // writer_mu_
+  std::shared_ptr<Fd> tail_fd_;             // writer_mu_
+  std::vector<std::shared_ptr<Segment>> dirty_segments_;  // writer_mu_: written since last sync
+  bool dir_dirty_ = false;                  // writer_mu_: entries created/deleted since last sync
+  uint64_t sync_low_water_ = 0;             // writer_mu_: lowest size since the running Sync began
+  bool tail_overhang_ = false;              // writer_mu_: the tail file is longer than flushed_size_
+
+  // The meta as it should be on disk (head_ is copied in when it is written).
+  mutable std::mutex meta_mu_;
+  Meta meta_;                // meta_mu_
+  bool meta_dirty_ = false;  // meta_mu_: meta_ or head_ differs from the file
+
+  // Appends not yet written to the backing files: bytes [flushed_size_, size_).
+  // Modified only under writer_mu_ *and* buffer_mu_; readers take buffer_mu_.
+  mutable std::mutex buffer_mu_;
+  std::vector<std::byte> buffer_;
+  std::atomic<uint64_t> flushed_size_{0};
+
+  // Serializes Sync and meta writes; held across fsync, but only they take it.
+  std::mutex sync_mu_;
+
+  std::optional<std::string> damage_;
+  std::vector<std::string> recovery_log_;
+};
+
+// Read-ahead for one sequential reader: fills a private buffer with large reads
+// and serves small reads from it. Never returns bytes that a truncate has since
+// replaced. Not thread-safe: one PreReader per reading thread. The HPFile must
+// outlive it.
+class PreReader {
+ public:
+  explicit PreReader(const HPFile& file, size_t buffer_size = 1 << 20);
+  // Same contract as HPFile::ReadAt.
+  Result<size_t> ReadAt(uint64_t offset, std::span<std::byte> buf);
+
+ private:
+  const HPFile& file_;
+  std::vector<std::byte> buffer_;
+  uint64_t start_ = 0;       // virtual offset of buffer_[0]
+  size_t filled_ = 0;        // valid bytes in buffer_
+  uint64_t generation_ = 1;  // TruncateGeneration() when filled; odd = nothing cached
+};
+
+}  // namespace hpfile

@@ -1,0 +1,48 @@
+// hpfile.meta: the per-file key=value record (format.h names the keys).
+#pragma once
+
+#include <cstdint>
+#include <expected>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/format.h"
+#include "core/io.h"
+#include "core/result.h"
+
+namespace hpfile {
+
+struct Meta {
+  uint64_t segment_size = format::kDefaultSegmentSize;
+  uint64_t head = 0;
+  // Attributes kept for the filesystem layer; the library only stores them.
+  std::optional<uint32_t> mode;
+  std::optional<uint32_t> uid;
+  std::optional<uint32_t> gid;
+  std::optional<uint64_t> retain_bytes;
+  std::optional<uint64_t> retain_seconds;
+  // Keys this version does not know, kept in order and written back unchanged.
+  std::vector<std::pair<std::string, std::string>> unknown;
+
+  friend bool operator==(const Meta&, const Meta&) = default;
+};
+
+// Parses the text of a meta file. On failure the error is a sentence naming
+// the offending line, for a damaged-file report.
+std::expected<Meta, std::string> ParseMeta(std::string_view text);
+std::string SerializeMeta(const Meta& meta);
+
+// Checks a segment size for use: nonzero and at most format::kMaxSegmentSize.
+bool ValidSegmentSize(uint64_t segment_size);
+
+// Replaces DIR/hpfile.meta atomically: writes the temp name, fsyncs it, renames
+// it over the meta file and fsyncs DIR. A crash leaves the old or the new meta.
+Result<void> WriteMetaAtomically(Io& io, const std::string& dir, const Meta& meta);
+
+// Reads DIR/hpfile.meta whole. ENOENT when it is missing.
+Result<std::string> ReadMetaText(Io& io, const std::string& dir);
+
+}  // namespace hpfile

@@ -1,0 +1,169 @@
+#include "core/recovery.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <map>
+
+#include "core/format.h"
+
+namespace hpfile {
+namespace {
+
+std::string Range(uint64_t begin, uint64_t end) {
+  return "[" + std::to_string(begin) + ", " + std::to_string(end) + ")";
+}
+
+}  // namespace
+
+Result<StoreScan> ScanStore(Io& io, const std::string& dir) {
+  auto names = io.ListDir(dir);
+  if (!names) return std::unexpected(names.error());
+  std::sort(names->begin(), names->end());
+  StoreScan scan;
+  for (const std::string& name : *names) {
+    const std::string path = dir + "/" + name;
+    if (name == format::kMetaName) {
+      scan.has_meta = true;
+      auto text = ReadMetaText(io, dir);
+      if (!text) {
+        scan.meta_error = "hpfile.meta cannot be read: " + text.error().message();
+        continue;
+      }
+      auto meta = ParseMeta(*text);
+      if (meta) {
+        scan.meta = std::move(*meta);
+      } else {
+        scan.meta_error = meta.error();
+      }
+    } else if (name.ends_with(format::kTempSuffix)) {
+      scan.temp_files.push_back(name);
+    } else if (LooksLikeSegment(name)) {
+      auto parsed = ParseSegmentName(name);
+      if (!parsed) {
+        scan.problems.push_back("segment name \"" + name + "\" does not parse");
+        continue;
+      }
+      auto st = io.Stat(path);
+      if (!st) {
+        scan.problems.push_back("segment " + name + " cannot be examined: " + st.error().message());
+      } else if (!S_ISREG(st->st_mode)) {
+        scan.problems.push_back("segment " + name + " is not a regular file");
+      } else {
+        scan.segments.push_back({*parsed, name, static_cast<uint64_t>(st->st_size)});
+      }
+    } else {
+      scan.problems.push_back("unexpected entry \"" + name + "\"");
+    }
+  }
+  std::sort(scan.segments.begin(), scan.segments.end(),
+            [](const ScannedSegment& a, const ScannedSegment& b) { return a.name.base < b.name.base; });
+  return scan;
+}
+
+RecoveryPlan PlanRecovery(const StoreScan& scan) {
+  RecoveryPlan plan;
+  std::vector<std::string> problems = scan.problems;
+  if (!scan.has_meta) problems.push_back("hpfile.meta is missing");
+  if (scan.meta_error) problems.push_back(*scan.meta_error);
+
+  const auto& segments = scan.segments;
+  // The first sealed segment shorter than its slot: a crash signature when
+  // everything else is in order (see docs/FORMAT.md, "Recovery").
+  std::optional<size_t> short_sealed;
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const ScannedSegment& s = segments[i];
+    const uint64_t slot_end = s.name.base + s.name.capacity;
+    if (s.length > s.name.capacity) {
+      problems.push_back("segment " + s.file_name + " holds " + std::to_string(s.length) +
+                         " bytes, more than its capacity");
+    }
+    if (i + 1 < segments.size()) {
+      const uint64_t next = segments[i + 1].name.base;
+      if (next < slot_end) {
+        problems.push_back("segments " + s.file_name + " and " + segments[i + 1].file_name + " overlap");
+      } else if (next > slot_end) {
+        problems.push_back("bytes " + Range(slot_end, next) + " are missing (no segment holds them)");
+      } else if (s.length < s.name.capacity && !short_sealed) {
+        short_sealed = i;
+      }
+    }
+  }
+
+  plan.segments = segments;
+  if (!problems.empty()) {
+    std::string reason;
+    for (const std::string& p : problems) reason += (reason.empty() ? "" : "; ") + p;
+    plan.damage = reason;
+    plan.head = scan.meta ? scan.meta->head : 0;
+    if (!segments.empty()) plan.head = std::max(plan.head, segments.front().name.base);
+    return plan;
+  }
+
+  for (const std::string& temp : scan.temp_files) {
+    plan.remove.push_back(temp);
+    plan.log.push_back("removed " + temp + ", left by an interrupted write");
+  }
+
+  if (short_sealed) {
+    // Everything after the short segment was written after bytes that never
+    // reached the disk, so it cannot be trusted to follow them: cut there.
+    const ScannedSegment& cut = segments[*short_sealed];
+    const uint64_t end = cut.name.base + cut.length;
+    uint64_t dropped = 0;
+    for (size_t i = segments.size(); i-- > *short_sealed + 1;) {
+      plan.remove.push_back(segments[i].file_name);
+      dropped += segments[i].length;
+    }
+    plan.segments.resize(*short_sealed + 1);
+    plan.log.push_back("segment " + cut.file_name + " ends at " + std::to_string(end) +
+                       " short of its capacity (bytes never synced before a crash): the file is cut there, dropping " +
+                       std::to_string(dropped) + " bytes in " + std::to_string(segments.size() - *short_sealed - 1) +
+                       " later segments");
+  }
+
+  const uint64_t meta_head = scan.meta->head;
+  uint64_t head = meta_head;
+  if (!plan.segments.empty()) head = std::max(head, plan.segments.front().name.base);
+  uint64_t end = plan.segments.empty() ? head : plan.segments.back().name.base + plan.segments.back().length;
+  if (head > end) {
+    // Only a truncate below the head that was not synced leaves this.
+    plan.log.push_back("head " + std::to_string(head) + " lay beyond the end " + std::to_string(end) +
+                       " (a truncate that was not synced): head set to the end");
+    head = end;
+  }
+  // Whole slots below the head are what an interrupted prune left behind; so
+  // is a tail lying entirely below a head that equals the end.
+  while (!plan.segments.empty()) {
+    const ScannedSegment& first = plan.segments.front();
+    const bool below = first.name.base + first.name.capacity <= head ||
+                       (plan.segments.size() == 1 && first.name.base + first.length <= head && first.name.base < head);
+    if (!below) break;
+    plan.remove.push_back(first.file_name);
+    plan.log.push_back("removed segment " + first.file_name + ", wholly below the head " + std::to_string(head) +
+                       " (an interrupted prune)");
+    plan.segments.erase(plan.segments.begin());
+  }
+  plan.head = head;
+  plan.rewrite_meta = head != meta_head;
+  return plan;
+}
+
+Result<void> ApplyRecovery(Io& io, const std::string& dir, const Meta& meta, const RecoveryPlan& plan) {
+  if (plan.damage) return Errno(EIO);
+  for (const std::string& name : plan.remove) {
+    auto removed = io.Unlink(dir + "/" + name);
+    if (!removed && removed.error() != std::errc::no_such_file_or_directory) return removed;
+  }
+  if (!plan.remove.empty()) {
+    if (auto synced = SyncDir(io, dir); !synced) return synced;
+  }
+  if (plan.rewrite_meta) {
+    Meta updated = meta;
+    updated.head = plan.head;
+    if (auto written = WriteMetaAtomically(io, dir, updated); !written) return written;
+  }
+  return {};
+}
+
+}  // namespace hpfile

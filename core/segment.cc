@@ -1,0 +1,17 @@
+#include "core/segment.h"
+
+#include <algorithm>
+
+namespace hpfile {
+
+long FindSegmentIndex(const std::deque<std::shared_ptr<Segment>>& segments, uint64_t offset) {
+  // The last segment whose base is <= offset.
+  auto after = std::upper_bound(segments.begin(), segments.end(), offset,
+                                [](uint64_t value, const std::shared_ptr<Segment>& s) { return value < s->base; });
+  if (after == segments.begin()) return -1;
+  auto found = std::prev(after);
+  if (offset >= (*found)->slot_end()) return -1;
+  return static_cast<long>(found - segments.begin());
+}
+
+}  // namespace hpfile

@@ -1,0 +1,39 @@
+// One segment file of an HPFile and the offset arithmetic over a run of them.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <memory>
+#include <string>
+
+namespace hpfile {
+
+class Fd;
+
+struct Segment {
+  Segment(uint64_t base, uint64_t capacity, std::string path)
+      : base(base), capacity(capacity), path(std::move(path)) {}
+
+  const uint64_t base;
+  const uint64_t capacity;
+  const std::string path;
+  // Where this segment's bytes end when it is not the tail. base + capacity in
+  // a healthy file; a damaged file's short or overlong segments end earlier.
+  uint64_t sealed_end = 0;
+
+  uint64_t slot_end() const { return base + capacity; }
+
+  // FdCache bookkeeping, guarded by the cache's mutex.
+  std::shared_ptr<Fd> cached_fd;
+  std::list<Segment*>::iterator lru_position;
+  bool in_lru = false;
+  bool retired = false;  // deleted from the file: never cache a descriptor again
+};
+
+// Index of the segment whose slot holds `offset` in a base-ordered run, or -1
+// when `offset` falls before the first segment, after the last slot, or in a
+// gap between slots. The only place that maps an offset to a segment.
+long FindSegmentIndex(const std::deque<std::shared_ptr<Segment>>& segments, uint64_t offset);
+
+}  // namespace hpfile

@@ -1,0 +1,41 @@
+#include "core/segment_name.h"
+
+#include <charconv>
+#include <cstdio>
+
+#include "core/format.h"
+
+namespace hpfile {
+
+std::string FormatSegmentName(SegmentName name) {
+  char text[64];
+  int n = std::snprintf(text, sizeof(text), "%0*llu%c%llu", format::kSegmentBaseDigits,
+                        static_cast<unsigned long long>(name.base), format::kSegmentSeparator,
+                        static_cast<unsigned long long>(name.capacity));
+  return std::string(text, static_cast<size_t>(n)) + std::string(format::kSegmentSuffix);
+}
+
+bool LooksLikeSegment(std::string_view file_name) { return file_name.ends_with(format::kSegmentSuffix); }
+
+std::optional<SegmentName> ParseSegmentName(std::string_view file_name) {
+  if (!LooksLikeSegment(file_name)) return std::nullopt;
+  file_name.remove_suffix(format::kSegmentSuffix.size());
+  size_t separator = file_name.find(format::kSegmentSeparator);
+  if (separator != static_cast<size_t>(format::kSegmentBaseDigits)) return std::nullopt;
+  std::string_view base_text = file_name.substr(0, separator);
+  std::string_view capacity_text = file_name.substr(separator + 1);
+  auto parse = [](std::string_view text, uint64_t& value) {
+    if (text.empty()) return false;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    return ec == std::errc() && end == text.data() + text.size();
+  };
+  SegmentName name;
+  if (!parse(base_text, name.base) || !parse(capacity_text, name.capacity)) return std::nullopt;
+  if (name.capacity == 0 || name.capacity > format::kMaxSegmentSize) return std::nullopt;
+  if (name.base > format::kMaxFileSize - name.capacity) return std::nullopt;
+  // Exactly one spelling per segment, so two files can never claim one slot.
+  if (FormatSegmentName(name) != std::string(file_name) + std::string(format::kSegmentSuffix)) return std::nullopt;
+  return name;
+}
+
+}  // namespace hpfile

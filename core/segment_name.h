@@ -1,0 +1,25 @@
+// Segment file names: the only code that formats or parses them.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace hpfile {
+
+struct SegmentName {
+  uint64_t base = 0;
+  uint64_t capacity = 0;
+
+  friend bool operator==(const SegmentName&, const SegmentName&) = default;
+};
+
+std::string FormatSegmentName(SegmentName name);
+// nullopt unless `file_name` is exactly what FormatSegmentName produces for
+// some base and a capacity in (0, format::kMaxSegmentSize].
+std::optional<SegmentName> ParseSegmentName(std::string_view file_name);
+// True for names that look like segments (".seg" suffix), parseable or not.
+bool LooksLikeSegment(std::string_view file_name);
+
+}  // namespace hpfile
