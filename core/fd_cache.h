@@ -23,7 +23,7 @@ class FdCache {
 
   // A descriptor open on `segment`'s file (read-only unless one was Put). The
   // returned pointer keeps it open after eviction until released.
-  Result<std::shared_ptr<Fd>> Get(Segment& segment);
+  [[nodiscard]] Result<std::shared_ptr<Fd>> Get(Segment& segment);
   // Caches a descriptor opened elsewhere (the writer's read-write one).
   void Put(Segment& segment, std::shared_ptr<Fd> fd);
   // Drops `segment`'s descriptor and never caches one for it again. Must be

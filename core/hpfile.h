@@ -72,7 +72,7 @@ class HPFile {
   // rolled back (see RecoveryLog). Inconsistencies no crash can produce open the
   // file damaged instead (see Damage); recovery never deletes data to fix one.
   // Errors: ENOENT (no HPFile and !create_if_missing), ENOTDIR, EACCES, EIO...
-  static Result<std::unique_ptr<HPFile>> Open(const std::string& dir, const Options& options = {});
+  [[nodiscard]] static Result<std::unique_ptr<HPFile>> Open(const std::string& dir, const Options& options = {});
   ~HPFile();
   HPFile(const HPFile&) = delete;
   HPFile& operator=(const HPFile&) = delete;
@@ -81,51 +81,51 @@ class HPFile {
   // bytes are split across segments as their capacities require. On error
   // (ENOSPC, EIO; EIO for a damaged file; EFBIG past format::kMaxFileSize)
   // nothing of `data` is visible and the file's size is unchanged.
-  Result<uint64_t> Append(std::span<const std::byte> data);
+  [[nodiscard]] Result<uint64_t> Append(std::span<const std::byte> data);
 
   // Reads up to buf.size() bytes at `offset` into `buf`. Returns the count,
   // which is short only at the end of the file (0 at or past it). Sees every
   // byte an Append has returned, buffered or not. ENODATA when `offset` is
   // below the head; EIO for a range that a damaged file is missing.
-  Result<size_t> ReadAt(uint64_t offset, std::span<std::byte> buf) const;
+  [[nodiscard]] Result<size_t> ReadAt(uint64_t offset, std::span<std::byte> buf) const;
 
   // The backing pieces of [offset, offset + length), clipped at the end of the
   // file (empty at or past it). Bytes still in the write buffer have no backing
   // piece: the extents stop where the buffer begins (Flush first to avoid it).
   // Same errors as ReadAt.
-  Result<std::vector<Extent>> MapRange(uint64_t offset, size_t length) const;
+  [[nodiscard]] Result<std::vector<Extent>> MapRange(uint64_t offset, size_t length) const;
 
   // Writes the user-space write buffer (if any) to the backing files.
-  Result<void> Flush();
+  [[nodiscard]] Result<void> Flush();
 
   // Makes every byte appended before the call, and the head, segment size and
   // attributes, durable: fdatasync of each segment written since the last sync
   // (oldest first), fsync of the directory when segments were created or
   // deleted, then the meta if it changed. On error the unsynced state is kept
   // and the next Sync tries again.
-  Result<void> Sync();
+  [[nodiscard]] Result<void> Sync();
 
   // n < Size(): drops the tail (segments wholly at or above n are deleted
   // newest first; the one holding n is cut). n > Size(): appends zeros, sparse.
   // n < Head(): leaves an empty file with Head() == Size() == n.
   // EIO for a damaged file, EFBIG past format::kMaxFileSize.
-  Result<void> Truncate(uint64_t n);
+  [[nodiscard]] Result<void> Truncate(uint64_t n);
 
   // Moves the head to min(max(Head(), n), Size()). Segments wholly below the
   // new head are deleted (cost grows with their number, never with bytes); the
   // part of the first remaining segment below the head is released with
   // FALLOC_FL_PUNCH_HOLE where the backing filesystem supports it.
   // EIO for a damaged file.
-  Result<void> PruneHead(uint64_t n);
+  [[nodiscard]] Result<void> PruneHead(uint64_t n);
 
   // Segment size for segments created from now on (the tail keeps its own).
   // EINVAL unless ValidSegmentSize(size).
-  Result<void> SetSegmentSize(uint64_t size);
+  [[nodiscard]] Result<void> SetSegmentSize(uint64_t size);
 
   // Changes the meta attributes (mode, uid, gid, retention, unknown keys) and
   // makes the change durable before returning. `edit` must not change head or
   // segment_size (use PruneHead/SetSegmentSize). EIO for a damaged file.
-  Result<void> UpdateMeta(const std::function<void(Meta&)>& edit);
+  [[nodiscard]] Result<void> UpdateMeta(const std::function<void(Meta&)>& edit);
 
   uint64_t Size() const { return size_.load(std::memory_order_acquire); }
   uint64_t Head() const { return head_.load(std::memory_order_acquire); }
@@ -157,31 +157,31 @@ class HPFile {
   // map_mu_ shared. Stops early at a gap or a missing segment.
   std::vector<Piece> Locate(uint64_t offset, uint64_t end) const;
   // Reads [offset, end) from the backing files into `out`.
-  Result<size_t> ReadFromSegments(uint64_t offset, uint64_t end, std::byte* out) const;
+  [[nodiscard]] Result<size_t> ReadFromSegments(uint64_t offset, uint64_t end, std::byte* out) const;
   // Why a read at `offset` found no backing bytes: ENODATA below the head, 0
   // (end of file) at or past the size, EIO otherwise.
-  Result<size_t> ExplainMissing(uint64_t offset) const;
+  [[nodiscard]] Result<size_t> ExplainMissing(uint64_t offset) const;
   uint64_t ReadableEnd(const Segment& segment, uint64_t size) const;
 
-  Result<void> CheckWritable() const;
+  [[nodiscard]] Result<void> CheckWritable() const;
   // Writes `length` bytes at the end of the backing files: `data` when given,
   // sparse zeros when null. Rolls segments as needed. On failure the backing
   // files are put back as they were. Returns the new end.
-  Result<uint64_t> ExtendLocked(const std::byte* data, uint64_t length);
+  [[nodiscard]] Result<uint64_t> ExtendLocked(const std::byte* data, uint64_t length);
   // A failed append could not cut the tail back: retry before writing more.
-  Result<void> TrimOverhangLocked();
-  Result<void> FlushLocked();
-  Result<void> ShrinkLocked(uint64_t n);
-  Result<std::shared_ptr<Fd>> TailFdLocked();
-  Result<std::shared_ptr<Segment>> AddSegmentLocked(uint64_t base);
+  [[nodiscard]] Result<void> TrimOverhangLocked();
+  [[nodiscard]] Result<void> FlushLocked();
+  [[nodiscard]] Result<void> ShrinkLocked(uint64_t n);
+  [[nodiscard]] Result<std::shared_ptr<Fd>> TailFdLocked();
+  [[nodiscard]] Result<std::shared_ptr<Segment>> AddSegmentLocked(uint64_t base);
   // Removes the newest or the oldest segment from the map and the cache (the
   // file itself is unlinked by the caller first).
   void DropSegmentLocked(bool newest);
   void MarkDirtyLocked(const std::shared_ptr<Segment>& segment);
   // Writes the meta if it changed since it was last written. Takes sync_mu_.
-  Result<void> WriteMetaIfDirty();
-  Result<void> WriteMetaIfDirtySyncLocked();
-  Result<void> PunchBelowHeadLocked();
+  [[nodiscard]] Result<void> WriteMetaIfDirty();
+  [[nodiscard]] Result<void> WriteMetaIfDirtySyncLocked();
+  [[nodiscard]] Result<void> PunchBelowHeadLocked();
 
   Io& io_;
   const std::string dir_;
@@ -235,7 +235,7 @@ class PreReader {
  public:
   explicit PreReader(const HPFile& file, size_t buffer_size = 1 << 20);
   // Same contract as HPFile::ReadAt.
-  Result<size_t> ReadAt(uint64_t offset, std::span<std::byte> buf);
+  [[nodiscard]] Result<size_t> ReadAt(uint64_t offset, std::span<std::byte> buf);
 
  private:
   const HPFile& file_;

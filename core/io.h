@@ -26,25 +26,25 @@ class Io {
   virtual ~Io() = default;
 
   // open(2) with O_CLOEXEC added. Returns the new descriptor.
-  virtual Result<int> Open(const std::string& path, int flags, mode_t mode) = 0;
+  [[nodiscard]] virtual Result<int> Open(const std::string& path, int flags, mode_t mode) = 0;
   // close(2), never retried (the descriptor is gone even when it fails).
   virtual void Close(int fd) = 0;
   // One pread(2)/pwrite(2); the count may be short. 0 from Pread means EOF.
-  virtual Result<size_t> Pread(int fd, std::span<std::byte> buf, uint64_t offset) = 0;
-  virtual Result<size_t> Pwrite(int fd, std::span<const std::byte> buf, uint64_t offset) = 0;
-  virtual Result<void> Fdatasync(int fd) = 0;
+  [[nodiscard]] virtual Result<size_t> Pread(int fd, std::span<std::byte> buf, uint64_t offset) = 0;
+  [[nodiscard]] virtual Result<size_t> Pwrite(int fd, std::span<const std::byte> buf, uint64_t offset) = 0;
+  [[nodiscard]] virtual Result<void> Fdatasync(int fd) = 0;
   // fsync(2); also the way to make a directory's entries durable.
-  virtual Result<void> Fsync(int fd) = 0;
-  virtual Result<void> Ftruncate(int fd, uint64_t length) = 0;
-  virtual Result<void> Fallocate(int fd, int mode, uint64_t offset, uint64_t length) = 0;
-  virtual Result<struct stat> Fstat(int fd) = 0;
-  virtual Result<struct stat> Stat(const std::string& path) = 0;
-  virtual Result<void> Unlink(const std::string& path) = 0;
-  virtual Result<void> Rename(const std::string& from, const std::string& to) = 0;
-  virtual Result<void> Mkdir(const std::string& path, mode_t mode) = 0;
-  virtual Result<void> Rmdir(const std::string& path) = 0;
+  [[nodiscard]] virtual Result<void> Fsync(int fd) = 0;
+  [[nodiscard]] virtual Result<void> Ftruncate(int fd, uint64_t length) = 0;
+  [[nodiscard]] virtual Result<void> Fallocate(int fd, int mode, uint64_t offset, uint64_t length) = 0;
+  [[nodiscard]] virtual Result<struct stat> Fstat(int fd) = 0;
+  [[nodiscard]] virtual Result<struct stat> Stat(const std::string& path) = 0;
+  [[nodiscard]] virtual Result<void> Unlink(const std::string& path) = 0;
+  [[nodiscard]] virtual Result<void> Rename(const std::string& from, const std::string& to) = 0;
+  [[nodiscard]] virtual Result<void> Mkdir(const std::string& path, mode_t mode) = 0;
+  [[nodiscard]] virtual Result<void> Rmdir(const std::string& path) = 0;
   // Names in a directory, without "." and "..", in no particular order.
-  virtual Result<std::vector<std::string>> ListDir(const std::string& path) = 0;
+  [[nodiscard]] virtual Result<std::vector<std::string>> ListDir(const std::string& path) = 0;
 };
 
 // The real thing. Stateless; Default() is a process-wide instance.
@@ -52,27 +52,27 @@ class PosixIo final : public Io {
  public:
   static PosixIo& Default();
 
-  Result<int> Open(const std::string& path, int flags, mode_t mode) override;
+  [[nodiscard]] Result<int> Open(const std::string& path, int flags, mode_t mode) override;
   void Close(int fd) override;
-  Result<size_t> Pread(int fd, std::span<std::byte> buf, uint64_t offset) override;
-  Result<size_t> Pwrite(int fd, std::span<const std::byte> buf, uint64_t offset) override;
-  Result<void> Fdatasync(int fd) override;
-  Result<void> Fsync(int fd) override;
-  Result<void> Ftruncate(int fd, uint64_t length) override;
-  Result<void> Fallocate(int fd, int mode, uint64_t offset, uint64_t length) override;
-  Result<struct stat> Fstat(int fd) override;
-  Result<struct stat> Stat(const std::string& path) override;
-  Result<void> Unlink(const std::string& path) override;
-  Result<void> Rename(const std::string& from, const std::string& to) override;
-  Result<void> Mkdir(const std::string& path, mode_t mode) override;
-  Result<void> Rmdir(const std::string& path) override;
-  Result<std::vector<std::string>> ListDir(const std::string& path) override;
+  [[nodiscard]] Result<size_t> Pread(int fd, std::span<std::byte> buf, uint64_t offset) override;
+  [[nodiscard]] Result<size_t> Pwrite(int fd, std::span<const std::byte> buf, uint64_t offset) override;
+  [[nodiscard]] Result<void> Fdatasync(int fd) override;
+  [[nodiscard]] Result<void> Fsync(int fd) override;
+  [[nodiscard]] Result<void> Ftruncate(int fd, uint64_t length) override;
+  [[nodiscard]] Result<void> Fallocate(int fd, int mode, uint64_t offset, uint64_t length) override;
+  [[nodiscard]] Result<struct stat> Fstat(int fd) override;
+  [[nodiscard]] Result<struct stat> Stat(const std::string& path) override;
+  [[nodiscard]] Result<void> Unlink(const std::string& path) override;
+  [[nodiscard]] Result<void> Rename(const std::string& from, const std::string& to) override;
+  [[nodiscard]] Result<void> Mkdir(const std::string& path, mode_t mode) override;
+  [[nodiscard]] Result<void> Rmdir(const std::string& path) override;
+  [[nodiscard]] Result<std::vector<std::string>> ListDir(const std::string& path) override;
 };
 
 // Reads until `buf` is full or EOF. Returns the byte count; short only at EOF.
-Result<size_t> ReadFull(Io& io, int fd, std::span<std::byte> buf, uint64_t offset);
+[[nodiscard]] Result<size_t> ReadFull(Io& io, int fd, std::span<std::byte> buf, uint64_t offset);
 // Writes all of `data` or fails. After a failure, a prefix may have been written.
-Result<void> WriteFull(Io& io, int fd, std::span<const std::byte> data, uint64_t offset);
+[[nodiscard]] Result<void> WriteFull(Io& io, int fd, std::span<const std::byte> data, uint64_t offset);
 
 // A move-only owner of one open descriptor. -1 means empty.
 class Fd {
@@ -89,7 +89,7 @@ class Fd {
   [[nodiscard]] bool valid() const { return fd_ >= 0; }
   void Reset();
 
-  static Result<Fd> Open(Io& io, const std::string& path, int flags, mode_t mode = 0);
+  [[nodiscard]] static Result<Fd> Open(Io& io, const std::string& path, int flags, mode_t mode = 0);
 
  private:
   Io* io_ = nullptr;
@@ -97,6 +97,6 @@ class Fd {
 };
 
 // fsync of a directory: makes creations, deletions and renames in it durable.
-Result<void> SyncDir(Io& io, const std::string& path);
+[[nodiscard]] Result<void> SyncDir(Io& io, const std::string& path);
 
 }  // namespace hpfile

@@ -40,9 +40,9 @@ bool ValidSegmentSize(uint64_t segment_size);
 
 // Replaces DIR/hpfile.meta atomically: writes the temp name, fsyncs it, renames
 // it over the meta file and fsyncs DIR. A crash leaves the old or the new meta.
-Result<void> WriteMetaAtomically(Io& io, const std::string& dir, const Meta& meta);
+[[nodiscard]] Result<void> WriteMetaAtomically(Io& io, const std::string& dir, const Meta& meta);
 
 // Reads DIR/hpfile.meta whole. ENOENT when it is missing.
-Result<std::string> ReadMetaText(Io& io, const std::string& dir);
+[[nodiscard]] Result<std::string> ReadMetaText(Io& io, const std::string& dir);
 
 }  // namespace hpfile

@@ -30,7 +30,7 @@ struct StoreScan {
 };
 
 // Lists and classifies DIR's entries. Fails only when DIR cannot be read.
-Result<StoreScan> ScanStore(Io& io, const std::string& dir);
+[[nodiscard]] Result<StoreScan> ScanStore(Io& io, const std::string& dir);
 
 struct RecoveryPlan {
   // Set when the directory holds something no crash can produce. Then nothing
@@ -47,6 +47,6 @@ RecoveryPlan PlanRecovery(const StoreScan& scan);
 
 // Carries out a plan with no damage: deletes what it names (then fsyncs the
 // directory) and rewrites the meta with the new head when needed.
-Result<void> ApplyRecovery(Io& io, const std::string& dir, const Meta& meta, const RecoveryPlan& plan);
+[[nodiscard]] Result<void> ApplyRecovery(Io& io, const std::string& dir, const Meta& meta, const RecoveryPlan& plan);
 
 }  // namespace hpfile
