@@ -138,10 +138,16 @@ class FaultIo final : public Io {
   struct PlannedNode {
     std::string relative_path;
     bool is_dir = false;
+    FileId id = 0;
     std::string content;
   };
   void PlanDirLocked(const std::string& relative_path, FileId id, std::set<FileId>& ancestors,
                      std::vector<PlannedNode>& plan) const;
+  // Brings what lies under root + "/" + relative_path in line with `planned`
+  // (by relative path), keeping files and directories that are already the
+  // planned ones, and adds to `kept` the paths that need no creating.
+  Result<void> Reconcile(const std::string& root, const std::string& relative_path,
+                         const std::map<std::string, const PlannedNode*>& planned, std::set<std::string>& kept);
   Result<void> RemoveTree(const std::string& path);
 
   Io& base_;

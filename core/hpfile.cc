@@ -44,10 +44,14 @@ HPFile::HPFile(Io& io, std::string dir, const Options& options)
       fd_cache_(io, options.max_open_segments) {}
 
 HPFile::~HPFile() {
-  std::lock_guard lock(writer_mu_);
-  // Buffered appends were acknowledged; write them out. Making them durable is
-  // Sync's job, and a failure here has nobody left to report to.
-  (void)FlushLocked();
+  // Buffered appends were acknowledged, and a moved head is part of the state
+  // a reopen must find: write both out. Making data durable is Sync's job, and
+  // a failure here has nobody left to report to.
+  {
+    std::lock_guard lock(writer_mu_);
+    (void)FlushLocked();
+  }
+  if (!damage_) (void)WriteMetaIfDirty();
 }
 
 Result<std::unique_ptr<HPFile>> HPFile::Open(const std::string& dir, const Options& options) {
@@ -92,8 +96,10 @@ Result<std::unique_ptr<HPFile>> HPFile::Open(const std::string& dir, const Optio
   // What an earlier process wrote may still sit unsynced in the page cache, so
   // nothing above the head counts as durable until the first Sync covers it.
   file->durable_size_.store(std::min(plan.head, end));
-  file->dirty_segments_.assign(file->segments_.begin(), file->segments_.end());
-  if (plan.damage) file->dirty_segments_.clear();
+  if (!plan.damage) {
+    file->dirty_segments_.assign(file->segments_.begin(), file->segments_.end());
+    file->dir_dirty_ = true;  // so may the directory entries of those segments
+  }
   return file;
 }
 
@@ -180,6 +186,9 @@ Result<size_t> HPFile::ReadAt(uint64_t offset, std::span<std::byte> buf) const {
     std::memcpy(buf.data() + (position - offset), buffer_.data() + (position - flushed_now), stop - position);
     position = stop;
   }
+  // A prune may have moved the head past `offset` and punched the bytes while
+  // they were being read: they may be zeros now, so they do not count.
+  if (offset < Head()) return Errno(ENODATA);
   return static_cast<size_t>(position - offset);
 }
 
@@ -405,6 +414,14 @@ Result<uint64_t> HPFile::Append(std::span<const std::byte> data) {
 
 Result<void> HPFile::ShrinkLocked(uint64_t n) {
   const uint64_t old_size = Size();
+  const uint64_t old_head = Head();
+  // On failure the file ends at `end`, where the segments still on disk end.
+  auto fail = [&](uint64_t end, std::error_code error) -> Result<void> {
+    head_.store(std::min(old_head, end), std::memory_order_release);
+    size_.store(end, std::memory_order_release);
+    flushed_size_.store(end, std::memory_order_release);
+    return std::unexpected(error);
+  };
   // Readers must stop asking for bytes above n before any of them go.
   size_.store(n, std::memory_order_release);
   if (n < Head()) {
@@ -426,11 +443,7 @@ Result<void> HPFile::ShrinkLocked(uint64_t n) {
     }
     // Once n reaches down to the head, the file is empty and keeps no segment.
     if (newest->base < n && n > Head()) break;
-    if (auto removed = io_.Unlink(newest->path); !removed) {
-      size_.store(end, std::memory_order_release);
-      flushed_size_.store(end, std::memory_order_release);
-      return removed;
-    }
+    if (auto removed = io_.Unlink(newest->path); !removed) return fail(end, removed.error());
     DropSegmentLocked(/*newest=*/true);
     end = newest->base;
   }
@@ -442,11 +455,7 @@ Result<void> HPFile::ShrinkLocked(uint64_t n) {
   if (cut_tail) {
     auto fd = TailFdLocked();
     Result<void> cut = fd ? io_.Ftruncate((*fd)->get(), n - tail_segment_->base) : std::unexpected(fd.error());
-    if (!cut) {
-      size_.store(end, std::memory_order_release);
-      flushed_size_.store(end, std::memory_order_release);
-      return cut;
-    }
+    if (!cut) return fail(end, cut.error());
     MarkDirtyLocked(tail_segment_);
   }
   flushed_size_.store(n, std::memory_order_release);
@@ -515,6 +524,9 @@ Result<void> HPFile::PunchBelowHeadLocked() {
 Result<void> HPFile::PruneHead(uint64_t n) {
   std::lock_guard lock(writer_mu_);
   if (auto ok = CheckWritable(); !ok) return ok;
+  // Keeps head <= flushed size, so the write buffer never holds bytes below
+  // the head and a flush never writes a segment that is already pruned.
+  if (auto flushed = FlushLocked(); !flushed) return flushed;
   const uint64_t new_head = std::min(std::max(Head(), n), Size());
   if (new_head != Head()) {
     head_.store(new_head, std::memory_order_release);
@@ -557,6 +569,8 @@ Result<void> HPFile::UpdateMeta(const std::function<void(Meta&)>& edit) {
     edit(edited);
     edited.head = meta_.head;
     edited.segment_size = meta_.segment_size;
+    // Permission bits only: the file type is not the meta's to record.
+    if (edited.mode && *edited.mode > 07777) return Errno(EINVAL);
     if (edited == meta_) return {};
     meta_ = std::move(edited);
     meta_dirty_ = true;

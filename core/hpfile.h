@@ -123,8 +123,9 @@ class HPFile {
   [[nodiscard]] Result<void> SetSegmentSize(uint64_t size);
 
   // Changes the meta attributes (mode, uid, gid, retention, unknown keys) and
-  // makes the change durable before returning. `edit` must not change head or
-  // segment_size (use PruneHead/SetSegmentSize). EIO for a damaged file.
+  // makes the change durable before returning. Changes of head or segment_size
+  // made by `edit` are ignored (use PruneHead/SetSegmentSize). EINVAL for a
+  // mode beyond the permission bits (07777), EIO for a damaged file.
   [[nodiscard]] Result<void> UpdateMeta(const std::function<void(Meta&)>& edit);
 
   uint64_t Size() const { return size_.load(std::memory_order_acquire); }

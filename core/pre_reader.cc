@@ -10,6 +10,7 @@ PreReader::PreReader(const HPFile& file, size_t buffer_size) : file_(file), buff
 Result<size_t> PreReader::ReadAt(uint64_t offset, std::span<std::byte> buf) {
   // Cached bytes below a head that has since moved are gone for everyone.
   if (offset < file_.Head()) return Errno(ENODATA);
+  if (buf.empty()) return file_.ReadAt(offset, buf);
   const uint64_t generation = file_.TruncateGeneration();
   const bool cache_valid = generation == generation_ && generation % 2 == 0;
   if (cache_valid && offset >= start_ && offset + buf.size() <= start_ + filled_) {

@@ -25,11 +25,10 @@ Result<StoreScan> ScanStore(Io& io, const std::string& dir) {
     const std::string path = dir + "/" + name;
     if (name == format::kMetaName) {
       scan.has_meta = true;
+      // An I/O error is the caller's to see (it may pass: EMFILE, EINTR-like
+      // faults); only content that is there and wrong makes a file damaged.
       auto text = ReadMetaText(io, dir);
-      if (!text) {
-        scan.meta_error = "hpfile.meta cannot be read: " + text.error().message();
-        continue;
-      }
+      if (!text) return std::unexpected(text.error());
       auto meta = ParseMeta(*text);
       if (meta) {
         scan.meta = std::move(*meta);
@@ -45,9 +44,8 @@ Result<StoreScan> ScanStore(Io& io, const std::string& dir) {
         continue;
       }
       auto st = io.Stat(path);
-      if (!st) {
-        scan.problems.push_back("segment " + name + " cannot be examined: " + st.error().message());
-      } else if (!S_ISREG(st->st_mode)) {
+      if (!st) return std::unexpected(st.error());
+      if (!S_ISREG(st->st_mode)) {
         scan.problems.push_back("segment " + name + " is not a regular file");
       } else {
         scan.segments.push_back({*parsed, name, static_cast<uint64_t>(st->st_size)});
@@ -132,13 +130,12 @@ RecoveryPlan PlanRecovery(const StoreScan& scan) {
                        " (a truncate that was not synced): head set to the end");
     head = end;
   }
-  // Whole slots below the head are what an interrupted prune left behind; so
-  // is a tail lying entirely below a head that equals the end.
+  // Whole slots below the head are what an interrupted prune left behind. (A
+  // tail whose slot reaches past the head stays, even when all its bytes are
+  // below it: PruneHead keeps it too, and appends go on filling it.)
   while (!plan.segments.empty()) {
     const ScannedSegment& first = plan.segments.front();
-    const bool below = first.name.base + first.name.capacity <= head ||
-                       (plan.segments.size() == 1 && first.name.base + first.length <= head && first.name.base < head);
-    if (!below) break;
+    if (first.name.base + first.name.capacity > head) break;
     plan.remove.push_back(first.file_name);
     plan.log.push_back("removed segment " + first.file_name + ", wholly below the head " + std::to_string(head) +
                        " (an interrupted prune)");
@@ -151,18 +148,18 @@ RecoveryPlan PlanRecovery(const StoreScan& scan) {
 
 Result<void> ApplyRecovery(Io& io, const std::string& dir, const Meta& meta, const RecoveryPlan& plan) {
   if (plan.damage) return Errno(EIO);
-  for (const std::string& name : plan.remove) {
-    auto removed = io.Unlink(dir + "/" + name);
-    if (!removed && removed.error() != std::errc::no_such_file_or_directory) return removed;
-  }
-  if (!plan.remove.empty()) {
-    if (auto synced = SyncDir(io, dir); !synced) return synced;
-  }
+  // The meta first: once segments are deleted, a head that was lowered to the
+  // end could no longer be worked out again if the meta still said otherwise.
   if (plan.rewrite_meta) {
     Meta updated = meta;
     updated.head = plan.head;
     if (auto written = WriteMetaAtomically(io, dir, updated); !written) return written;
   }
+  for (const std::string& name : plan.remove) {
+    auto removed = io.Unlink(dir + "/" + name);
+    if (!removed && removed.error() != std::errc::no_such_file_or_directory) return removed;
+  }
+  if (!plan.remove.empty()) return SyncDir(io, dir);
   return {};
 }
 

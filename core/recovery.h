@@ -23,13 +23,15 @@ struct ScannedSegment {
 struct StoreScan {
   bool has_meta = false;
   std::optional<Meta> meta;        // set when the meta parsed
-  std::optional<std::string> meta_error;
+  std::optional<std::string> meta_error;  // why the meta did not parse
   std::vector<ScannedSegment> segments;  // in base order
   std::vector<std::string> temp_files;   // interrupted writes of ours
   std::vector<std::string> problems;     // unreadable or unexpected entries
 };
 
-// Lists and classifies DIR's entries. Fails only when DIR cannot be read.
+// Lists and classifies DIR's entries. Fails with the errno when DIR, the meta
+// or a segment's attributes cannot be read; wrong content is reported in the
+// scan instead.
 [[nodiscard]] Result<StoreScan> ScanStore(Io& io, const std::string& dir);
 
 struct RecoveryPlan {
