@@ -1,0 +1,1254 @@
+// HPFile's documented contract, method by method, at its boundaries, against
+// the real filesystem (PosixIo) in a temporary directory.
+#include "core/hpfile.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "core/format.h"
+#include "core/meta.h"
+#include "tests/core/test_util.h"
+
+namespace hpfile {
+namespace {
+
+using testing::FileBlocks;
+using testing::FileExists;
+using testing::FileSize;
+using testing::FirstDifference;
+using testing::OptionsWithSegmentSize;
+using testing::PatternBytes;
+using testing::ReadFileBytes;
+using testing::ReadFileText;
+using testing::ReadRange;
+using testing::SeededBytes;
+using testing::SegmentFileName;
+using testing::SegmentFilesOnDisk;
+using testing::TempDir;
+
+class HPFileTest : public ::testing::Test {
+ protected:
+  std::string Dir() const { return tmp_.Sub("file"); }
+  std::string SegPath(uint64_t base, uint64_t capacity) const {
+    return Dir() + "/" + SegmentFileName(base, capacity);
+  }
+
+  TempDir tmp_;
+};
+
+// What a test expects a file to hold: content[i] is byte i (bytes below the
+// head are ignored), content.size() is the size.
+struct Model {
+  uint64_t head = 0;
+  std::vector<std::byte> content;
+
+  void Append(std::span<const std::byte> data) { content.insert(content.end(), data.begin(), data.end()); }
+};
+
+// Head, size, every byte of [head, size), ENODATA just below the head, and
+// nothing past the end.
+void ExpectContent(const HPFile& file, const Model& model) {
+  SCOPED_TRACE("ExpectContent");
+  ASSERT_EQ(file.Head(), model.head);
+  ASSERT_EQ(file.Size(), model.content.size());
+  uint64_t size = model.content.size();
+  ASSERT_OK_AND_ASSIGN(auto got, ReadRange(file, model.head, size - model.head));
+  std::span<const std::byte> want(model.content.data() + model.head, size - model.head);
+  auto diff = FirstDifference(got, want);
+  EXPECT_FALSE(diff.has_value()) << "first difference at offset " << model.head + diff.value_or(0)
+                                 << " (read " << got.size() << " bytes, expected " << want.size() << ")";
+  if (model.head > 0) {
+    std::byte b[1];
+    EXPECT_ERRNO(file.ReadAt(model.head - 1, b), ENODATA);
+  }
+  std::byte b[8];
+  auto past = file.ReadAt(size, b);
+  ASSERT_OK(past);
+  EXPECT_EQ(*past, 0u);
+}
+
+std::vector<SegmentInfo> Expected(std::initializer_list<std::array<uint64_t, 3>> rows) {
+  std::vector<SegmentInfo> out;
+  for (auto& r : rows) {
+    out.push_back(SegmentInfo{r[0], r[1], r[2], SegmentFileName(r[0], r[1])});
+  }
+  return out;
+}
+
+void ExpectSegments(const std::vector<SegmentInfo>& got, const std::vector<SegmentInfo>& want) {
+  ASSERT_EQ(got.size(), want.size()) << "segment count";
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(got[i].base, want[i].base) << "segment " << i;
+    EXPECT_EQ(got[i].capacity, want[i].capacity) << "segment " << i;
+    EXPECT_EQ(got[i].length, want[i].length) << "segment " << i;
+    EXPECT_EQ(got[i].file_name, want[i].file_name) << "segment " << i;
+  }
+}
+
+void ExpectSegments(const HPFile& file, const std::vector<SegmentInfo>& want) {
+  ExpectSegments(file.Segments(), want);
+}
+
+// A file that has just filled its tail may already have rolled to an empty
+// successor; the contract allows both, so drop such a trailing empty segment.
+std::vector<SegmentInfo> SegmentsWithoutEmptyTail(const HPFile& file) {
+  auto segments = file.Segments();
+  if (segments.size() > 1 && segments.back().length == 0) segments.pop_back();
+  return segments;
+}
+
+// ---------------------------------------------------------------------------
+// Open
+
+TEST_F(HPFileTest, NewFileIsEmpty) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir()));
+  EXPECT_EQ(file->Size(), 0u);
+  EXPECT_EQ(file->Head(), 0u);
+  EXPECT_EQ(file->DurableSize(), 0u);
+  EXPECT_FALSE(file->Damage().has_value());
+  EXPECT_TRUE(FileExists(Dir() + "/" + std::string(format::kMetaName)));
+
+  std::byte buf[16];
+  ASSERT_OK_AND_ASSIGN(size_t n, file->ReadAt(0, buf));
+  EXPECT_EQ(n, 0u);
+  ASSERT_OK_AND_ASSIGN(n, file->ReadAt(12345, buf));
+  EXPECT_EQ(n, 0u);
+  ASSERT_OK_AND_ASSIGN(n, file->ReadAt(0, std::span<std::byte>()));
+  EXPECT_EQ(n, 0u);
+
+  auto segments = file->Segments();
+  ASSERT_LE(segments.size(), 1u);
+  if (segments.size() == 1) {
+    EXPECT_EQ(segments[0].base, 0u);
+    EXPECT_EQ(segments[0].length, 0u);
+  }
+  ASSERT_OK_AND_ASSIGN(auto extents, file->MapRange(0, 100));
+  EXPECT_TRUE(extents.empty());
+  testing::ExpectWellFormed(*file);
+}
+
+TEST_F(HPFileTest, NewFileUsesInitialMeta) {
+  Options options = OptionsWithSegmentSize(4096);
+  options.initial_meta.mode = 0640;
+  options.initial_meta.uid = 1234;
+  options.initial_meta.gid = 5678;
+  options.initial_meta.retain_bytes = 1 << 20;
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
+  Meta meta = file->GetMeta();
+  EXPECT_EQ(meta.segment_size, 4096u);
+  EXPECT_EQ(meta.mode, 0640u);
+  EXPECT_EQ(meta.uid, 1234u);
+  EXPECT_EQ(meta.gid, 5678u);
+  EXPECT_EQ(meta.retain_bytes, 1u << 20);
+  EXPECT_FALSE(meta.retain_seconds.has_value());
+
+  // Open of an existing file ignores initial_meta.
+  file.reset();
+  Options other = OptionsWithSegmentSize(999);
+  ASSERT_OK_AND_ASSIGN(file, HPFile::Open(Dir(), other));
+  EXPECT_EQ(file->GetMeta().segment_size, 4096u);
+  EXPECT_EQ(file->GetMeta().uid, 1234u);
+}
+
+TEST_F(HPFileTest, OpenCreatesFileInExistingEmptyDirectory) {
+  ASSERT_EQ(::mkdir(Dir().c_str(), 0755), 0);
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir()));
+  EXPECT_EQ(file->Size(), 0u);
+  EXPECT_TRUE(FileExists(Dir() + "/" + std::string(format::kMetaName)));
+}
+
+TEST_F(HPFileTest, OpenWithoutCreateOnMissingDirectoryFailsWithENOENT) {
+  Options options;
+  options.create_if_missing = false;
+  EXPECT_ERRNO(HPFile::Open(Dir(), options), ENOENT);
+  EXPECT_FALSE(FileExists(Dir()));
+}
+
+TEST_F(HPFileTest, OpenWithoutCreateOnDirectoryWithoutMetaFailsWithENOENT) {
+  ASSERT_EQ(::mkdir(Dir().c_str(), 0755), 0);
+  Options options;
+  options.create_if_missing = false;
+  EXPECT_ERRNO(HPFile::Open(Dir(), options), ENOENT);
+  EXPECT_TRUE(testing::ListDirSorted(Dir()).empty()) << "open must not create anything";
+}
+
+TEST_F(HPFileTest, OpenOnRegularFileFails) {
+  testing::WriteFileText(Dir(), "not a directory");
+  auto file = HPFile::Open(Dir());
+  ASSERT_FALSE(file.has_value());
+  EXPECT_EQ(file.error().value(), ENOTDIR) << file.error().message();
+  EXPECT_EQ(ReadFileText(Dir()), "not a directory");
+}
+
+// ---------------------------------------------------------------------------
+// Append
+
+TEST_F(HPFileTest, AppendReturnsStartOffsets) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(16)));
+  Model model;
+  uint64_t expected_offset = 0;
+  for (size_t len : {3u, 10u, 1u, 16u, 40u, 2u}) {
+    auto data = SeededBytes(len, expected_offset, len);
+    ASSERT_OK_AND_ASSIGN(uint64_t offset, file->Append(data));
+    EXPECT_EQ(offset, expected_offset);
+    expected_offset += len;
+    EXPECT_EQ(file->Size(), expected_offset);
+    model.Append(data);
+  }
+  ExpectContent(*file, model);
+  testing::ExpectWellFormed(*file);
+}
+
+TEST_F(HPFileTest, ZeroLengthAppendReturnsEndAndChangesNothing) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(16)));
+  ASSERT_OK_AND_ASSIGN(uint64_t offset, file->Append({}));
+  EXPECT_EQ(offset, 0u);
+  EXPECT_EQ(file->Size(), 0u);
+
+  auto data = PatternBytes(0, 16);
+  ASSERT_OK(file->Append(data));
+  auto before = file->Segments();
+  auto disk_before = SegmentFilesOnDisk(Dir());
+  ASSERT_OK_AND_ASSIGN(offset, file->Append({}));
+  EXPECT_EQ(offset, 16u);
+  EXPECT_EQ(file->Size(), 16u);
+  EXPECT_EQ(file->Segments().size(), before.size());
+  EXPECT_EQ(SegmentFilesOnDisk(Dir()), disk_before);
+  ExpectContent(*file, Model{0, data});
+}
+
+TEST_F(HPFileTest, AppendExactlyFillingSegmentRollsOnNextAppend) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(16)));
+  auto first = SeededBytes(1, 0, 16);
+  ASSERT_OK_AND_ASSIGN(uint64_t offset, file->Append(first));
+  EXPECT_EQ(offset, 0u);
+  EXPECT_EQ(file->Size(), 16u);
+  {
+    auto segments = file->Segments();
+    ASSERT_GE(segments.size(), 1u);
+    EXPECT_EQ(segments[0].length, 16u);
+    // If the writer rolled eagerly, the new tail is empty and starts at 16.
+    if (segments.size() == 2) {
+      EXPECT_EQ(segments[1].base, 16u);
+      EXPECT_EQ(segments[1].length, 0u);
+    }
+    EXPECT_LE(segments.size(), 2u);
+  }
+  testing::ExpectWellFormed(*file);
+
+  auto second = SeededBytes(2, 16, 1);
+  ASSERT_OK_AND_ASSIGN(offset, file->Append(second));
+  EXPECT_EQ(offset, 16u);
+  ExpectSegments(*file, Expected({{0, 16, 16}, {16, 16, 1}}));
+  EXPECT_EQ(SegmentFilesOnDisk(Dir()),
+            (std::vector<std::string>{SegmentFileName(0, 16), SegmentFileName(16, 16)}));
+  EXPECT_EQ(ReadFileBytes(SegPath(0, 16)), first);
+  EXPECT_EQ(ReadFileBytes(SegPath(16, 16)), second);
+}
+
+TEST_F(HPFileTest, AppendSpanningSeveralSegmentsSplitsAtCapacities) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(16)));
+  auto a = SeededBytes(1, 0, 5);
+  auto b = SeededBytes(2, 5, 50);
+  ASSERT_OK_AND_ASSIGN(uint64_t offset, file->Append(a));
+  EXPECT_EQ(offset, 0u);
+  ASSERT_OK_AND_ASSIGN(offset, file->Append(b));
+  EXPECT_EQ(offset, 5u);
+  ExpectSegments(*file, Expected({{0, 16, 16}, {16, 16, 16}, {32, 16, 16}, {48, 16, 7}}));
+
+  Model model;
+  model.Append(a);
+  model.Append(b);
+  // Each segment file holds exactly its slot's bytes.
+  for (uint64_t base : {0u, 16u, 32u, 48u}) {
+    size_t len = std::min<size_t>(16, model.content.size() - base);
+    std::vector<std::byte> want(model.content.begin() + base, model.content.begin() + base + len);
+    EXPECT_EQ(ReadFileBytes(SegPath(base, 16)), want) << "segment at " << base;
+  }
+  ExpectContent(*file, model);
+  testing::ExpectWellFormed(*file);
+}
+
+TEST_F(HPFileTest, AppendSpanningFromExactlyFullTail) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(16)));
+  Model model;
+  auto a = SeededBytes(1, 0, 32);
+  auto b = SeededBytes(2, 32, 33);
+  ASSERT_OK(file->Append(a));
+  ASSERT_OK_AND_ASSIGN(uint64_t offset, file->Append(b));
+  EXPECT_EQ(offset, 32u);
+  model.Append(a);
+  model.Append(b);
+  ExpectSegments(*file, Expected({{0, 16, 16}, {16, 16, 16}, {32, 16, 16}, {48, 16, 16}, {64, 16, 1}}));
+  ExpectContent(*file, model);
+}
+
+TEST_F(HPFileTest, OneByteSegments) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(1)));
+  Model model;
+  auto a = SeededBytes(1, 0, 10);
+  ASSERT_OK_AND_ASSIGN(uint64_t offset, file->Append(a));
+  EXPECT_EQ(offset, 0u);
+  model.Append(a);
+  for (uint64_t i = 0; i < 5; ++i) {
+    auto one = SeededBytes(2, 10 + i, 1);
+    ASSERT_OK_AND_ASSIGN(offset, file->Append(one));
+    EXPECT_EQ(offset, 10 + i);
+    model.Append(one);
+  }
+  auto segments = SegmentsWithoutEmptyTail(*file);
+  ASSERT_EQ(segments.size(), 15u);
+  for (uint64_t i = 0; i < 15; ++i) {
+    EXPECT_EQ(segments[i].base, i);
+    EXPECT_EQ(segments[i].capacity, 1u);
+    EXPECT_EQ(segments[i].length, 1u);
+    EXPECT_EQ(segments[i].file_name, SegmentFileName(i, 1));
+    EXPECT_EQ(ReadFileBytes(SegPath(i, 1)), std::vector<std::byte>{model.content[i]});
+  }
+  ExpectContent(*file, model);
+  // Single-byte reads at every offset and one read over all of them.
+  for (uint64_t i = 0; i < 15; ++i) {
+    ASSERT_OK_AND_ASSIGN(auto got, ReadRange(*file, i, 1));
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0], model.content[i]) << "offset " << i;
+  }
+  testing::ExpectWellFormed(*file);
+
+  ASSERT_OK(file->PruneHead(7));
+  ASSERT_OK(file->Truncate(12));
+  model.head = 7;
+  model.content.resize(12);
+  ExpectContent(*file, model);
+  testing::ExpectWellFormed(*file);
+}
+
+TEST_F(HPFileTest, SegmentFilesAreNamedByBaseAndCapacityWithMatchingSizes) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(1000)));
+  auto data = PatternBytes(0, 2500);
+  ASSERT_OK(file->Append(data));
+  EXPECT_EQ(SegmentFilesOnDisk(Dir()),
+            (std::vector<std::string>{"00000000000000000000-1000.seg", "00000000000000001000-1000.seg",
+                                      "00000000000000002000-1000.seg"}));
+  EXPECT_EQ(FileSize(Dir() + "/00000000000000000000-1000.seg"), 1000);
+  EXPECT_EQ(FileSize(Dir() + "/00000000000000001000-1000.seg"), 1000);
+  EXPECT_EQ(FileSize(Dir() + "/00000000000000002000-1000.seg"), 500);
+  testing::ExpectWellFormed(*file);
+}
+
+// An empty file whose head (and so size) sits just below the largest size
+// allowed, as a truncate below the head can leave it.
+TEST_F(HPFileTest, AppendPastMaxFileSizeFailsWithEFBIGAndChangesNothing) {
+  ASSERT_EQ(::mkdir(Dir().c_str(), 0755), 0);
+  const uint64_t start = format::kMaxFileSize - 10;
+  testing::WriteFileText(Dir() + "/hpfile.meta",
+                         "format=1\nsegment_size=16\nhead=" + std::to_string(start) + "\n");
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir()));
+  ASSERT_FALSE(file->Damage().has_value()) << *file->Damage();
+  ASSERT_EQ(file->Size(), start);
+  EXPECT_ERRNO(file->Append(PatternBytes(start, 11)), EFBIG);
+  EXPECT_ERRNO(file->Truncate(format::kMaxFileSize + 1), EFBIG);
+  EXPECT_EQ(file->Size(), start);
+  EXPECT_TRUE(SegmentFilesOnDisk(Dir()).empty());
+}
+
+TEST_F(HPFileTest, OpenWithMissingParentDirectoryFails) {
+  auto file = HPFile::Open(tmp_.Sub("no/such/parent"));
+  ASSERT_FALSE(file.has_value());
+  EXPECT_EQ(file.error().value(), ENOENT) << file.error().message();
+}
+
+// ---------------------------------------------------------------------------
+// ReadAt
+
+TEST_F(HPFileTest, ReadAtIsShortOnlyAtEnd) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(16)));
+  auto data = PatternBytes(0, 50);
+  ASSERT_OK(file->Append(data));
+  // Reads crossing every boundary come back whole.
+  for (uint64_t offset = 0; offset < 50; ++offset) {
+    for (size_t len : {1u, 15u, 16u, 17u, 33u}) {
+      ASSERT_OK_AND_ASSIGN(auto got, ReadRange(*file, offset, len));
+      size_t want = std::min<size_t>(len, 50 - offset);
+      ASSERT_EQ(got.size(), want) << "offset " << offset << " len " << len;
+      EXPECT_EQ(got, PatternBytes(offset, want)) << "offset " << offset << " len " << len;
+    }
+  }
+  ASSERT_OK_AND_ASSIGN(auto got, ReadRange(*file, 50, 10));
+  EXPECT_TRUE(got.empty());
+  ASSERT_OK_AND_ASSIGN(got, ReadRange(*file, 1u << 30, 10));
+  EXPECT_TRUE(got.empty());
+  ASSERT_OK_AND_ASSIGN(got, ReadRange(*file, UINT64_MAX - 5, 10));
+  EXPECT_TRUE(got.empty());
+}
+
+// ---------------------------------------------------------------------------
+// SetSegmentSize
+
+TEST_F(HPFileTest, SetSegmentSizeAppliesToNewSegmentsOnly) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(16)));
+  Model model;
+  auto a = SeededBytes(1, 0, 20);
+  ASSERT_OK(file->Append(a));
+  model.Append(a);
+  ASSERT_OK(file->SetSegmentSize(32));
+  EXPECT_EQ(file->GetMeta().segment_size, 32u);
+  // The tail keeps its capacity of 16.
+  ExpectSegments(*file, Expected({{0, 16, 16}, {16, 16, 4}}));
+
+  auto b = SeededBytes(2, 20, 20);
+  ASSERT_OK_AND_ASSIGN(uint64_t offset, file->Append(b));
+  EXPECT_EQ(offset, 20u);
+  model.Append(b);
+  ExpectSegments(*file, Expected({{0, 16, 16}, {16, 16, 16}, {32, 32, 8}}));
+
+  ASSERT_OK(file->SetSegmentSize(8));
+  auto c = SeededBytes(3, 40, 40);
+  ASSERT_OK(file->Append(c));
+  model.Append(c);
+  ExpectSegments(SegmentsWithoutEmptyTail(*file),
+                 Expected({{0, 16, 16}, {16, 16, 16}, {32, 32, 32}, {64, 8, 8}, {72, 8, 8}}));
+  ExpectContent(*file, model);
+  testing::ExpectWellFormed(*file);
+
+  // The new size survives a reopen, and so do the old segments' capacities.
+  ASSERT_OK(file->Sync());
+  file.reset();
+  ASSERT_OK_AND_ASSIGN(file, HPFile::Open(Dir()));
+  EXPECT_EQ(file->GetMeta().segment_size, 8u);
+  ExpectContent(*file, model);
+  auto d = SeededBytes(4, 80, 9);
+  ASSERT_OK(file->Append(d));
+  model.Append(d);
+  ExpectSegments(*file, Expected({{0, 16, 16}, {16, 16, 16}, {32, 32, 32}, {64, 8, 8}, {72, 8, 8}, {80, 8, 8},
+                                  {88, 8, 1}}));
+  ExpectContent(*file, model);
+  testing::ExpectWellFormed(*file);
+}
+
+TEST_F(HPFileTest, SetSegmentSizeRejectsInvalidSizes) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(16)));
+  EXPECT_ERRNO(file->SetSegmentSize(0), EINVAL);
+  EXPECT_ERRNO(file->SetSegmentSize(format::kMaxSegmentSize + 1), EINVAL);
+  EXPECT_EQ(file->GetMeta().segment_size, 16u);
+  EXPECT_OK(file->SetSegmentSize(format::kMaxSegmentSize));
+  EXPECT_EQ(file->GetMeta().segment_size, format::kMaxSegmentSize);
+}
+
+// ---------------------------------------------------------------------------
+// Truncate
+
+class TruncateTest : public HPFileTest {
+ protected:
+  void SetUp() override {
+    auto opened = HPFile::Open(Dir(), OptionsWithSegmentSize(16));
+    ASSERT_TRUE(opened.has_value()) << opened.error().message();
+    file_ = std::move(*opened);
+    model_.content = SeededBytes(1, 0, 40);  // segments [0,16) [16,32) [32,40)
+    auto offset = file_->Append(model_.content);
+    ASSERT_TRUE(offset.has_value()) << offset.error().message();
+  }
+
+  void AppendAndCheck(uint64_t seed, size_t len) {
+    auto data = SeededBytes(seed, model_.content.size(), len);
+    auto offset = file_->Append(data);
+    ASSERT_TRUE(offset.has_value()) << offset.error().message();
+    EXPECT_EQ(*offset, model_.content.size());
+    model_.Append(data);
+    ExpectContent(*file_, model_);
+    testing::ExpectWellFormed(*file_);
+  }
+
+  std::unique_ptr<HPFile> file_;
+  Model model_;
+};
+
+TEST_F(TruncateTest, TruncateToZeroEmptiesFile) {
+  ASSERT_OK(file_->Truncate(0));
+  EXPECT_EQ(file_->Size(), 0u);
+  EXPECT_EQ(file_->Head(), 0u);
+  EXPECT_LE(file_->DurableSize(), file_->Size());
+  auto segments = file_->Segments();
+  ASSERT_LE(segments.size(), 1u);
+  if (!segments.empty()) {
+    EXPECT_EQ(segments[0].length, 0u);
+  }
+  model_.content.clear();
+  ExpectContent(*file_, model_);
+  testing::ExpectWellFormed(*file_);
+  AppendAndCheck(2, 20);
+}
+
+TEST_F(TruncateTest, TruncateToSizeChangesNothing) {
+  auto before = file_->Segments();
+  ASSERT_OK(file_->Truncate(40));
+  ExpectSegments(*file_, before);
+  ExpectContent(*file_, model_);
+}
+
+TEST_F(TruncateTest, TruncateWithinTailCutsTail) {
+  ASSERT_OK(file_->Truncate(37));
+  model_.content.resize(37);
+  ExpectSegments(*file_, Expected({{0, 16, 16}, {16, 16, 16}, {32, 16, 5}}));
+  EXPECT_EQ(FileSize(SegPath(32, 16)), 5);
+  ExpectContent(*file_, model_);
+  AppendAndCheck(2, 20);
+}
+
+TEST_F(TruncateTest, TruncateAtSegmentBoundaryDropsWholeSegment) {
+  ASSERT_OK(file_->Truncate(32));
+  model_.content.resize(32);
+  ExpectSegments(*file_, Expected({{0, 16, 16}, {16, 16, 16}}));
+  EXPECT_FALSE(FileExists(SegPath(32, 16)));
+  ExpectContent(*file_, model_);
+  testing::ExpectWellFormed(*file_);
+
+  ASSERT_OK(file_->Truncate(16));
+  model_.content.resize(16);
+  ExpectSegments(*file_, Expected({{0, 16, 16}}));
+  EXPECT_FALSE(FileExists(SegPath(16, 16)));
+  ExpectContent(*file_, model_);
+  AppendAndCheck(2, 3);
+  ExpectSegments(*file_, Expected({{0, 16, 16}, {16, 16, 3}}));
+}
+
+TEST_F(TruncateTest, TruncateIntoSealedSegmentDeletesLaterSegmentsAndCutsIt) {
+  AppendAndCheck(2, 20);  // now 60 bytes: segments at 0, 16, 32, 48
+  ASSERT_OK(file_->Truncate(20));
+  model_.content.resize(20);
+  ExpectSegments(*file_, Expected({{0, 16, 16}, {16, 16, 4}}));
+  EXPECT_FALSE(FileExists(SegPath(32, 16)));
+  EXPECT_FALSE(FileExists(SegPath(48, 16)));
+  EXPECT_EQ(FileSize(SegPath(16, 16)), 4);
+  ExpectContent(*file_, model_);
+  AppendAndCheck(3, 20);
+  ExpectSegments(*file_, Expected({{0, 16, 16}, {16, 16, 16}, {32, 16, 8}}));
+}
+
+TEST_F(TruncateTest, TruncateToHeadLeavesEmptyFileAtHead) {
+  ASSERT_OK(file_->PruneHead(20));
+  ASSERT_OK(file_->Truncate(20));
+  model_.head = 20;
+  model_.content.resize(20);
+  EXPECT_EQ(file_->Head(), 20u);
+  EXPECT_EQ(file_->Size(), 20u);
+  ExpectContent(*file_, model_);
+  testing::ExpectWellFormed(*file_);
+  AppendAndCheck(2, 30);
+}
+
+TEST_F(TruncateTest, TruncateBelowHeadLeavesEmptyFileWithHeadAndSizeAtN) {
+  ASSERT_OK(file_->PruneHead(36));
+  ASSERT_OK(file_->Truncate(10));
+  EXPECT_EQ(file_->Head(), 10u);
+  EXPECT_EQ(file_->Size(), 10u);
+  model_.head = 10;
+  model_.content.resize(10);
+  ExpectContent(*file_, model_);
+  testing::ExpectWellFormed(*file_);
+  AppendAndCheck(2, 30);
+  std::byte b[1];
+  EXPECT_ERRNO(file_->ReadAt(9, b), ENODATA);
+  EXPECT_ERRNO(file_->ReadAt(0, b), ENODATA);
+
+  // The state survives a reopen.
+  ASSERT_OK(file_->Sync());
+  file_.reset();
+  ASSERT_OK_AND_ASSIGN(file_, HPFile::Open(Dir()));
+  ExpectContent(*file_, model_);
+  testing::ExpectWellFormed(*file_);
+}
+
+TEST_F(TruncateTest, TruncateBelowHeadOfFileWithoutSegmentsBelowN) {
+  // Head past the first two segments: they are gone, and n lies below the
+  // first remaining segment's base.
+  ASSERT_OK(file_->PruneHead(38));
+  ASSERT_OK(file_->Truncate(5));
+  EXPECT_EQ(file_->Head(), 5u);
+  EXPECT_EQ(file_->Size(), 5u);
+  model_.head = 5;
+  model_.content.resize(5);
+  ExpectContent(*file_, model_);
+  AppendAndCheck(2, 50);
+}
+
+TEST_F(TruncateTest, TruncateGrowingAppendsZeros) {
+  ASSERT_OK(file_->Truncate(37));
+  ASSERT_OK(file_->Truncate(70));
+  model_.content.resize(37);
+  model_.content.resize(70, std::byte{0});
+  ExpectContent(*file_, model_);
+  ExpectSegments(*file_, Expected({{0, 16, 16}, {16, 16, 16}, {32, 16, 16}, {48, 16, 16}, {64, 16, 6}}));
+  testing::ExpectWellFormed(*file_);
+  AppendAndCheck(2, 11);
+}
+
+TEST_F(HPFileTest, TruncateGrowingIsSparse) {
+  constexpr uint64_t kSeg = 64ull << 20;
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(kSeg)));
+  auto a = SeededBytes(1, 0, 10);
+  ASSERT_OK(file->Append(a));
+  const uint64_t n = 3 * kSeg + 12345;
+  ASSERT_OK(file->Truncate(n));
+  EXPECT_EQ(file->Size(), n);
+  ASSERT_OK(file->Sync());
+  EXPECT_EQ(file->DurableSize(), n);
+  ExpectSegments(*file, Expected({{0, kSeg, kSeg}, {kSeg, kSeg, kSeg}, {2 * kSeg, kSeg, kSeg}, {3 * kSeg, kSeg, 12345}}));
+  EXPECT_TRUE(FileExists(Dir() + "/00000000000134217728-67108864.seg"));
+  int64_t blocks = 0;
+  for (auto& name : SegmentFilesOnDisk(Dir())) blocks += FileBlocks(Dir() + "/" + name);
+  // 192 MiB of zeros written out would be 393216 blocks; a sparse grow costs
+  // a few blocks for the 10 data bytes and metadata.
+  EXPECT_LT(blocks, 2048) << "grown zeros were written out instead of left sparse";
+
+  ASSERT_OK_AND_ASSIGN(auto got, ReadRange(*file, 0, 10));
+  EXPECT_EQ(got, a);
+  for (uint64_t offset : std::initializer_list<uint64_t>{10, kSeg - 1, kSeg, 2 * kSeg + 7, n - 100}) {
+    ASSERT_OK_AND_ASSIGN(got, ReadRange(*file, offset, 100));
+    EXPECT_EQ(got, std::vector<std::byte>(100)) << "offset " << offset;
+  }
+  auto b = SeededBytes(2, n, 10);
+  ASSERT_OK_AND_ASSIGN(uint64_t offset, file->Append(b));
+  EXPECT_EQ(offset, n);
+  ASSERT_OK_AND_ASSIGN(got, ReadRange(*file, n - 5, 100));
+  std::vector<std::byte> want(5);
+  want.insert(want.end(), b.begin(), b.end());
+  EXPECT_EQ(got, want);
+}
+
+TEST_F(TruncateTest, TruncatePastMaxFileSizeFailsWithEFBIG) {
+  EXPECT_ERRNO(file_->Truncate(format::kMaxFileSize + 1), EFBIG);
+  EXPECT_ERRNO(file_->Truncate(UINT64_MAX), EFBIG);
+  ExpectContent(*file_, model_);
+}
+
+TEST_F(TruncateTest, DurableSizeNeverExceedsSizeAfterTruncate) {
+  ASSERT_OK(file_->Sync());
+  EXPECT_EQ(file_->DurableSize(), 40u);
+  ASSERT_OK(file_->Truncate(20));
+  EXPECT_LE(file_->DurableSize(), 20u);
+  ASSERT_OK(file_->Sync());
+  EXPECT_EQ(file_->DurableSize(), 20u);
+}
+
+// ---------------------------------------------------------------------------
+// PruneHead
+
+class PruneTest : public TruncateTest {};
+
+TEST_F(PruneTest, PruneHeadToZeroIsNoOp) {
+  auto before = file_->Segments();
+  ASSERT_OK(file_->PruneHead(0));
+  EXPECT_EQ(file_->Head(), 0u);
+  ExpectSegments(*file_, before);
+  ExpectContent(*file_, model_);
+}
+
+TEST_F(PruneTest, PruneHeadMidSegmentHidesBytesBelowHead) {
+  ASSERT_OK(file_->PruneHead(5));
+  model_.head = 5;
+  EXPECT_EQ(file_->Head(), 5u);
+  ExpectContent(*file_, model_);
+  // The segment still holds bytes at and above the head.
+  ExpectSegments(*file_, Expected({{0, 16, 16}, {16, 16, 16}, {32, 16, 8}}));
+  EXPECT_TRUE(FileExists(SegPath(0, 16)));
+  std::byte buf[10];
+  EXPECT_ERRNO(file_->ReadAt(0, buf), ENODATA);
+  EXPECT_ERRNO(file_->ReadAt(4, buf), ENODATA);  // straddles the head
+  EXPECT_ERRNO(file_->MapRange(4, 10), ENODATA);
+  ASSERT_OK_AND_ASSIGN(auto got, ReadRange(*file_, 5, 10));
+  EXPECT_EQ(got, std::vector<std::byte>(model_.content.begin() + 5, model_.content.begin() + 15));
+  testing::ExpectWellFormed(*file_);
+  AppendAndCheck(2, 9);
+}
+
+TEST_F(PruneTest, PruneHeadAtSegmentBoundaryDeletesSegmentFile) {
+  ASSERT_OK(file_->PruneHead(16));
+  model_.head = 16;
+  EXPECT_FALSE(FileExists(SegPath(0, 16)));
+  ExpectSegments(*file_, Expected({{16, 16, 16}, {32, 16, 8}}));
+  ExpectContent(*file_, model_);
+  testing::ExpectWellFormed(*file_);
+
+  ASSERT_OK(file_->PruneHead(32));
+  model_.head = 32;
+  EXPECT_FALSE(FileExists(SegPath(16, 16)));
+  ExpectSegments(*file_, Expected({{32, 16, 8}}));
+  ExpectContent(*file_, model_);
+  testing::ExpectWellFormed(*file_);
+  AppendAndCheck(2, 30);
+}
+
+TEST_F(PruneTest, PruneHeadDeletesEverySegmentWhollyBelowHead) {
+  AppendAndCheck(2, 1600 - 40);  // 100 segments
+  ASSERT_OK(file_->PruneHead(1000));
+  model_.head = 1000;
+  auto segments = file_->Segments();
+  ASSERT_FALSE(segments.empty());
+  EXPECT_EQ(segments.front().base, 992u);  // the slot holding byte 1000
+  EXPECT_EQ(segments.size(), (1600u - 992u) / 16u);
+  EXPECT_EQ(SegmentFilesOnDisk(Dir()).size(), segments.size());
+  ExpectContent(*file_, model_);
+  testing::ExpectWellFormed(*file_);
+}
+
+TEST_F(PruneTest, PruneHeadBeyondSizeStopsAtSize) {
+  ASSERT_OK(file_->PruneHead(1000));
+  EXPECT_EQ(file_->Head(), 40u);
+  EXPECT_EQ(file_->Size(), 40u);
+  model_.head = 40;
+  ExpectContent(*file_, model_);
+  EXPECT_FALSE(FileExists(SegPath(0, 16)));
+  EXPECT_FALSE(FileExists(SegPath(16, 16)));
+  testing::ExpectWellFormed(*file_);
+  AppendAndCheck(2, 30);
+}
+
+TEST_F(PruneTest, PruneHeadExactlyToSizeOfFullTail) {
+  ASSERT_OK(file_->Truncate(32));
+  model_.content.resize(32);
+  ASSERT_OK(file_->PruneHead(32));
+  model_.head = 32;
+  ExpectContent(*file_, model_);
+  testing::ExpectWellFormed(*file_);
+  AppendAndCheck(2, 20);
+  ASSERT_OK(file_->Sync());
+  file_.reset();
+  ASSERT_OK_AND_ASSIGN(file_, HPFile::Open(Dir()));
+  ExpectContent(*file_, model_);
+}
+
+TEST_F(PruneTest, PruneHeadRepeatedAndBelowCurrentHeadIsNoOp) {
+  ASSERT_OK(file_->PruneHead(20));
+  EXPECT_EQ(file_->Head(), 20u);
+  ASSERT_OK(file_->PruneHead(20));
+  EXPECT_EQ(file_->Head(), 20u);
+  ASSERT_OK(file_->PruneHead(5));
+  EXPECT_EQ(file_->Head(), 20u);
+  ASSERT_OK(file_->PruneHead(0));
+  EXPECT_EQ(file_->Head(), 20u);
+  ASSERT_OK(file_->PruneHead(25));
+  EXPECT_EQ(file_->Head(), 25u);
+  model_.head = 25;
+  ExpectContent(*file_, model_);
+  testing::ExpectWellFormed(*file_);
+}
+
+TEST_F(HPFileTest, PruneHeadOnEmptyFileKeepsHeadAtSize) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(16)));
+  ASSERT_OK(file->PruneHead(10));
+  EXPECT_EQ(file->Head(), 0u);
+  EXPECT_EQ(file->Size(), 0u);
+  ASSERT_OK_AND_ASSIGN(uint64_t offset, file->Append(PatternBytes(0, 3)));
+  EXPECT_EQ(offset, 0u);
+}
+
+TEST_F(HPFileTest, PruneHeadReleasesBlocksBelowHeadInFirstSegment) {
+  if (!testing::PunchHoleReleasesBlocks(tmp_.path())) {
+    GTEST_SKIP() << "the filesystem under /tmp does not release blocks for punched holes";
+  }
+  constexpr uint64_t kSeg = 4 << 20;
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(kSeg)));
+  auto data = SeededBytes(1, 0, 6 << 20);
+  ASSERT_OK(file->Append(data));
+  ASSERT_OK(file->Sync());  // allocate the blocks (ext4 allocates lazily)
+  int64_t before = FileBlocks(SegPath(0, kSeg));
+  ASSERT_GE(before, int64_t{kSeg / 512});
+
+  ASSERT_OK(file->PruneHead(3 << 20));
+  int64_t after = FileBlocks(SegPath(0, kSeg));
+  // 3 MiB below the head are released; 1 MiB above it stays.
+  EXPECT_LE(after, before - int64_t{(3 << 20) / 512} + 64) << "before " << before << " after " << after;
+  EXPECT_EQ(FileSize(SegPath(0, kSeg)), int64_t{kSeg}) << "punching must keep the file's size";
+  Model model{3 << 20, data};
+  ExpectContent(*file, model);
+}
+
+// ---------------------------------------------------------------------------
+// Reopen
+
+// Every kind of operation, each followed by Sync, close and reopen; the
+// reopened file must hold exactly what the model says.
+TEST_F(HPFileTest, ReopenAfterEveryOperationPreservesState) {
+  Options options = OptionsWithSegmentSize(16);
+  options.initial_meta.mode = 0600;
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
+  Model model;
+  uint64_t segment_size = 16;
+  Meta attributes = file->GetMeta();
+  uint64_t seed = 0;
+
+  auto reopen_and_check = [&](const std::string& step) {
+    SCOPED_TRACE("after " + step);
+    ASSERT_OK(file->Sync());
+    EXPECT_EQ(file->DurableSize(), file->Size());
+    file.reset();
+    ASSERT_OK_AND_ASSIGN(file, HPFile::Open(Dir(), options));
+    EXPECT_FALSE(file->Damage().has_value());
+    ExpectContent(*file, model);
+    testing::ExpectWellFormed(*file);
+    Meta meta = file->GetMeta();
+    EXPECT_EQ(meta.segment_size, segment_size);
+    EXPECT_EQ(meta.mode, attributes.mode);
+    EXPECT_EQ(meta.uid, attributes.uid);
+    EXPECT_EQ(meta.gid, attributes.gid);
+    EXPECT_EQ(meta.retain_bytes, attributes.retain_bytes);
+    EXPECT_EQ(meta.retain_seconds, attributes.retain_seconds);
+    EXPECT_EQ(meta.unknown, attributes.unknown);
+  };
+  auto append = [&](size_t len) {
+    auto data = SeededBytes(++seed, model.content.size(), len);
+    auto offset = file->Append(data);
+    ASSERT_TRUE(offset.has_value()) << offset.error().message();
+    EXPECT_EQ(*offset, model.content.size());
+    model.Append(data);
+  };
+
+  reopen_and_check("create");
+  append(10);
+  reopen_and_check("append within a segment");
+  append(6);
+  reopen_and_check("append filling the tail");
+  append(45);
+  reopen_and_check("append spanning segments");
+  ASSERT_OK(file->SetSegmentSize(24));
+  segment_size = 24;
+  reopen_and_check("SetSegmentSize");
+  append(50);
+  reopen_and_check("append with the new segment size");
+  ASSERT_OK(file->PruneHead(7));
+  model.head = 7;
+  reopen_and_check("PruneHead mid-segment");
+  ASSERT_OK(file->PruneHead(32));
+  model.head = 32;
+  reopen_and_check("PruneHead at a segment boundary");
+  ASSERT_OK(file->Truncate(100));
+  model.content.resize(100);
+  reopen_and_check("Truncate within a segment");
+  ASSERT_OK(file->Truncate(88));
+  model.content.resize(88);
+  reopen_and_check("Truncate at a segment boundary");
+  ASSERT_OK(file->Truncate(150));
+  model.content.resize(150, std::byte{0});
+  reopen_and_check("Truncate growing");
+  ASSERT_OK(file->UpdateMeta([](Meta& m) {
+    m.mode = 0644;
+    m.uid = 42;
+    m.gid = 43;
+    m.retain_bytes = 4096;
+    m.retain_seconds = 86400;
+  }));
+  attributes = file->GetMeta();
+  EXPECT_EQ(attributes.uid, 42u);
+  reopen_and_check("UpdateMeta");
+  ASSERT_OK(file->PruneHead(140));
+  model.head = 140;
+  reopen_and_check("PruneHead into the tail");
+  ASSERT_OK(file->Truncate(60));
+  model.head = 60;
+  model.content.resize(60);
+  reopen_and_check("Truncate below head");
+  append(70);
+  reopen_and_check("append after truncate below head");
+  ASSERT_OK(file->Truncate(0));
+  model.head = 0;
+  model.content.clear();
+  reopen_and_check("Truncate to zero");
+  append(33);
+  reopen_and_check("append after truncate to zero");
+}
+
+// A clean close without Sync loses no appended byte: write-through appends are
+// in the backing filesystem already.
+TEST_F(HPFileTest, ReopenWithoutSyncKeepsAppendedBytes) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(16)));
+  Model model;
+  model.Append(SeededBytes(1, 0, 50));
+  ASSERT_OK(file->Append(model.content));
+  file.reset();
+  ASSERT_OK_AND_ASSIGN(file, HPFile::Open(Dir()));
+  ExpectContent(*file, model);
+  testing::ExpectWellFormed(*file);
+}
+
+// Write, reopen, append, check both records byte for byte: the second record
+// must land exactly at the old end, wherever that falls in its segment.
+class AppendAfterReopenTest : public HPFileTest,
+                              public ::testing::WithParamInterface<std::tuple<size_t, bool, size_t>> {};
+
+TEST_P(AppendAfterReopenTest, AppendAfterReopenContinuesExactlyAtEnd) {
+  auto [first_len, sync_before_close, write_buffer] = GetParam();
+  Options options = OptionsWithSegmentSize(16);
+  options.write_buffer_size = write_buffer;
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
+  auto first = SeededBytes(1, 0, first_len);
+  ASSERT_OK(file->Append(first));
+  if (sync_before_close || write_buffer > 0) ASSERT_OK(file->Sync());
+  file.reset();
+
+  ASSERT_OK_AND_ASSIGN(file, HPFile::Open(Dir(), options));
+  ASSERT_EQ(file->Size(), first_len);
+  auto second = SeededBytes(2, first_len, 21);
+  ASSERT_OK_AND_ASSIGN(uint64_t offset, file->Append(second));
+  EXPECT_EQ(offset, first_len);
+  Model model;
+  model.Append(first);
+  model.Append(second);
+  ExpectContent(*file, model);
+  ASSERT_OK(file->Sync());
+  file.reset();
+
+  ASSERT_OK_AND_ASSIGN(file, HPFile::Open(Dir(), options));
+  ExpectContent(*file, model);
+  testing::ExpectWellFormed(*file);
+  // And on disk, each segment file holds its slot's bytes.
+  for (auto& s : file->Segments()) {
+    std::vector<std::byte> want(model.content.begin() + s.base, model.content.begin() + s.base + s.length);
+    EXPECT_EQ(ReadFileBytes(Dir() + "/" + s.file_name), want) << s.file_name;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(TailShapes, AppendAfterReopenTest,
+                         ::testing::Combine(::testing::Values(1, 10, 16, 40, 48),
+                                            ::testing::Bool(),
+                                            ::testing::Values(0, 4096)));
+
+// ---------------------------------------------------------------------------
+// Sync and meta
+
+TEST_F(HPFileTest, SyncMakesDurableSizeEqualSize) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(16)));
+  ASSERT_OK(file->Append(PatternBytes(0, 50)));
+  EXPECT_LE(file->DurableSize(), file->Size());
+  ASSERT_OK(file->Sync());
+  EXPECT_EQ(file->DurableSize(), 50u);
+  ASSERT_OK(file->Append(PatternBytes(50, 3)));
+  EXPECT_LE(file->DurableSize(), 53u);
+  EXPECT_GE(file->DurableSize(), 50u);
+  ASSERT_OK(file->Sync());
+  EXPECT_EQ(file->DurableSize(), 53u);
+  // A Sync with nothing new is fine too.
+  ASSERT_OK(file->Sync());
+  EXPECT_EQ(file->DurableSize(), 53u);
+}
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    lines.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return lines;
+}
+
+bool HasLine(const std::string& text, const std::string& line) {
+  auto lines = Lines(text);
+  return std::find(lines.begin(), lines.end(), line) != lines.end();
+}
+
+TEST_F(HPFileTest, SyncWritesHeadAndSegmentSizeToMeta) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(16)));
+  ASSERT_OK(file->Append(PatternBytes(0, 50)));
+  ASSERT_OK(file->PruneHead(20));
+  ASSERT_OK(file->SetSegmentSize(32));
+  ASSERT_OK(file->Sync());
+  std::string text = ReadFileText(Dir() + "/" + std::string(format::kMetaName));
+  EXPECT_TRUE(HasLine(text, "format=1")) << text;
+  EXPECT_TRUE(HasLine(text, "head=20")) << text;
+  EXPECT_TRUE(HasLine(text, "segment_size=32")) << text;
+  EXPECT_FALSE(FileExists(Dir() + "/" + std::string(format::kMetaTempName)));
+}
+
+TEST_F(HPFileTest, UpdateMetaPersistsAttributesAndKeepsUnknownKeys) {
+  ASSERT_EQ(::mkdir(Dir().c_str(), 0755), 0);
+  testing::WriteFileText(Dir() + "/hpfile.meta",
+                         "format=1\nsegment_size=16\nhead=0\nx_future_key=some value\n");
+  Options options;
+  options.create_if_missing = false;
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
+  ASSERT_FALSE(file->Damage().has_value()) << *file->Damage();
+  using KeyValues = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(file->GetMeta().unknown, (KeyValues{{"x_future_key", "some value"}}));
+  EXPECT_EQ(file->GetMeta().segment_size, 16u);
+
+  ASSERT_OK(file->UpdateMeta([](Meta& m) {
+    m.mode = 0640;
+    m.uid = 1234;
+    m.gid = 5678;
+    m.retain_bytes = 1 << 20;
+    m.retain_seconds = 3600;
+  }));
+  // Durable before returning: the file on disk has it already, unknown key included.
+  std::string text = ReadFileText(Dir() + "/hpfile.meta");
+  EXPECT_TRUE(HasLine(text, "x_future_key=some value")) << text;
+  auto parsed = ParseMeta(text);
+  ASSERT_TRUE(parsed.has_value()) << parsed.error();
+  EXPECT_EQ(parsed->mode, 0640u);
+  EXPECT_EQ(parsed->uid, 1234u);
+  EXPECT_EQ(parsed->gid, 5678u);
+  EXPECT_EQ(parsed->retain_bytes, 1u << 20);
+  EXPECT_EQ(parsed->retain_seconds, 3600u);
+  EXPECT_EQ(parsed->unknown, (KeyValues{{"x_future_key", "some value"}}));
+  Meta expected = file->GetMeta();
+  EXPECT_EQ(expected.uid, 1234u);
+
+  file.reset();
+  ASSERT_OK_AND_ASSIGN(file, HPFile::Open(Dir(), options));
+  EXPECT_EQ(file->GetMeta(), expected);
+
+  // Clearing an optional attribute persists as well.
+  ASSERT_OK(file->UpdateMeta([](Meta& m) { m.retain_bytes.reset(); }));
+  file.reset();
+  ASSERT_OK_AND_ASSIGN(file, HPFile::Open(Dir(), options));
+  EXPECT_FALSE(file->GetMeta().retain_bytes.has_value());
+  EXPECT_EQ(file->GetMeta().retain_seconds, 3600u);
+  EXPECT_EQ(file->GetMeta().unknown, (KeyValues{{"x_future_key", "some value"}}));
+}
+
+// Whatever UpdateMeta accepts, the next Open must read back: an attribute the
+// meta format cannot hold has to be refused, not written and then found bad.
+TEST_F(HPFileTest, UpdateMetaNeverWritesAMetaThatReopensDamaged) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(16)));
+  ASSERT_OK(file->Append(PatternBytes(0, 20)));
+  // st_mode with the file-type bits, as a filesystem layer might pass it.
+  auto updated = file->UpdateMeta([](Meta& m) { m.mode = 0100644; });
+  Meta expected = file->GetMeta();
+  ASSERT_OK(file->Sync());
+  file.reset();
+  ASSERT_OK_AND_ASSIGN(file, HPFile::Open(Dir()));
+  EXPECT_FALSE(file->Damage().has_value()) << "UpdateMeta " << (updated ? "succeeded" : "failed")
+                                           << ", then the file reopened damaged: " << *file->Damage();
+  if (updated) {
+    EXPECT_EQ(file->GetMeta(), expected);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Write buffer
+
+TEST_F(HPFileTest, BufferedAppendsAreReadableBeforeFlushAndWrittenByFlush) {
+  Options options = OptionsWithSegmentSize(1024);
+  options.write_buffer_size = 4096;
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
+  auto data = SeededBytes(1, 0, 100);
+  ASSERT_OK_AND_ASSIGN(uint64_t offset, file->Append(data));
+  EXPECT_EQ(offset, 0u);
+  EXPECT_EQ(file->Size(), 100u);
+  ASSERT_OK_AND_ASSIGN(auto got, ReadRange(*file, 0, 200));
+  EXPECT_EQ(got, data);
+  ASSERT_OK_AND_ASSIGN(got, ReadRange(*file, 30, 20));
+  EXPECT_EQ(got, std::vector<std::byte>(data.begin() + 30, data.begin() + 50));
+  // Still in memory: the backing file has not grown.
+  int64_t on_disk = FileSize(SegPath(0, 1024));
+  EXPECT_LT(on_disk, 100) << "a 100-byte append should stay in a 4096-byte write buffer";
+
+  ASSERT_OK(file->Flush());
+  EXPECT_EQ(ReadFileBytes(SegPath(0, 1024)), data);
+  ExpectContent(*file, Model{0, data});
+}
+
+TEST_F(HPFileTest, BufferedAppendsSpanningSegmentsSurviveSyncAndReopen) {
+  Options options = OptionsWithSegmentSize(64);
+  options.write_buffer_size = 100;
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
+  Model model;
+  uint64_t seed = 0;
+  for (size_t len : {10u, 50u, 7u, 150u, 1u, 64u, 99u, 100u, 101u}) {
+    auto data = SeededBytes(++seed, model.content.size(), len);
+    ASSERT_OK_AND_ASSIGN(uint64_t offset, file->Append(data));
+    EXPECT_EQ(offset, model.content.size());
+    model.Append(data);
+    ExpectContent(*file, model);
+  }
+  ASSERT_OK(file->Sync());
+  EXPECT_EQ(file->DurableSize(), model.content.size());
+  file.reset();
+  ASSERT_OK_AND_ASSIGN(file, HPFile::Open(Dir(), options));
+  ExpectContent(*file, model);
+  testing::ExpectWellFormed(*file);
+}
+
+TEST_F(HPFileTest, BufferedAppendThenTruncateAndPrune) {
+  Options options = OptionsWithSegmentSize(16);
+  options.write_buffer_size = 64;
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
+  Model model;
+  model.Append(SeededBytes(1, 0, 40));
+  ASSERT_OK(file->Append(model.content));
+  ASSERT_OK(file->Truncate(30));
+  model.content.resize(30);
+  ExpectContent(*file, model);
+  auto more = SeededBytes(2, 30, 20);
+  ASSERT_OK_AND_ASSIGN(uint64_t offset, file->Append(more));
+  EXPECT_EQ(offset, 30u);
+  model.Append(more);
+  ASSERT_OK(file->PruneHead(20));
+  model.head = 20;
+  ExpectContent(*file, model);
+  ASSERT_OK(file->Sync());
+  file.reset();
+  ASSERT_OK_AND_ASSIGN(file, HPFile::Open(Dir(), options));
+  ExpectContent(*file, model);
+  testing::ExpectWellFormed(*file);
+}
+
+// The same edge cases as the write-through tests, with the bytes involved
+// still in the write buffer.
+TEST_F(HPFileTest, BufferedTruncateBelowHeadLeavesEmptyFileAtN) {
+  Options options = OptionsWithSegmentSize(16);
+  options.write_buffer_size = 4096;
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
+  Model model;
+  model.Append(SeededBytes(1, 0, 100));
+  ASSERT_OK(file->Append(model.content));
+  ASSERT_OK(file->PruneHead(80));
+  EXPECT_EQ(file->Head(), 80u);
+  ASSERT_OK(file->Truncate(50));
+  EXPECT_EQ(file->Head(), 50u);
+  EXPECT_EQ(file->Size(), 50u);
+  model.head = 50;
+  model.content.resize(50);
+  ExpectContent(*file, model);
+  auto more = SeededBytes(2, 50, 40);
+  ASSERT_OK_AND_ASSIGN(uint64_t offset, file->Append(more));
+  EXPECT_EQ(offset, 50u);
+  model.Append(more);
+  ExpectContent(*file, model);
+  ASSERT_OK(file->Sync());
+  file.reset();
+  ASSERT_OK_AND_ASSIGN(file, HPFile::Open(Dir(), options));
+  ExpectContent(*file, model);
+  testing::ExpectWellFormed(*file);
+}
+
+TEST_F(HPFileTest, BufferedPruneHeadIntoBufferedBytes) {
+  Options options = OptionsWithSegmentSize(16);
+  options.write_buffer_size = 4096;
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
+  Model model;
+  model.Append(SeededBytes(1, 0, 100));
+  ASSERT_OK(file->Append(model.content));
+  ASSERT_OK(file->PruneHead(70));
+  model.head = 70;
+  ExpectContent(*file, model);
+  auto more = SeededBytes(2, 100, 30);
+  ASSERT_OK(file->Append(more));
+  model.Append(more);
+  ASSERT_OK(file->Sync());
+  ExpectContent(*file, model);
+  testing::ExpectWellFormed(*file);
+  file.reset();
+  ASSERT_OK_AND_ASSIGN(file, HPFile::Open(Dir(), options));
+  ExpectContent(*file, model);
+  testing::ExpectWellFormed(*file);
+}
+
+// ---------------------------------------------------------------------------
+// MapRange
+
+// Reads an extent list back through its descriptors.
+std::vector<std::byte> PreadExtents(const std::vector<Extent>& extents) {
+  std::vector<std::byte> out;
+  for (const Extent& e : extents) {
+    std::vector<std::byte> piece(e.length);
+    size_t done = 0;
+    while (done < e.length) {
+      ssize_t n = ::pread(e.fd->get(), piece.data() + done, e.length - done, e.file_offset + done);
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+    piece.resize(done);
+    out.insert(out.end(), piece.begin(), piece.end());
+  }
+  return out;
+}
+
+TEST_F(HPFileTest, MapRangeExtentsPreadToTheRange) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(16)));
+  auto data = SeededBytes(1, 0, 100);
+  ASSERT_OK(file->Append(data));
+  for (uint64_t offset : {0u, 1u, 15u, 16u, 17u, 40u, 90u, 99u}) {
+    for (size_t len : {1u, 15u, 16u, 17u, 48u, 200u}) {
+      SCOPED_TRACE("offset " + std::to_string(offset) + " len " + std::to_string(len));
+      ASSERT_OK_AND_ASSIGN(auto extents, file->MapRange(offset, len));
+      size_t want_len = std::min<size_t>(len, 100 - offset);
+      size_t total = 0;
+      for (const Extent& e : extents) {
+        ASSERT_NE(e.fd, nullptr);
+        EXPECT_TRUE(e.fd->valid());
+        EXPECT_GT(e.length, 0u);
+        EXPECT_LE(e.file_offset + e.length, 16u) << "an extent never leaves its segment";
+        total += e.length;
+      }
+      EXPECT_EQ(total, want_len);
+      EXPECT_EQ(extents.size(), (offset + want_len - 1) / 16 - offset / 16 + 1);
+      if (!extents.empty()) {
+        EXPECT_EQ(extents[0].file_offset, offset % 16);
+      }
+      EXPECT_EQ(PreadExtents(extents),
+                std::vector<std::byte>(data.begin() + offset, data.begin() + offset + want_len));
+    }
+  }
+}
+
+TEST_F(HPFileTest, MapRangeBelowHeadFailsAndPastEndIsEmpty) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(16)));
+  auto data = SeededBytes(1, 0, 50);
+  ASSERT_OK(file->Append(data));
+  ASSERT_OK(file->PruneHead(20));
+  EXPECT_ERRNO(file->MapRange(0, 10), ENODATA);
+  EXPECT_ERRNO(file->MapRange(19, 10), ENODATA);
+  ASSERT_OK_AND_ASSIGN(auto extents, file->MapRange(20, 10));
+  EXPECT_EQ(PreadExtents(extents), std::vector<std::byte>(data.begin() + 20, data.begin() + 30));
+  ASSERT_OK_AND_ASSIGN(extents, file->MapRange(50, 10));
+  EXPECT_TRUE(extents.empty());
+  ASSERT_OK_AND_ASSIGN(extents, file->MapRange(1000, 10));
+  EXPECT_TRUE(extents.empty());
+  ASSERT_OK_AND_ASSIGN(extents, file->MapRange(45, 10));
+  EXPECT_EQ(PreadExtents(extents), std::vector<std::byte>(data.begin() + 45, data.end()));
+  ASSERT_OK_AND_ASSIGN(extents, file->MapRange(21, SIZE_MAX));
+  EXPECT_EQ(PreadExtents(extents), std::vector<std::byte>(data.begin() + 21, data.end()));
+  ASSERT_OK_AND_ASSIGN(extents, file->MapRange(UINT64_MAX - 3, 10));
+  EXPECT_TRUE(extents.empty());
+  ASSERT_OK_AND_ASSIGN(extents, file->MapRange(30, 0));
+  EXPECT_TRUE(extents.empty());
+}
+
+TEST_F(HPFileTest, MapRangeStopsWhereTheWriteBufferBegins) {
+  Options options = OptionsWithSegmentSize(16);
+  options.write_buffer_size = 4096;
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
+  auto data = SeededBytes(1, 0, 40);
+  ASSERT_OK(file->Append(std::span(data).first(20)));
+  ASSERT_OK(file->Flush());
+  ASSERT_OK(file->Append(std::span(data).subspan(20)));
+  ASSERT_OK_AND_ASSIGN(auto extents, file->MapRange(10, 30));
+  EXPECT_EQ(PreadExtents(extents), std::vector<std::byte>(data.begin() + 10, data.begin() + 20));
+  ASSERT_OK(file->Flush());
+  ASSERT_OK_AND_ASSIGN(auto flushed, file->MapRange(10, 30));
+  EXPECT_EQ(PreadExtents(flushed), std::vector<std::byte>(data.begin() + 10, data.end()));
+}
+
+TEST_F(HPFileTest, MapRangeExtentOutlivesDeletedSegment) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(16)));
+  auto data = SeededBytes(1, 0, 50);
+  ASSERT_OK(file->Append(data));
+  ASSERT_OK_AND_ASSIGN(auto extents, file->MapRange(0, 32));
+  ASSERT_OK(file->PruneHead(32));
+  EXPECT_FALSE(FileExists(SegPath(0, 16)));
+  EXPECT_EQ(PreadExtents(extents), std::vector<std::byte>(data.begin(), data.begin() + 32));
+}
+
+}  // namespace
+}  // namespace hpfile
