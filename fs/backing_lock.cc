@@ -1,0 +1,26 @@
+#include "fs/backing_lock.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+
+#include "core/format.h"
+
+namespace hpfs {
+
+hpfile::Result<BackingLock> BackingLock::Acquire(const std::string& backing_dir) {
+  auto& io = hpfile::PosixIo::Default();
+  auto fd = hpfile::Fd::Open(io, backing_dir + "/" + std::string(hpfile::format::kLockName),
+                             O_RDWR | O_CREAT, 0600);
+  if (!fd) return std::unexpected(fd.error());
+  // flock, not fcntl locks: it belongs to the open file description, so it
+  // survives the daemon's fork into the background and is not dropped when
+  // some other descriptor of the file is closed.
+  int rc;
+  do {
+    rc = ::flock(fd->get(), LOCK_EX | LOCK_NB);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) return hpfile::LastErrno();
+  return BackingLock(std::move(*fd));
+}
+
+}  // namespace hpfs

@@ -1,0 +1,235 @@
+// The hpfs namespace and POSIX semantics, without libfuse: every operation the
+// daemon serves is a method here that decides the outcome and the errno, so
+// it can be tested without a kernel mount. fuse_ops.cc only translates.
+//
+// Backing layout (DESIGN.md section 2): a backing directory holding
+// hpfile.meta is a regular file, any other directory is a directory, a
+// symlink is a symlink; everything else, and the reserved names, are hidden.
+//
+// Lookup counts follow the FUSE protocol: every method that returns an Entry
+// has added one lookup to it, which the caller gives back with Forget (also
+// when the reply never reached the kernel).
+//
+// Thread-safety: all methods may be called from any number of threads.
+#pragma once
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/hpfile.h"
+#include "core/result.h"
+#include "fs/hpfs_ioctl.h"
+#include "fs/inode_table.h"
+#include "fs/options.h"
+
+namespace hpfs {
+
+template <class T>
+using Result = hpfile::Result<T>;
+
+// The process a request comes from; new entries belong to it.
+struct Caller {
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+struct Entry {
+  InodeId id = 0;
+  struct stat attr {};
+};
+
+// A setattr request: only the fields that are set change. A time may be
+// UTIME_NOW in tv_nsec.
+struct AttrChange {
+  std::optional<mode_t> mode;
+  std::optional<uid_t> uid;
+  std::optional<gid_t> gid;
+  std::optional<uint64_t> size;
+  std::optional<timespec> atime;
+  std::optional<timespec> mtime;
+};
+
+// An open regular file.
+struct FileHandle {
+  std::shared_ptr<Inode> inode;
+  int flags = 0;  // open(2) flags
+  bool writable() const { return (flags & O_ACCMODE) != O_RDONLY; }
+};
+
+// Where the bytes of a read come from: `zeros` zero bytes (the pruned head),
+// then the extents in order. The extents keep their descriptors open.
+struct ReadPlan {
+  uint64_t zeros = 0;
+  std::vector<hpfile::Extent> extents;
+  uint64_t size() const;
+};
+
+struct DirEntry {
+  std::string name;
+  ino_t ino = 0;
+  unsigned char type = DT_UNKNOWN;  // DT_DIR, DT_REG or DT_LNK
+};
+
+// An open directory: a snapshot of its visible entries, "." and ".." first.
+struct DirHandle {
+  std::shared_ptr<Inode> inode;
+  std::vector<DirEntry> entries;
+  bool listed_once = false;  // a later read at offset 0 is a rewind: list again
+};
+
+class Filesystem {
+ public:
+  // Opens the backing directory: creates the trash and empties it (files
+  // unlinked while open during the last mount). EINVAL when BACKING is itself
+  // an HPFile. The caller holds the BackingLock.
+  static Result<std::unique_ptr<Filesystem>> Open(const std::string& backing_dir, const Config& config);
+  ~Filesystem();
+  Filesystem(const Filesystem&) = delete;
+  Filesystem& operator=(const Filesystem&) = delete;
+
+  // Called when the daemon changed a file's bytes outside a request
+  // (retention), so the kernel drops its cached pages of [offset, offset+len).
+  void SetInvalidator(std::function<void(InodeId, uint64_t offset, uint64_t length)> invalidate);
+
+  const Config& config() const { return config_; }
+  const InodeTable& inodes() const { return inodes_; }
+
+  // --- names ---
+  // ENOENT for missing, hidden and reserved names; ENOTDIR when parent is not
+  // a directory; ENAMETOOLONG; ESTALE for an unknown inode id.
+  Result<Entry> Lookup(InodeId parent, std::string_view name);
+  void Forget(InodeId id, uint64_t n);
+  // Reserved names and names of the backing format are refused with EPERM.
+  Result<Entry> Mkdir(InodeId parent, std::string_view name, mode_t mode, const Caller& caller);
+  Result<Entry> Symlink(std::string_view target, InodeId parent, std::string_view name, const Caller& caller);
+  Result<std::string> ReadLink(InodeId id);
+  // Files: EISDIR for a directory. An open file stays readable and writable
+  // through its handles; its storage is freed at the last release.
+  Result<void> Unlink(InodeId parent, std::string_view name);
+  // ENOTDIR for a file, ENOTEMPTY, ENOENT.
+  Result<void> Rmdir(InodeId parent, std::string_view name);
+  // flags: 0, RENAME_NOREPLACE or RENAME_EXCHANGE (others EINVAL). Replacing
+  // a file is atomic for readers; the replaced file lives on while open.
+  Result<void> Rename(InodeId parent, std::string_view name, InodeId new_parent,
+                      std::string_view new_name, unsigned flags);
+  // Hard links and device/fifo/socket nodes do not exist here: EPERM.
+  Result<Entry> Link(InodeId id, InodeId new_parent, std::string_view new_name);
+  Result<Entry> Mknod(InodeId parent, std::string_view name, mode_t mode, dev_t rdev);
+
+  // --- attributes ---
+  Result<struct stat> GetAttr(InodeId id);
+  // `handle` is the open file the request came through, if any. Size changes
+  // of a directory: EISDIR; of a symlink: EINVAL.
+  Result<struct stat> SetAttr(InodeId id, const AttrChange& change, FileHandle* handle);
+  Result<struct statvfs> StatFs();
+
+  // --- files ---
+  // EEXIST (also for O_EXCL when the name exists), EPERM for reserved names.
+  Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Create(InodeId parent, std::string_view name,
+                                                               mode_t mode, int flags, const Caller& caller);
+  // O_TRUNC with a writable mode empties the file. EISDIR for a directory.
+  Result<std::unique_ptr<FileHandle>> OpenFile(InodeId id, int flags);
+  // Reads nothing itself: says which zeros and backing extents make up
+  // [offset, offset + size) clipped at EOF. EIO over a damaged range.
+  Result<ReadPlan> Read(FileHandle& handle, uint64_t offset, size_t size);
+  // Appends `data` when `offset` is the end of file or `append` is set (then
+  // the true end is used, whatever `offset` says); otherwise EPERM and nothing
+  // is written. Returns the bytes written (all of them). EIO for a damaged file.
+  Result<size_t> Write(FileHandle& handle, uint64_t offset, std::span<const std::byte> data, bool append);
+  Result<void> Fsync(FileHandle& handle);
+  // Drops the handle; the last one of an unlinked file deletes its storage.
+  void Release(std::unique_ptr<FileHandle> handle);
+  // DESIGN.md section 4: head punch prunes, mode 0 may grow, KEEP_SIZE is a
+  // no-op; every other mode EOPNOTSUPP with nothing changed.
+  Result<void> Fallocate(FileHandle& handle, int mode, uint64_t offset, uint64_t length);
+  // SEEK_DATA / SEEK_HOLE: data is [head, size). ENXIO at or past EOF.
+  Result<uint64_t> Lseek(FileHandle& handle, uint64_t offset, int whence);
+  Result<hpfs_stat> IoctlStat(FileHandle& handle);
+  // EBADF unless the handle is writable; EINVAL for a bad value.
+  Result<void> IoctlSet(FileHandle& handle, const hpfs_set& request);
+
+  // --- directories ---
+  Result<std::unique_ptr<DirHandle>> OpenDir(InodeId id);
+  // Lists the directory again (rewinddir).
+  Result<void> RefreshDir(DirHandle& handle);
+  Result<void> FsyncDir(InodeId id);
+
+  // --- user.hpfs.* extended attributes (only served with Config::xattr) ---
+  // Other names: ENODATA. On a directory: ENODATA.
+  Result<std::string> GetXattr(InodeId id, std::string_view name);
+  Result<std::vector<std::string>> ListXattr(InodeId id);
+  // Read-only keys: EPERM. Unknown names: ENOTSUP. Bad values: EINVAL.
+  Result<void> SetXattr(InodeId id, std::string_view name, std::string_view value);
+  // Clears a retention limit; other names as SetXattr.
+  Result<void> RemoveXattr(InodeId id, std::string_view name);
+
+  // --- daemon ---
+  // Applies each known file's retention limits once. `now` in seconds since
+  // the epoch. Returns how many files had their head moved.
+  size_t ApplyRetention(int64_t now);
+  // Syncs every open file (shutdown). Returns the first error, after trying all.
+  Result<void> SyncAll();
+
+ private:
+  Filesystem(const Config& config, hpfile::Fd root_fd, hpfile::Fd trash_fd);
+
+  Result<std::shared_ptr<Inode>> GetInode(InodeId id) const;
+  Result<std::shared_ptr<Inode>> GetDirectory(InodeId id) const;
+  // Finds or loads the inode of `name` in `parent`, with one lookup added.
+  Result<std::shared_ptr<Inode>> LoadChild(const Inode& parent, std::string_view name);
+  Result<std::shared_ptr<hpfile::HPFile>> OpenHPFile(int dir_fd, bool create, mode_t mode,
+                                                     const Caller& caller);
+  Result<struct stat> Stat(const Inode& inode);
+  Result<struct stat> StatFile(const Inode& inode, const hpfile::HPFile& file);
+  // The backing entry of `name`, if it is one the mount shows.
+  Result<struct stat> StatVisible(const Inode& parent, std::string_view name, Kind* kind);
+  Result<Kind> Classify(int parent_fd, std::string_view name, const struct stat& st);
+  bool Hidden(const Inode& parent, std::string_view name) const;
+  Result<void> CheckNewName(const Inode& parent, std::string_view name) const;
+  // Moves the file entry `name` of `parent_fd` into the trash and deletes it
+  // unless a handle still has it open.
+  Result<void> TrashFile(int parent_fd, std::string_view name, const struct stat& st);
+  void DeleteFromTrash(const std::string& trash_name);
+  std::string NewTrashName();
+  // Sets a file's mtime (and atime, when given) on its backing directory and
+  // tail segment, where StatFile reads it.
+  void SetFileTimes(const Inode& inode, const hpfile::HPFile& file, const timespec times[2]);
+  void TouchFile(const Inode& inode, const hpfile::HPFile& file);
+  Result<void> ApplySet(const Inode& inode, hpfile::HPFile& file, const hpfs_set& request);
+  Result<Entry> MakeEntry(const std::shared_ptr<Inode>& inode);
+
+  const Config config_;
+  const hpfile::Fd root_fd_;
+  const hpfile::Fd trash_fd_;
+  InodeTable inodes_;
+  std::atomic<uint64_t> trash_counter_{0};
+  // Loading a file inode opens its HPFile; two threads must not open the
+  // same one at once (recovery would run twice), so loads are serialized.
+  std::mutex load_mu_;
+  std::mutex invalidator_mu_;
+  std::function<void(InodeId, uint64_t, uint64_t)> invalidate_;
+};
+
+// "/proc/self/fd/N": a path that names what descriptor N is open on, wherever
+// it has since been renamed to. HPFiles are opened through it.
+std::string ProcFdPath(int fd);
+
+// Removes `name` in `dir_fd` and everything below it. ENOENT is success.
+Result<void> RemoveTree(int dir_fd, const std::string& name);
+
+}  // namespace hpfs

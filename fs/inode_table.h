@@ -1,0 +1,116 @@
+// The inodes the kernel knows about, with their lookup counts.
+//
+// Inode ids (the FUSE node ids) are handed out by this table and never reused
+// while the daemon runs; st_ino, which users see, is the backing entry's inode
+// number and so stays the same across remounts. The table finds an inode again
+// by its backing (st_dev, st_ino), so a renamed entry keeps its id.
+//
+// Thread-safe: one mutex guards the maps and every lookup count; each Inode
+// guards its own mutable state with its own mutex.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <utility>
+
+#include "core/hpfile.h"
+#include "core/io.h"
+
+namespace hpfs {
+
+using InodeId = uint64_t;
+// FUSE_ROOT_ID, without making this header depend on libfuse.
+inline constexpr InodeId kRootInode = 1;
+
+enum class Kind { kDirectory, kFile, kSymlink };
+
+struct Inode {
+  Inode(Kind kind, dev_t dev, ino_t ino, hpfile::Fd fd)
+      : kind(kind), backing_dev(dev), backing_ino(ino), fd(std::move(fd)) {}
+
+  InodeId id = 0;  // set once by InodeTable::Insert
+  const Kind kind;
+  const dev_t backing_dev;
+  const ino_t backing_ino;
+  // Directories and files: O_RDONLY|O_DIRECTORY on the backing directory, so
+  // the inode follows its entry through renames and into the trash.
+  // Symlinks: O_PATH|O_NOFOLLOW.
+  const hpfile::Fd fd;
+
+  // Guarded by InodeTable's mutex.
+  uint64_t lookups = 0;
+
+  mutable std::mutex mu;
+  // Files only; reset once the backing directory is deleted. Guarded by mu.
+  std::shared_ptr<hpfile::HPFile> file;
+  int open_handles = 0;     // mu
+  bool unlinked = false;    // mu: no longer has a name in the mount
+  std::string trash_name;   // mu: its name in the trash while unlinked but not deleted
+  // Files: st_blocks of sealed segments, which never change once sealed
+  // (the first segment, which a prune punches, is never taken from here).
+  mutable std::map<std::string, blkcnt_t> sealed_blocks;  // mu
+
+  // Held across "check the offset, then append" and across size changes, so
+  // a write at EOF cannot race a truncate or another write at the same offset.
+  std::mutex write_mu;
+
+  std::shared_ptr<hpfile::HPFile> File() const {
+    std::lock_guard lock(mu);
+    return file;
+  }
+};
+
+class InodeTable {
+ public:
+  InodeTable() = default;
+  InodeTable(const InodeTable&) = delete;
+  InodeTable& operator=(const InodeTable&) = delete;
+
+  // The inode with this id, or nullptr.
+  std::shared_ptr<Inode> Get(InodeId id) const;
+  // The live inode of a backing entry, or nullptr.
+  std::shared_ptr<Inode> FindByBacking(dev_t dev, ino_t ino) const;
+  // The live inode of a backing entry with one lookup added, or nullptr.
+  std::shared_ptr<Inode> AcquireByBacking(dev_t dev, ino_t ino);
+  // Adds `inode` with one lookup and returns it, or, when the backing entry is
+  // already known, adds one lookup to that inode and returns it instead.
+  // `id` forces the id (the root); 0 assigns the next one.
+  std::shared_ptr<Inode> Insert(std::shared_ptr<Inode> inode, InodeId id = 0);
+  // Adds one lookup to a known inode (a reply that hands it to the kernel again).
+  void AddLookup(Inode& inode);
+  // Drops `n` lookups. When none remain the inode leaves the table and is
+  // returned, so the caller can release what it holds; otherwise nullptr.
+  std::shared_ptr<Inode> Forget(InodeId id, uint64_t n);
+  // Detaches the inode from its backing entry (it was deleted or moved to the
+  // trash), so a new entry that reuses the backing inode number gets a new id.
+  void Unbind(const Inode& inode);
+  uint64_t Lookups(InodeId id) const;
+  size_t size() const;
+  // Every inode currently known (for shutdown sync and retention).
+  std::vector<std::shared_ptr<Inode>> Snapshot() const;
+
+ private:
+  struct BackingKey {
+    dev_t dev;
+    ino_t ino;
+    friend bool operator==(const BackingKey&, const BackingKey&) = default;
+  };
+  struct BackingKeyHash {
+    size_t operator()(const BackingKey& key) const {
+      return std::hash<uint64_t>()(static_cast<uint64_t>(key.ino) * 31 + static_cast<uint64_t>(key.dev));
+    }
+  };
+
+  mutable std::mutex mu_;
+  InodeId next_id_ = kRootInode + 1;
+  std::unordered_map<InodeId, std::shared_ptr<Inode>> by_id_;
+  std::unordered_map<BackingKey, InodeId, BackingKeyHash> by_backing_;
+};
+
+}  // namespace hpfs

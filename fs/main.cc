@@ -1,0 +1,269 @@
+// hpfs [options] BACKING MOUNTPOINT
+//
+// Order matters here: everything that can fail for a reason the user can fix
+// (options, the backing directory, the single-mount lock) fails before the
+// mount exists and while stderr is still the terminal.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <climits>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/syslog_sink.h>
+#include <spdlog/spdlog.h>
+
+#include "fs/backing_lock.h"
+#include "fs/filesystem.h"
+#include "fs/fuse_ops.h"
+#include "fs/options.h"
+
+#ifndef HPFS_VERSION
+#define HPFS_VERSION "unknown"
+#endif
+
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitUsage = 1;
+constexpr int kExitFailure = 1;
+
+struct ParseState {
+  hpfs::DaemonOptions options;
+  std::string backing;
+  bool bad = false;
+};
+
+int OptionProc(void* data, const char* arg, int key, fuse_args*) {
+  auto& state = *static_cast<ParseState*>(data);
+  if (key == FUSE_OPT_KEY_NONOPT) {
+    if (state.backing.empty()) {
+      state.backing = arg;
+      return 0;
+    }
+    return 1;  // the mount point, for fuse_parse_cmdline
+  }
+  if (key != FUSE_OPT_KEY_OPT || arg[0] == '-') return 1;  // -f, -d, --help...: libfuse's
+  auto applied = hpfs::ApplyHpfsOption(arg, state.options);
+  if (!applied) {
+    std::fprintf(stderr, "%s\n", applied.error().c_str());
+    state.bad = true;
+    return -1;
+  }
+  return *applied ? 0 : 1;
+}
+
+void PrintUsage(const char* program) {
+  std::printf("usage: %s [options] BACKING MOUNTPOINT\n\n", program);
+  std::printf("Mounts the backing directory BACKING at MOUNTPOINT. Each regular file is a\n"
+              "head-prunable file: append-only, its head can be punched away.\n\n");
+  std::printf("%s\n", hpfs::HpfsOptionsHelp().c_str());
+  std::printf("FUSE options:\n");
+  fuse_cmdline_help();
+  fuse_lowlevel_help();
+}
+
+// Each open file, cached directory and segment takes a descriptor.
+void RaiseFileLimit() {
+  rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
+void SetUpLogging(bool foreground, const std::string& level) {
+  std::shared_ptr<spdlog::logger> logger;
+  if (foreground) {
+    logger = spdlog::stderr_color_mt("hpfs");
+  } else {
+    logger = spdlog::syslog_logger_mt("hpfs", "hpfs", LOG_PID, LOG_DAEMON);
+  }
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(level));
+  spdlog::flush_on(spdlog::level::warn);
+}
+
+// Applies retention limits once a second until stopped.
+class RetentionWorker {
+ public:
+  explicit RetentionWorker(hpfs::Filesystem& fs)
+      : thread_([this, &fs] {
+          std::unique_lock lock(mu_);
+          while (!stop_) {
+            lock.unlock();
+            fs.ApplyRetention(static_cast<int64_t>(std::time(nullptr)));
+            lock.lock();
+            cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; });
+          }
+        }) {}
+  ~RetentionWorker() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+std::string EscapeOptionValue(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    if (c == ',' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out;
+}
+
+int Run(int argc, char* argv[]) {
+  fuse_args args = FUSE_ARGS_INIT(argc, argv);
+  std::unique_ptr<fuse_args, decltype(&fuse_opt_free_args)> args_guard(&args, &fuse_opt_free_args);
+  ParseState state;
+  static const fuse_opt kNoTemplates[] = {FUSE_OPT_END};
+  if (fuse_opt_parse(&args, &state, kNoTemplates, OptionProc) != 0) {
+    if (!state.bad) std::fprintf(stderr, "hpfs: cannot parse the command line\n");
+    return kExitUsage;
+  }
+
+  fuse_cmdline_opts opts;
+  std::memset(&opts, 0, sizeof opts);
+  if (fuse_parse_cmdline(&args, &opts) != 0) return kExitUsage;
+  std::unique_ptr<char, decltype(&std::free)> mountpoint_guard(opts.mountpoint, &std::free);
+  if (opts.show_help) {
+    PrintUsage(argv[0]);
+    return kExitOk;
+  }
+  if (opts.show_version) {
+    std::printf("hpfs version %s\n", HPFS_VERSION);
+    fuse_lowlevel_version();
+    return kExitOk;
+  }
+  if (state.backing.empty() || opts.mountpoint == nullptr) {
+    std::fprintf(stderr, "usage: %s [options] BACKING MOUNTPOINT (see --help)\n", argv[0]);
+    return kExitUsage;
+  }
+  if (opts.debug) state.options.log_level = "debug";
+
+  char resolved[PATH_MAX];
+  if (realpath(state.backing.c_str(), resolved) == nullptr) {
+    std::fprintf(stderr, "hpfs: backing directory %s: %s\n", state.backing.c_str(), std::strerror(errno));
+    return kExitFailure;
+  }
+  const std::string backing = resolved;
+  struct stat st;
+  if (stat(backing.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    std::fprintf(stderr, "hpfs: backing %s is not a directory\n", backing.c_str());
+    return kExitFailure;
+  }
+
+  auto lock = hpfs::BackingLock::Acquire(backing);
+  if (!lock) {
+    if (lock.error().value() == EWOULDBLOCK) {
+      std::fprintf(stderr,
+                   "hpfs: %s is already in use by another hpfs daemon (or hpfsctl); "
+                   "unmount it first\n",
+                   backing.c_str());
+    } else {
+      std::fprintf(stderr, "hpfs: cannot lock %s: %s\n", backing.c_str(), lock.error().message().c_str());
+    }
+    return kExitFailure;
+  }
+
+  SetUpLogging(opts.foreground, state.options.log_level);
+  RaiseFileLimit();
+
+  auto fs = hpfs::Filesystem::Open(backing, state.options.config);
+  if (!fs) {
+    std::fprintf(stderr, "hpfs: cannot open %s: %s\n", backing.c_str(), fs.error().message().c_str());
+    return kExitFailure;
+  }
+
+  // Permission checks are the kernel's, as on a local filesystem.
+  fuse_opt_add_arg(&args, "-odefault_permissions");
+  fuse_opt_add_arg(&args, "-osubtype=hpfs");
+  fuse_opt_add_arg(&args, ("-ofsname=" + EscapeOptionValue(backing)).c_str());
+
+  hpfs::SessionContext context;
+  context.fs = fs->get();
+  const fuse_lowlevel_ops ops = hpfs::MakeLowlevelOps(state.options.config.xattr);
+  fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, &context);
+  if (se == nullptr) return kExitUsage;  // libfuse named the bad option
+  std::unique_ptr<fuse_session, decltype(&fuse_session_destroy)> se_guard(se, &fuse_session_destroy);
+  context.session = se;
+
+  if (fuse_set_signal_handlers(se) != 0) return kExitFailure;
+  if (fuse_session_mount(se, opts.mountpoint) != 0) {
+    fuse_remove_signal_handlers(se);
+    return kExitFailure;
+  }
+  if (fuse_daemonize(opts.foreground) != 0) {
+    fuse_session_unmount(se);
+    fuse_remove_signal_handlers(se);
+    return kExitFailure;
+  }
+  spdlog::info("mounted {} at {}", backing, opts.mountpoint);
+
+  (*fs)->SetInvalidator([se](hpfs::InodeId id, uint64_t offset, uint64_t length) {
+    const int rc = fuse_lowlevel_notify_inval_inode(se, id, static_cast<off_t>(offset), static_cast<off_t>(length));
+    if (rc != 0 && rc != -ENOENT) spdlog::debug("cache invalidation of inode {}: {}", id, std::strerror(-rc));
+  });
+
+  int rc;
+  {
+    RetentionWorker retention(**fs);
+    if (opts.singlethread) {
+      rc = fuse_session_loop(se);
+    } else {
+      fuse_loop_config* config = fuse_loop_cfg_create();
+      fuse_loop_cfg_set_clone_fd(config, 1);
+      // libfuse marks unset values with UINT_MAX.
+      if (opts.max_threads > 0 && opts.max_threads != UINT_MAX) {
+        fuse_loop_cfg_set_max_threads(config, opts.max_threads);
+      }
+      if (opts.max_idle_threads != UINT_MAX) fuse_loop_cfg_set_idle_threads(config, opts.max_idle_threads);
+      rc = fuse_session_loop_mt(se, config);
+      fuse_loop_cfg_destroy(config);
+    }
+  }
+  (*fs)->SetInvalidator(nullptr);
+  hpfs::ReleaseAllHandles(context);
+
+  // The loop returns the signal number when a signal ended it.
+  const bool clean = rc == 0 || rc == SIGINT || rc == SIGTERM || rc == SIGHUP;
+  if (auto r = (*fs)->SyncAll(); !r) spdlog::error("sync at unmount failed: {}", r.error().message());
+  fuse_session_unmount(se);
+  fuse_remove_signal_handlers(se);
+  spdlog::info("unmounted {}", opts.mountpoint);
+  spdlog::shutdown();
+  return clean ? kExitOk : kExitFailure;
+}
+
+}  // namespace
+
+int main(int argc, char* argv[]) {
+  try {
+    return Run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "hpfs: %s\n", e.what());
+    return kExitFailure;
+  }
+}

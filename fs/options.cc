@@ -1,0 +1,110 @@
+#include "fs/options.h"
+
+#include <array>
+#include <cctype>
+#include <charconv>
+#include <limits>
+#include <span>
+
+#include "core/meta.h"
+
+namespace hpfs {
+namespace {
+
+std::optional<uint64_t> ParseNumberWithUnit(std::string_view text, std::string_view units,
+                                            std::span<const uint64_t> multipliers) {
+  if (text.empty()) return std::nullopt;
+  uint64_t multiplier = 1;
+  const char last = static_cast<char>(std::tolower(static_cast<unsigned char>(text.back())));
+  if (auto pos = units.find(last); pos != std::string_view::npos) {
+    multiplier = multipliers[pos];
+    text.remove_suffix(1);
+  }
+  if (text.empty()) return std::nullopt;
+  uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  if (value > std::numeric_limits<uint64_t>::max() / multiplier) return std::nullopt;
+  return value * multiplier;
+}
+
+std::string BadValue(std::string_view key, std::string_view value, std::string_view expected) {
+  return "hpfs: bad value for option '" + std::string(key) + "': '" + std::string(value) +
+         "' (expected " + std::string(expected) + ")";
+}
+
+}  // namespace
+
+std::optional<uint64_t> ParseSize(std::string_view text) {
+  static constexpr std::array<uint64_t, 4> kMultipliers = {1ull << 10, 1ull << 20, 1ull << 30,
+                                                           1ull << 40};
+  return ParseNumberWithUnit(text, "kmgt", kMultipliers);
+}
+
+std::optional<uint64_t> ParseDuration(std::string_view text) {
+  static constexpr std::array<uint64_t, 4> kMultipliers = {1, 60, 3600, 86400};
+  return ParseNumberWithUnit(text, "smhd", kMultipliers);
+}
+
+bool ValidLogLevel(std::string_view level) {
+  for (std::string_view name : {"trace", "debug", "info", "warn", "error", "critical", "off"}) {
+    if (level == name) return true;
+  }
+  return false;
+}
+
+std::expected<bool, std::string> ApplyHpfsOption(std::string_view option, DaemonOptions& options) {
+  const auto eq = option.find('=');
+  const std::string_view key = option.substr(0, eq);
+  const bool has_value = eq != std::string_view::npos;
+  const std::string_view value = has_value ? option.substr(eq + 1) : std::string_view();
+
+  if (key == "xattr") {
+    if (has_value) return std::unexpected("hpfs: option 'xattr' takes no value");
+    options.config.xattr = true;
+    return true;
+  }
+  if (key == "segment_size") {
+    auto size = ParseSize(value);
+    if (!has_value || !size || !hpfile::ValidSegmentSize(*size)) {
+      return std::unexpected(BadValue(key, value, "a size from 1 to 1T, with optional K/M/G/T suffix"));
+    }
+    options.config.segment_size = *size;
+    return true;
+  }
+  if (key == "retain_bytes") {
+    auto size = ParseSize(value);
+    if (!has_value || !size) {
+      return std::unexpected(BadValue(key, value, "a size with optional K/M/G/T suffix, 0 for no limit"));
+    }
+    options.config.retain_bytes = *size == 0 ? std::nullopt : std::optional<uint64_t>(*size);
+    return true;
+  }
+  if (key == "retain_seconds") {
+    auto seconds = ParseDuration(value);
+    if (!has_value || !seconds) {
+      return std::unexpected(BadValue(key, value, "seconds with optional s/m/h/d suffix, 0 for no limit"));
+    }
+    options.config.retain_seconds = *seconds == 0 ? std::nullopt : std::optional<uint64_t>(*seconds);
+    return true;
+  }
+  if (key == "log_level") {
+    if (!has_value || !ValidLogLevel(value)) {
+      return std::unexpected(BadValue(key, value, "trace, debug, info, warn, error, critical or off"));
+    }
+    options.log_level = std::string(value);
+    return true;
+  }
+  return false;
+}
+
+std::string HpfsOptionsHelp() {
+  return "hpfs options:\n"
+         "    -o segment_size=SIZE   segment size of new files (default 64M; K/M/G/T suffixes)\n"
+         "    -o retain_bytes=SIZE   default byte limit of new files (0: none)\n"
+         "    -o retain_seconds=N    default age limit of new files (s/m/h/d suffixes; 0: none)\n"
+         "    -o xattr               answer user.hpfs.* extended attributes (default: ENOSYS)\n"
+         "    -o log_level=LEVEL     trace, debug, info (default), warn, error, critical, off\n";
+}
+
+}  // namespace hpfs

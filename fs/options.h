@@ -1,0 +1,53 @@
+// The hpfs-specific mount options (`-o segment_size=...` and friends) and the
+// settings they produce. FUSE's own options are left to libfuse.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <expected>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/format.h"
+
+namespace hpfs {
+
+// What the filesystem layer needs to know about the mount.
+struct Config {
+  // Defaults for files created through the mount.
+  uint64_t segment_size = hpfile::format::kDefaultSegmentSize;
+  std::optional<uint64_t> retain_bytes;
+  std::optional<uint64_t> retain_seconds;
+  // Answer user.hpfs.* xattrs instead of ENOSYS.
+  bool xattr = false;
+  // Segment descriptors each open file keeps cached. Small: a mount may hold
+  // many files open at once.
+  size_t max_open_segments = 8;
+};
+
+struct DaemonOptions {
+  Config config;
+  std::string log_level = "info";
+};
+
+// "4096", "64K", "64M", "1G", "1T" (binary multiples, case-insensitive).
+// nullopt for anything else, including overflow.
+std::optional<uint64_t> ParseSize(std::string_view text);
+
+// Seconds, with an optional unit: "30", "30s", "15m", "12h", "7d".
+std::optional<uint64_t> ParseDuration(std::string_view text);
+
+// True for the level names spdlog knows (trace, debug, info, warn, error,
+// critical, off).
+bool ValidLogLevel(std::string_view level);
+
+// Applies one option of a `-o` list ("segment_size=64M", "xattr"). Returns
+// false when the option is not an hpfs option (libfuse gets it), true when it
+// was applied, and an error message naming the option when its value is bad.
+std::expected<bool, std::string> ApplyHpfsOption(std::string_view option, DaemonOptions& options);
+
+// The usage text for the hpfs options.
+std::string HpfsOptionsHelp();
+
+}  // namespace hpfs

@@ -1,0 +1,891 @@
+#include "fs/filesystem.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <tuple>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "core/format.h"
+#include "tests/fs/fs_test_util.h"
+
+namespace hpfs {
+namespace {
+
+using testing::Bytes;
+using testing::ListBacking;
+using testing::Materialize;
+using testing::TempDir;
+
+constexpr uint64_t kSegment = 4096;
+
+class FilesystemTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config_.segment_size = kSegment;
+    Remount();
+  }
+
+  void Remount() {
+    fs_.reset();
+    auto fs = Filesystem::Open(dir_.path(), config_);
+    ASSERT_TRUE(fs) << fs.error().message();
+    fs_ = std::move(*fs);
+  }
+
+  std::string Backing(const std::string& rel = "") const { return dir_.path() + "/" + rel; }
+  std::string Trash() const { return Backing(std::string(hpfile::format::kTrashName)); }
+
+  // Creates `name` holding `content` and closes it; returns its inode id.
+  InodeId MakeFile(const std::string& name, const std::string& content = "", InodeId parent = kRootInode) {
+    auto created = fs_->Create(parent, name, 0640, O_WRONLY | O_CREAT, caller_);
+    EXPECT_TRUE(created) << created.error().message();
+    if (!created) return 0;
+    if (!content.empty()) {
+      auto written = fs_->Write(*created->second, 0, Bytes(content), false);
+      EXPECT_TRUE(written) << written.error().message();
+    }
+    fs_->Release(std::move(created->second));
+    return created->first.id;
+  }
+
+  std::unique_ptr<FileHandle> OpenOk(InodeId id, int flags) {
+    auto handle = fs_->OpenFile(id, flags);
+    EXPECT_TRUE(handle) << handle.error().message();
+    return handle ? std::move(*handle) : nullptr;
+  }
+
+  std::string ReadAll(FileHandle& handle, uint64_t offset = 0, size_t size = 1 << 20) {
+    auto plan = fs_->Read(handle, offset, size);
+    EXPECT_TRUE(plan) << plan.error().message();
+    return plan ? Materialize(*plan) : std::string();
+  }
+
+  struct stat Attr(InodeId id) {
+    auto st = fs_->GetAttr(id);
+    EXPECT_TRUE(st) << st.error().message();
+    struct stat empty {};
+    return st ? *st : empty;
+  }
+
+  static int Err(const std::error_code& ec) { return ec.value(); }
+
+  TempDir dir_;
+  Config config_;
+  Caller caller_{::geteuid(), ::getegid()};
+  std::unique_ptr<Filesystem> fs_;
+};
+
+// --- lookups and inode numbers ---
+
+TEST_F(FilesystemTest, LookupOfMissingNameIsEnoent) {
+  auto entry = fs_->Lookup(kRootInode, "nothing");
+  ASSERT_FALSE(entry);
+  EXPECT_EQ(Err(entry.error()), ENOENT);
+}
+
+TEST_F(FilesystemTest, EachLookupCountsAndForgetDropsTheInodeAtZero) {
+  const InodeId id = MakeFile("a", "x");
+  EXPECT_EQ(fs_->inodes().Lookups(id), 1u);  // from Create
+  auto again = fs_->Lookup(kRootInode, "a");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->id, id);
+  EXPECT_EQ(fs_->inodes().Lookups(id), 2u);
+  fs_->Forget(id, 1);
+  EXPECT_NE(fs_->inodes().Get(id), nullptr);
+  fs_->Forget(id, 1);
+  EXPECT_EQ(fs_->inodes().Get(id), nullptr);
+  // Looked up afresh, the file gets a new id but keeps its st_ino.
+  auto fresh = fs_->Lookup(kRootInode, "a");
+  ASSERT_TRUE(fresh);
+  EXPECT_NE(fresh->id, id);
+  EXPECT_EQ(fresh->attr.st_size, 1);
+}
+
+TEST_F(FilesystemTest, ForgetOfOpenFileKeepsItUsable) {
+  const InodeId id = MakeFile("a", "data");
+  auto handle = OpenOk(id, O_RDONLY);
+  fs_->Forget(id, 1);
+  EXPECT_EQ(ReadAll(*handle), "data");
+  fs_->Release(std::move(handle));
+}
+
+TEST_F(FilesystemTest, StInoIsStableAcrossRemount) {
+  const InodeId file = MakeFile("a", "x");
+  auto dir = fs_->Mkdir(kRootInode, "d", 0755, caller_);
+  ASSERT_TRUE(dir);
+  const ino_t file_ino = Attr(file).st_ino;
+  const ino_t dir_ino = dir->attr.st_ino;
+  Remount();
+  auto file_again = fs_->Lookup(kRootInode, "a");
+  auto dir_again = fs_->Lookup(kRootInode, "d");
+  ASSERT_TRUE(file_again && dir_again);
+  EXPECT_EQ(file_again->attr.st_ino, file_ino);
+  EXPECT_EQ(dir_again->attr.st_ino, dir_ino);
+}
+
+TEST_F(FilesystemTest, LookupInAFileIsEnotdir) {
+  const InodeId id = MakeFile("a");
+  auto entry = fs_->Lookup(id, "x");
+  ASSERT_FALSE(entry);
+  EXPECT_EQ(Err(entry.error()), ENOTDIR);
+}
+
+TEST_F(FilesystemTest, UnknownInodeIsEstale) {
+  auto st = fs_->GetAttr(987654);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(Err(st.error()), ESTALE);
+}
+
+// --- reserved names ---
+
+TEST_F(FilesystemTest, ReservedNamesAreHiddenFromLookupAndListing) {
+  for (const char* name : {".hpfs.lock", ".hpfs-trash"}) {
+    auto entry = fs_->Lookup(kRootInode, name);
+    ASSERT_FALSE(entry) << name;
+    EXPECT_EQ(Err(entry.error()), ENOENT) << name;
+  }
+  MakeFile("visible");
+  auto dir = fs_->OpenDir(kRootInode);
+  ASSERT_TRUE(dir);
+  std::vector<std::string> names;
+  for (const auto& e : (*dir)->entries) names.push_back(e.name);
+  EXPECT_EQ(names, (std::vector<std::string>{".", "..", "visible"}));
+}
+
+TEST_F(FilesystemTest, ReservedAndFormatNamesCannotBeCreated) {
+  for (const char* name : {".hpfs.lock", ".hpfs-trash", "hpfile.meta", "hpfile.meta.tmp"}) {
+    auto created = fs_->Create(kRootInode, name, 0644, O_WRONLY | O_CREAT, caller_);
+    ASSERT_FALSE(created) << name;
+    EXPECT_EQ(Err(created.error()), EPERM) << name;
+    auto dir = fs_->Mkdir(kRootInode, name, 0755, caller_);
+    ASSERT_FALSE(dir) << name;
+    EXPECT_EQ(Err(dir.error()), EPERM) << name;
+  }
+  // Below the top only the format's own names are reserved.
+  auto sub = fs_->Mkdir(kRootInode, "sub", 0755, caller_);
+  ASSERT_TRUE(sub);
+  EXPECT_NE(MakeFile(".hpfs.lock", "", sub->id), 0u);
+  auto meta = fs_->Create(sub->id, "hpfile.meta", 0644, O_WRONLY | O_CREAT, caller_);
+  ASSERT_FALSE(meta);
+  EXPECT_EQ(Err(meta.error()), EPERM);
+}
+
+TEST_F(FilesystemTest, RenameOntoReservedNameIsRefused) {
+  MakeFile("a");
+  auto r = fs_->Rename(kRootInode, "a", kRootInode, ".hpfs-trash", 0);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(Err(r.error()), EPERM);
+}
+
+// --- create, write, read ---
+
+TEST_F(FilesystemTest, CreateAppearsAtomicallyWithItsMeta) {
+  MakeFile("a");
+  EXPECT_TRUE(std::filesystem::exists(Backing("a/hpfile.meta")));
+  EXPECT_TRUE(ListBacking(Trash()).empty());
+}
+
+TEST_F(FilesystemTest, CreateOfExistingNameWithExclIsEexist) {
+  MakeFile("a");
+  auto again = fs_->Create(kRootInode, "a", 0644, O_WRONLY | O_CREAT | O_EXCL, caller_);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(Err(again.error()), EEXIST);
+  EXPECT_TRUE(ListBacking(Trash()).empty());
+}
+
+TEST_F(FilesystemTest, NewFileBelongsToCallerWithRequestedMode) {
+  auto created = fs_->Create(kRootInode, "a", 0604, O_WRONLY | O_CREAT, Caller{1234, 5678});
+  ASSERT_TRUE(created);
+  EXPECT_EQ(created->first.attr.st_mode, S_IFREG | 0604);
+  EXPECT_EQ(created->first.attr.st_uid, 1234u);
+  EXPECT_EQ(created->first.attr.st_gid, 5678u);
+  fs_->Release(std::move(created->second));
+}
+
+TEST_F(FilesystemTest, WriteAtEndOfFileAppends) {
+  auto created = fs_->Create(kRootInode, "a", 0644, O_WRONLY | O_CREAT, caller_);
+  ASSERT_TRUE(created);
+  auto& handle = *created->second;
+  ASSERT_TRUE(fs_->Write(handle, 0, Bytes("hello "), false));
+  auto written = fs_->Write(handle, 6, Bytes("world"), false);
+  ASSERT_TRUE(written);
+  EXPECT_EQ(*written, 5u);
+  EXPECT_EQ(ReadAll(handle), "hello world");
+  EXPECT_EQ(Attr(created->first.id).st_size, 11);
+  fs_->Release(std::move(created->second));
+}
+
+TEST_F(FilesystemTest, WriteAnywhereButTheEndIsEpermAndWritesNothing) {
+  const InodeId id = MakeFile("a", "0123456789");
+  auto handle = OpenOk(id, O_WRONLY);
+  for (uint64_t offset : {0ull, 5ull, 9ull, 11ull, 100ull}) {
+    auto written = fs_->Write(*handle, offset, Bytes("X"), false);
+    ASSERT_FALSE(written) << offset;
+    EXPECT_EQ(Err(written.error()), EPERM) << offset;
+  }
+  EXPECT_EQ(ReadAll(*handle), "0123456789");
+  fs_->Release(std::move(handle));
+}
+
+TEST_F(FilesystemTest, AppendHandleWritesAtTrueEndWhateverTheOffset) {
+  const InodeId id = MakeFile("a", "abc");
+  auto appender = OpenOk(id, O_WRONLY | O_APPEND);
+  auto other = OpenOk(id, O_WRONLY);
+  ASSERT_TRUE(fs_->Write(*other, 3, Bytes("def"), false));
+  // The appender's idea of the end is stale (3); it still lands at 6.
+  ASSERT_TRUE(fs_->Write(*appender, 3, Bytes("ghi"), true));
+  ASSERT_TRUE(fs_->Write(*appender, 0, Bytes("jkl"), true));
+  EXPECT_EQ(ReadAll(*other), "abcdefghijkl");
+  fs_->Release(std::move(appender));
+  fs_->Release(std::move(other));
+}
+
+TEST_F(FilesystemTest, ConcurrentAppendsAllLandWhole) {
+  const InodeId id = MakeFile("log");
+  constexpr int kThreads = 4;
+  constexpr int kLines = 200;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      auto handle = OpenOk(id, O_WRONLY | O_APPEND);
+      for (int i = 0; i < kLines; ++i) {
+        const std::string line = "writer" + std::to_string(t) + " line " + std::to_string(i) + "\n";
+        ASSERT_TRUE(fs_->Write(*handle, 0, Bytes(line), true));
+      }
+      fs_->Release(std::move(handle));
+    });
+  }
+  for (auto& t : threads) t.join();
+  auto reader = OpenOk(id, O_RDONLY);
+  const std::string all = ReadAll(*reader, 0, 1 << 20);
+  fs_->Release(std::move(reader));
+  std::map<int, int> next_line;
+  size_t lines = 0;
+  size_t pos = 0;
+  while (pos < all.size()) {
+    const size_t nl = all.find('\n', pos);
+    ASSERT_NE(nl, std::string::npos);
+    const std::string line = all.substr(pos, nl - pos);
+    int writer = -1, number = -1;
+    ASSERT_EQ(std::sscanf(line.c_str(), "writer%d line %d", &writer, &number), 2) << line;
+    EXPECT_EQ(number, next_line[writer]++) << "lines of one writer keep their order";
+    ++lines;
+    pos = nl + 1;
+  }
+  EXPECT_EQ(lines, static_cast<size_t>(kThreads * kLines));
+}
+
+TEST_F(FilesystemTest, ReadPastEndOfFileIsEmptyAndShortAtEnd) {
+  const InodeId id = MakeFile("a", "0123456789");
+  auto handle = OpenOk(id, O_RDONLY);
+  EXPECT_EQ(ReadAll(*handle, 10, 100), "");
+  EXPECT_EQ(ReadAll(*handle, 1000, 100), "");
+  EXPECT_EQ(ReadAll(*handle, 7, 100), "789");
+  fs_->Release(std::move(handle));
+}
+
+TEST_F(FilesystemTest, ReadAcrossSegmentsUsesSeveralExtents) {
+  std::string content;
+  for (int i = 0; i < 3 * static_cast<int>(kSegment) + 100; ++i) content.push_back(static_cast<char>('a' + i % 26));
+  const InodeId id = MakeFile("a", content);
+  auto handle = OpenOk(id, O_RDONLY);
+  auto plan = fs_->Read(*handle, kSegment - 10, kSegment + 20);
+  ASSERT_TRUE(plan);
+  EXPECT_EQ(plan->extents.size(), 3u);
+  EXPECT_EQ(Materialize(*plan), content.substr(kSegment - 10, kSegment + 20));
+  fs_->Release(std::move(handle));
+}
+
+TEST_F(FilesystemTest, BytesBelowHeadReadAsZeros) {
+  const std::string content(3 * kSegment, 'd');
+  const InodeId id = MakeFile("a", content);
+  auto handle = OpenOk(id, O_RDWR);
+  ASSERT_TRUE(fs_->Fallocate(*handle, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, kSegment + 100));
+  const std::string got = ReadAll(*handle, kSegment + 90, 20);
+  EXPECT_EQ(got, std::string(10, '\0') + std::string(10, 'd'));
+  auto plan = fs_->Read(*handle, 0, 10);
+  ASSERT_TRUE(plan);
+  EXPECT_EQ(plan->zeros, 10u);
+  EXPECT_TRUE(plan->extents.empty());
+  fs_->Release(std::move(handle));
+}
+
+TEST_F(FilesystemTest, OpenWithTruncEmptiesAFileButReadOnlyOpenDoesNot) {
+  const InodeId id = MakeFile("a", "content");
+  auto reader = OpenOk(id, O_RDONLY | O_TRUNC);
+  EXPECT_EQ(Attr(id).st_size, 7);
+  auto writer = OpenOk(id, O_WRONLY | O_TRUNC);
+  EXPECT_EQ(Attr(id).st_size, 0);
+  ASSERT_TRUE(fs_->Write(*writer, 0, Bytes("new"), false));
+  EXPECT_EQ(ReadAll(*reader), "new");
+  fs_->Release(std::move(reader));
+  fs_->Release(std::move(writer));
+}
+
+TEST_F(FilesystemTest, OpenOfDirectoryIsEisdir) {
+  auto dir = fs_->Mkdir(kRootInode, "d", 0755, caller_);
+  ASSERT_TRUE(dir);
+  auto handle = fs_->OpenFile(dir->id, O_RDONLY);
+  ASSERT_FALSE(handle);
+  EXPECT_EQ(Err(handle.error()), EISDIR);
+}
+
+// --- truncate and fallocate ---
+
+TEST_F(FilesystemTest, SetAttrSizeDropsTailOrAppendsZeros) {
+  const InodeId id = MakeFile("a", "0123456789");
+  AttrChange shrink;
+  shrink.size = 4;
+  auto st = fs_->SetAttr(id, shrink, nullptr);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->st_size, 4);
+  AttrChange grow;
+  grow.size = 8;
+  ASSERT_TRUE(fs_->SetAttr(id, grow, nullptr));
+  auto handle = OpenOk(id, O_RDONLY);
+  EXPECT_EQ(ReadAll(*handle), std::string("0123") + std::string(4, '\0'));
+  fs_->Release(std::move(handle));
+}
+
+TEST_F(FilesystemTest, SizeChangeOfDirectoryIsEisdir) {
+  auto dir = fs_->Mkdir(kRootInode, "d", 0755, caller_);
+  ASSERT_TRUE(dir);
+  AttrChange change;
+  change.size = 0;
+  auto st = fs_->SetAttr(dir->id, change, nullptr);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(Err(st.error()), EISDIR);
+}
+
+TEST_F(FilesystemTest, HeadPunchPrunesAndDeletesWholeSegments) {
+  const InodeId id = MakeFile("a", std::string(4 * kSegment, 'x'));
+  auto handle = OpenOk(id, O_RDWR);
+  ASSERT_EQ(ListBacking(Backing("a")).size(), 5u);  // 4 segments + meta
+  const blkcnt_t before = Attr(id).st_blocks;
+  ASSERT_TRUE(fs_->Fallocate(*handle, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 2 * kSegment));
+  EXPECT_EQ(ListBacking(Backing("a")).size(), 3u);
+  auto stat = fs_->IoctlStat(*handle);
+  ASSERT_TRUE(stat);
+  EXPECT_EQ(stat->head, 2 * kSegment);
+  EXPECT_EQ(stat->size, 4 * kSegment);
+  EXPECT_LT(Attr(id).st_blocks, before);
+  // Punching from at or below the new head keeps pruning; past the size it stops at the size.
+  ASSERT_TRUE(fs_->Fallocate(*handle, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, kSegment, 100 * kSegment));
+  stat = fs_->IoctlStat(*handle);
+  ASSERT_TRUE(stat);
+  EXPECT_EQ(stat->head, 4 * kSegment);
+  EXPECT_EQ(stat->size, 4 * kSegment);
+  fs_->Release(std::move(handle));
+}
+
+TEST_F(FilesystemTest, PunchAboveHeadAndOtherModesAreEopnotsuppAndChangeNothing) {
+  const std::string content(2 * kSegment, 'x');
+  const InodeId id = MakeFile("a", content);
+  auto handle = OpenOk(id, O_RDWR);
+  const std::vector<std::pair<int, uint64_t>> refused = {
+      {FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 10},
+      {FALLOC_FL_ZERO_RANGE, 0},
+      {FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, 0},
+      {FALLOC_FL_COLLAPSE_RANGE, 0},
+      {FALLOC_FL_INSERT_RANGE, 0},
+      {FALLOC_FL_PUNCH_HOLE, 0},
+  };
+  for (const auto& [mode, offset] : refused) {
+    auto r = fs_->Fallocate(*handle, mode, offset, kSegment);
+    ASSERT_FALSE(r) << mode;
+    EXPECT_EQ(Err(r.error()), EOPNOTSUPP) << mode;
+  }
+  EXPECT_EQ(ReadAll(*handle), content);
+  fs_->Release(std::move(handle));
+}
+
+TEST_F(FilesystemTest, FallocateModeZeroGrowsOnlyPastTheEnd) {
+  const InodeId id = MakeFile("a", "abc");
+  auto handle = OpenOk(id, O_RDWR);
+  ASSERT_TRUE(fs_->Fallocate(*handle, 0, 0, 2));
+  EXPECT_EQ(Attr(id).st_size, 3);
+  ASSERT_TRUE(fs_->Fallocate(*handle, 0, 2, 8));
+  EXPECT_EQ(Attr(id).st_size, 10);
+  EXPECT_EQ(ReadAll(*handle), std::string("abc") + std::string(7, '\0'));
+  ASSERT_TRUE(fs_->Fallocate(*handle, FALLOC_FL_KEEP_SIZE, 0, 1000));
+  EXPECT_EQ(Attr(id).st_size, 10);
+  fs_->Release(std::move(handle));
+}
+
+TEST_F(FilesystemTest, FallocateOnReadOnlyHandleIsEbadf) {
+  const InodeId id = MakeFile("a", "abc");
+  auto handle = OpenOk(id, O_RDONLY);
+  auto r = fs_->Fallocate(*handle, 0, 0, 100);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(Err(r.error()), EBADF);
+  fs_->Release(std::move(handle));
+}
+
+// --- lseek ---
+
+TEST_F(FilesystemTest, SeekDataAndHoleSeeDataFromHeadToSize) {
+  const InodeId id = MakeFile("a", std::string(3 * kSegment, 'x'));
+  auto handle = OpenOk(id, O_RDWR);
+  ASSERT_TRUE(fs_->Fallocate(*handle, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, kSegment));
+  EXPECT_EQ(fs_->Lseek(*handle, 0, SEEK_DATA).value(), kSegment);
+  EXPECT_EQ(fs_->Lseek(*handle, kSegment + 5, SEEK_DATA).value(), kSegment + 5);
+  EXPECT_EQ(fs_->Lseek(*handle, 0, SEEK_HOLE).value(), 0u);
+  EXPECT_EQ(fs_->Lseek(*handle, kSegment, SEEK_HOLE).value(), 3 * kSegment);
+  for (int whence : {SEEK_DATA, SEEK_HOLE}) {
+    auto past = fs_->Lseek(*handle, 3 * kSegment, whence);
+    ASSERT_FALSE(past);
+    EXPECT_EQ(Err(past.error()), ENXIO);
+  }
+  fs_->Release(std::move(handle));
+}
+
+// --- unlink, rmdir, rename ---
+
+TEST_F(FilesystemTest, UnlinkOfClosedFileFreesItsStorageAtOnce) {
+  MakeFile("a", "data");
+  ASSERT_TRUE(fs_->Unlink(kRootInode, "a"));
+  EXPECT_FALSE(std::filesystem::exists(Backing("a")));
+  EXPECT_TRUE(ListBacking(Trash()).empty());
+  auto entry = fs_->Lookup(kRootInode, "a");
+  ASSERT_FALSE(entry);
+  EXPECT_EQ(Err(entry.error()), ENOENT);
+}
+
+TEST_F(FilesystemTest, UnlinkedOpenFileStaysReadableAndWritableUntilLastRelease) {
+  const InodeId id = MakeFile("a", "data");
+  auto first = OpenOk(id, O_RDWR);
+  auto second = OpenOk(id, O_RDONLY);
+  ASSERT_TRUE(fs_->Unlink(kRootInode, "a"));
+  EXPECT_FALSE(fs_->Lookup(kRootInode, "a"));
+  EXPECT_EQ(ListBacking(Trash()).size(), 1u);
+  EXPECT_EQ(Attr(id).st_nlink, 0u);
+  ASSERT_TRUE(fs_->Write(*first, 4, Bytes("more"), false));
+  EXPECT_EQ(ReadAll(*second), "datamore");
+  fs_->Release(std::move(first));
+  EXPECT_EQ(ListBacking(Trash()).size(), 1u);
+  fs_->Release(std::move(second));
+  EXPECT_TRUE(ListBacking(Trash()).empty());
+}
+
+TEST_F(FilesystemTest, NewFileWithNameOfUnlinkedOpenFileIsSeparate) {
+  const InodeId old_id = MakeFile("a", "old");
+  auto old_handle = OpenOk(old_id, O_RDONLY);
+  ASSERT_TRUE(fs_->Unlink(kRootInode, "a"));
+  const InodeId new_id = MakeFile("a", "new!");
+  EXPECT_NE(new_id, old_id);
+  EXPECT_EQ(ReadAll(*old_handle), "old");
+  fs_->Release(std::move(old_handle));
+  auto new_handle = OpenOk(new_id, O_RDONLY);
+  EXPECT_EQ(ReadAll(*new_handle), "new!");
+  fs_->Release(std::move(new_handle));
+}
+
+TEST_F(FilesystemTest, TrashLeftByLastMountIsEmptiedOnOpen) {
+  std::filesystem::create_directories(Trash() + "/leftover");
+  std::filesystem::create_directories(Trash() + "/other/x");
+  Remount();
+  EXPECT_TRUE(ListBacking(Trash()).empty());
+}
+
+TEST_F(FilesystemTest, UnlinkOfDirectoryIsEisdirAndRmdirOfFileIsEnotdir) {
+  MakeFile("f");
+  ASSERT_TRUE(fs_->Mkdir(kRootInode, "d", 0755, caller_));
+  auto u = fs_->Unlink(kRootInode, "d");
+  ASSERT_FALSE(u);
+  EXPECT_EQ(Err(u.error()), EISDIR);
+  auto r = fs_->Rmdir(kRootInode, "f");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(Err(r.error()), ENOTDIR);
+}
+
+TEST_F(FilesystemTest, RmdirOfNonEmptyDirectoryIsEnotempty) {
+  auto dir = fs_->Mkdir(kRootInode, "d", 0755, caller_);
+  ASSERT_TRUE(dir);
+  MakeFile("f", "", dir->id);
+  auto r = fs_->Rmdir(kRootInode, "d");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(Err(r.error()), ENOTEMPTY);
+  ASSERT_TRUE(fs_->Unlink(dir->id, "f"));
+  EXPECT_TRUE(fs_->Rmdir(kRootInode, "d"));
+  EXPECT_FALSE(std::filesystem::exists(Backing("d")));
+}
+
+TEST_F(FilesystemTest, RenameMovesAFileAndItsOpenHandlesFollow) {
+  const InodeId id = MakeFile("a", "data");
+  auto handle = OpenOk(id, O_WRONLY | O_APPEND);
+  auto dir = fs_->Mkdir(kRootInode, "d", 0755, caller_);
+  ASSERT_TRUE(dir);
+  ASSERT_TRUE(fs_->Rename(kRootInode, "a", dir->id, "b", 0));
+  ASSERT_TRUE(fs_->Write(*handle, 0, Bytes("+more"), true));
+  fs_->Release(std::move(handle));
+  EXPECT_FALSE(fs_->Lookup(kRootInode, "a"));
+  auto moved = fs_->Lookup(dir->id, "b");
+  ASSERT_TRUE(moved);
+  EXPECT_EQ(moved->id, id);
+  auto reader = OpenOk(moved->id, O_RDONLY);
+  EXPECT_EQ(ReadAll(*reader), "data+more");
+  fs_->Release(std::move(reader));
+}
+
+TEST_F(FilesystemTest, RenameOverFileReplacesItAndOldTargetLivesWhileOpen) {
+  MakeFile("new", "new content");
+  const InodeId target = MakeFile("log", "old content");
+  auto old_handle = OpenOk(target, O_RDONLY);
+  ASSERT_TRUE(fs_->Rename(kRootInode, "new", kRootInode, "log", 0));
+  EXPECT_FALSE(fs_->Lookup(kRootInode, "new"));
+  auto now = fs_->Lookup(kRootInode, "log");
+  ASSERT_TRUE(now);
+  EXPECT_NE(now->id, target);
+  EXPECT_EQ(now->attr.st_size, 11);
+  EXPECT_EQ(ReadAll(*old_handle), "old content");
+  EXPECT_EQ(ListBacking(Trash()).size(), 1u);
+  fs_->Release(std::move(old_handle));
+  EXPECT_TRUE(ListBacking(Trash()).empty());
+  EXPECT_FALSE(std::filesystem::exists(Backing("new")));
+  EXPECT_TRUE(std::filesystem::exists(Backing("log/hpfile.meta")));
+}
+
+TEST_F(FilesystemTest, RenameOverClosedFileDeletesTheOldTarget) {
+  MakeFile("new", "1");
+  MakeFile("log", "2");
+  ASSERT_TRUE(fs_->Rename(kRootInode, "new", kRootInode, "log", 0));
+  EXPECT_TRUE(ListBacking(Trash()).empty());
+  EXPECT_FALSE(std::filesystem::exists(Backing("new")));
+}
+
+TEST_F(FilesystemTest, RenameNoreplaceOntoExistingNameIsEexist) {
+  MakeFile("a", "1");
+  MakeFile("b", "2");
+  auto r = fs_->Rename(kRootInode, "a", kRootInode, "b", RENAME_NOREPLACE);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(Err(r.error()), EEXIST);
+  EXPECT_TRUE(fs_->Rename(kRootInode, "a", kRootInode, "c", RENAME_NOREPLACE));
+}
+
+TEST_F(FilesystemTest, RenameExchangeSwapsTwoEntries) {
+  const InodeId a = MakeFile("a", "1");
+  auto dir = fs_->Mkdir(kRootInode, "d", 0755, caller_);
+  ASSERT_TRUE(dir);
+  ASSERT_TRUE(fs_->Rename(kRootInode, "a", kRootInode, "d", RENAME_EXCHANGE));
+  auto now_a = fs_->Lookup(kRootInode, "a");
+  auto now_d = fs_->Lookup(kRootInode, "d");
+  ASSERT_TRUE(now_a && now_d);
+  EXPECT_EQ(now_a->id, dir->id);
+  EXPECT_EQ(now_d->id, a);
+  auto missing = fs_->Rename(kRootInode, "a", kRootInode, "zzz", RENAME_EXCHANGE);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(Err(missing.error()), ENOENT);
+}
+
+TEST_F(FilesystemTest, RenameKindMismatchesFailLikeLocalFilesystem) {
+  MakeFile("f");
+  ASSERT_TRUE(fs_->Mkdir(kRootInode, "d", 0755, caller_));
+  auto e = fs_->Mkdir(kRootInode, "full", 0755, caller_);
+  ASSERT_TRUE(e);
+  MakeFile("inner", "", e->id);
+  auto file_over_dir = fs_->Rename(kRootInode, "f", kRootInode, "d", 0);
+  ASSERT_FALSE(file_over_dir);
+  EXPECT_EQ(Err(file_over_dir.error()), EISDIR);
+  auto dir_over_file = fs_->Rename(kRootInode, "d", kRootInode, "f", 0);
+  ASSERT_FALSE(dir_over_file);
+  EXPECT_EQ(Err(dir_over_file.error()), ENOTDIR);
+  auto over_full = fs_->Rename(kRootInode, "d", kRootInode, "full", 0);
+  ASSERT_FALSE(over_full);
+  EXPECT_EQ(Err(over_full.error()), ENOTEMPTY);
+  auto bad_flags = fs_->Rename(kRootInode, "f", kRootInode, "g", RENAME_WHITEOUT);
+  ASSERT_FALSE(bad_flags);
+  EXPECT_EQ(Err(bad_flags.error()), EINVAL);
+}
+
+TEST_F(FilesystemTest, RenameOntoItselfIsANoOp) {
+  const InodeId id = MakeFile("a", "x");
+  ASSERT_TRUE(fs_->Rename(kRootInode, "a", kRootInode, "a", 0));
+  auto entry = fs_->Lookup(kRootInode, "a");
+  ASSERT_TRUE(entry);
+  EXPECT_EQ(entry->id, id);
+}
+
+// --- symlinks, links, nodes ---
+
+TEST_F(FilesystemTest, SymlinkReadsBackItsTarget) {
+  auto link = fs_->Symlink("some/target", kRootInode, "l", caller_);
+  ASSERT_TRUE(link);
+  EXPECT_TRUE(S_ISLNK(link->attr.st_mode));
+  EXPECT_EQ(fs_->ReadLink(link->id).value(), "some/target");
+  ASSERT_TRUE(fs_->Unlink(kRootInode, "l"));
+  EXPECT_FALSE(fs_->Lookup(kRootInode, "l"));
+}
+
+TEST_F(FilesystemTest, HardLinksAndDeviceNodesAreEperm) {
+  const InodeId id = MakeFile("a");
+  auto link = fs_->Link(id, kRootInode, "b");
+  ASSERT_FALSE(link);
+  EXPECT_EQ(Err(link.error()), EPERM);
+  auto fifo = fs_->Mknod(kRootInode, "p", S_IFIFO | 0644, 0);
+  ASSERT_FALSE(fifo);
+  EXPECT_EQ(Err(fifo.error()), EPERM);
+}
+
+// --- attributes ---
+
+TEST_F(FilesystemTest, ChmodChownAndTimesOfAFilePersistAcrossRemount) {
+  const InodeId id = MakeFile("a", "content");
+  AttrChange change;
+  change.mode = 0600;
+  change.uid = 4321;
+  change.gid = 8765;
+  change.mtime = timespec{1000000000, 0};
+  change.atime = timespec{1000000001, 0};
+  ASSERT_TRUE(fs_->SetAttr(id, change, nullptr));
+  Remount();
+  auto entry = fs_->Lookup(kRootInode, "a");
+  ASSERT_TRUE(entry);
+  EXPECT_EQ(entry->attr.st_mode, S_IFREG | 0600);
+  EXPECT_EQ(entry->attr.st_uid, 4321u);
+  EXPECT_EQ(entry->attr.st_gid, 8765u);
+  EXPECT_EQ(entry->attr.st_mtim.tv_sec, 1000000000);
+  EXPECT_EQ(entry->attr.st_atim.tv_sec, 1000000001);
+}
+
+TEST_F(FilesystemTest, ChmodDoesNotChangeMtimeButAWriteDoes) {
+  const InodeId id = MakeFile("a", "x");
+  AttrChange old_time;
+  old_time.mtime = timespec{1000000000, 0};
+  ASSERT_TRUE(fs_->SetAttr(id, old_time, nullptr));
+  AttrChange chmod;
+  chmod.mode = 0600;
+  ASSERT_TRUE(fs_->SetAttr(id, chmod, nullptr));
+  EXPECT_EQ(Attr(id).st_mtim.tv_sec, 1000000000);
+  auto handle = OpenOk(id, O_WRONLY | O_APPEND);
+  ASSERT_TRUE(fs_->Write(*handle, 0, Bytes("y"), true));
+  fs_->Release(std::move(handle));
+  EXPECT_GT(Attr(id).st_mtim.tv_sec, 1000000000);
+}
+
+TEST_F(FilesystemTest, DirectoryAttributesLiveOnTheBackingDirectory) {
+  auto dir = fs_->Mkdir(kRootInode, "d", 0750, Caller{1111, 2222});
+  ASSERT_TRUE(dir);
+  EXPECT_EQ(dir->attr.st_mode, S_IFDIR | 0750);
+  struct stat st;
+  ASSERT_EQ(::stat(Backing("d").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode, S_IFDIR | 0750);
+  if (::geteuid() == 0) {
+    EXPECT_EQ(st.st_uid, 1111u);
+    EXPECT_EQ(st.st_gid, 2222u);
+  }
+  AttrChange change;
+  change.mode = 0700;
+  auto after = fs_->SetAttr(dir->id, change, nullptr);
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->st_mode, S_IFDIR | 0700);
+}
+
+TEST_F(FilesystemTest, StBlocksCountTheSegmentsOnDisk) {
+  const InodeId id = MakeFile("a", std::string(3 * kSegment, 'x'));
+  const struct stat st = Attr(id);
+  EXPECT_EQ(st.st_size, static_cast<off_t>(3 * kSegment));
+  EXPECT_GE(st.st_blocks, static_cast<blkcnt_t>(3 * kSegment / 512));
+}
+
+TEST_F(FilesystemTest, StatFsReportsTheBackingFilesystem) {
+  auto st = fs_->StatFs();
+  ASSERT_TRUE(st);
+  struct statvfs expected;
+  ASSERT_EQ(::statvfs(dir_.path().c_str(), &expected), 0);
+  EXPECT_EQ(st->f_bsize, expected.f_bsize);
+  EXPECT_EQ(st->f_blocks, expected.f_blocks);
+}
+
+// --- directories ---
+
+TEST_F(FilesystemTest, ListingShowsFilesDirectoriesAndSymlinksWithTheirTypes) {
+  MakeFile("file");
+  ASSERT_TRUE(fs_->Mkdir(kRootInode, "dir", 0755, caller_));
+  ASSERT_TRUE(fs_->Symlink("file", kRootInode, "link", caller_));
+  // A stray plain file in the backing dir is not part of the format.
+  { std::ofstream(Backing("stray")) << "x"; }
+  auto dir = fs_->OpenDir(kRootInode);
+  ASSERT_TRUE(dir);
+  std::map<std::string, unsigned char> types;
+  for (const auto& e : (*dir)->entries) types[e.name] = e.type;
+  EXPECT_EQ(types, (std::map<std::string, unsigned char>{
+                       {".", DT_DIR}, {"..", DT_DIR}, {"dir", DT_DIR}, {"file", DT_REG}, {"link", DT_LNK}}));
+  auto stray = fs_->Lookup(kRootInode, "stray");
+  ASSERT_FALSE(stray);
+  EXPECT_EQ(Err(stray.error()), ENOENT);
+}
+
+TEST_F(FilesystemTest, RefreshDirSeesNewEntries) {
+  auto dir = fs_->OpenDir(kRootInode);
+  ASSERT_TRUE(dir);
+  EXPECT_EQ((*dir)->entries.size(), 2u);
+  MakeFile("new");
+  ASSERT_TRUE(fs_->RefreshDir(**dir));
+  EXPECT_EQ((*dir)->entries.size(), 3u);
+}
+
+// --- ioctl and xattrs ---
+
+TEST_F(FilesystemTest, IoctlStatReportsTheFile) {
+  const InodeId id = MakeFile("a", std::string(2 * kSegment + 1, 'x'));
+  auto handle = OpenOk(id, O_RDONLY);
+  auto st = fs_->IoctlStat(*handle);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->head, 0u);
+  EXPECT_EQ(st->size, 2 * kSegment + 1);
+  EXPECT_EQ(st->segments, 3u);
+  EXPECT_EQ(st->segment_size, kSegment);
+  EXPECT_EQ(st->flags & HPFS_STAT_DAMAGED, 0u);
+  EXPECT_STREQ(st->damage, "");
+  fs_->Release(std::move(handle));
+}
+
+TEST_F(FilesystemTest, IoctlSetChangesOnlyWhatTheMaskNames) {
+  const InodeId id = MakeFile("a");
+  auto handle = OpenOk(id, O_WRONLY);
+  hpfs_set set{};
+  set.mask = HPFS_SET_RETAIN_BYTES | HPFS_SET_SEGMENT_SIZE;
+  set.retain_bytes = 1 << 20;
+  set.segment_size = 8192;
+  set.retain_seconds = 77;  // not in the mask
+  ASSERT_TRUE(fs_->IoctlSet(*handle, set));
+  auto st = fs_->IoctlStat(*handle);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->retain_bytes, 1u << 20);
+  EXPECT_EQ(st->segment_size, 8192u);
+  EXPECT_EQ(st->retain_seconds, 0u);
+  fs_->Release(std::move(handle));
+}
+
+TEST_F(FilesystemTest, IoctlSetRefusesBadValuesAndReadOnlyHandles) {
+  const InodeId id = MakeFile("a");
+  auto reader = OpenOk(id, O_RDONLY);
+  hpfs_set set{};
+  set.mask = HPFS_SET_RETAIN_BYTES;
+  set.retain_bytes = 100;
+  auto r = fs_->IoctlSet(*reader, set);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(Err(r.error()), EBADF);
+  auto writer = OpenOk(id, O_WRONLY);
+  set.mask = HPFS_SET_RETAIN_BYTES | HPFS_SET_SEGMENT_SIZE;
+  set.segment_size = 0;
+  r = fs_->IoctlSet(*writer, set);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(Err(r.error()), EINVAL);
+  set.mask = 1u << 31;
+  r = fs_->IoctlSet(*writer, set);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(Err(r.error()), EINVAL);
+  auto st = fs_->IoctlStat(*writer);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->retain_bytes, 0u) << "a refused set changes nothing";
+  EXPECT_EQ(st->segment_size, kSegment);
+  fs_->Release(std::move(reader));
+  fs_->Release(std::move(writer));
+}
+
+TEST_F(FilesystemTest, XattrsExposeHpfsKeys) {
+  const InodeId id = MakeFile("a", "12345");
+  EXPECT_EQ(fs_->GetXattr(id, "user.hpfs.size").value(), "5");
+  EXPECT_EQ(fs_->GetXattr(id, "user.hpfs.head").value(), "0");
+  ASSERT_TRUE(fs_->SetXattr(id, "user.hpfs.retain_bytes", "64K"));
+  EXPECT_EQ(fs_->GetXattr(id, "user.hpfs.retain_bytes").value(), "65536");
+  ASSERT_TRUE(fs_->RemoveXattr(id, "user.hpfs.retain_bytes"));
+  EXPECT_EQ(fs_->GetXattr(id, "user.hpfs.retain_bytes").value(), "0");
+  auto names = fs_->ListXattr(id);
+  ASSERT_TRUE(names);
+  EXPECT_NE(std::find(names->begin(), names->end(), "user.hpfs.segment_size"), names->end());
+  EXPECT_EQ(std::find(names->begin(), names->end(), "user.hpfs.damage"), names->end());
+}
+
+TEST_F(FilesystemTest, XattrErrorsFollowTheContract) {
+  const InodeId id = MakeFile("a", "x");
+  auto ro = fs_->SetXattr(id, "user.hpfs.head", "0");
+  ASSERT_FALSE(ro);
+  EXPECT_EQ(Err(ro.error()), EPERM);
+  auto bad = fs_->SetXattr(id, "user.hpfs.segment_size", "lots");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(Err(bad.error()), EINVAL);
+  auto zero = fs_->SetXattr(id, "user.hpfs.segment_size", "0");
+  ASSERT_FALSE(zero);
+  EXPECT_EQ(Err(zero.error()), EINVAL);
+  auto other_set = fs_->SetXattr(id, "user.other", "v");
+  ASSERT_FALSE(other_set);
+  EXPECT_EQ(Err(other_set.error()), ENOTSUP);
+  auto other_get = fs_->GetXattr(id, "user.other");
+  ASSERT_FALSE(other_get);
+  EXPECT_EQ(Err(other_get.error()), ENODATA);
+  auto not_damaged = fs_->GetXattr(id, "user.hpfs.damage");
+  ASSERT_FALSE(not_damaged);
+  EXPECT_EQ(Err(not_damaged.error()), ENODATA);
+}
+
+// --- damaged files ---
+
+TEST_F(FilesystemTest, DamagedFileFailsWithEioInTheGapOnly) {
+  MakeFile("bad", std::string(3 * kSegment, 'b'));
+  MakeFile("good", "fine");
+  Remount();
+  // A missing middle segment is no crash signature: the file opens damaged.
+  std::filesystem::remove(Backing("bad/00000000000000004096-4096.seg"));
+  auto bad = fs_->Lookup(kRootInode, "bad");
+  ASSERT_TRUE(bad) << bad.error().message();
+  auto handle = OpenOk(bad->id, O_RDWR);
+  EXPECT_EQ(ReadAll(*handle, 0, 10), std::string(10, 'b'));
+  auto gap = fs_->Read(*handle, kSegment + 10, 10);
+  ASSERT_FALSE(gap);
+  EXPECT_EQ(Err(gap.error()), EIO);
+  auto write = fs_->Write(*handle, 3 * kSegment, Bytes("x"), false);
+  ASSERT_FALSE(write);
+  EXPECT_EQ(Err(write.error()), EIO);
+  auto st = fs_->IoctlStat(*handle);
+  ASSERT_TRUE(st);
+  EXPECT_NE(st->flags & HPFS_STAT_DAMAGED, 0u);
+  EXPECT_STRNE(st->damage, "");
+  fs_->Release(std::move(handle));
+
+  auto good = fs_->Lookup(kRootInode, "good");
+  ASSERT_TRUE(good);
+  auto good_handle = OpenOk(good->id, O_RDONLY);
+  EXPECT_EQ(ReadAll(*good_handle), "fine");
+  fs_->Release(std::move(good_handle));
+}
+
+// --- retention ---
+
+TEST_F(FilesystemTest, RetainBytesPrunesWholeSegmentsAndInvalidatesThem) {
+  const InodeId id = MakeFile("log", std::string(5 * kSegment + 10, 'x'));
+  std::vector<std::tuple<InodeId, uint64_t, uint64_t>> invalidated;
+  fs_->SetInvalidator([&](InodeId i, uint64_t off, uint64_t len) { invalidated.emplace_back(i, off, len); });
+  ASSERT_TRUE(fs_->SetXattr(id, "user.hpfs.retain_bytes", std::to_string(2 * kSegment)));
+  EXPECT_EQ(fs_->ApplyRetention(::time(nullptr)), 1u);
+  // At least retain_bytes stay readable; only whole segments went.
+  EXPECT_EQ(fs_->GetXattr(id, "user.hpfs.head").value(), std::to_string(3 * kSegment));
+  ASSERT_EQ(invalidated.size(), 1u);
+  EXPECT_EQ(invalidated[0], std::make_tuple(id, uint64_t{0}, 3 * kSegment));
+  EXPECT_EQ(fs_->ApplyRetention(::time(nullptr)), 0u) << "nothing more to do";
+}
+
+TEST_F(FilesystemTest, RetainSecondsPrunesSegmentsOlderThanTheLimit) {
+  const InodeId id = MakeFile("log", std::string(3 * kSegment + 10, 'x'));
+  ASSERT_TRUE(fs_->SetXattr(id, "user.hpfs.retain_seconds", "1h"));
+  EXPECT_EQ(fs_->ApplyRetention(::time(nullptr)), 0u);
+  // Two hours later every sealed segment is too old; the tail always stays.
+  EXPECT_EQ(fs_->ApplyRetention(::time(nullptr) + 7200), 1u);
+  EXPECT_EQ(fs_->GetXattr(id, "user.hpfs.head").value(), std::to_string(3 * kSegment));
+}
+
+}  // namespace
+}  // namespace hpfs

@@ -1,0 +1,72 @@
+#include "fs/options.h"
+
+#include <gtest/gtest.h>
+
+namespace hpfs {
+namespace {
+
+TEST(ParseSizeTest, AcceptsPlainNumbersAndBinarySuffixes) {
+  EXPECT_EQ(ParseSize("4096"), 4096u);
+  EXPECT_EQ(ParseSize("64K"), 64u << 10);
+  EXPECT_EQ(ParseSize("64k"), 64u << 10);
+  EXPECT_EQ(ParseSize("64M"), 64u << 20);
+  EXPECT_EQ(ParseSize("2G"), 2ull << 30);
+  EXPECT_EQ(ParseSize("1T"), 1ull << 40);
+  EXPECT_EQ(ParseSize("0"), 0u);
+}
+
+TEST(ParseSizeTest, RejectsGarbageEmptyAndOverflow) {
+  for (const char* bad : {"", "M", "12X", "1.5M", "-1", " 1", "1 M", "99999999999999999999", "16777216T"}) {
+    EXPECT_EQ(ParseSize(bad), std::nullopt) << bad;
+  }
+}
+
+TEST(ParseDurationTest, AcceptsUnits) {
+  EXPECT_EQ(ParseDuration("30"), 30u);
+  EXPECT_EQ(ParseDuration("30s"), 30u);
+  EXPECT_EQ(ParseDuration("15m"), 900u);
+  EXPECT_EQ(ParseDuration("2h"), 7200u);
+  EXPECT_EQ(ParseDuration("7d"), 7u * 86400);
+  EXPECT_EQ(ParseDuration("7w"), std::nullopt);
+}
+
+TEST(ApplyHpfsOptionTest, SetsEachOption) {
+  DaemonOptions options;
+  EXPECT_EQ(ApplyHpfsOption("segment_size=1M", options), true);
+  EXPECT_EQ(ApplyHpfsOption("retain_bytes=10G", options), true);
+  EXPECT_EQ(ApplyHpfsOption("retain_seconds=1d", options), true);
+  EXPECT_EQ(ApplyHpfsOption("xattr", options), true);
+  EXPECT_EQ(ApplyHpfsOption("log_level=debug", options), true);
+  EXPECT_EQ(options.config.segment_size, 1u << 20);
+  EXPECT_EQ(options.config.retain_bytes, 10ull << 30);
+  EXPECT_EQ(options.config.retain_seconds, 86400u);
+  EXPECT_TRUE(options.config.xattr);
+  EXPECT_EQ(options.log_level, "debug");
+}
+
+TEST(ApplyHpfsOptionTest, ZeroRetentionMeansNone) {
+  DaemonOptions options;
+  ASSERT_EQ(ApplyHpfsOption("retain_bytes=0", options), true);
+  EXPECT_EQ(options.config.retain_bytes, std::nullopt);
+}
+
+TEST(ApplyHpfsOptionTest, LeavesOtherOptionsToLibfuse) {
+  DaemonOptions options;
+  EXPECT_EQ(ApplyHpfsOption("allow_other", options), false);
+  EXPECT_EQ(ApplyHpfsOption("max_idle_threads=4", options), false);
+  EXPECT_EQ(ApplyHpfsOption("segment_sizes=1M", options), false);
+}
+
+TEST(ApplyHpfsOptionTest, BadValuesFailNamingTheOption) {
+  for (const char* bad : {"segment_size=abc", "segment_size=0", "segment_size=2T", "segment_size",
+                          "retain_bytes=x", "retain_seconds=1y", "log_level=loud", "xattr=1"}) {
+    DaemonOptions options;
+    auto r = ApplyHpfsOption(bad, options);
+    ASSERT_FALSE(r) << bad;
+    const std::string key = std::string(bad).substr(0, std::string(bad).find('='));
+    EXPECT_NE(r.error().find("'" + key + "'"), std::string::npos) << r.error();
+  }
+}
+
+}  // namespace
+}  // namespace hpfs

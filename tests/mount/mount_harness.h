@@ -1,0 +1,80 @@
+// Mount-test harness: runs the hpfs daemon in the foreground as a child on a
+// scratch backing directory, waits for the mount to appear, runs shell
+// commands with timeouts, and always takes the mount down again, also when a
+// test fails, times out or the test binary is killed by the test runner.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace hpfs::mount_test {
+
+// The daemon under test ($HPFS_BIN, set by meson).
+std::string DaemonPath();
+
+struct ShellResult {
+  int exit_code = -1;  // -1 when killed by a signal or timed out
+  bool timed_out = false;
+  std::string output;  // stdout and stderr together
+};
+
+// Runs `script` with bash -c, killing its process group after `timeout`.
+ShellResult Shell(const std::string& script, std::chrono::seconds timeout = std::chrono::seconds(120));
+
+// A fresh directory under /tmp, removed (after any mount in it is gone) on
+// destruction.
+class ScratchDir {
+ public:
+  ScratchDir();
+  ~ScratchDir();
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+bool IsMountPoint(const std::string& path);
+
+// One daemon serving `backing` at `mountpoint`.
+class Daemon {
+ public:
+  Daemon(std::string backing, std::string mountpoint, std::string log_path);
+  ~Daemon();  // Stop()s
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Starts `hpfs -f [extra...] BACKING MOUNTPOINT` and waits until the mount
+  // shows in /proc/self/mountinfo. False (with the reason in `error`) when the
+  // daemon exits first or the mount does not appear within the timeout.
+  bool Start(const std::vector<std::string>& extra, std::string* error);
+  // Unmounts with fusermount3 -u (falling back to a lazy unmount), also when
+  // the daemon already died, and reaps the daemon, killing it if it does not
+  // exit. Returns its wait status, or -1 if it had to be killed or was gone.
+  int Stop();
+  // Waits up to `timeout` for the daemon to exit by itself; returns its wait
+  // status or -1.
+  int WaitExit(std::chrono::seconds timeout);
+  pid_t pid() const { return pid_; }
+  bool running() const { return pid_ > 0; }
+  std::string Log() const;
+
+ private:
+  void Register();
+  void Unregister();
+
+  const std::string backing_;
+  const std::string mountpoint_;
+  const std::string log_path_;
+  pid_t pid_ = -1;
+};
+
+// Runs the daemon once to completion (for option errors): returns the exit
+// status and what it printed.
+ShellResult RunDaemonToExit(const std::vector<std::string>& args, std::chrono::seconds timeout);
+
+}  // namespace hpfs::mount_test
