@@ -5,8 +5,8 @@
 
 #include <algorithm>
 #include <bit>
-#include <iterator>
 #include <filesystem>
+#include <iterator>
 #include <utility>
 
 namespace hpfile {

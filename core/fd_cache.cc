@@ -1,99 +1,62 @@
 #include "core/fd_cache.h"
 
-#include <fcntl.h>
+#include <utility>
 
 namespace hpfile {
 
 FdCache::~FdCache() {
-  std::lock_guard lock(mu_);
-  for (Segment* segment : lru_) {
+  for (Segment* segment : ring_) {
     segment->cached_fd.reset();
-    segment->in_lru = false;
+    segment->in_cache = false;
   }
-  lru_.clear();
 }
 
-std::list<std::shared_ptr<Fd>> FdCache::MakeRoomLocked() {
-  std::list<std::shared_ptr<Fd>> evicted;
-  while (lru_.size() >= limit_) {
-    Segment* victim = lru_.back();
-    lru_.pop_back();
-    victim->in_lru = false;
-    evicted.push_back(std::move(victim->cached_fd));
+std::shared_ptr<Fd> FdCache::Lookup(const Segment& segment) const {
+  if (!segment.in_cache) return nullptr;
+  segment.referenced.store(true, std::memory_order_relaxed);
+  return segment.cached_fd;
+}
+
+std::vector<std::shared_ptr<Fd>> FdCache::MakeRoom() {
+  std::vector<std::shared_ptr<Fd>> evicted;
+  while (ring_.size() >= limit_) {
+    if (hand_ >= ring_.size()) hand_ = 0;
+    Segment* candidate = ring_[hand_];
+    // A second chance for every segment read since the hand last passed it.
+    if (candidate->referenced.exchange(false, std::memory_order_relaxed)) {
+      ++hand_;
+      continue;
+    }
+    evicted.push_back(Remove(*candidate));
   }
   return evicted;
 }
 
-void FdCache::InsertLocked(Segment& segment, std::shared_ptr<Fd> fd) {
+std::vector<std::shared_ptr<Fd>> FdCache::Insert(Segment& segment, std::shared_ptr<Fd> fd) {
+  std::vector<std::shared_ptr<Fd>> evicted;
+  if (segment.in_cache) {
+    evicted.push_back(std::exchange(segment.cached_fd, std::move(fd)));
+    return evicted;
+  }
+  evicted = MakeRoom();
   segment.cached_fd = std::move(fd);
-  lru_.push_front(&segment);
-  segment.lru_position = lru_.begin();
-  segment.in_lru = true;
+  segment.in_cache = true;
+  segment.referenced.store(true, std::memory_order_relaxed);
+  segment.cache_slot = ring_.size();
+  ring_.push_back(&segment);
+  return evicted;
 }
 
-Result<std::shared_ptr<Fd>> FdCache::Get(Segment& segment) {
-  std::list<std::shared_ptr<Fd>> evicted;  // closed after the lock is released
-  {
-    std::lock_guard lock(mu_);
-    if (segment.in_lru) {
-      lru_.splice(lru_.begin(), lru_, segment.lru_position);
-      return segment.cached_fd;
-    }
-    // Evict before opening, so the cache never holds more than the limit even
-    // for a moment.
-    if (!segment.retired) evicted = MakeRoomLocked();
-  }
-  evicted.clear();
-
-  auto opened = Fd::Open(io_, segment.path, O_RDONLY);
-  if (!opened) return std::unexpected(opened.error());
-  auto fd = std::make_shared<Fd>(std::move(*opened));
-
-  std::lock_guard lock(mu_);
-  if (segment.retired) return fd;  // deleted meanwhile: serve this read, cache nothing
-  if (segment.in_lru) {
-    // Another reader opened it first; use theirs, ours closes on return.
-    lru_.splice(lru_.begin(), lru_, segment.lru_position);
-    return segment.cached_fd;
-  }
-  evicted = MakeRoomLocked();
-  InsertLocked(segment, fd);
-  return fd;
-}
-
-void FdCache::Put(Segment& segment, std::shared_ptr<Fd> fd) {
-  std::list<std::shared_ptr<Fd>> evicted;
-  std::lock_guard lock(mu_);
-  if (segment.retired) return;
-  if (segment.in_lru) {
-    evicted.push_back(std::move(segment.cached_fd));
-    lru_.erase(segment.lru_position);
-    segment.in_lru = false;
-  }
-  auto more = MakeRoomLocked();
-  evicted.splice(evicted.end(), more);
-  InsertLocked(segment, std::move(fd));
-}
-
-void FdCache::Retire(Segment& segment) {
-  std::shared_ptr<Fd> dropped;
-  std::lock_guard lock(mu_);
-  segment.retired = true;
-  if (segment.in_lru) {
-    lru_.erase(segment.lru_position);
-    segment.in_lru = false;
-    dropped = std::move(segment.cached_fd);
-  }
-}
-
-bool FdCache::Holds(const Segment& segment, const Fd* fd) const {
-  std::lock_guard lock(mu_);
-  return segment.in_lru && segment.cached_fd.get() == fd;
-}
-
-size_t FdCache::size() const {
-  std::lock_guard lock(mu_);
-  return lru_.size();
+std::shared_ptr<Fd> FdCache::Remove(Segment& segment) {
+  if (!segment.in_cache) return nullptr;
+  // Fill the hole with the last entry: O(1), and the order of a CLOCK ring
+  // does not matter beyond the hand's sweep.
+  Segment* last = ring_.back();
+  ring_[segment.cache_slot] = last;
+  last->cache_slot = segment.cache_slot;
+  ring_.pop_back();
+  segment.in_cache = false;
+  return std::move(segment.cached_fd);
 }
 
 }  // namespace hpfile

@@ -1,49 +1,44 @@
-// Bounded cache of read descriptors for segments, least recently used evicted
-// first, so a file with any number of segments needs at most `limit` of them.
+// Bounded set of read descriptors for segments, so a file with any number of
+// segments needs at most `limit` of them. Eviction follows the CLOCK policy:
+// a close approximation of least-recently-used whose hit path only sets a flag,
+// so readers that find their descriptor never write shared state but that one
+// relaxed bit.
 //
-// Thread-safe. The mutex is held only for bookkeeping: opening and closing
-// descriptors happen outside it, so one reader's open never delays another.
+// Externally synchronized by the owner's reader-writer lock (HPFile's segment
+// map lock): Lookup needs it held shared, every other call held exclusively.
+// Nothing here opens or closes a descriptor: evicted ones are handed back so
+// the caller can close them after unlocking.
 #pragma once
 
 #include <cstddef>
-#include <list>
 #include <memory>
-#include <mutex>
+#include <vector>
 
 #include "core/io.h"
-#include "core/result.h"
 #include "core/segment.h"
 
 namespace hpfile {
 
 class FdCache {
  public:
-  FdCache(Io& io, size_t limit) : io_(io), limit_(limit == 0 ? 1 : limit) {}
+  explicit FdCache(size_t limit) : limit_(limit == 0 ? 1 : limit) {}
   ~FdCache();
 
-  // A descriptor open on `segment`'s file (read-only unless one was Put). The
-  // returned pointer keeps it open after eviction until released.
-  [[nodiscard]] Result<std::shared_ptr<Fd>> Get(Segment& segment);
-  // Caches a descriptor opened elsewhere (the writer's read-write one).
-  void Put(Segment& segment, std::shared_ptr<Fd> fd);
-  // Drops `segment`'s descriptor and never caches one for it again. Must be
-  // called before a Segment leaves its file.
-  void Retire(Segment& segment);
-  // Descriptors held by the cache.
-  size_t size() const;
-  // Whether `fd` is the descriptor cached for `segment`.
-  bool Holds(const Segment& segment, const Fd* fd) const;
+  // The descriptor cached for `segment`, or null. Lock held shared.
+  std::shared_ptr<Fd> Lookup(const Segment& segment) const;
+  // Evicts until one more fits. Lock held exclusively.
+  [[nodiscard]] std::vector<std::shared_ptr<Fd>> MakeRoom();
+  // Caches `fd` for `segment` (replacing its current one). Lock held exclusively.
+  [[nodiscard]] std::vector<std::shared_ptr<Fd>> Insert(Segment& segment, std::shared_ptr<Fd> fd);
+  // Forgets `segment`'s descriptor. Lock held exclusively.
+  [[nodiscard]] std::shared_ptr<Fd> Remove(Segment& segment);
+  // Descriptors held. Lock held shared.
+  size_t size() const { return ring_.size(); }
 
  private:
-  // Evicts until there is room for one more. Returns the evicted descriptors so
-  // the caller can close them after unlocking.
-  std::list<std::shared_ptr<Fd>> MakeRoomLocked();
-  void InsertLocked(Segment& segment, std::shared_ptr<Fd> fd);
-
-  Io& io_;
   const size_t limit_;
-  mutable std::mutex mu_;
-  std::list<Segment*> lru_;  // front = most recently used
+  std::vector<Segment*> ring_;  // the segments holding a descriptor
+  size_t hand_ = 0;             // the next eviction candidate in ring_
 };
 
 }  // namespace hpfile

@@ -41,7 +41,7 @@ HPFile::HPFile(Io& io, std::string dir, const Options& options)
     : io_(io),
       dir_(std::move(dir)),
       write_buffer_size_(options.write_buffer_size),
-      fd_cache_(io, options.max_open_segments) {}
+      fd_cache_(options.max_open_segments) {}
 
 HPFile::~HPFile() {
   // Buffered appends were acknowledged, and a moved head is part of the state
@@ -109,20 +109,58 @@ uint64_t HPFile::ReadableEnd(const Segment& segment, uint64_t size) const {
   return std::min(segment.sealed_end, size);
 }
 
+HPFile::Piece HPFile::LocateOne(uint64_t offset, uint64_t end) const {
+  std::shared_lock lock(map_mu_);
+  const long index = FindSegmentIndex(segments_, offset);
+  if (index < 0) return {};
+  const auto& segment = segments_[static_cast<size_t>(index)];
+  const uint64_t stop = ReadableEnd(*segment, end);
+  if (stop <= offset) return {};
+  Piece piece{.begin = offset, .end = stop, .file_offset = offset - segment->base,
+              .ends_slot = stop == segment->slot_end(), .fd = fd_cache_.Lookup(*segment)};
+  // The segment itself is only needed to open a descriptor for it.
+  if (!piece.fd) piece.segment = segment;
+  return piece;
+}
+
+Result<std::shared_ptr<Fd>> HPFile::SegmentFd(const std::shared_ptr<Segment>& segment) const {
+  {
+    std::shared_lock lock(map_mu_);
+    if (auto cached = fd_cache_.Lookup(*segment)) return cached;
+  }
+  {
+    // Room first, so the descriptors open never exceed the limit, even for
+    // the moment between this open and the insert.
+    std::vector<std::shared_ptr<Fd>> evicted;  // closed after unlocking
+    std::unique_lock lock(map_mu_);
+    evicted = fd_cache_.MakeRoom();
+    lock.unlock();
+  }
+  auto opened = Fd::Open(io_, segment->path, O_RDONLY);
+  if (!opened) return std::unexpected(opened.error());
+  auto fd = std::make_shared<Fd>(std::move(*opened));
+  std::vector<std::shared_ptr<Fd>> evicted;  // closed after unlocking
+  std::unique_lock lock(map_mu_);
+  if (segment->retired) return fd;  // deleted meanwhile: serve this read, cache nothing
+  if (auto cached = fd_cache_.Lookup(*segment)) return cached;  // another reader was first
+  evicted = fd_cache_.Insert(*segment, fd);
+  return fd;
+}
+
+Result<std::shared_ptr<Fd>> HPFile::PieceFd(const Piece& piece) const {
+  if (piece.fd) return piece.fd;
+  return SegmentFd(piece.segment);
+}
+
 std::vector<HPFile::Piece> HPFile::Locate(uint64_t offset, uint64_t end) const {
   std::vector<Piece> pieces;
-  std::shared_lock lock(map_mu_);
-  long index = FindSegmentIndex(segments_, offset);
-  if (index < 0) return pieces;
-  uint64_t position = offset;
-  for (size_t i = static_cast<size_t>(index); i < segments_.size() && position < end; ++i) {
-    const auto& segment = segments_[i];
-    if (segment->base != position && i != static_cast<size_t>(index)) break;  // a gap
-    const uint64_t stop = std::min(end, ReadableEnd(*segment, end));
-    if (stop <= position) break;
-    pieces.push_back({segment, position, stop});
-    position = stop;
-    if (position < segment->slot_end()) break;  // short segment: what follows is a gap
+  for (uint64_t position = offset; position < end;) {
+    Piece piece = LocateOne(position, end);
+    if (piece.end == 0) break;
+    position = piece.end;
+    const bool ends_slot = piece.ends_slot;
+    pieces.push_back(std::move(piece));
+    if (!ends_slot) break;  // the request or the segment ends: nothing follows
   }
   return pieces;
 }
@@ -134,23 +172,25 @@ Result<size_t> HPFile::ExplainMissing(uint64_t offset) const {
 }
 
 Result<size_t> HPFile::ReadFromSegments(uint64_t offset, uint64_t end, std::byte* out) const {
+  // One piece at a time, so the usual read (one segment) allocates nothing.
   size_t done = 0;
-  for (const Piece& piece : Locate(offset, end)) {
-    auto fd = fd_cache_.Get(*piece.segment);
+  while (offset + done < end) {
+    const Piece piece = LocateOne(offset + done, end);
+    if (piece.end == 0) break;
+    auto fd = PieceFd(piece);
     if (!fd) {
-      // The segment was deleted after Locate found it: a prune or truncate ran.
-      if (IsErrno(fd.error(), ENOENT)) break;
-      if (done > 0) return done;
+      // ENOENT: deleted after LocateOne found it; a prune or truncate ran.
+      if (done > 0 || IsErrno(fd.error(), ENOENT)) break;
       return std::unexpected(fd.error());
     }
     const size_t want = piece.end - piece.begin;
-    auto n = ReadFull(io_, (*fd)->get(), std::span(out + done, want), piece.begin - piece.segment->base);
+    auto n = ReadFull(io_, (*fd)->get(), std::span(out + done, want), piece.file_offset);
     if (!n) {
-      if (done > 0) return done;
+      if (done > 0) break;
       return std::unexpected(n.error());
     }
     done += *n;
-    if (*n < want) break;
+    if (*n < want || !piece.ends_slot) break;
   }
   // Nothing at all: below the head, at the end, or missing (damaged). A short
   // count otherwise; the next read starting there says why.
@@ -200,13 +240,13 @@ Result<std::vector<Extent>> HPFile::MapRange(uint64_t offset, size_t length) con
   const uint64_t end = std::min<uint64_t>({flushed, size, offset + std::min<uint64_t>(length, size)});
   if (offset >= end) return extents;
   for (const Piece& piece : Locate(offset, end)) {
-    auto fd = fd_cache_.Get(*piece.segment);
+    auto fd = PieceFd(piece);
     if (!fd) {
       if (IsErrno(fd.error(), ENOENT)) break;
       if (!extents.empty()) break;
       return std::unexpected(fd.error());
     }
-    extents.push_back({*fd, piece.begin - piece.segment->base, static_cast<size_t>(piece.end - piece.begin)});
+    extents.push_back({*fd, piece.file_offset, static_cast<size_t>(piece.end - piece.begin)});
   }
   if (extents.empty()) {
     auto missing = ExplainMissing(offset);
@@ -243,32 +283,32 @@ Result<std::shared_ptr<Segment>> HPFile::AddSegmentLocked(uint64_t base) {
   tail_fd_ = std::make_shared<Fd>(std::move(*opened));
   tail_segment_ = segment;
   {
+    std::vector<std::shared_ptr<Fd>> evicted;  // closed after unlocking
     std::unique_lock lock(map_mu_);
     segments_.push_back(segment);
+    evicted = fd_cache_.Insert(*segment, tail_fd_);
   }
-  fd_cache_.Put(*segment, tail_fd_);
   dir_dirty_ = true;
   MarkDirtyLocked(segment);
   return segment;
 }
 
 Result<std::shared_ptr<Fd>> HPFile::TailFdLocked() {
-  std::shared_ptr<Segment> tail;
-  {
-    std::shared_lock lock(map_mu_);
-    if (!segments_.empty()) tail = segments_.back();
-  }
+  const std::shared_ptr<Segment>& tail = segments_.back();
   if (tail_fd_ && tail_segment_ == tail) return tail_fd_;
   auto opened = Fd::Open(io_, tail->path, O_RDWR);
   if (!opened) return std::unexpected(opened.error());
   tail_fd_ = std::make_shared<Fd>(std::move(*opened));
   tail_segment_ = tail;
-  fd_cache_.Put(*tail, tail_fd_);
+  std::vector<std::shared_ptr<Fd>> evicted;  // closed after unlocking
+  std::unique_lock lock(map_mu_);
+  evicted = fd_cache_.Insert(*tail, tail_fd_);
   return tail_fd_;
 }
 
 void HPFile::DropSegmentLocked(bool newest) {
   std::shared_ptr<Segment> dropped;
+  std::shared_ptr<Fd> dropped_fd;  // closed after unlocking
   {
     std::unique_lock lock(map_mu_);
     if (newest) {
@@ -278,8 +318,9 @@ void HPFile::DropSegmentLocked(bool newest) {
       dropped = std::move(segments_.front());
       segments_.pop_front();
     }
+    dropped->retired = true;
+    dropped_fd = fd_cache_.Remove(*dropped);
   }
-  fd_cache_.Retire(*dropped);
   std::erase(dirty_segments_, dropped);
   if (tail_segment_ == dropped) {
     tail_segment_.reset();
@@ -302,26 +343,17 @@ Result<uint64_t> HPFile::ExtendLocked(const std::byte* data, uint64_t length) {
   const uint64_t start = flushed_size_.load(std::memory_order_relaxed);
   if (length > format::kMaxFileSize - start) return Errno(EFBIG);
   if (auto trimmed = TrimOverhangLocked(); !trimmed) return std::unexpected(trimmed.error());
-  size_t segments_before;
-  uint64_t old_tail_length = 0;
-  std::shared_ptr<Segment> old_tail;
-  {
-    std::shared_lock lock(map_mu_);
-    segments_before = segments_.size();
-    if (!segments_.empty()) {
-      old_tail = segments_.back();
-      old_tail_length = start - old_tail->base;
-    }
-  }
+  // The writer reads segments_ without map_mu_: only holders of writer_mu_
+  // change it, and they take map_mu_ exclusively for that, to keep readers out.
+  const size_t segments_before = segments_.size();
+  const std::shared_ptr<Segment> old_tail = segments_.empty() ? nullptr : segments_.back();
+  const uint64_t old_tail_length = old_tail ? start - old_tail->base : 0;
 
   uint64_t position = start;
   Result<void> status;
   while (position < start + length) {
     std::shared_ptr<Segment> tail;
-    {
-      std::shared_lock lock(map_mu_);
-      if (!segments_.empty() && position < segments_.back()->slot_end()) tail = segments_.back();
-    }
+    if (!segments_.empty() && position < segments_.back()->slot_end()) tail = segments_.back();
     std::shared_ptr<Fd> fd;
     if (!tail) {
       auto added = AddSegmentLocked(position);
@@ -354,12 +386,8 @@ Result<uint64_t> HPFile::ExtendLocked(const std::byte* data, uint64_t length) {
   // Undo: segments this call created go, the old tail gets its old length
   // back. Readers never saw any of it: size_ has not moved.
   for (;;) {
-    std::shared_ptr<Segment> newest;
-    {
-      std::shared_lock lock(map_mu_);
-      if (segments_.size() <= segments_before) break;
-      newest = segments_.back();
-    }
+    if (segments_.size() <= segments_before) break;
+    std::shared_ptr<Segment> newest = segments_.back();
     // Dropped from the map even if the unlink fails: the next segment created
     // by that name truncates the debris.
     (void)io_.Unlink(newest->path);
@@ -435,24 +463,15 @@ Result<void> HPFile::ShrinkLocked(uint64_t n) {
   // Newest first, so an interruption leaves a contiguous run.
   uint64_t end = old_size;
   for (;;) {
-    std::shared_ptr<Segment> newest;
-    {
-      std::shared_lock lock(map_mu_);
-      if (segments_.empty()) break;
-      newest = segments_.back();
-    }
+    if (segments_.empty()) break;
+    std::shared_ptr<Segment> newest = segments_.back();
     // Once n reaches down to the head, the file is empty and keeps no segment.
     if (newest->base < n && n > Head()) break;
     if (auto removed = io_.Unlink(newest->path); !removed) return fail(end, removed.error());
     DropSegmentLocked(/*newest=*/true);
     end = newest->base;
   }
-  bool cut_tail = false;
-  {
-    std::shared_lock lock(map_mu_);
-    cut_tail = !segments_.empty() && end > n;
-  }
-  if (cut_tail) {
+  if (!segments_.empty() && end > n) {
     auto fd = TailFdLocked();
     Result<void> cut = fd ? io_.Ftruncate((*fd)->get(), n - tail_segment_->base) : std::unexpected(fd.error());
     if (!cut) return fail(end, cut.error());
@@ -497,13 +516,9 @@ Result<void> HPFile::Truncate(uint64_t n) {
 }
 
 Result<void> HPFile::PunchBelowHeadLocked() {
-  std::shared_ptr<Segment> first;
   const uint64_t head = Head();
-  {
-    std::shared_lock lock(map_mu_);
-    if (segments_.empty() || segments_.front()->base >= head) return {};
-    first = segments_.front();
-  }
+  if (segments_.empty() || segments_.front()->base >= head) return {};
+  const std::shared_ptr<Segment> first = segments_.front();
   std::shared_ptr<Fd> fd;
   if (first == tail_segment_ && tail_fd_) {
     fd = tail_fd_;
@@ -537,12 +552,8 @@ Result<void> HPFile::PruneHead(uint64_t n) {
   // failed before.
   // Oldest first, so an interruption leaves a contiguous run above the head.
   for (;;) {
-    std::shared_ptr<Segment> oldest;
-    {
-      std::shared_lock map_lock(map_mu_);
-      if (segments_.empty() || segments_.front()->slot_end() > new_head) break;
-      oldest = segments_.front();
-    }
+    if (segments_.empty() || segments_.front()->slot_end() > new_head) break;
+    std::shared_ptr<Segment> oldest = segments_.front();
     if (auto removed = io_.Unlink(oldest->path); !removed) return removed;
     DropSegmentLocked(/*newest=*/false);
   }
@@ -639,7 +650,7 @@ Result<void> HPFile::Sync() {
   for (const auto& segment : dirty) {
     std::shared_ptr<Fd> fd = segment == tail ? tail_fd : nullptr;
     if (!fd) {
-      auto cached = fd_cache_.Get(*segment);
+      auto cached = SegmentFd(segment);
       if (!cached) {
         if (IsErrno(cached.error(), ENOENT)) continue;  // deleted meanwhile: nothing to keep
         return restore(cached.error());
@@ -675,8 +686,9 @@ std::vector<SegmentInfo> HPFile::Segments() const {
 
 size_t HPFile::OpenDescriptors() const {
   std::lock_guard lock(writer_mu_);
+  std::shared_lock map_lock(map_mu_);
   size_t count = fd_cache_.size();
-  if (tail_fd_ && !fd_cache_.Holds(*tail_segment_, tail_fd_.get())) ++count;
+  if (tail_fd_ && fd_cache_.Lookup(*tail_segment_) != tail_fd_) ++count;
   return count;
 }
 

@@ -148,14 +148,22 @@ class HPFile {
  private:
   HPFile(Io& io, std::string dir, const Options& options);
 
-  // A contiguous piece of one segment: virtual [begin, end).
+  // A contiguous piece of one segment: virtual [begin, end). end == 0: none.
   struct Piece {
-    std::shared_ptr<Segment> segment;
     uint64_t begin = 0;
     uint64_t end = 0;
+    uint64_t file_offset = 0;  // of `begin` in the segment file
+    bool ends_slot = false;    // the piece reaches the end of its segment's slot
+    std::shared_ptr<Fd> fd;    // the cached descriptor, when there was one
+    std::shared_ptr<Segment> segment;  // set when `fd` is not, to open one
   };
-  // The pieces covering [offset, end) as far as they go without a gap, taking
-  // map_mu_ shared. Stops early at a gap or a missing segment.
+  // The piece of [offset, end) in the segment holding `offset` (segment null
+  // when none does), taking map_mu_ shared.
+  Piece LocateOne(uint64_t offset, uint64_t end) const;
+  // A read descriptor for `segment`, from the cache or opened (and cached).
+  Result<std::shared_ptr<Fd>> SegmentFd(const std::shared_ptr<Segment>& segment) const;
+  Result<std::shared_ptr<Fd>> PieceFd(const Piece& piece) const;
+  // The pieces covering [offset, end) as far as they go without a gap.
   std::vector<Piece> Locate(uint64_t offset, uint64_t end) const;
   // Reads [offset, end) from the backing files into `out`.
   [[nodiscard]] Result<size_t> ReadFromSegments(uint64_t offset, uint64_t end, std::byte* out) const;
@@ -188,8 +196,9 @@ class HPFile {
   const std::string dir_;
   const size_t write_buffer_size_;
 
-  // Segments in base order. Readers copy what they need under a shared lock;
-  // the writer changes the deque under an exclusive lock, never doing I/O then.
+  // Segments in base order. Readers copy what they need under a shared lock.
+  // Holders of writer_mu_ are the only ones to change the deque, under an
+  // exclusive lock with no I/O inside; they read it without map_mu_.
   mutable std::shared_mutex map_mu_;
   std::deque<std::shared_ptr<Segment>> segments_;
 
@@ -198,7 +207,7 @@ class HPFile {
   std::atomic<uint64_t> head_{0};
   std::atomic<uint64_t> durable_size_{0};
   std::atomic<uint64_t> truncate_generation_{0};
-  mutable FdCache fd_cache_;
+  mutable FdCache fd_cache_;  // guarded by map_mu_ (see fd_cache.h)
 
   // One mutation at a time. Never held across an fsync.
   mutable std::mutex writer_mu_;

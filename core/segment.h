@@ -1,9 +1,10 @@
 // One segment file of an HPFile and the offset arithmetic over a run of them.
 #pragma once
 
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
-#include <list>
 #include <memory>
 #include <string>
 
@@ -24,11 +25,14 @@ struct Segment {
 
   uint64_t slot_end() const { return base + capacity; }
 
-  // FdCache bookkeeping, guarded by the cache's mutex.
+  // FdCache bookkeeping, guarded by the owner's segment map lock (see
+  // fd_cache.h); `referenced` is also set by readers holding it shared.
   std::shared_ptr<Fd> cached_fd;
-  std::list<Segment*>::iterator lru_position;
-  bool in_lru = false;
-  bool retired = false;  // deleted from the file: never cache a descriptor again
+  bool in_cache = false;
+  size_t cache_slot = 0;
+  mutable std::atomic<bool> referenced{false};
+  // Removed from the file (map lock): a descriptor opened for it is not cached.
+  bool retired = false;
 };
 
 // Index of the segment whose slot holds `offset` in a base-ordered run, or -1
