@@ -147,8 +147,8 @@ Result<std::shared_ptr<Fd>> HPFile::SegmentFd(const std::shared_ptr<Segment>& se
   return fd;
 }
 
-Result<std::shared_ptr<Fd>> HPFile::PieceFd(const Piece& piece) const {
-  if (piece.fd) return piece.fd;
+Result<std::shared_ptr<Fd>> HPFile::TakePieceFd(Piece& piece) const {
+  if (piece.fd) return std::move(piece.fd);
   return SegmentFd(piece.segment);
 }
 
@@ -175,9 +175,9 @@ Result<size_t> HPFile::ReadFromSegments(uint64_t offset, uint64_t end, std::byte
   // One piece at a time, so the usual read (one segment) allocates nothing.
   size_t done = 0;
   while (offset + done < end) {
-    const Piece piece = LocateOne(offset + done, end);
+    Piece piece = LocateOne(offset + done, end);
     if (piece.end == 0) break;
-    auto fd = PieceFd(piece);
+    auto fd = TakePieceFd(piece);
     if (!fd) {
       // ENOENT: deleted after LocateOne found it; a prune or truncate ran.
       if (done > 0 || IsErrno(fd.error(), ENOENT)) break;
@@ -239,14 +239,14 @@ Result<std::vector<Extent>> HPFile::MapRange(uint64_t offset, size_t length) con
   const uint64_t flushed = flushed_size_.load(std::memory_order_acquire);
   const uint64_t end = std::min<uint64_t>({flushed, size, offset + std::min<uint64_t>(length, size)});
   if (offset >= end) return extents;
-  for (const Piece& piece : Locate(offset, end)) {
-    auto fd = PieceFd(piece);
+  for (Piece& piece : Locate(offset, end)) {
+    auto fd = TakePieceFd(piece);
     if (!fd) {
       if (IsErrno(fd.error(), ENOENT)) break;
       if (!extents.empty()) break;
       return std::unexpected(fd.error());
     }
-    extents.push_back({*fd, piece.file_offset, static_cast<size_t>(piece.end - piece.begin)});
+    extents.push_back({std::move(*fd), piece.file_offset, static_cast<size_t>(piece.end - piece.begin)});
   }
   if (extents.empty()) {
     auto missing = ExplainMissing(offset);

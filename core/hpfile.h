@@ -162,7 +162,8 @@ class HPFile {
   Piece LocateOne(uint64_t offset, uint64_t end) const;
   // A read descriptor for `segment`, from the cache or opened (and cached).
   Result<std::shared_ptr<Fd>> SegmentFd(const std::shared_ptr<Segment>& segment) const;
-  Result<std::shared_ptr<Fd>> PieceFd(const Piece& piece) const;
+  // The piece's descriptor, moved out of it, or opened.
+  Result<std::shared_ptr<Fd>> TakePieceFd(Piece& piece) const;
   // The pieces covering [offset, end) as far as they go without a gap.
   std::vector<Piece> Locate(uint64_t offset, uint64_t end) const;
   // Reads [offset, end) from the backing files into `out`.

@@ -6,9 +6,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gmock/gmock.h>
@@ -279,6 +281,34 @@ TEST_F(FaultIoTest, SyncDirGoesThroughOpenAndFsync) {
   auto synced = SyncDir(io_, dir_.path());
   ASSERT_FALSE(synced.has_value());
   EXPECT_EQ(synced.error().value(), EIO);
+}
+
+TEST_F(FaultIoTest, CallsFromManyThreadsAreCountedExactly) {
+  io_.TrackDurability(dir_.path());
+  constexpr int kThreads = 8;
+  constexpr int kRounds = 50;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([this, t] {
+      const std::string path = dir_ / ("f" + std::to_string(t));
+      auto fd = Fd::Open(io_, path, O_RDWR | O_CREAT, 0644);
+      ASSERT_TRUE(fd.has_value());
+      for (int i = 0; i < kRounds; ++i) {
+        EXPECT_TRUE(io_.Pwrite(fd->get(), Bytes("x"), i).has_value());
+        EXPECT_TRUE(io_.Fdatasync(fd->get()).has_value());
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  ASSERT_TRUE(SyncDir(io_, dir_.path()).has_value());
+  EXPECT_EQ(io_.Calls(Mask(IoOp::kPwrite)), uint64_t{kThreads} * kRounds);
+  EXPECT_EQ(io_.Calls(Mask(IoOp::kFdatasync)), uint64_t{kThreads} * kRounds);
+  EXPECT_EQ(io_.Calls(Mask(IoOp::kOpen)), uint64_t{kThreads} + 1);
+  EXPECT_EQ(io_.OpenDescriptors(), 0u);
+  EXPECT_GE(io_.PeakOpenDescriptors(), 1u);
+  EXPECT_LE(io_.PeakOpenDescriptors(), size_t{kThreads});
+  PowerLoss();
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(ReadFile(dir_ / ("f" + std::to_string(t))), std::string(kRounds, 'x'));
 }
 
 // ---- Power loss ----

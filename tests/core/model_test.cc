@@ -1,8 +1,9 @@
 // Randomized model test: HPFile against a std::string holding the whole
 // virtual file. Many short sequences of random operations, with segments of
 // 1..64 bytes so that rolls, multi-segment appends and whole-segment prunes
-// and truncates happen all the time, interleaved with clean reopens and
-// simulated power losses (FaultIo).
+// and truncates happen all the time, interleaved with clean reopens,
+// simulated power losses (FaultIo), and process deaths partway through an
+// operation followed by a power loss.
 //
 // Every sequence is determined by its seed. The failure message names it; to
 // replay one: HPFILE_MODEL_SEED=<seed> core_model_test (a comma-separated list
@@ -12,7 +13,6 @@
 #include <algorithm>
 #include <bitset>
 #include <cstdlib>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <random>
@@ -33,8 +33,8 @@ namespace {
 using testing::TempDir;
 
 constexpr uint64_t kMaxSegment = 64;
-constexpr size_t kDefaultSeeds = 48;
-constexpr size_t kDefaultOpsPerSequence = 160;
+constexpr size_t kDefaultSeeds = 36;
+constexpr size_t kDefaultOpsPerSequence = 150;
 
 std::vector<uint64_t> Seeds() {
   std::vector<uint64_t> seeds;
@@ -87,6 +87,89 @@ class NoFlushIo final : public Io {
   PosixIo real_;
 };
 
+// Forwards to another Io until told to die: after a given number of further
+// calls every call fails with EIO, as if the process were gone at that point
+// and nothing it did afterwards reached the disk. Close still closes.
+class DyingIo final : public Io {
+ public:
+  explicit DyingIo(Io& base) : base_(base) {}
+  void DieAfter(uint64_t calls) {
+    dying_ = true;
+    remaining_ = calls;
+  }
+  void Revive() { dying_ = false; }
+
+  Result<int> Open(const std::string& path, int flags, mode_t mode) override {
+    if (Dead()) return Errno(EIO);
+    return base_.Open(path, flags, mode);
+  }
+  void Close(int fd) override { base_.Close(fd); }
+  Result<size_t> Pread(int fd, std::span<std::byte> buf, uint64_t offset) override {
+    if (Dead()) return Errno(EIO);
+    return base_.Pread(fd, buf, offset);
+  }
+  Result<size_t> Pwrite(int fd, std::span<const std::byte> buf, uint64_t offset) override {
+    if (Dead()) return Errno(EIO);
+    return base_.Pwrite(fd, buf, offset);
+  }
+  Result<void> Fdatasync(int fd) override {
+    if (Dead()) return Errno(EIO);
+    return base_.Fdatasync(fd);
+  }
+  Result<void> Fsync(int fd) override {
+    if (Dead()) return Errno(EIO);
+    return base_.Fsync(fd);
+  }
+  Result<void> Ftruncate(int fd, uint64_t length) override {
+    if (Dead()) return Errno(EIO);
+    return base_.Ftruncate(fd, length);
+  }
+  Result<void> Fallocate(int fd, int mode, uint64_t offset, uint64_t length) override {
+    if (Dead()) return Errno(EIO);
+    return base_.Fallocate(fd, mode, offset, length);
+  }
+  Result<struct stat> Fstat(int fd) override {
+    if (Dead()) return Errno(EIO);
+    return base_.Fstat(fd);
+  }
+  Result<struct stat> Stat(const std::string& path) override {
+    if (Dead()) return Errno(EIO);
+    return base_.Stat(path);
+  }
+  Result<void> Unlink(const std::string& path) override {
+    if (Dead()) return Errno(EIO);
+    return base_.Unlink(path);
+  }
+  Result<void> Rename(const std::string& from, const std::string& to) override {
+    if (Dead()) return Errno(EIO);
+    return base_.Rename(from, to);
+  }
+  Result<void> Mkdir(const std::string& path, mode_t mode) override {
+    if (Dead()) return Errno(EIO);
+    return base_.Mkdir(path, mode);
+  }
+  Result<void> Rmdir(const std::string& path) override {
+    if (Dead()) return Errno(EIO);
+    return base_.Rmdir(path);
+  }
+  Result<std::vector<std::string>> ListDir(const std::string& path) override {
+    if (Dead()) return Errno(EIO);
+    return base_.ListDir(path);
+  }
+
+ private:
+  // Counts the call when dying; true once the countdown has run out.
+  bool Dead() {
+    if (!dying_) return false;
+    if (remaining_ == 0) return true;
+    --remaining_;
+    return false;
+  }
+  Io& base_;
+  bool dying_ = false;
+  uint64_t remaining_ = 0;
+};
+
 // What the test knows about the file. `data[i]` is virtual byte i; bytes
 // below the head keep whatever they last were (nobody may read them).
 struct Model {
@@ -109,6 +192,11 @@ struct Model {
 
   uint64_t size() const { return data.size(); }
 
+  void AllowZero(uint64_t offset) {
+    if (allowed.size() <= offset) allowed.resize(offset + 1);
+    allowed[offset].set(0);
+  }
+
   void Allow(uint64_t offset) {
     if (allowed.size() <= offset) allowed.resize(offset + 1);
     allowed[offset].set(static_cast<unsigned char>(data[offset]));
@@ -125,6 +213,9 @@ struct Model {
 
   void SetHead(uint64_t new_head) {
     if (new_head != head) head_unsynced = true;
+    // Pruned bytes are punched at once, the head is durable only after a
+    // Sync: until then a crash may bring back an older head with zeros above it.
+    for (uint64_t i = head; i < std::min<uint64_t>(new_head, size()); ++i) AllowZero(i);
     head = new_head;
     min_head = std::min(min_head, head);
     max_head = std::max(max_head, head);
@@ -173,8 +264,8 @@ class ModelRun {
       OneStep();
       if (!::testing::Test::HasFailure()) CheckInvariants();
       if (::testing::Test::HasFailure()) {
-        ADD_FAILURE() << "seed " << seed_ << " (replay: HPFILE_MODEL_SEED=" << seed_ << "), step " << step
-                      << "; operations so far:\n"
+        ADD_FAILURE() << "seed " << seed_ << " (replay: HPFILE_MODEL_SEED=" << seed_ << "), operation " << step
+                      << "; log so far:\n"
                       << History() << Layout();
         return;
       }
@@ -196,7 +287,7 @@ class ModelRun {
 
   Options RandomOptions() {
     Options options;
-    options.io = &io_;
+    options.io = &dying_;
     static constexpr size_t kBuffers[] = {0, 0, 7, 100};
     options.write_buffer_size = kBuffers[Uniform(0, 3)];
     options.max_open_segments = Uniform(1, 8);
@@ -237,7 +328,8 @@ class ModelRun {
     if (pick < 73) return DoSetSegmentSize();
     if (pick < 82) return DoSync();
     if (pick < 84) return DoFlush();
-    if (pick < 90) return DoReopen();
+    if (pick < 89) return DoReopen();
+    if (pick < 94) return DoCrashDuringOperation();
     return DoPowerLoss();
   }
 
@@ -458,16 +550,71 @@ class ModelRun {
   }
 
   void DoPowerLoss() {
-    const uint64_t claimed_durable = file_->DurableSize();
-    const uint64_t head_before = model_.head;
     Log("power loss (size " + std::to_string(model_.size()) + ", head " + std::to_string(model_.head) +
-        ", DurableSize " + std::to_string(claimed_durable) + ", model durable [" +
+        ", DurableSize " + std::to_string(file_->DurableSize()) + ", model durable [" +
         std::to_string(model_.durable_begin) + ", " + std::to_string(model_.durable_end) + "))");
-    // A dying process writes nothing more: the destructor's flush fails.
+    RecoverFromCrash(file_->DurableSize(), model_.head, std::nullopt);
+  }
+
+  // The process dies after a random number of I/O calls into an operation,
+  // then the machine loses power. The model is updated as if the operation
+  // had completed: the checks after recovery accept either outcome (and
+  // anything in between), since they only insist on what was durable and on
+  // bytes that some state of the file held.
+  void DoCrashDuringOperation() {
+    uint64_t claimed_durable = file_->DurableSize();
+    // Most operations make a handful of calls; a Sync of many segments more.
+    const uint64_t calls = Chance(0.7) ? Uniform(0, 12) : Uniform(13, 60);
+    std::optional<uint64_t> new_segment_size;
+    std::string what;
+    const uint64_t kind = Uniform(0, 5);
+    dying_.DieAfter(calls);
+    if (kind == 0) {
+      const std::string bytes = RandomBytes(Uniform(1, 3 * kMaxSegment));
+      what = "Append(" + std::to_string(bytes.size()) + ") at " + std::to_string(model_.size());
+      (void)file_->Append(std::as_bytes(std::span(bytes)));
+      model_.Append(bytes);
+    } else if (kind == 1) {
+      const uint64_t n = Uniform(0, model_.size() + 100);
+      what = "Truncate(" + std::to_string(n) + ") size " + std::to_string(model_.size()) + " head " +
+             std::to_string(model_.head);
+      (void)file_->Truncate(n);
+      model_.Truncate(n);
+    } else if (kind == 2) {
+      const uint64_t n = Uniform(model_.head, model_.size() + 10);
+      what = "PruneHead(" + std::to_string(n) + ") size " + std::to_string(model_.size()) + " head " +
+             std::to_string(model_.head);
+      (void)file_->PruneHead(n);
+      model_.PruneHead(n);
+    } else if (kind == 3) {
+      what = "Sync()";
+      (void)file_->Sync();
+    } else if (kind == 4) {
+      new_segment_size = Uniform(1, kMaxSegment);
+      what = "SetSegmentSize(" + std::to_string(*new_segment_size) + ")";
+      (void)file_->SetSegmentSize(*new_segment_size);
+    } else {
+      what = "Flush()";
+      (void)file_->Flush();
+    }
+    claimed_durable = std::min(claimed_durable, model_.size());
+    Log("crash " + std::to_string(calls) + " calls into " + what + ", then power loss (DurableSize before " +
+        std::to_string(claimed_durable) + ", model durable [" + std::to_string(model_.durable_begin) + ", " +
+        std::to_string(model_.durable_end) + "))");
+    RecoverFromCrash(claimed_durable, model_.head, new_segment_size);
+  }
+
+  // Kills the process (nothing more reaches the disk, not even the
+  // destructor's writes), drops what was not durable, reopens, and checks the
+  // recovered file against what was promised: the model's durable range, and
+  // HPFile's own DurableSize() `claimed_durable` taken when the head was
+  // `head_before`. `other_segment_size` is a segment size that may or may not
+  // have been made durable when the process died.
+  void RecoverFromCrash(uint64_t claimed_durable, uint64_t head_before, std::optional<uint64_t> other_segment_size) {
     pre_reader_.reset();
-    io_.FailAlways(EIO, kAllIoOps);
+    dying_.DieAfter(0);
     file_.reset();
-    io_.Heal();
+    dying_.Revive();
     ASSERT_EQ(io_.OpenDescriptors(), 0u) << "descriptors left open by a closed HPFile";
     auto dropped = io_.DropUnsyncedData();
     ASSERT_TRUE(dropped.has_value()) << dropped.error().message();
@@ -480,7 +627,12 @@ class ModelRun {
     write_buffer_size_ = options.write_buffer_size;
     for (const auto& line : file_->RecoveryLog()) Log("  recovery: " + line);
     ASSERT_FALSE(file_->Damage().has_value()) << "a power loss left the file damaged: " << *file_->Damage();
-    EXPECT_EQ(file_->GetMeta().segment_size, model_.segment_size) << "SetSegmentSize is durable on return";
+    const uint64_t segment_size = file_->GetMeta().segment_size;
+    if (other_segment_size && segment_size == *other_segment_size) {
+      model_.segment_size = segment_size;
+    } else {
+      EXPECT_EQ(segment_size, model_.segment_size) << "SetSegmentSize is durable on return";
+    }
 
     const uint64_t head = file_->Head();
     const uint64_t size = file_->Size();
@@ -537,6 +689,7 @@ class ModelRun {
   std::string dir_;
   NoFlushIo disk_;
   FaultIo io_{disk_};
+  DyingIo dying_{io_};
   Model model_;
   std::unique_ptr<HPFile> file_;
   size_t write_buffer_size_ = 0;
