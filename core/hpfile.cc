@@ -562,31 +562,42 @@ Result<void> HPFile::PruneHead(uint64_t n) {
 
 Result<void> HPFile::SetSegmentSize(uint64_t size) {
   if (!ValidSegmentSize(size)) return Errno(EINVAL);
-  if (auto ok = CheckWritable(); !ok) return ok;
-  {
-    std::lock_guard lock(meta_mu_);
-    if (meta_.segment_size == size) return {};
-    meta_.segment_size = size;
-    meta_dirty_ = true;
-  }
-  return WriteMetaIfDirty();
+  return EditMeta([size](Meta& meta) { meta.segment_size = size; });
 }
 
 Result<void> HPFile::UpdateMeta(const std::function<void(Meta&)>& edit) {
+  return EditMeta([&edit](Meta& meta) {
+    const uint64_t head = meta.head;
+    const uint64_t segment_size = meta.segment_size;
+    edit(meta);
+    meta.head = head;
+    meta.segment_size = segment_size;
+  });
+}
+
+Result<void> HPFile::EditMeta(const std::function<void(Meta&)>& edit) {
   if (auto ok = CheckWritable(); !ok) return ok;
+  // sync_mu_ across the whole edit, so that on failure the old meta can be put
+  // back without undoing anybody else's change.
+  std::lock_guard sync_lock(sync_mu_);
+  Meta old;
   {
     std::lock_guard lock(meta_mu_);
     Meta edited = meta_;
     edit(edited);
-    edited.head = meta_.head;
-    edited.segment_size = meta_.segment_size;
     // Permission bits only: the file type is not the meta's to record.
     if (edited.mode && *edited.mode > 07777) return Errno(EINVAL);
     if (edited == meta_) return {};
-    meta_ = std::move(edited);
+    old = std::exchange(meta_, std::move(edited));
     meta_dirty_ = true;
   }
-  return WriteMetaIfDirty();
+  auto written = WriteMetaIfDirtySyncLocked();
+  if (!written) {
+    // The caller is told the change failed, so it must not appear later.
+    std::lock_guard lock(meta_mu_);
+    meta_ = std::move(old);
+  }
+  return written;
 }
 
 Meta HPFile::GetMeta() const {

@@ -118,12 +118,14 @@ class HPFile {
   // EIO for a damaged file.
   [[nodiscard]] Result<void> PruneHead(uint64_t n);
 
-  // Segment size for segments created from now on (the tail keeps its own).
-  // EINVAL unless ValidSegmentSize(size).
+  // Segment size for segments created from now on (the tail keeps its own),
+  // durable before returning; on failure nothing changes. EINVAL unless
+  // ValidSegmentSize(size), EIO for a damaged file.
   [[nodiscard]] Result<void> SetSegmentSize(uint64_t size);
 
   // Changes the meta attributes (mode, uid, gid, retention, unknown keys) and
-  // makes the change durable before returning. Changes of head or segment_size
+  // makes the change durable before returning; on failure nothing changes.
+  // Changes of head or segment_size
   // made by `edit` are ignored (use PruneHead/SetSegmentSize). EINVAL for a
   // mode beyond the permission bits (07777), EIO for a damaged file.
   [[nodiscard]] Result<void> UpdateMeta(const std::function<void(Meta&)>& edit);
@@ -188,6 +190,8 @@ class HPFile {
   // file itself is unlinked by the caller first).
   void DropSegmentLocked(bool newest);
   void MarkDirtyLocked(const std::shared_ptr<Segment>& segment);
+  // Applies `edit` to the meta and writes it; on failure puts the old one back.
+  Result<void> EditMeta(const std::function<void(Meta&)>& edit);
   // Writes the meta if it changed since it was last written. Takes sync_mu_.
   [[nodiscard]] Result<void> WriteMetaIfDirty();
   [[nodiscard]] Result<void> WriteMetaIfDirtySyncLocked();
