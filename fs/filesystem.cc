@@ -113,7 +113,10 @@ uint64_t ReadPlan::size() const {
 }
 
 Filesystem::Filesystem(const Config& config, hpfile::Fd root_fd, hpfile::Fd trash_fd)
-    : config_(config), root_fd_(std::move(root_fd)), trash_fd_(std::move(trash_fd)) {}
+    : config_(config),
+      root_fd_(std::move(root_fd)),
+      trash_fd_(std::move(trash_fd)),
+      deleter_(trash_fd_.get()) {}
 
 Filesystem::~Filesystem() = default;
 
@@ -132,7 +135,9 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(const std::string& backing_
   if (!trash) return std::unexpected(trash.error());
 
   // Whatever is in the trash was unlinked while open, or replaced, during the
-  // last mount: nothing can reach it any more.
+  // last mount: nothing can reach it any more. Listed now, before this mount
+  // puts anything there, and deleted by the deleter once it runs.
+  std::vector<std::string> leftovers;
   {
     const int dup_fd = ::fcntl(trash->get(), F_DUPFD_CLOEXEC, 0);
     if (dup_fd < 0) return LastErrno();
@@ -141,19 +146,11 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(const std::string& backing_
       ::close(dup_fd);
       return LastErrno();
     }
-    std::vector<std::string> names;
     while (dirent* d = ::readdir(dir)) {
       std::string_view n = d->d_name;
-      if (n != "." && n != "..") names.emplace_back(n);
+      if (n != "." && n != "..") leftovers.emplace_back(n);
     }
     ::closedir(dir);
-    for (const auto& n : names) {
-      if (auto r = RemoveTree(trash->get(), n); !r) {
-        spdlog::warn("cannot empty the trash entry {}: {}", n, r.error().message());
-      } else {
-        spdlog::info("deleted {} left in the trash by the last mount", n);
-      }
-    }
   }
 
   struct stat st;
@@ -163,8 +160,18 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(const std::string& backing_
   std::unique_ptr<Filesystem> fs(new Filesystem(config, std::move(*root), std::move(*trash)));
   auto root_inode = std::make_shared<Inode>(Kind::kDirectory, st.st_dev, st.st_ino, std::move(*root_fd_copy));
   fs->inodes_.Insert(root_inode, kRootInode);
+  if (!leftovers.empty()) {
+    spdlog::info("{} entries left in {} by the last mount will be deleted", leftovers.size(), fmt_::kTrashName);
+  }
+  for (auto& name : leftovers) fs->deleter_.Enqueue(std::move(name));
   return fs;
 }
+
+void Filesystem::StartDeleter() { deleter_.Start(); }
+
+void Filesystem::WaitForDeletions() { deleter_.Wait(); }
+
+size_t Filesystem::PendingDeletions() const { return deleter_.Pending(); }
 
 void Filesystem::SetInvalidator(std::function<void(InodeId, uint64_t, uint64_t)> invalidate) {
   std::lock_guard lock(invalidator_mu_);
@@ -361,18 +368,12 @@ std::string Filesystem::NewTrashName() {
          std::to_string(::getpid()) + "." + std::to_string(trash_counter_.fetch_add(1));
 }
 
-void Filesystem::DeleteFromTrash(const std::string& trash_name) {
-  if (auto r = RemoveTree(trash_fd_.get(), trash_name); !r) {
-    spdlog::warn("cannot delete {}/{}: {} (retried at the next mount)", fmt_::kTrashName, trash_name,
-                 r.error().message());
-  }
-}
-
 Result<void> Filesystem::TrashFile(int parent_fd, std::string_view name, const struct stat& st) {
   const std::string trash_name = NewTrashName();
   if (::renameat(parent_fd, Str(name).c_str(), trash_fd_.get(), trash_name.c_str()) != 0) return LastErrno();
   std::shared_ptr<hpfile::HPFile> closing;
-  if (auto inode = inodes_.FindByBacking(st.st_dev, st.st_ino)) {
+  auto inode = inodes_.FindByBacking(st.st_dev, st.st_ino);
+  if (inode) {
     inodes_.Unbind(*inode);
     std::lock_guard lock(inode->mu);
     inode->unlinked = true;
@@ -382,8 +383,7 @@ Result<void> Filesystem::TrashFile(int parent_fd, std::string_view name, const s
     }
     closing = std::move(inode->file);
   }
-  closing.reset();
-  DeleteFromTrash(trash_name);
+  deleter_.Enqueue(trash_name, std::move(closing), std::move(inode));
   return {};
 }
 
@@ -432,8 +432,7 @@ void Filesystem::Forget(InodeId id, uint64_t n) {
     closing = std::move(gone->file);
     trash_name = std::move(gone->trash_name);
   }
-  closing.reset();
-  if (!trash_name.empty()) DeleteFromTrash(trash_name);
+  if (!trash_name.empty()) deleter_.Enqueue(std::move(trash_name), std::move(closing), std::move(gone));
 }
 
 Result<Entry> Filesystem::Mkdir(InodeId parent_id, std::string_view name, mode_t mode, const Caller& caller) {
@@ -586,7 +585,15 @@ Result<void> Filesystem::Rename(InodeId parent_id, std::string_view name, InodeI
 
 Result<Entry> Filesystem::Link(InodeId, InodeId, std::string_view) { return Errno(EPERM); }
 
-Result<Entry> Filesystem::Mknod(InodeId, std::string_view, mode_t, dev_t) { return Errno(EPERM); }
+Result<Entry> Filesystem::Mknod(InodeId parent_id, std::string_view name, mode_t mode, dev_t,
+                                const Caller& caller) {
+  // mknod(2) of a regular file is creat(2) without the descriptor.
+  if ((mode & S_IFMT) != S_IFREG && (mode & S_IFMT) != 0) return Errno(EPERM);
+  auto created = Create(parent_id, name, mode & 07777, O_WRONLY | O_CREAT | O_EXCL, caller);
+  if (!created) return std::unexpected(created.error());
+  Release(std::move(created->second));
+  return created->first;
+}
 
 // --- attributes ---
 
@@ -775,9 +782,20 @@ Result<size_t> Filesystem::Write(FileHandle& handle, uint64_t offset, std::span<
   if (!file) return Errno(EIO);
   if (data.empty()) return size_t{0};
   std::lock_guard lock(handle.inode->write_mu);
-  if (!append && offset != file->Size()) return Errno(EPERM);
+  const uint64_t size = file->Size();
+  // Bytes that exist are never overwritten. A write past the end fills the
+  // gap with zeros first, as a growing ftruncate would: that is what cp and
+  // rsync do for a sparse source, and nothing written is changed by it.
+  if (!append && offset < size) return Errno(EPERM);
+  if (!append && offset > size) {
+    if (auto grown = file->Truncate(offset); !grown) return std::unexpected(grown.error());
+  }
   auto start = file->Append(data);
-  if (!start) return std::unexpected(start.error());
+  if (!start) {
+    // The write failed as a whole: take the zeros back too.
+    if (!append && offset > size) (void)file->Truncate(size);
+    return std::unexpected(start.error());
+  }
   return data.size();
 }
 
@@ -799,8 +817,7 @@ void Filesystem::Release(std::unique_ptr<FileHandle> handle) {
     closing = std::move(inode->file);
     trash_name = std::move(inode->trash_name);
   }
-  closing.reset();
-  if (!trash_name.empty()) DeleteFromTrash(trash_name);
+  if (!trash_name.empty()) deleter_.Enqueue(std::move(trash_name), std::move(closing), std::move(inode));
 }
 
 Result<void> Filesystem::Fallocate(FileHandle& handle, int mode, uint64_t offset, uint64_t length) {
@@ -1126,6 +1143,17 @@ size_t Filesystem::ApplyRetention(int64_t now) {
         spdlog::warn("retention: cannot prune inode {}: {}", inode->id, r.error().message());
         continue;
       }
+    }
+    {
+      // Block counts of the deleted segments would otherwise stay cached for
+      // the rest of the mount.
+      // Names start with the zero-padded base, so name order is base order.
+      auto first_kept = std::find_if(segments.begin(), segments.end(),
+                                     [&](const hpfile::SegmentInfo& seg) { return seg.base >= target; });
+      std::lock_guard lock(inode->mu);
+      auto& cached = inode->sealed_blocks;
+      cached.erase(cached.begin(),
+                   first_kept == segments.end() ? cached.end() : cached.lower_bound(first_kept->file_name));
     }
     ++pruned;
     spdlog::debug("retention: inode {} head {} -> {}", inode->id, old_head, target);

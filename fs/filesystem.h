@@ -36,6 +36,7 @@
 #include "fs/hpfs_ioctl.h"
 #include "fs/inode_table.h"
 #include "fs/options.h"
+#include "fs/trash_deleter.h"
 
 namespace hpfs {
 
@@ -94,10 +95,11 @@ struct DirHandle {
 
 class Filesystem {
  public:
-  // Opens the backing directory: creates the trash and empties it (files
-  // unlinked while open during the last mount). EINVAL when BACKING is itself
-  // an HPFile. The caller holds the BackingLock.
+  // Opens the backing directory: creates the trash and queues what the last
+  // mount left there for deletion. EINVAL when BACKING is itself an HPFile.
+  // The caller holds the BackingLock.
   static Result<std::unique_ptr<Filesystem>> Open(const std::string& backing_dir, const Config& config);
+  // Finishes the queued deletions (see TrashDeleter) when the deleter runs.
   ~Filesystem();
   Filesystem(const Filesystem&) = delete;
   Filesystem& operator=(const Filesystem&) = delete;
@@ -105,6 +107,14 @@ class Filesystem {
   // Called when the daemon changed a file's bytes outside a request
   // (retention), so the kernel drops its cached pages of [offset, offset+len).
   void SetInvalidator(std::function<void(InodeId, uint64_t offset, uint64_t length)> invalidate);
+
+  // Storage of unlinked and replaced files is deleted by a background thread
+  // (TrashDeleter), never inside the request that let it go. The daemon
+  // starts it once it runs in the background; until then deletions queue.
+  void StartDeleter();
+  // Returns once every deletion queued so far is done.
+  void WaitForDeletions();
+  size_t PendingDeletions() const;
 
   const Config& config() const { return config_; }
   const InodeTable& inodes() const { return inodes_; }
@@ -119,7 +129,7 @@ class Filesystem {
   Result<Entry> Symlink(std::string_view target, InodeId parent, std::string_view name, const Caller& caller);
   Result<std::string> ReadLink(InodeId id);
   // Files: EISDIR for a directory. An open file stays readable and writable
-  // through its handles; its storage is freed at the last release.
+  // through its handles; its storage is freed after the last release.
   Result<void> Unlink(InodeId parent, std::string_view name);
   // ENOTDIR for a file, ENOTEMPTY, ENOENT.
   Result<void> Rmdir(InodeId parent, std::string_view name);
@@ -127,9 +137,11 @@ class Filesystem {
   // a file is atomic for readers; the replaced file lives on while open.
   Result<void> Rename(InodeId parent, std::string_view name, InodeId new_parent,
                       std::string_view new_name, unsigned flags);
-  // Hard links and device/fifo/socket nodes do not exist here: EPERM.
+  // Hard links and device/fifo/socket nodes do not exist here: EPERM. Mknod
+  // of a regular file creates an empty file, as Create does (EEXIST if the
+  // name exists).
   Result<Entry> Link(InodeId id, InodeId new_parent, std::string_view new_name);
-  Result<Entry> Mknod(InodeId parent, std::string_view name, mode_t mode, dev_t rdev);
+  Result<Entry> Mknod(InodeId parent, std::string_view name, mode_t mode, dev_t rdev, const Caller& caller);
 
   // --- attributes ---
   Result<struct stat> GetAttr(InodeId id);
@@ -152,7 +164,8 @@ class Filesystem {
   // is written. Returns the bytes written (all of them). EIO for a damaged file.
   Result<size_t> Write(FileHandle& handle, uint64_t offset, std::span<const std::byte> data, bool append);
   Result<void> Fsync(FileHandle& handle);
-  // Drops the handle; the last one of an unlinked file deletes its storage.
+  // Drops the handle; the last one of an unlinked file queues its storage
+  // for deletion.
   void Release(std::unique_ptr<FileHandle> handle);
   // DESIGN.md section 4: head punch prunes, mode 0 may grow, KEEP_SIZE is a
   // no-op; every other mode EOPNOTSUPP with nothing changed.
@@ -201,10 +214,9 @@ class Filesystem {
   Result<Kind> Classify(int parent_fd, std::string_view name, const struct stat& st);
   bool Hidden(const Inode& parent, std::string_view name) const;
   Result<void> CheckNewName(const Inode& parent, std::string_view name) const;
-  // Moves the file entry `name` of `parent_fd` into the trash and deletes it
-  // unless a handle still has it open.
+  // Moves the file entry `name` of `parent_fd` into the trash and queues its
+  // deletion unless a handle still has it open.
   Result<void> TrashFile(int parent_fd, std::string_view name, const struct stat& st);
-  void DeleteFromTrash(const std::string& trash_name);
   std::string NewTrashName();
   // Sets a file's mtime (and atime, when given) on its backing directory and
   // tail segment, where StatFile reads it.
@@ -223,6 +235,8 @@ class Filesystem {
   std::mutex load_mu_;
   std::mutex invalidator_mu_;
   std::function<void(InodeId, uint64_t, uint64_t)> invalidate_;
+  // Last, so that it finishes (and stops using trash_fd_) before the rest goes.
+  TrashDeleter deleter_;
 };
 
 // "/proc/self/fd/N": a path that names what descriptor N is open on, wherever

@@ -192,7 +192,7 @@ void OnReadLink(fuse_req_t req, fuse_ino_t ino) {
 }
 
 void OnMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
-  Guarded(req, [&] { ReplyEntry(req, Ctx(req).fs->Mknod(parent, name, mode, rdev), false); });
+  Guarded(req, [&] { ReplyEntry(req, Ctx(req).fs->Mknod(parent, name, mode, rdev, CallerOf(req)), false); });
 }
 
 void OnMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {

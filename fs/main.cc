@@ -68,9 +68,12 @@ int OptionProc(void* data, const char* arg, int key, fuse_args*) {
 void PrintUsage(const char* program) {
   std::printf("usage: %s [options] BACKING MOUNTPOINT\n\n", program);
   std::printf("Mounts the backing directory BACKING at MOUNTPOINT. Each regular file is a\n"
-              "head-prunable file: append-only, its head can be punched away.\n\n");
+              "head-prunable file: it only grows at the end, and its head can be dropped\n"
+              "with fallocate --punch-hole. Runs in the background (logging to syslog)\n"
+              "unless -f or -d is given.\n\n");
   std::printf("%s\n", hpfs::HpfsOptionsHelp().c_str());
-  std::printf("FUSE options:\n");
+  std::printf("FUSE options (hpfs always adds default_permissions, subtype=hpfs and\n"
+              "fsname=BACKING):\n");
   fuse_cmdline_help();
   fuse_lowlevel_help();
 }
@@ -84,12 +87,14 @@ void RaiseFileLimit() {
   }
 }
 
-void SetUpLogging(bool foreground, const std::string& level) {
+// Logs go to stderr until the daemon forks into the background (so that what
+// goes wrong before the mount reaches the terminal), then to syslog.
+void SetUpLogging(bool to_syslog, const std::string& level) {
   std::shared_ptr<spdlog::logger> logger;
-  if (foreground) {
-    logger = spdlog::stderr_color_mt("hpfs");
+  if (to_syslog) {
+    logger = spdlog::syslog_logger_mt("hpfs-syslog", "hpfs", LOG_PID, LOG_DAEMON);
   } else {
-    logger = spdlog::syslog_logger_mt("hpfs", "hpfs", LOG_PID, LOG_DAEMON);
+    logger = spdlog::stderr_color_mt("hpfs");
   }
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(level));
@@ -154,6 +159,8 @@ int Run(int argc, char* argv[]) {
   }
   if (opts.show_version) {
     std::printf("hpfs version %s\n", HPFS_VERSION);
+    // libfuse prints the rest, partly from a child process: ours goes first.
+    std::fflush(stdout);
     fuse_lowlevel_version();
     return kExitOk;
   }
@@ -161,7 +168,8 @@ int Run(int argc, char* argv[]) {
     std::fprintf(stderr, "usage: %s [options] BACKING MOUNTPOINT (see --help)\n", argv[0]);
     return kExitUsage;
   }
-  if (opts.debug) state.options.log_level = "debug";
+  // -d means at least debug (trace stays trace).
+  if (opts.debug && state.options.log_level != "trace") state.options.log_level = "debug";
 
   char resolved[PATH_MAX];
   if (realpath(state.backing.c_str(), resolved) == nullptr) {
@@ -175,12 +183,27 @@ int Run(int argc, char* argv[]) {
     return kExitFailure;
   }
 
+  // Permission checks are the kernel's, as on a local filesystem.
+  fuse_opt_add_arg(&args, "-odefault_permissions");
+  fuse_opt_add_arg(&args, "-osubtype=hpfs");
+  fuse_opt_add_arg(&args, ("-ofsname=" + EscapeOptionValue(backing)).c_str());
+
+  // The session checks libfuse's own options: a bad one fails here, before
+  // the backing directory is locked or touched. No request arrives before
+  // the mount, so context.fs may be set later.
+  hpfs::SessionContext context;
+  const fuse_lowlevel_ops ops = hpfs::MakeLowlevelOps(state.options.config.xattr);
+  fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, &context);
+  if (se == nullptr) return kExitUsage;  // libfuse named the bad option
+  std::unique_ptr<fuse_session, decltype(&fuse_session_destroy)> se_guard(se, &fuse_session_destroy);
+  context.session = se;
+
   auto lock = hpfs::BackingLock::Acquire(backing);
   if (!lock) {
     if (lock.error().value() == EWOULDBLOCK) {
       std::fprintf(stderr,
-                   "hpfs: %s is already in use by another hpfs daemon (or hpfsctl); "
-                   "unmount it first\n",
+                   "hpfs: %s is already in use by another hpfs process; unmount it first\n"
+                   "(a daemon just unmounted may still be finishing deletions)\n",
                    backing.c_str());
     } else {
       std::fprintf(stderr, "hpfs: cannot lock %s: %s\n", backing.c_str(), lock.error().message().c_str());
@@ -188,7 +211,7 @@ int Run(int argc, char* argv[]) {
     return kExitFailure;
   }
 
-  SetUpLogging(opts.foreground, state.options.log_level);
+  SetUpLogging(/*to_syslog=*/false, state.options.log_level);
   RaiseFileLimit();
 
   auto fs = hpfs::Filesystem::Open(backing, state.options.config);
@@ -196,19 +219,7 @@ int Run(int argc, char* argv[]) {
     std::fprintf(stderr, "hpfs: cannot open %s: %s\n", backing.c_str(), fs.error().message().c_str());
     return kExitFailure;
   }
-
-  // Permission checks are the kernel's, as on a local filesystem.
-  fuse_opt_add_arg(&args, "-odefault_permissions");
-  fuse_opt_add_arg(&args, "-osubtype=hpfs");
-  fuse_opt_add_arg(&args, ("-ofsname=" + EscapeOptionValue(backing)).c_str());
-
-  hpfs::SessionContext context;
   context.fs = fs->get();
-  const fuse_lowlevel_ops ops = hpfs::MakeLowlevelOps(state.options.config.xattr);
-  fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, &context);
-  if (se == nullptr) return kExitUsage;  // libfuse named the bad option
-  std::unique_ptr<fuse_session, decltype(&fuse_session_destroy)> se_guard(se, &fuse_session_destroy);
-  context.session = se;
 
   if (fuse_set_signal_handlers(se) != 0) return kExitFailure;
   if (fuse_session_mount(se, opts.mountpoint) != 0) {
@@ -220,8 +231,11 @@ int Run(int argc, char* argv[]) {
     fuse_remove_signal_handlers(se);
     return kExitFailure;
   }
+  if (!opts.foreground) SetUpLogging(/*to_syslog=*/true, state.options.log_level);
   spdlog::info("mounted {} at {}", backing, opts.mountpoint);
 
+  // Threads only now: they would not survive fuse_daemonize's fork.
+  (*fs)->StartDeleter();
   (*fs)->SetInvalidator([se](hpfs::InodeId id, uint64_t offset, uint64_t length) {
     const int rc = fuse_lowlevel_notify_inval_inode(se, id, static_cast<off_t>(offset), static_cast<off_t>(length));
     if (rc != 0 && rc != -ENOENT) spdlog::debug("cache invalidation of inode {}: {}", id, std::strerror(-rc));
@@ -253,6 +267,12 @@ int Run(int argc, char* argv[]) {
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);
   spdlog::info("unmounted {}", opts.mountpoint);
+  // The mount is gone; storage of files unlinked during it is freed now. A
+  // signal from here on ends the process, and the next mount deletes the rest.
+  if (const size_t pending = (*fs)->PendingDeletions(); pending > 0) {
+    spdlog::info("finishing {} pending deletions", pending);
+  }
+  fs->reset();
   spdlog::shutdown();
   return clean ? kExitOk : kExitFailure;
 }

@@ -99,12 +99,17 @@ std::expected<bool, std::string> ApplyHpfsOption(std::string_view option, Daemon
 }
 
 std::string HpfsOptionsHelp() {
-  return "hpfs options:\n"
-         "    -o segment_size=SIZE   segment size of new files (default 64M; K/M/G/T suffixes)\n"
-         "    -o retain_bytes=SIZE   default byte limit of new files (0: none)\n"
-         "    -o retain_seconds=N    default age limit of new files (s/m/h/d suffixes; 0: none)\n"
-         "    -o xattr               answer user.hpfs.* extended attributes (default: ENOSYS)\n"
-         "    -o log_level=LEVEL     trace, debug, info (default), warn, error, critical, off\n";
+  return "hpfs options (for files created through this mount; each file keeps its own):\n"
+         "    -o segment_size=SIZE   segment size (default 64M; 1 to 1T, K/M/G/T suffixes)\n"
+         "    -o retain_bytes=SIZE   keep at least the newest SIZE bytes, drop older\n"
+         "                           segments (default 0: no limit; K/M/G/T suffixes)\n"
+         "    -o retain_seconds=N    drop segments last written more than N seconds ago\n"
+         "                           (default 0: no limit; s/m/h/d suffixes)\n"
+         "hpfs options for the mount:\n"
+         "    -o xattr               serve user.hpfs.* extended attributes (default off:\n"
+         "                           xattr calls fail with ENOSYS, which keeps writes fast)\n"
+         "    -o log_level=LEVEL     trace, debug, info, warn, error, critical or off\n"
+         "                           (default info; -d means debug)\n";
 }
 
 }  // namespace hpfs

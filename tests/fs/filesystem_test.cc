@@ -37,11 +37,20 @@ class FilesystemTest : public ::testing::Test {
     Remount();
   }
 
-  void Remount() {
+  // Opens the backing directory as the daemon does, with the deleter
+  // running unless told otherwise.
+  void Remount(bool start_deleter = true) {
     fs_.reset();
     auto fs = Filesystem::Open(dir_.path(), config_);
     ASSERT_TRUE(fs) << fs.error().message();
     fs_ = std::move(*fs);
+    if (start_deleter) fs_->StartDeleter();
+  }
+
+  // The trash entries once the deleter has done what it was given.
+  std::vector<std::string> SettledTrash() {
+    fs_->WaitForDeletions();
+    return ListBacking(Trash());
   }
 
   std::string Backing(const std::string& rel = "") const { return dir_.path() + "/" + rel; }
@@ -227,15 +236,26 @@ TEST_F(FilesystemTest, WriteAtEndOfFileAppends) {
   fs_->Release(std::move(created->second));
 }
 
-TEST_F(FilesystemTest, WriteAnywhereButTheEndIsEpermAndWritesNothing) {
+TEST_F(FilesystemTest, WriteBelowTheEndIsEpermAndWritesNothing) {
   const InodeId id = MakeFile("a", "0123456789");
   auto handle = OpenOk(id, O_WRONLY);
-  for (uint64_t offset : {0ull, 5ull, 9ull, 11ull, 100ull}) {
+  for (uint64_t offset : {0ull, 5ull, 9ull}) {
     auto written = fs_->Write(*handle, offset, Bytes("X"), false);
     ASSERT_FALSE(written) << offset;
     EXPECT_EQ(Err(written.error()), EPERM) << offset;
   }
   EXPECT_EQ(ReadAll(*handle), "0123456789");
+  fs_->Release(std::move(handle));
+}
+
+TEST_F(FilesystemTest, WritePastTheEndFillsTheGapWithZeros) {
+  const InodeId id = MakeFile("a", "0123456789");
+  auto handle = OpenOk(id, O_WRONLY);
+  auto written = fs_->Write(*handle, 14, Bytes("XY"), false);
+  ASSERT_TRUE(written);
+  EXPECT_EQ(*written, 2u);
+  EXPECT_EQ(ReadAll(*handle), std::string("0123456789") + std::string(4, '\0') + "XY");
+  EXPECT_EQ(Attr(id).st_size, 16);
   fs_->Release(std::move(handle));
 }
 
@@ -453,11 +473,11 @@ TEST_F(FilesystemTest, SeekDataAndHoleSeeDataFromHeadToSize) {
 
 // --- unlink, rmdir, rename ---
 
-TEST_F(FilesystemTest, UnlinkOfClosedFileFreesItsStorageAtOnce) {
+TEST_F(FilesystemTest, UnlinkOfClosedFileFreesItsStorage) {
   MakeFile("a", "data");
   ASSERT_TRUE(fs_->Unlink(kRootInode, "a"));
   EXPECT_FALSE(std::filesystem::exists(Backing("a")));
-  EXPECT_TRUE(ListBacking(Trash()).empty());
+  EXPECT_TRUE(SettledTrash().empty());
   auto entry = fs_->Lookup(kRootInode, "a");
   ASSERT_FALSE(entry);
   EXPECT_EQ(Err(entry.error()), ENOENT);
@@ -474,9 +494,55 @@ TEST_F(FilesystemTest, UnlinkedOpenFileStaysReadableAndWritableUntilLastRelease)
   ASSERT_TRUE(fs_->Write(*first, 4, Bytes("more"), false));
   EXPECT_EQ(ReadAll(*second), "datamore");
   fs_->Release(std::move(first));
-  EXPECT_EQ(ListBacking(Trash()).size(), 1u);
+  EXPECT_EQ(SettledTrash().size(), 1u);
   fs_->Release(std::move(second));
+  EXPECT_TRUE(SettledTrash().empty());
+}
+
+// The request that lets a file go only moves it into the trash; a file of
+// many segments must not hold up `rm` or the last close while it is deleted.
+TEST_F(FilesystemTest, UnlinkLeavesTheDeletionToTheDeleter) {
+  Remount(/*start_deleter=*/false);
+  MakeFile("big", std::string(64 * kSegment, 'x'));
+  ASSERT_TRUE(fs_->Unlink(kRootInode, "big"));
+  EXPECT_FALSE(fs_->Lookup(kRootInode, "big"));
+  const auto trash = ListBacking(Trash());
+  ASSERT_EQ(trash.size(), 1u);
+  EXPECT_EQ(ListBacking(Trash() + "/" + trash[0]).size(), 64u + 1) << "segments and meta still there";
+  EXPECT_EQ(fs_->PendingDeletions(), 1u);
+  fs_->StartDeleter();
+  EXPECT_TRUE(SettledTrash().empty());
+  EXPECT_EQ(fs_->PendingDeletions(), 0u);
+}
+
+TEST_F(FilesystemTest, LastReleaseOfAnUnlinkedFileLeavesTheDeletionToTheDeleter) {
+  Remount(/*start_deleter=*/false);
+  const InodeId id = MakeFile("big", std::string(8 * kSegment, 'x'));
+  auto handle = OpenOk(id, O_RDONLY);
+  ASSERT_TRUE(fs_->Unlink(kRootInode, "big"));
+  EXPECT_EQ(fs_->PendingDeletions(), 0u) << "still open";
+  fs_->Release(std::move(handle));
+  EXPECT_EQ(ListBacking(Trash()).size(), 1u);
+  EXPECT_EQ(fs_->PendingDeletions(), 1u);
+  fs_->StartDeleter();
+  EXPECT_TRUE(SettledTrash().empty());
+}
+
+TEST_F(FilesystemTest, ShutdownFinishesQueuedDeletions) {
+  for (int i = 0; i < 20; ++i) MakeFile("f" + std::to_string(i), std::string(4 * kSegment, 'x'));
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(fs_->Unlink(kRootInode, "f" + std::to_string(i)));
+  fs_.reset();
   EXPECT_TRUE(ListBacking(Trash()).empty());
+}
+
+TEST_F(FilesystemTest, DeletionsQueuedBeforeTheDeleterStartsWaitForTheNextMount) {
+  Remount(/*start_deleter=*/false);
+  MakeFile("a", "data");
+  ASSERT_TRUE(fs_->Unlink(kRootInode, "a"));
+  fs_.reset();  // a daemon that never got to mount
+  EXPECT_EQ(ListBacking(Trash()).size(), 1u);
+  Remount();
+  EXPECT_TRUE(SettledTrash().empty());
 }
 
 TEST_F(FilesystemTest, NewFileWithNameOfUnlinkedOpenFileIsSeparate) {
@@ -492,11 +558,14 @@ TEST_F(FilesystemTest, NewFileWithNameOfUnlinkedOpenFileIsSeparate) {
   fs_->Release(std::move(new_handle));
 }
 
-TEST_F(FilesystemTest, TrashLeftByLastMountIsEmptiedOnOpen) {
+TEST_F(FilesystemTest, TrashLeftByLastMountIsDeletedInTheBackground) {
   std::filesystem::create_directories(Trash() + "/leftover");
   std::filesystem::create_directories(Trash() + "/other/x");
-  Remount();
-  EXPECT_TRUE(ListBacking(Trash()).empty());
+  Remount(/*start_deleter=*/false);
+  EXPECT_EQ(fs_->PendingDeletions(), 2u);
+  EXPECT_EQ(ListBacking(Trash()).size(), 2u) << "Open itself deletes nothing";
+  fs_->StartDeleter();
+  EXPECT_TRUE(SettledTrash().empty());
 }
 
 TEST_F(FilesystemTest, UnlinkOfDirectoryIsEisdirAndRmdirOfFileIsEnotdir) {
@@ -550,9 +619,9 @@ TEST_F(FilesystemTest, RenameOverFileReplacesItAndOldTargetLivesWhileOpen) {
   EXPECT_NE(now->id, target);
   EXPECT_EQ(now->attr.st_size, 11);
   EXPECT_EQ(ReadAll(*old_handle), "old content");
-  EXPECT_EQ(ListBacking(Trash()).size(), 1u);
+  EXPECT_EQ(SettledTrash().size(), 1u);
   fs_->Release(std::move(old_handle));
-  EXPECT_TRUE(ListBacking(Trash()).empty());
+  EXPECT_TRUE(SettledTrash().empty());
   EXPECT_FALSE(std::filesystem::exists(Backing("new")));
   EXPECT_TRUE(std::filesystem::exists(Backing("log/hpfile.meta")));
 }
@@ -561,7 +630,7 @@ TEST_F(FilesystemTest, RenameOverClosedFileDeletesTheOldTarget) {
   MakeFile("new", "1");
   MakeFile("log", "2");
   ASSERT_TRUE(fs_->Rename(kRootInode, "new", kRootInode, "log", 0));
-  EXPECT_TRUE(ListBacking(Trash()).empty());
+  EXPECT_TRUE(SettledTrash().empty());
   EXPECT_FALSE(std::filesystem::exists(Backing("new")));
 }
 
@@ -633,9 +702,28 @@ TEST_F(FilesystemTest, HardLinksAndDeviceNodesAreEperm) {
   auto link = fs_->Link(id, kRootInode, "b");
   ASSERT_FALSE(link);
   EXPECT_EQ(Err(link.error()), EPERM);
-  auto fifo = fs_->Mknod(kRootInode, "p", S_IFIFO | 0644, 0);
-  ASSERT_FALSE(fifo);
-  EXPECT_EQ(Err(fifo.error()), EPERM);
+  for (mode_t type : {S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK}) {
+    auto node = fs_->Mknod(kRootInode, "p", type | 0644, 0, caller_);
+    ASSERT_FALSE(node) << type;
+    EXPECT_EQ(Err(node.error()), EPERM) << type;
+  }
+  EXPECT_FALSE(fs_->Lookup(kRootInode, "p"));
+}
+
+TEST_F(FilesystemTest, MknodOfARegularFileCreatesAnEmptyFile) {
+  auto made = fs_->Mknod(kRootInode, "r", S_IFREG | 0604, 0, caller_);
+  ASSERT_TRUE(made) << made.error().message();
+  EXPECT_TRUE(S_ISREG(made->attr.st_mode));
+  EXPECT_EQ(made->attr.st_mode & 07777, 0604u);
+  EXPECT_EQ(made->attr.st_size, 0);
+  EXPECT_TRUE(std::filesystem::exists(Backing("r/hpfile.meta")));
+  auto handle = OpenOk(made->id, O_WRONLY);
+  ASSERT_TRUE(fs_->Write(*handle, 0, Bytes("x"), false));
+  fs_->Release(std::move(handle));
+  auto again = fs_->Mknod(kRootInode, "r", S_IFREG | 0644, 0, caller_);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(Err(again.error()), EEXIST);
+  EXPECT_EQ(Attr(made->id).st_size, 1);
 }
 
 // --- attributes ---

@@ -211,6 +211,34 @@ TEST_F(MountTest, RmOfAnOpenFileKeepsItReadableUntilClosed) {
   EXPECT_TRUE(Eventually([&] { return std::filesystem::is_empty(B(".hpfs-trash")); }));
 }
 
+TEST_F(MountTest, RmOfAFileOfManySegmentsFreesItsStorage) {
+  Mount({"-o", "segment_size=4K"});
+  RUN_OK("head -c 8M /dev/zero > big; echo kept > other");
+  ASSERT_EQ(Out(Run("ls '" + B("big") + "' | grep -c seg")), "2048\n");
+  RUN_OK("rm big; test ! -e big");
+  EXPECT_EQ(Out(Run("ls")), "other\n");
+  EXPECT_TRUE(Eventually([&] { return std::filesystem::is_empty(B(".hpfs-trash")); }, seconds(60)));
+  EXPECT_EQ(Out(Run("cat other")), "kept\n");
+}
+
+TEST_F(MountTest, UnmountRightAfterRmStillFreesTheStorage) {
+  Mount({"-o", "segment_size=4K"});
+  RUN_OK("head -c 4M /dev/zero > big; rm big");
+  Unmount();
+  EXPECT_TRUE(std::filesystem::is_empty(B(".hpfs-trash")));
+  EXPECT_FALSE(std::filesystem::exists(B("big")));
+}
+
+TEST_F(MountTest, MknodOfARegularFileCreatesAnEmptyFile) {
+  Mount();
+  ASSERT_EQ(::mknod(M("r").c_str(), S_IFREG | 0640, 0), 0) << std::strerror(errno);
+  EXPECT_EQ(Out(Run("stat -c '%s %a %F' r")), "0 640 regular empty file\n");
+  RUN_OK("echo x >> r");
+  EXPECT_EQ(Out(Run("cat r")), "x\n");
+  EXPECT_EQ(::mknod(M("r").c_str(), S_IFREG | 0640, 0), -1);
+  EXPECT_EQ(errno, EEXIST);
+}
+
 TEST_F(MountTest, CpOfATreeInComesBackIdentical) {
   Mount();
   const std::string src = S("tree");
@@ -222,6 +250,21 @@ TEST_F(MountTest, CpOfATreeInComesBackIdentical) {
   RUN_OK("cp -r '" + src + "' copy");
   auto diff = Run("diff -r --no-dereference '" + src + "' copy");
   EXPECT_EQ(diff.exit_code, 0) << diff.output;
+}
+
+TEST_F(MountTest, CpOfSparseFilesWritesPastTheEndAndComesBackIdentical) {
+  Mount();
+  const std::string sparse = S("sparse");
+  // Holes at the start, in the middle and at the end: cp seeks over each.
+  RUN_OK("truncate -s 3M '" + sparse + "'; printf data | dd of='" + sparse +
+         "' bs=1 seek=1048576 conv=notrunc status=none");
+  RUN_OK("cp --sparse=always '" + sparse + "' copy");
+  RUN_OK("cmp '" + sparse + "' copy");
+  // An hpfs file whose head was dropped reads as a hole there; copying it
+  // within the mount works the same way.
+  RUN_OK("head -c 2M /dev/urandom > pruned; fallocate -p -o 0 -l 1M pruned");
+  RUN_OK("cp --sparse=always pruned pruned.copy");
+  RUN_OK("cmp pruned pruned.copy");
 }
 
 TEST_F(MountTest, LargeFileWrittenAndReadBackHasTheSameSha256) {
@@ -359,13 +402,29 @@ TEST_F(MountTest, BadOptionsFailBeforeMountingAndNameTheOption) {
     EXPECT_NE(r.exit_code, 0) << c.named;
     EXPECT_NE(r.output.find(c.named), std::string::npos) << r.output;
     EXPECT_FALSE(IsMountPoint(mnt_)) << c.named;
+    // Refused before the backing directory is locked or touched.
+    EXPECT_TRUE(std::filesystem::is_empty(backing_)) << c.named;
   }
   auto help = RunDaemonToExit({"--help"}, seconds(20));
   EXPECT_EQ(help.exit_code, 0);
-  EXPECT_NE(help.output.find("segment_size"), std::string::npos);
+  for (const char* option : {"segment_size=", "retain_bytes=", "retain_seconds=", "xattr", "log_level="}) {
+    EXPECT_NE(help.output.find(option), std::string::npos) << option;
+  }
   auto version = RunDaemonToExit({"--version"}, seconds(20));
   EXPECT_EQ(version.exit_code, 0);
-  EXPECT_NE(version.output.find("hpfs version"), std::string::npos);
+  EXPECT_TRUE(version.output.starts_with("hpfs version ")) << version.output;
+}
+
+// What goes wrong before the mount must reach the terminal, also when the
+// daemon would go to the background (and log to syslog) after mounting.
+TEST_F(MountTest, BackingThatIsItselfAFileIsRefusedOnTheTerminal) {
+  Mount();
+  RUN_OK("echo x > f");
+  Unmount();
+  auto r = RunDaemonToExit({B("f"), mnt_}, seconds(20));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("itself an HPFile"), std::string::npos) << r.output;
+  EXPECT_FALSE(IsMountPoint(mnt_));
 }
 
 TEST_F(MountTest, DamagedFileGivesEioInItsGapWhileOtherFilesWork) {

@@ -1,0 +1,80 @@
+// Deletes entries of the trash (.hpfs-trash: files unlinked or replaced) on a
+// thread of its own, so that `rm` of a file with a million segments returns as
+// soon as the file has left its name, and the last close of an unlinked file
+// does not hold a request thread for the deletion either.
+//
+// A trash entry can be reached by nobody once it is queued here, so deleting
+// it late is never wrong: whatever is left when the daemon dies is deleted by
+// the next mount (Filesystem::Open queues every leftover entry).
+//
+// Thread-safety: all methods may be called from any number of threads.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "core/hpfile.h"
+#include "fs/inode_table.h"
+
+namespace hpfs {
+
+class TrashDeleter {
+ public:
+  // `trash_fd` is the open trash directory; it must outlive this object.
+  explicit TrashDeleter(int trash_fd);
+  // Finishes every queued deletion when started, then joins the thread.
+  // Unstarted, it leaves the queued entries in the trash.
+  ~TrashDeleter();
+  TrashDeleter(const TrashDeleter&) = delete;
+  TrashDeleter& operator=(const TrashDeleter&) = delete;
+
+  // Starts the deleting thread. Until then deletions only queue up: the
+  // daemon opens its filesystem before it forks into the background, and a
+  // thread does not survive the fork. Later calls do nothing.
+  void Start();
+
+  // Queues the deletion of trash entry `name`. `file`, when set, is the
+  // entry's HPFile, closed (its last reference dropped) first, off the
+  // request path too; `inode` keeps the descriptor alive that the HPFile
+  // names its directory through until then.
+  void Enqueue(std::string name, std::shared_ptr<hpfile::HPFile> file = nullptr,
+               std::shared_ptr<const Inode> inode = nullptr);
+
+  // Returns once every deletion queued before the call is done (or failed
+  // and was logged). Unstarted, it does the queued deletions itself.
+  void Wait();
+
+  // Deletions queued and not yet done.
+  size_t Pending() const;
+
+ private:
+  struct Item {
+    std::string name;
+    // Declared before `file` so that it is destroyed after it.
+    std::shared_ptr<const Inode> inode;
+    std::shared_ptr<hpfile::HPFile> file;
+  };
+
+  void Run();
+  void Delete(Item& item);
+  // Takes the next item and deletes it; false when the queue is empty.
+  bool DeleteOne(std::unique_lock<std::mutex>& lock);
+
+  const int trash_fd_;
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_;  // queue_ gained an item, or stop_
+  std::condition_variable done_cv_;  // done_ moved
+  std::deque<Item> queue_;           // mu_
+  uint64_t queued_ = 0;              // mu_: items ever queued
+  uint64_t done_ = 0;                // mu_: items ever finished
+  bool stop_ = false;                // mu_
+  std::thread thread_;               // joinable once started
+};
+
+}  // namespace hpfs
