@@ -32,6 +32,7 @@
 namespace hpfile {
 namespace {
 
+using testing::ForwardingIo;
 using testing::OptionsWithSegmentSize;
 using testing::PatternByte;
 using testing::PatternBytes;
@@ -299,8 +300,7 @@ class ConcurrencyTest : public ::testing::TestWithParam<size_t> {
 };
 
 TEST_P(ConcurrencyTest, ReadersSeeOnlyPatternBytesWhileFileChanges) {
-  Options options = OptionsWithSegmentSize(kSegmentSize);
-  options.write_buffer_size = GetParam();
+  Options options = OptionsWithSegmentSize(kSegmentSize, GetParam());
   options.max_open_segments = 16;  // evictions happen all the time too
   const std::string dir = tmp_.Sub("file");
   ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(dir, options));
@@ -353,7 +353,7 @@ TEST_P(ConcurrencyTest, ReadersSeeOnlyPatternBytesWhileFileChanges) {
 
 // An Io that can hold one Pread until the test lets it go, to put another
 // operation exactly between a reader's decision to read and its pread.
-class GatedIo final : public Io {
+class GatedIo final : public ForwardingIo {
  public:
   void ArmPreadGate() {
     std::lock_guard lock(mu_);
@@ -382,30 +382,10 @@ class GatedIo final : public Io {
         cv_.wait(lock, [&] { return released_; });
       }
     }
-    return base_.Pread(fd, buf, offset);
+    return ForwardingIo::Pread(fd, buf, offset);
   }
-
-  Result<int> Open(const std::string& path, int flags, mode_t mode) override { return base_.Open(path, flags, mode); }
-  void Close(int fd) override { base_.Close(fd); }
-  Result<size_t> Pwrite(int fd, std::span<const std::byte> buf, uint64_t offset) override {
-    return base_.Pwrite(fd, buf, offset);
-  }
-  Result<void> Fdatasync(int fd) override { return base_.Fdatasync(fd); }
-  Result<void> Fsync(int fd) override { return base_.Fsync(fd); }
-  Result<void> Ftruncate(int fd, uint64_t length) override { return base_.Ftruncate(fd, length); }
-  Result<void> Fallocate(int fd, int mode, uint64_t offset, uint64_t length) override {
-    return base_.Fallocate(fd, mode, offset, length);
-  }
-  Result<struct stat> Fstat(int fd) override { return base_.Fstat(fd); }
-  Result<struct stat> Stat(const std::string& path) override { return base_.Stat(path); }
-  Result<void> Unlink(const std::string& path) override { return base_.Unlink(path); }
-  Result<void> Rename(const std::string& from, const std::string& to) override { return base_.Rename(from, to); }
-  Result<void> Mkdir(const std::string& path, mode_t mode) override { return base_.Mkdir(path, mode); }
-  Result<void> Rmdir(const std::string& path) override { return base_.Rmdir(path); }
-  Result<std::vector<std::string>> ListDir(const std::string& path) override { return base_.ListDir(path); }
 
  private:
-  Io& base_ = PosixIo::Default();
   std::mutex mu_;
   std::condition_variable cv_;
   bool armed_ = false;

@@ -5,8 +5,6 @@
 // must see only bytes that were there before (or that the operation wrote, had
 // it succeeded), the file must keep working once the fault is gone, and a
 // reopen must show the same file.
-#include <fcntl.h>
-
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -25,6 +23,7 @@
 namespace hpfile {
 namespace {
 
+using testing::NoFlushIo;
 using testing::ReadRange;
 using testing::SeededBytes;
 using testing::TempDir;
@@ -32,40 +31,6 @@ using testing::TempDir;
 // Far more calls than any operation here makes; reaching it means an
 // operation that retries forever.
 constexpr uint64_t kMaxCalls = 500;
-
-// FaultIo simulates what a real fsync makes durable; skipping the disk flush
-// underneath keeps the hundreds of runs here fast.
-class NoFlushIo final : public Io {
- public:
-  Result<int> Open(const std::string& path, int flags, mode_t mode) override { return real_.Open(path, flags, mode); }
-  void Close(int fd) override { real_.Close(fd); }
-  Result<size_t> Pread(int fd, std::span<std::byte> buf, uint64_t offset) override {
-    return real_.Pread(fd, buf, offset);
-  }
-  Result<size_t> Pwrite(int fd, std::span<const std::byte> buf, uint64_t offset) override {
-    return real_.Pwrite(fd, buf, offset);
-  }
-  Result<void> Fdatasync(int fd) override { return Valid(fd); }
-  Result<void> Fsync(int fd) override { return Valid(fd); }
-  Result<void> Ftruncate(int fd, uint64_t length) override { return real_.Ftruncate(fd, length); }
-  Result<void> Fallocate(int fd, int mode, uint64_t offset, uint64_t length) override {
-    return real_.Fallocate(fd, mode, offset, length);
-  }
-  Result<struct stat> Fstat(int fd) override { return real_.Fstat(fd); }
-  Result<struct stat> Stat(const std::string& path) override { return real_.Stat(path); }
-  Result<void> Unlink(const std::string& path) override { return real_.Unlink(path); }
-  Result<void> Rename(const std::string& from, const std::string& to) override { return real_.Rename(from, to); }
-  Result<void> Mkdir(const std::string& path, mode_t mode) override { return real_.Mkdir(path, mode); }
-  Result<void> Rmdir(const std::string& path) override { return real_.Rmdir(path); }
-  Result<std::vector<std::string>> ListDir(const std::string& path) override { return real_.ListDir(path); }
-
- private:
-  static Result<void> Valid(int fd) {
-    if (::fcntl(fd, F_GETFD) < 0) return LastErrno();
-    return {};
-  }
-  PosixIo real_;
-};
 
 std::string ErrnoName(int err) { return err == ENOSPC ? "ENOSPC" : err == EIO ? "EIO" : std::to_string(err); }
 

@@ -16,33 +16,19 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "tests/core/test_util.h"
+
 namespace hpfile {
 namespace {
 
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 using ::testing::UnorderedElementsAre;
+using testing::ListDirSorted;
+using testing::TempDir;
+using testing::WriteFileText;
 
 constexpr IoOpMask Mask(IoOp op) { return static_cast<IoOpMask>(op); }
-
-class TempDir {
- public:
-  TempDir() {
-    char pattern[] = "/tmp/hpfile-fault-io-test-XXXXXX";
-    const char* made = ::mkdtemp(pattern);
-    EXPECT_NE(made, nullptr);
-    path_ = made != nullptr ? made : "";
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 std::span<const std::byte> Bytes(std::string_view text) { return std::as_bytes(std::span(text)); }
 
@@ -53,18 +39,6 @@ std::optional<std::string> ReadFile(const std::string& path) {
   std::ostringstream out;
   out << in.rdbuf();
   return out.str();
-}
-
-void WriteFileDirectly(const std::string& path, std::string_view content) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << content;
-  ASSERT_TRUE(out.good()) << path;
-}
-
-std::vector<std::string> Names(const std::string& dir) {
-  std::vector<std::string> names;
-  for (const auto& entry : std::filesystem::directory_iterator(dir)) names.push_back(entry.path().filename());
-  return names;
 }
 
 class FaultIoTest : public ::testing::Test {
@@ -78,6 +52,13 @@ class FaultIoTest : public ::testing::Test {
   void Write(const Fd& fd, std::string_view text, uint64_t offset) {
     auto written = WriteFull(io_, fd.get(), Bytes(text), offset);
     ASSERT_TRUE(written.has_value()) << written.error().message();
+  }
+  // Writes `content` to `path` through the Io and fsyncs it; the directory
+  // entry is left unsynced.
+  void WriteAndFsync(const std::string& path, std::string_view content, int flags = O_RDWR | O_CREAT) {
+    Fd fd = OpenOrDie(path, flags);
+    Write(fd, content, 0);
+    ASSERT_TRUE(io_.Fsync(fd.get()).has_value());
   }
   // Creates `name` holding `content` through the Io; syncs data and entry.
   void CreateDurable(const std::string& name, std::string_view content) {
@@ -161,7 +142,7 @@ TEST_F(FaultIoTest, EachKindOfCallCanBeFailed) {
   io_.Heal();
   // Nothing failed above touched the disk.
   EXPECT_EQ(ReadFile(dir_ / "f"), "abc");
-  EXPECT_THAT(Names(dir_.path()), UnorderedElementsAre("f", "d"));
+  EXPECT_THAT(ListDirSorted(dir_.path()), UnorderedElementsAre("f", "d"));
   EXPECT_EQ(io_.OpenDescriptors(), 1u);
 }
 
@@ -224,7 +205,7 @@ TEST_F(FaultIoTest, FailedCreatingOpenCreatesNothing) {
   ASSERT_FALSE(fd.has_value());
   EXPECT_EQ(fd.error().value(), ENOSPC);
   EXPECT_EQ(io_.OpenDescriptors(), 0u);
-  EXPECT_THAT(Names(dir_.path()), IsEmpty());
+  EXPECT_THAT(ListDirSorted(dir_.path()), IsEmpty());
 }
 
 TEST_F(FaultIoTest, CountsCallsPerOperation) {
@@ -314,7 +295,7 @@ TEST_F(FaultIoTest, CallsFromManyThreadsAreCountedExactly) {
 // ---- Power loss ----
 
 TEST_F(FaultIoTest, PowerLossDropsUnsyncedAppendsButKeepsDataSyncedBytes) {
-  WriteFileDirectly(dir_ / "f", "base");
+  WriteFileText(dir_ / "f", "base");
   io_.TrackDurability(dir_.path());
   {
     Fd fd = OpenOrDie(dir_ / "f", O_RDWR);
@@ -329,24 +310,20 @@ TEST_F(FaultIoTest, PowerLossDropsUnsyncedAppendsButKeepsDataSyncedBytes) {
 
 TEST_F(FaultIoTest, PowerLossKeepsEverythingPresentWhenTrackingStarted) {
   ASSERT_TRUE(std::filesystem::create_directories(dir_ / "a/b"));
-  WriteFileDirectly(dir_ / "a/b/deep", "deep");
-  WriteFileDirectly(dir_ / "top", "top");
+  WriteFileText(dir_ / "a/b/deep", "deep");
+  WriteFileText(dir_ / "top", "top");
   ASSERT_TRUE(std::filesystem::create_directory(dir_ / "empty"));
   io_.TrackDurability(dir_.path());
   PowerLoss();
-  EXPECT_THAT(Names(dir_.path()), UnorderedElementsAre("a", "top", "empty"));
+  EXPECT_THAT(ListDirSorted(dir_.path()), UnorderedElementsAre("a", "top", "empty"));
   EXPECT_EQ(ReadFile(dir_ / "a/b/deep"), "deep");
   EXPECT_EQ(ReadFile(dir_ / "top"), "top");
-  EXPECT_THAT(Names(dir_ / "empty"), IsEmpty());
+  EXPECT_THAT(ListDirSorted(dir_ / "empty"), IsEmpty());
 }
 
 TEST_F(FaultIoTest, PowerLossKeepsDataSyncedThroughWriteOnlyDescriptor) {
   io_.TrackDurability(dir_.path());
-  {
-    Fd fd = OpenOrDie(dir_ / "f", O_WRONLY | O_CREAT);
-    Write(fd, "written", 0);
-    ASSERT_TRUE(io_.Fsync(fd.get()).has_value());
-  }
+  WriteAndFsync(dir_ / "f", "written", O_WRONLY | O_CREAT);
   ASSERT_TRUE(SyncDir(io_, dir_.path()).has_value());
   PowerLoss();
   EXPECT_EQ(ReadFile(dir_ / "f"), "written");
@@ -354,13 +331,9 @@ TEST_F(FaultIoTest, PowerLossKeepsDataSyncedThroughWriteOnlyDescriptor) {
 
 TEST_F(FaultIoTest, FileCreatedWithoutDirectorySyncVanishes) {
   io_.TrackDurability(dir_.path());
-  {
-    Fd fd = OpenOrDie(dir_ / "f", O_RDWR | O_CREAT);
-    Write(fd, "data", 0);
-    ASSERT_TRUE(io_.Fsync(fd.get()).has_value());
-  }
+  WriteAndFsync(dir_ / "f", "data");
   PowerLoss();
-  EXPECT_THAT(Names(dir_.path()), IsEmpty());
+  EXPECT_THAT(ListDirSorted(dir_.path()), IsEmpty());
 }
 
 TEST_F(FaultIoTest, FileWhoseDataWasNeverSyncedComesBackEmpty) {
@@ -381,27 +354,61 @@ TEST_F(FaultIoTest, FileCreatedWithDataAndDirectorySyncSurvives) {
   EXPECT_EQ(ReadFile(dir_ / "f"), "data");
 }
 
-TEST_F(FaultIoTest, UnlinkWithoutDirectorySyncIsUndone) {
-  WriteFileDirectly(dir_ / "f", "content");
+// Unlink, rename and replacing rename, each followed by a power loss with or
+// without a sync of the directory in between: only the sync makes the change
+// last.
+class FaultIoDirectorySyncTest : public FaultIoTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  bool DirectorySynced() const { return GetParam(); }
+  void SyncDirectoryIfAskedThenLosePower() {
+    if (DirectorySynced()) {
+      ASSERT_TRUE(SyncDir(io_, dir_.path()).has_value());
+    }
+    PowerLoss();
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(PowerLoss, FaultIoDirectorySyncTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "WithDirectorySync" : "WithoutDirectorySync";
+                         });
+
+TEST_P(FaultIoDirectorySyncTest, UnlinkPersistsOnlyWithDirectorySync) {
+  WriteFileText(dir_ / "f", "content");
   io_.TrackDurability(dir_.path());
   ASSERT_TRUE(io_.Unlink(dir_ / "f").has_value());
-  PowerLoss();
-  EXPECT_EQ(ReadFile(dir_ / "f"), "content");
+  SyncDirectoryIfAskedThenLosePower();
+  if (DirectorySynced()) {
+    EXPECT_THAT(ListDirSorted(dir_.path()), IsEmpty());
+  } else {
+    EXPECT_EQ(ReadFile(dir_ / "f"), "content");
+  }
 }
 
-TEST_F(FaultIoTest, UnlinkWithDirectorySyncPersists) {
-  WriteFileDirectly(dir_ / "f", "content");
+TEST_P(FaultIoDirectorySyncTest, RenamePersistsOnlyWithDirectorySync) {
+  WriteFileText(dir_ / "a", "content");
   io_.TrackDurability(dir_.path());
-  ASSERT_TRUE(io_.Unlink(dir_ / "f").has_value());
-  ASSERT_TRUE(SyncDir(io_, dir_.path()).has_value());
-  PowerLoss();
-  EXPECT_THAT(Names(dir_.path()), IsEmpty());
+  ASSERT_TRUE(io_.Rename(dir_ / "a", dir_ / "b").has_value());
+  SyncDirectoryIfAskedThenLosePower();
+  const std::string survivor = DirectorySynced() ? "b" : "a";
+  EXPECT_THAT(ListDirSorted(dir_.path()), ElementsAre(survivor));
+  EXPECT_EQ(ReadFile(dir_ / survivor), "content");
+}
+
+TEST_P(FaultIoDirectorySyncTest, ReplacingRenameShowsNewFileOnlyWithDirectorySync) {
+  WriteFileText(dir_ / "meta", "old");
+  io_.TrackDurability(dir_.path());
+  WriteAndFsync(dir_ / "meta.tmp", "new", O_RDWR | O_CREAT | O_TRUNC);
+  ASSERT_TRUE(io_.Rename(dir_ / "meta.tmp", dir_ / "meta").has_value());
+  SyncDirectoryIfAskedThenLosePower();
+  EXPECT_THAT(ListDirSorted(dir_.path()), ElementsAre("meta"));
+  EXPECT_EQ(ReadFile(dir_ / "meta"), DirectorySynced() ? "new" : "old");
 }
 
 // The backing filesystem may hand the unlinked file's inode number to the new
 // one; the old name must still come back with the old bytes.
 TEST_F(FaultIoTest, UndoneUnlinkKeepsOldContentWhenANewFileIsSynced) {
-  WriteFileDirectly(dir_ / "old", "old content");
+  WriteFileText(dir_ / "old", "old content");
   io_.TrackDurability(dir_.path());
   ASSERT_TRUE(io_.Unlink(dir_ / "old").has_value());
   {
@@ -410,56 +417,8 @@ TEST_F(FaultIoTest, UndoneUnlinkKeepsOldContentWhenANewFileIsSynced) {
     ASSERT_TRUE(io_.Fdatasync(fd.get()).has_value());
   }
   PowerLoss();
-  EXPECT_THAT(Names(dir_.path()), ElementsAre("old"));
+  EXPECT_THAT(ListDirSorted(dir_.path()), ElementsAre("old"));
   EXPECT_EQ(ReadFile(dir_ / "old"), "old content");
-}
-
-TEST_F(FaultIoTest, RenameWithoutDirectorySyncIsUndone) {
-  WriteFileDirectly(dir_ / "a", "content");
-  io_.TrackDurability(dir_.path());
-  ASSERT_TRUE(io_.Rename(dir_ / "a", dir_ / "b").has_value());
-  PowerLoss();
-  EXPECT_THAT(Names(dir_.path()), ElementsAre("a"));
-  EXPECT_EQ(ReadFile(dir_ / "a"), "content");
-}
-
-TEST_F(FaultIoTest, RenameWithDirectorySyncPersists) {
-  WriteFileDirectly(dir_ / "a", "content");
-  io_.TrackDurability(dir_.path());
-  ASSERT_TRUE(io_.Rename(dir_ / "a", dir_ / "b").has_value());
-  ASSERT_TRUE(SyncDir(io_, dir_.path()).has_value());
-  PowerLoss();
-  EXPECT_THAT(Names(dir_.path()), ElementsAre("b"));
-  EXPECT_EQ(ReadFile(dir_ / "b"), "content");
-}
-
-TEST_F(FaultIoTest, ReplacingRenameWithoutDirectorySyncKeepsOldFile) {
-  WriteFileDirectly(dir_ / "meta", "old");
-  io_.TrackDurability(dir_.path());
-  {
-    Fd fd = OpenOrDie(dir_ / "meta.tmp", O_RDWR | O_CREAT | O_TRUNC);
-    Write(fd, "new", 0);
-    ASSERT_TRUE(io_.Fsync(fd.get()).has_value());
-  }
-  ASSERT_TRUE(io_.Rename(dir_ / "meta.tmp", dir_ / "meta").has_value());
-  PowerLoss();
-  EXPECT_THAT(Names(dir_.path()), ElementsAre("meta"));
-  EXPECT_EQ(ReadFile(dir_ / "meta"), "old");
-}
-
-TEST_F(FaultIoTest, ReplacingRenameWithDirectorySyncShowsNewFile) {
-  WriteFileDirectly(dir_ / "meta", "old");
-  io_.TrackDurability(dir_.path());
-  {
-    Fd fd = OpenOrDie(dir_ / "meta.tmp", O_RDWR | O_CREAT | O_TRUNC);
-    Write(fd, "new", 0);
-    ASSERT_TRUE(io_.Fsync(fd.get()).has_value());
-  }
-  ASSERT_TRUE(io_.Rename(dir_ / "meta.tmp", dir_ / "meta").has_value());
-  ASSERT_TRUE(SyncDir(io_, dir_.path()).has_value());
-  PowerLoss();
-  EXPECT_THAT(Names(dir_.path()), ElementsAre("meta"));
-  EXPECT_EQ(ReadFile(dir_ / "meta"), "new");
 }
 
 TEST_F(FaultIoTest, RenamedFileKeepsContentSyncedUnderItsOldName) {
@@ -472,12 +431,12 @@ TEST_F(FaultIoTest, RenamedFileKeepsContentSyncedUnderItsOldName) {
   Write(fd, " and not", 6);
   fd.Reset();
   PowerLoss();
-  EXPECT_THAT(Names(dir_.path()), ElementsAre("b"));
+  EXPECT_THAT(ListDirSorted(dir_.path()), ElementsAre("b"));
   EXPECT_EQ(ReadFile(dir_ / "b"), "synced");
 }
 
 TEST_F(FaultIoTest, TruncateWithoutSyncIsUndone) {
-  WriteFileDirectly(dir_ / "f", "abcdef");
+  WriteFileText(dir_ / "f", "abcdef");
   io_.TrackDurability(dir_.path());
   {
     Fd fd = OpenOrDie(dir_ / "f", O_RDWR);
@@ -497,45 +456,37 @@ TEST_F(FaultIoTest, TruncateWithoutSyncIsUndone) {
 TEST_F(FaultIoTest, DirectoryCreatedWithoutParentSyncVanishesWithItsFiles) {
   io_.TrackDurability(dir_.path());
   ASSERT_TRUE(io_.Mkdir(dir_ / "d", 0755).has_value());
-  {
-    Fd fd = OpenOrDie(dir_ / "d/f", O_RDWR | O_CREAT);
-    Write(fd, "data", 0);
-    ASSERT_TRUE(io_.Fsync(fd.get()).has_value());
-  }
+  WriteAndFsync(dir_ / "d/f", "data");
   ASSERT_TRUE(SyncDir(io_, dir_ / "d").has_value());
   PowerLoss();
-  EXPECT_THAT(Names(dir_.path()), IsEmpty());
+  EXPECT_THAT(ListDirSorted(dir_.path()), IsEmpty());
 }
 
 TEST_F(FaultIoTest, DirectoryWhoseEntriesWereNeverSyncedComesBackEmpty) {
   io_.TrackDurability(dir_.path());
   ASSERT_TRUE(io_.Mkdir(dir_ / "d", 0755).has_value());
-  {
-    Fd fd = OpenOrDie(dir_ / "d/f", O_RDWR | O_CREAT);
-    Write(fd, "data", 0);
-    ASSERT_TRUE(io_.Fsync(fd.get()).has_value());
-  }
+  WriteAndFsync(dir_ / "d/f", "data");
   ASSERT_TRUE(SyncDir(io_, dir_.path()).has_value());
   PowerLoss();
-  EXPECT_THAT(Names(dir_.path()), ElementsAre("d"));
-  EXPECT_THAT(Names(dir_ / "d"), IsEmpty());
+  EXPECT_THAT(ListDirSorted(dir_.path()), ElementsAre("d"));
+  EXPECT_THAT(ListDirSorted(dir_ / "d"), IsEmpty());
 }
 
 TEST_F(FaultIoTest, DirectoryRemovedWithoutParentSyncComesBackWithItsFiles) {
   ASSERT_TRUE(std::filesystem::create_directory(dir_ / "d"));
-  WriteFileDirectly(dir_ / "d/f", "inside");
+  WriteFileText(dir_ / "d/f", "inside");
   io_.TrackDurability(dir_.path());
   ASSERT_TRUE(io_.Unlink(dir_ / "d/f").has_value());
   ASSERT_TRUE(SyncDir(io_, dir_ / "d").has_value());
   ASSERT_TRUE(io_.Rmdir(dir_ / "d").has_value());
   PowerLoss();
   // The directory's own sync made the unlink durable; only the rmdir is undone.
-  EXPECT_THAT(Names(dir_.path()), ElementsAre("d"));
-  EXPECT_THAT(Names(dir_ / "d"), IsEmpty());
+  EXPECT_THAT(ListDirSorted(dir_.path()), ElementsAre("d"));
+  EXPECT_THAT(ListDirSorted(dir_ / "d"), IsEmpty());
 }
 
 TEST_F(FaultIoTest, PowerLossWithOpenDescriptorFailsWithEbusy) {
-  WriteFileDirectly(dir_ / "f", "abc");
+  WriteFileText(dir_ / "f", "abc");
   io_.TrackDurability(dir_.path());
   Fd fd = OpenOrDie(dir_ / "f", O_RDWR);
   Write(fd, "def", 3);
@@ -549,7 +500,7 @@ TEST_F(FaultIoTest, PowerLossWithOpenDescriptorFailsWithEbusy) {
 }
 
 TEST_F(FaultIoTest, StateAfterPowerLossCountsAsDurable) {
-  WriteFileDirectly(dir_ / "f", "abc");
+  WriteFileText(dir_ / "f", "abc");
   io_.TrackDurability(dir_.path());
   CreateDurable("g", "ghi");
   {
@@ -558,7 +509,7 @@ TEST_F(FaultIoTest, StateAfterPowerLossCountsAsDurable) {
   }
   PowerLoss();
   PowerLoss();
-  EXPECT_THAT(Names(dir_.path()), UnorderedElementsAre("f", "g"));
+  EXPECT_THAT(ListDirSorted(dir_.path()), UnorderedElementsAre("f", "g"));
   EXPECT_EQ(ReadFile(dir_ / "f"), "abc");
   EXPECT_EQ(ReadFile(dir_ / "g"), "ghi");
   // Changes after the first power loss are judged from the rebuilt state.
@@ -569,7 +520,7 @@ TEST_F(FaultIoTest, StateAfterPowerLossCountsAsDurable) {
 
 TEST_F(FaultIoTest, FailedSyncMakesNothingDurable) {
   io_.TrackDurability(dir_.path());
-  WriteFileDirectly(dir_ / "f", "");
+  WriteFileText(dir_ / "f", "");
   ASSERT_TRUE(SyncDir(io_, dir_.path()).has_value());
   {
     Fd fd = OpenOrDie(dir_ / "f", O_RDWR);

@@ -46,6 +46,13 @@ class FdBoundTest : public ::testing::Test {
   void SetUp() override { ASSERT_TRUE(built_) << "building the file failed; see the first test's output"; }
 
   static std::string Dir() { return tmp_->Sub("file"); }
+  // Reopens the built file under the limit; never creates another.
+  static Options ExistingFileOptions() {
+    Options options;
+    options.max_open_segments = kLimit;
+    options.create_if_missing = false;
+    return options;
+  }
 
   // Builds the file by appending, under the same limit, and checks the count
   // while doing so: the writer's descriptors are bounded too.
@@ -103,10 +110,7 @@ bool ReadAndCheck(const HPFile& file, uint64_t offset, size_t len) {
 // own descriptor is excluded by CountOpenFds. So no slack at all.
 TEST_F(FdBoundTest, SequentialAndRandomReadsAcrossAllSegmentsStayWithinLimit) {
   const size_t baseline = CountOpenFds();
-  Options options;
-  options.max_open_segments = kLimit;
-  options.create_if_missing = false;
-  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), ExistingFileOptions()));
   ASSERT_EQ(file->Size(), kFileSize);
   size_t peak = CountOpenFds() - baseline;
 
@@ -154,10 +158,7 @@ TEST_F(FdBoundTest, SequentialAndRandomReadsAcrossAllSegmentsStayWithinLimit) {
 // caller holds them.
 TEST_F(FdBoundTest, MapRangeExtentsReleasedKeepTheBound) {
   const size_t baseline = CountOpenFds();
-  Options options;
-  options.max_open_segments = kLimit;
-  options.create_if_missing = false;
-  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), ExistingFileOptions()));
   std::mt19937_64 rng(7);
   for (int i = 0; i < 2000; ++i) {
     uint64_t offset = rng() % kFileSize;

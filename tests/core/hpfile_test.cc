@@ -76,6 +76,25 @@ void ExpectContent(const HPFile& file, const Model& model) {
   EXPECT_EQ(*past, 0u);
 }
 
+// Appends `length` bytes of seed `seed` to both; the append must land at the
+// old end of the file.
+void AppendSeeded(HPFile& file, Model& model, uint64_t seed, size_t length) {
+  auto data = SeededBytes(seed, model.content.size(), length);
+  ASSERT_OK_AND_ASSIGN(uint64_t offset, file.Append(data));
+  EXPECT_EQ(offset, model.content.size());
+  model.Append(data);
+}
+
+// Closes `file` and opens it again with `options`; the reopened file must
+// hold `model` and be well formed.
+void ReopenAndExpectContent(std::unique_ptr<HPFile>& file, const std::string& dir, const Options& options,
+                            const Model& model) {
+  file.reset();
+  ASSERT_OK_AND_ASSIGN(file, HPFile::Open(dir, options));
+  ExpectContent(*file, model);
+  testing::ExpectWellFormed(*file);
+}
+
 std::vector<SegmentInfo> Expected(std::initializer_list<std::array<uint64_t, 3>> rows) {
   std::vector<SegmentInfo> out;
   for (auto& r : rows) {
@@ -871,12 +890,8 @@ TEST_F(HPFileTest, ReopenAfterEveryOperationPreservesState) {
 TEST_F(HPFileTest, ReopenWithoutSyncKeepsAppendedBytes) {
   ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(16)));
   Model model;
-  model.Append(SeededBytes(1, 0, 50));
-  ASSERT_OK(file->Append(model.content));
-  file.reset();
-  ASSERT_OK_AND_ASSIGN(file, HPFile::Open(Dir()));
-  ExpectContent(*file, model);
-  testing::ExpectWellFormed(*file);
+  AppendSeeded(*file, model, 1, 50);
+  ReopenAndExpectContent(file, Dir(), Options{}, model);
 }
 
 // Write, reopen, append, check both records byte for byte: the second record
@@ -886,8 +901,7 @@ class AppendAfterReopenTest : public HPFileTest,
 
 TEST_P(AppendAfterReopenTest, AppendAfterReopenContinuesExactlyAtEnd) {
   auto [first_len, sync_before_close, write_buffer] = GetParam();
-  Options options = OptionsWithSegmentSize(16);
-  options.write_buffer_size = write_buffer;
+  Options options = OptionsWithSegmentSize(16, write_buffer);
   ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
   auto first = SeededBytes(1, 0, first_len);
   ASSERT_OK(file->Append(first));
@@ -904,11 +918,8 @@ TEST_P(AppendAfterReopenTest, AppendAfterReopenContinuesExactlyAtEnd) {
   model.Append(second);
   ExpectContent(*file, model);
   ASSERT_OK(file->Sync());
-  file.reset();
 
-  ASSERT_OK_AND_ASSIGN(file, HPFile::Open(Dir(), options));
-  ExpectContent(*file, model);
-  testing::ExpectWellFormed(*file);
+  ReopenAndExpectContent(file, Dir(), options, model);
   // And on disk, each segment file holds its slot's bytes.
   for (auto& s : file->Segments()) {
     std::vector<std::byte> want(model.content.begin() + s.base, model.content.begin() + s.base + s.length);
@@ -1038,8 +1049,7 @@ TEST_F(HPFileTest, UpdateMetaNeverWritesAMetaThatReopensDamaged) {
 // Write buffer
 
 TEST_F(HPFileTest, BufferedAppendsAreReadableBeforeFlushAndWrittenByFlush) {
-  Options options = OptionsWithSegmentSize(1024);
-  options.write_buffer_size = 4096;
+  Options options = OptionsWithSegmentSize(1024, 4096);
   ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
   auto data = SeededBytes(1, 0, 100);
   ASSERT_OK_AND_ASSIGN(uint64_t offset, file->Append(data));
@@ -1059,59 +1069,42 @@ TEST_F(HPFileTest, BufferedAppendsAreReadableBeforeFlushAndWrittenByFlush) {
 }
 
 TEST_F(HPFileTest, BufferedAppendsSpanningSegmentsSurviveSyncAndReopen) {
-  Options options = OptionsWithSegmentSize(64);
-  options.write_buffer_size = 100;
+  Options options = OptionsWithSegmentSize(64, 100);
   ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
   Model model;
   uint64_t seed = 0;
   for (size_t len : {10u, 50u, 7u, 150u, 1u, 64u, 99u, 100u, 101u}) {
-    auto data = SeededBytes(++seed, model.content.size(), len);
-    ASSERT_OK_AND_ASSIGN(uint64_t offset, file->Append(data));
-    EXPECT_EQ(offset, model.content.size());
-    model.Append(data);
+    AppendSeeded(*file, model, ++seed, len);
     ExpectContent(*file, model);
   }
   ASSERT_OK(file->Sync());
   EXPECT_EQ(file->DurableSize(), model.content.size());
-  file.reset();
-  ASSERT_OK_AND_ASSIGN(file, HPFile::Open(Dir(), options));
-  ExpectContent(*file, model);
-  testing::ExpectWellFormed(*file);
+  ReopenAndExpectContent(file, Dir(), options, model);
 }
 
 TEST_F(HPFileTest, BufferedAppendThenTruncateAndPrune) {
-  Options options = OptionsWithSegmentSize(16);
-  options.write_buffer_size = 64;
+  Options options = OptionsWithSegmentSize(16, 64);
   ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
   Model model;
-  model.Append(SeededBytes(1, 0, 40));
-  ASSERT_OK(file->Append(model.content));
+  AppendSeeded(*file, model, 1, 40);
   ASSERT_OK(file->Truncate(30));
   model.content.resize(30);
   ExpectContent(*file, model);
-  auto more = SeededBytes(2, 30, 20);
-  ASSERT_OK_AND_ASSIGN(uint64_t offset, file->Append(more));
-  EXPECT_EQ(offset, 30u);
-  model.Append(more);
+  AppendSeeded(*file, model, 2, 20);
   ASSERT_OK(file->PruneHead(20));
   model.head = 20;
   ExpectContent(*file, model);
   ASSERT_OK(file->Sync());
-  file.reset();
-  ASSERT_OK_AND_ASSIGN(file, HPFile::Open(Dir(), options));
-  ExpectContent(*file, model);
-  testing::ExpectWellFormed(*file);
+  ReopenAndExpectContent(file, Dir(), options, model);
 }
 
 // The same edge cases as the write-through tests, with the bytes involved
 // still in the write buffer.
 TEST_F(HPFileTest, BufferedTruncateBelowHeadLeavesEmptyFileAtN) {
-  Options options = OptionsWithSegmentSize(16);
-  options.write_buffer_size = 4096;
+  Options options = OptionsWithSegmentSize(16, 4096);
   ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
   Model model;
-  model.Append(SeededBytes(1, 0, 100));
-  ASSERT_OK(file->Append(model.content));
+  AppendSeeded(*file, model, 1, 100);
   ASSERT_OK(file->PruneHead(80));
   EXPECT_EQ(file->Head(), 80u);
   ASSERT_OK(file->Truncate(50));
@@ -1120,38 +1113,25 @@ TEST_F(HPFileTest, BufferedTruncateBelowHeadLeavesEmptyFileAtN) {
   model.head = 50;
   model.content.resize(50);
   ExpectContent(*file, model);
-  auto more = SeededBytes(2, 50, 40);
-  ASSERT_OK_AND_ASSIGN(uint64_t offset, file->Append(more));
-  EXPECT_EQ(offset, 50u);
-  model.Append(more);
+  AppendSeeded(*file, model, 2, 40);
   ExpectContent(*file, model);
   ASSERT_OK(file->Sync());
-  file.reset();
-  ASSERT_OK_AND_ASSIGN(file, HPFile::Open(Dir(), options));
-  ExpectContent(*file, model);
-  testing::ExpectWellFormed(*file);
+  ReopenAndExpectContent(file, Dir(), options, model);
 }
 
 TEST_F(HPFileTest, BufferedPruneHeadIntoBufferedBytes) {
-  Options options = OptionsWithSegmentSize(16);
-  options.write_buffer_size = 4096;
+  Options options = OptionsWithSegmentSize(16, 4096);
   ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
   Model model;
-  model.Append(SeededBytes(1, 0, 100));
-  ASSERT_OK(file->Append(model.content));
+  AppendSeeded(*file, model, 1, 100);
   ASSERT_OK(file->PruneHead(70));
   model.head = 70;
   ExpectContent(*file, model);
-  auto more = SeededBytes(2, 100, 30);
-  ASSERT_OK(file->Append(more));
-  model.Append(more);
+  AppendSeeded(*file, model, 2, 30);
   ASSERT_OK(file->Sync());
   ExpectContent(*file, model);
   testing::ExpectWellFormed(*file);
-  file.reset();
-  ASSERT_OK_AND_ASSIGN(file, HPFile::Open(Dir(), options));
-  ExpectContent(*file, model);
-  testing::ExpectWellFormed(*file);
+  ReopenAndExpectContent(file, Dir(), options, model);
 }
 
 // ---------------------------------------------------------------------------
@@ -1226,8 +1206,7 @@ TEST_F(HPFileTest, MapRangeBelowHeadFailsAndPastEndIsEmpty) {
 }
 
 TEST_F(HPFileTest, MapRangeStopsWhereTheWriteBufferBegins) {
-  Options options = OptionsWithSegmentSize(16);
-  options.write_buffer_size = 4096;
+  Options options = OptionsWithSegmentSize(16, 4096);
   ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
   auto data = SeededBytes(1, 0, 40);
   ASSERT_OK(file->Append(std::span(data).first(20)));

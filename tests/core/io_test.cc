@@ -5,42 +5,21 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <filesystem>
 #include <string>
 #include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "tests/core/test_util.h"
+
 namespace hpfile {
 namespace {
 
 using ::testing::UnorderedElementsAre;
-
-class TempDir {
- public:
-  TempDir() {
-    char pattern[] = "/tmp/hpfile-io-test-XXXXXX";
-    const char* made = ::mkdtemp(pattern);
-    EXPECT_NE(made, nullptr);
-    path_ = made != nullptr ? made : "";
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-std::vector<std::byte> Bytes(std::string_view text) {
-  std::vector<std::byte> out(text.size());
-  std::transform(text.begin(), text.end(), out.begin(), [](char c) { return std::byte(c); });
-  return out;
-}
+using testing::ForwardingIo;
+using testing::TempDir;
+using testing::ToBytes;
 
 std::string Text(std::span<const std::byte> bytes) {
   return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
@@ -50,18 +29,16 @@ bool FdIsOpen(int fd) { return ::fcntl(fd, F_GETFD) != -1; }
 
 // Moves at most `limit` bytes per call, as a pipe or a signal-interrupted
 // transfer might; Pwrite returns `zero_writes` zero counts first when asked.
-class ShortIo : public Io {
+class ShortIo : public ForwardingIo {
  public:
   explicit ShortIo(size_t limit) : limit_(limit) {}
   size_t zero_writes = 0;
   int reads = 0;
   int writes = 0;
 
-  Result<int> Open(const std::string& path, int flags, mode_t mode) override { return real_.Open(path, flags, mode); }
-  void Close(int fd) override { real_.Close(fd); }
   Result<size_t> Pread(int fd, std::span<std::byte> buf, uint64_t offset) override {
     ++reads;
-    return real_.Pread(fd, buf.first(std::min(buf.size(), limit_)), offset);
+    return ForwardingIo::Pread(fd, buf.first(std::min(buf.size(), limit_)), offset);
   }
   Result<size_t> Pwrite(int fd, std::span<const std::byte> buf, uint64_t offset) override {
     ++writes;
@@ -69,24 +46,10 @@ class ShortIo : public Io {
       --zero_writes;
       return size_t{0};
     }
-    return real_.Pwrite(fd, buf.first(std::min(buf.size(), limit_)), offset);
+    return ForwardingIo::Pwrite(fd, buf.first(std::min(buf.size(), limit_)), offset);
   }
-  Result<void> Fdatasync(int fd) override { return real_.Fdatasync(fd); }
-  Result<void> Fsync(int fd) override { return real_.Fsync(fd); }
-  Result<void> Ftruncate(int fd, uint64_t length) override { return real_.Ftruncate(fd, length); }
-  Result<void> Fallocate(int fd, int mode, uint64_t offset, uint64_t length) override {
-    return real_.Fallocate(fd, mode, offset, length);
-  }
-  Result<struct stat> Fstat(int fd) override { return real_.Fstat(fd); }
-  Result<struct stat> Stat(const std::string& path) override { return real_.Stat(path); }
-  Result<void> Unlink(const std::string& path) override { return real_.Unlink(path); }
-  Result<void> Rename(const std::string& from, const std::string& to) override { return real_.Rename(from, to); }
-  Result<void> Mkdir(const std::string& path, mode_t mode) override { return real_.Mkdir(path, mode); }
-  Result<void> Rmdir(const std::string& path) override { return real_.Rmdir(path); }
-  Result<std::vector<std::string>> ListDir(const std::string& path) override { return real_.ListDir(path); }
 
  private:
-  PosixIo real_;
   size_t limit_;
 };
 
@@ -121,7 +84,7 @@ TEST(PosixIoTest, PreadAtEndOfFileReturnsZero) {
   Io& io = PosixIo::Default();
   auto fd = Fd::Open(io, dir / "f", O_RDWR | O_CREAT, 0644);
   ASSERT_TRUE(fd.has_value());
-  auto data = Bytes("abc");
+  auto data = ToBytes("abc");
   ASSERT_TRUE(WriteFull(io, fd->get(), data, 0).has_value());
   std::vector<std::byte> buf(8);
   auto at_end = io.Pread(fd->get(), buf, 3);
@@ -148,7 +111,7 @@ TEST(PosixIoTest, ReadFullReturnsShortCountAtEndOfFile) {
   Io& io = PosixIo::Default();
   auto fd = Fd::Open(io, dir / "f", O_RDWR | O_CREAT, 0644);
   ASSERT_TRUE(fd.has_value());
-  ASSERT_TRUE(WriteFull(io, fd->get(), Bytes("hello world"), 0).has_value());
+  ASSERT_TRUE(WriteFull(io, fd->get(), ToBytes("hello world"), 0).has_value());
   std::vector<std::byte> buf(100);
   auto n = ReadFull(io, fd->get(), buf, 6);
   ASSERT_TRUE(n.has_value());
@@ -161,7 +124,7 @@ TEST(PosixIoTest, ReadFullLoopsOverShortReads) {
   ShortIo io(3);
   auto fd = Fd::Open(io, dir / "f", O_RDWR | O_CREAT, 0644);
   ASSERT_TRUE(fd.has_value());
-  ASSERT_TRUE(WriteFull(io, fd->get(), Bytes("0123456789"), 0).has_value());
+  ASSERT_TRUE(WriteFull(io, fd->get(), ToBytes("0123456789"), 0).has_value());
   std::vector<std::byte> buf(8);
   io.reads = 0;
   auto n = ReadFull(io, fd->get(), buf, 1);
@@ -186,7 +149,7 @@ TEST(PosixIoTest, WriteFullLoopsOverShortWrites) {
   ShortIo io(2);
   auto fd = Fd::Open(io, dir / "f", O_RDWR | O_CREAT, 0644);
   ASSERT_TRUE(fd.has_value());
-  ASSERT_TRUE(WriteFull(io, fd->get(), Bytes("abcdefg"), 4).has_value());
+  ASSERT_TRUE(WriteFull(io, fd->get(), ToBytes("abcdefg"), 4).has_value());
   EXPECT_EQ(io.writes, 4);
   std::vector<std::byte> buf(20);
   auto n = ReadFull(PosixIo::Default(), fd->get(), buf, 0);
@@ -202,7 +165,7 @@ TEST(PosixIoTest, WriteFullTreatsZeroCountWriteAsNoSpace) {
   io.zero_writes = 1;
   auto fd = Fd::Open(io, dir / "f", O_RDWR | O_CREAT, 0644);
   ASSERT_TRUE(fd.has_value());
-  auto written = WriteFull(io, fd->get(), Bytes("abc"), 0);
+  auto written = WriteFull(io, fd->get(), ToBytes("abc"), 0);
   ASSERT_FALSE(written.has_value());
   EXPECT_EQ(written.error().value(), ENOSPC);
 }
@@ -213,7 +176,7 @@ TEST(PosixIoTest, WriteFullOnReadOnlyDescriptorFailsWithEbadf) {
   { ASSERT_TRUE(Fd::Open(io, dir / "f", O_RDWR | O_CREAT, 0644).has_value()); }
   auto fd = Fd::Open(io, dir / "f", O_RDONLY);
   ASSERT_TRUE(fd.has_value());
-  auto written = WriteFull(io, fd->get(), Bytes("abc"), 0);
+  auto written = WriteFull(io, fd->get(), ToBytes("abc"), 0);
   ASSERT_FALSE(written.has_value());
   EXPECT_EQ(written.error().value(), EBADF);
 }
@@ -223,7 +186,7 @@ TEST(PosixIoTest, FtruncateAndFstatAgreeOnSize) {
   Io& io = PosixIo::Default();
   auto fd = Fd::Open(io, dir / "f", O_RDWR | O_CREAT, 0644);
   ASSERT_TRUE(fd.has_value());
-  ASSERT_TRUE(WriteFull(io, fd->get(), Bytes("abcdefgh"), 0).has_value());
+  ASSERT_TRUE(WriteFull(io, fd->get(), ToBytes("abcdefgh"), 0).has_value());
   ASSERT_TRUE(io.Ftruncate(fd->get(), 3).has_value());
   auto st = io.Fstat(fd->get());
   ASSERT_TRUE(st.has_value());
@@ -287,10 +250,10 @@ TEST(PosixIoTest, RenameReplacesTargetAndUnlinkRemoves) {
   {
     auto a = Fd::Open(io, dir / "a", O_RDWR | O_CREAT, 0644);
     ASSERT_TRUE(a.has_value());
-    ASSERT_TRUE(WriteFull(io, a->get(), Bytes("new"), 0).has_value());
+    ASSERT_TRUE(WriteFull(io, a->get(), ToBytes("new"), 0).has_value());
     auto b = Fd::Open(io, dir / "b", O_RDWR | O_CREAT, 0644);
     ASSERT_TRUE(b.has_value());
-    ASSERT_TRUE(WriteFull(io, b->get(), Bytes("old!"), 0).has_value());
+    ASSERT_TRUE(WriteFull(io, b->get(), ToBytes("old!"), 0).has_value());
   }
   ASSERT_TRUE(io.Rename(dir / "a", dir / "b").has_value());
   auto st = io.Stat(dir / "b");
@@ -308,7 +271,7 @@ TEST(PosixIoTest, SyncAndDataSyncSucceedOnWritableFile) {
   Io& io = PosixIo::Default();
   auto fd = Fd::Open(io, dir / "f", O_RDWR | O_CREAT, 0644);
   ASSERT_TRUE(fd.has_value());
-  ASSERT_TRUE(WriteFull(io, fd->get(), Bytes("x"), 0).has_value());
+  ASSERT_TRUE(WriteFull(io, fd->get(), ToBytes("x"), 0).has_value());
   EXPECT_TRUE(io.Fdatasync(fd->get()).has_value());
   EXPECT_TRUE(io.Fsync(fd->get()).has_value());
 }

@@ -8,8 +8,6 @@
 // Every sequence is determined by its seed. The failure message names it; to
 // replay one: HPFILE_MODEL_SEED=<seed> core_model_test (a comma-separated list
 // works too). HPFILE_MODEL_OPS changes the number of operations per sequence.
-#include <fcntl.h>
-
 #include <algorithm>
 #include <bitset>
 #include <cstdlib>
@@ -30,6 +28,8 @@
 namespace hpfile {
 namespace {
 
+using testing::ForwardingIo;
+using testing::NoFlushIo;
 using testing::TempDir;
 
 constexpr uint64_t kMaxSegment = 64;
@@ -53,119 +53,28 @@ size_t OpsPerSequence() {
   return kDefaultOpsPerSequence;
 }
 
-// The data of a real fsync is simulated by FaultIo; skipping the disk flush
-// underneath keeps thousands of syncs fast.
-class NoFlushIo final : public Io {
- public:
-  Result<int> Open(const std::string& path, int flags, mode_t mode) override { return real_.Open(path, flags, mode); }
-  void Close(int fd) override { real_.Close(fd); }
-  Result<size_t> Pread(int fd, std::span<std::byte> buf, uint64_t offset) override {
-    return real_.Pread(fd, buf, offset);
-  }
-  Result<size_t> Pwrite(int fd, std::span<const std::byte> buf, uint64_t offset) override {
-    return real_.Pwrite(fd, buf, offset);
-  }
-  Result<void> Fdatasync(int fd) override { return Valid(fd); }
-  Result<void> Fsync(int fd) override { return Valid(fd); }
-  Result<void> Ftruncate(int fd, uint64_t length) override { return real_.Ftruncate(fd, length); }
-  Result<void> Fallocate(int fd, int mode, uint64_t offset, uint64_t length) override {
-    return real_.Fallocate(fd, mode, offset, length);
-  }
-  Result<struct stat> Fstat(int fd) override { return real_.Fstat(fd); }
-  Result<struct stat> Stat(const std::string& path) override { return real_.Stat(path); }
-  Result<void> Unlink(const std::string& path) override { return real_.Unlink(path); }
-  Result<void> Rename(const std::string& from, const std::string& to) override { return real_.Rename(from, to); }
-  Result<void> Mkdir(const std::string& path, mode_t mode) override { return real_.Mkdir(path, mode); }
-  Result<void> Rmdir(const std::string& path) override { return real_.Rmdir(path); }
-  Result<std::vector<std::string>> ListDir(const std::string& path) override { return real_.ListDir(path); }
-
- private:
-  static Result<void> Valid(int fd) {
-    if (::fcntl(fd, F_GETFD) < 0) return LastErrno();
-    return {};
-  }
-  PosixIo real_;
-};
-
 // Forwards to another Io until told to die: after a given number of further
 // calls every call fails with EIO, as if the process were gone at that point
 // and nothing it did afterwards reached the disk. Close still closes.
-class DyingIo final : public Io {
+class DyingIo final : public ForwardingIo {
  public:
-  explicit DyingIo(Io& base) : base_(base) {}
+  explicit DyingIo(Io& base) : ForwardingIo(base) {}
   void DieAfter(uint64_t calls) {
     dying_ = true;
     remaining_ = calls;
   }
   void Revive() { dying_ = false; }
 
-  Result<int> Open(const std::string& path, int flags, mode_t mode) override {
-    if (Dead()) return Errno(EIO);
-    return base_.Open(path, flags, mode);
-  }
-  void Close(int fd) override { base_.Close(fd); }
-  Result<size_t> Pread(int fd, std::span<std::byte> buf, uint64_t offset) override {
-    if (Dead()) return Errno(EIO);
-    return base_.Pread(fd, buf, offset);
-  }
-  Result<size_t> Pwrite(int fd, std::span<const std::byte> buf, uint64_t offset) override {
-    if (Dead()) return Errno(EIO);
-    return base_.Pwrite(fd, buf, offset);
-  }
-  Result<void> Fdatasync(int fd) override {
-    if (Dead()) return Errno(EIO);
-    return base_.Fdatasync(fd);
-  }
-  Result<void> Fsync(int fd) override {
-    if (Dead()) return Errno(EIO);
-    return base_.Fsync(fd);
-  }
-  Result<void> Ftruncate(int fd, uint64_t length) override {
-    if (Dead()) return Errno(EIO);
-    return base_.Ftruncate(fd, length);
-  }
-  Result<void> Fallocate(int fd, int mode, uint64_t offset, uint64_t length) override {
-    if (Dead()) return Errno(EIO);
-    return base_.Fallocate(fd, mode, offset, length);
-  }
-  Result<struct stat> Fstat(int fd) override {
-    if (Dead()) return Errno(EIO);
-    return base_.Fstat(fd);
-  }
-  Result<struct stat> Stat(const std::string& path) override {
-    if (Dead()) return Errno(EIO);
-    return base_.Stat(path);
-  }
-  Result<void> Unlink(const std::string& path) override {
-    if (Dead()) return Errno(EIO);
-    return base_.Unlink(path);
-  }
-  Result<void> Rename(const std::string& from, const std::string& to) override {
-    if (Dead()) return Errno(EIO);
-    return base_.Rename(from, to);
-  }
-  Result<void> Mkdir(const std::string& path, mode_t mode) override {
-    if (Dead()) return Errno(EIO);
-    return base_.Mkdir(path, mode);
-  }
-  Result<void> Rmdir(const std::string& path) override {
-    if (Dead()) return Errno(EIO);
-    return base_.Rmdir(path);
-  }
-  Result<std::vector<std::string>> ListDir(const std::string& path) override {
-    if (Dead()) return Errno(EIO);
-    return base_.ListDir(path);
+ protected:
+  // Counts the call when dying; EIO once the countdown has run out.
+  Result<void> Admit() override {
+    if (!dying_) return {};
+    if (remaining_ == 0) return Errno(EIO);
+    --remaining_;
+    return {};
   }
 
  private:
-  // Counts the call when dying; true once the countdown has run out.
-  bool Dead() {
-    if (!dying_) return false;
-    if (remaining_ == 0) return true;
-    --remaining_;
-    return false;
-  }
-  Io& base_;
   bool dying_ = false;
   uint64_t remaining_ = 0;
 };

@@ -24,8 +24,7 @@ using testing::TempDir;
 class PreReaderTest : public ::testing::Test {
  protected:
   void Open(uint64_t segment_size, size_t write_buffer = 0) {
-    Options options = OptionsWithSegmentSize(segment_size);
-    options.write_buffer_size = write_buffer;
+    Options options = OptionsWithSegmentSize(segment_size, write_buffer);
     auto file = HPFile::Open(tmp_.Sub("file"), options);
     ASSERT_TRUE(file.has_value()) << file.error().message();
     file_ = std::move(*file);

@@ -52,6 +52,12 @@ class RecoveryTest : public ::testing::Test {
     return HPFile::Open(Dir(), options);
   }
 
+  // Opening repaired something, said so in the log, and left no damage.
+  static void ExpectRepaired(const HPFile& file) {
+    EXPECT_FALSE(file.Damage().has_value()) << *file.Damage();
+    EXPECT_FALSE(file.RecoveryLog().empty());
+  }
+
   // [offset, offset + length) reads back as the pattern.
   void ExpectPattern(const HPFile& file, uint64_t offset, size_t length) {
     auto got = ReadRange(file, offset, length);
@@ -128,8 +134,7 @@ TEST_F(RecoveryTest, ShortSealedSegmentIsCutAndSuccessorsDeleted) {
   WriteSegment(16, 16, 16);
   WriteSegment(32, 16, 5);
   ASSERT_OK_AND_ASSIGN(auto file, OpenExisting());
-  EXPECT_FALSE(file->Damage().has_value()) << *file->Damage();
-  EXPECT_FALSE(file->RecoveryLog().empty());
+  ExpectRepaired(*file);
   for (auto& line : file->RecoveryLog()) std::cout << "recovery: " << line << "\n";
   EXPECT_EQ(file->Size(), 10u);
   EXPECT_EQ(SegmentFilesOnDisk(Dir()), std::vector<std::string>{SegmentFileName(0, 16)});
@@ -156,8 +161,7 @@ TEST_F(RecoveryTest, ShortSealedSegmentInTheMiddleIsCut) {
   WriteSegment(32, 16, 16);
   WriteSegment(48, 16, 2);
   ASSERT_OK_AND_ASSIGN(auto file, OpenExisting());
-  EXPECT_FALSE(file->Damage().has_value()) << *file->Damage();
-  EXPECT_FALSE(file->RecoveryLog().empty());
+  ExpectRepaired(*file);
   EXPECT_EQ(file->Size(), 19u);
   EXPECT_FALSE(FileExists(Path(SegmentFileName(32, 16))));
   EXPECT_FALSE(FileExists(Path(SegmentFileName(48, 16))));
@@ -171,8 +175,7 @@ TEST_F(RecoveryTest, EmptySealedSegmentIsCutAtItsBase) {
   WriteSegment(16, 16, 0);
   WriteSegment(32, 16, 5);
   ASSERT_OK_AND_ASSIGN(auto file, OpenExisting());
-  EXPECT_FALSE(file->Damage().has_value()) << *file->Damage();
-  EXPECT_FALSE(file->RecoveryLog().empty());
+  ExpectRepaired(*file);
   EXPECT_EQ(file->Size(), 16u);
   EXPECT_FALSE(FileExists(Path(SegmentFileName(32, 16))));
   ExpectPattern(*file, 0, 16);
@@ -190,8 +193,7 @@ TEST_F(RecoveryTest, LeftoverTempFilesAreRemoved) {
   testing::WriteFileText(Path("something.tmp"), "x");
   const std::string meta_before = testing::ReadFileText(Path("hpfile.meta"));
   ASSERT_OK_AND_ASSIGN(auto file, OpenExisting());
-  EXPECT_FALSE(file->Damage().has_value()) << *file->Damage();
-  EXPECT_FALSE(file->RecoveryLog().empty());
+  ExpectRepaired(*file);
   EXPECT_FALSE(FileExists(Path("hpfile.meta.tmp")));
   EXPECT_FALSE(FileExists(Path(SegmentFileName(16, 16) + ".tmp")));
   EXPECT_FALSE(FileExists(Path("something.tmp")));
@@ -207,8 +209,7 @@ TEST_F(RecoveryTest, SegmentsWhollyBelowMetaHeadAreDeleted) {
   WriteSegment(32, 16, 16);
   WriteSegment(48, 16, 3);
   ASSERT_OK_AND_ASSIGN(auto file, OpenExisting());
-  EXPECT_FALSE(file->Damage().has_value()) << *file->Damage();
-  EXPECT_FALSE(file->RecoveryLog().empty());
+  ExpectRepaired(*file);
   EXPECT_EQ(file->Head(), 40u);
   EXPECT_EQ(file->Size(), 51u);
   EXPECT_EQ(SegmentFilesOnDisk(Dir()), (std::vector<std::string>{SegmentFileName(32, 16), SegmentFileName(48, 16)}));
@@ -255,8 +256,7 @@ TEST_F(RecoveryTest, MetaHeadBeyondEndIsClampedToEnd) {
   WriteSegment(0, 16, 16);
   WriteSegment(16, 16, 4);
   ASSERT_OK_AND_ASSIGN(auto file, OpenExisting());
-  EXPECT_FALSE(file->Damage().has_value()) << *file->Damage();
-  EXPECT_FALSE(file->RecoveryLog().empty());
+  ExpectRepaired(*file);
   EXPECT_EQ(file->Size(), 20u);
   EXPECT_EQ(file->Head(), 20u);
   EXPECT_FALSE(FileExists(Path(SegmentFileName(0, 16))));

@@ -26,11 +26,13 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "core/hpfile.h"
+#include "core/io.h"
 #include "core/meta.h"
 #include "core/result.h"
 
@@ -155,9 +157,94 @@ class TempDir {
 
   const std::string& path() const { return path_; }
   std::string Sub(std::string_view name) const { return path_ + "/" + std::string(name); }
+  std::string operator/(std::string_view name) const { return Sub(name); }
 
  private:
   std::string path_;
+};
+
+// ---------------------------------------------------------------------------
+// Io wrappers.
+
+// Passes every call on to `base`. A subclass overrides the calls it changes,
+// or Admit() to fail every call but Close before it reaches `base`; an
+// override of a call replaces it whole, Admit() included.
+class ForwardingIo : public Io {
+ public:
+  explicit ForwardingIo(Io& base = PosixIo::Default()) : base_(base) {}
+
+  Result<int> Open(const std::string& path, int flags, mode_t mode) override {
+    return Forward([&] { return base_.Open(path, flags, mode); });
+  }
+  void Close(int fd) override { base_.Close(fd); }
+  Result<size_t> Pread(int fd, std::span<std::byte> buf, uint64_t offset) override {
+    return Forward([&] { return base_.Pread(fd, buf, offset); });
+  }
+  Result<size_t> Pwrite(int fd, std::span<const std::byte> buf, uint64_t offset) override {
+    return Forward([&] { return base_.Pwrite(fd, buf, offset); });
+  }
+  Result<void> Fdatasync(int fd) override {
+    return Forward([&] { return base_.Fdatasync(fd); });
+  }
+  Result<void> Fsync(int fd) override {
+    return Forward([&] { return base_.Fsync(fd); });
+  }
+  Result<void> Ftruncate(int fd, uint64_t length) override {
+    return Forward([&] { return base_.Ftruncate(fd, length); });
+  }
+  Result<void> Fallocate(int fd, int mode, uint64_t offset, uint64_t length) override {
+    return Forward([&] { return base_.Fallocate(fd, mode, offset, length); });
+  }
+  Result<struct stat> Fstat(int fd) override {
+    return Forward([&] { return base_.Fstat(fd); });
+  }
+  Result<struct stat> Stat(const std::string& path) override {
+    return Forward([&] { return base_.Stat(path); });
+  }
+  Result<void> Unlink(const std::string& path) override {
+    return Forward([&] { return base_.Unlink(path); });
+  }
+  Result<void> Rename(const std::string& from, const std::string& to) override {
+    return Forward([&] { return base_.Rename(from, to); });
+  }
+  Result<void> Mkdir(const std::string& path, mode_t mode) override {
+    return Forward([&] { return base_.Mkdir(path, mode); });
+  }
+  Result<void> Rmdir(const std::string& path) override {
+    return Forward([&] { return base_.Rmdir(path); });
+  }
+  Result<std::vector<std::string>> ListDir(const std::string& path) override {
+    return Forward([&] { return base_.ListDir(path); });
+  }
+
+ protected:
+  // Runs before every forwarded call; an error is returned in its place.
+  virtual Result<void> Admit() { return {}; }
+
+ private:
+  template <typename Call>
+  auto Forward(Call call) -> decltype(call()) {
+    if (auto admitted = Admit(); !admitted) return std::unexpected(admitted.error());
+    return call();
+  }
+
+  Io& base_;
+};
+
+// Reports fsync and fdatasync done without flushing anything. FaultIo
+// simulates what a sync makes durable by itself, so skipping the disk flush
+// underneath keeps tests that sync thousands of times fast. A closed
+// descriptor still fails, as it would in the real call.
+class NoFlushIo final : public ForwardingIo {
+ public:
+  Result<void> Fdatasync(int fd) override { return Valid(fd); }
+  Result<void> Fsync(int fd) override { return Valid(fd); }
+
+ private:
+  static Result<void> Valid(int fd) {
+    if (::fcntl(fd, F_GETFD) < 0) return LastErrno();
+    return {};
+  }
 };
 
 // ---------------------------------------------------------------------------
@@ -316,9 +403,10 @@ inline size_t CountOpenFds() {
 // ---------------------------------------------------------------------------
 // HPFile helpers.
 
-inline Options OptionsWithSegmentSize(uint64_t segment_size) {
+inline Options OptionsWithSegmentSize(uint64_t segment_size, size_t write_buffer_size = 0) {
   Options options;
   options.initial_meta.segment_size = segment_size;
+  options.write_buffer_size = write_buffer_size;
   return options;
 }
 
