@@ -30,30 +30,22 @@ DirHandle* DirHandleOf(const fuse_file_info* fi) { return reinterpret_cast<DirHa
 
 // Ownership of a handle passes to the kernel (fi->fh) and comes back at
 // release; the context keeps track of it in between.
-uint64_t Adopt(SessionContext& ctx, std::unique_ptr<FileHandle> handle) {
+std::unordered_set<FileHandle*>& Owned(SessionContext& ctx, FileHandle*) { return ctx.file_handles; }
+std::unordered_set<DirHandle*>& Owned(SessionContext& ctx, DirHandle*) { return ctx.dir_handles; }
+
+template <class Handle>
+uint64_t Adopt(SessionContext& ctx, std::unique_ptr<Handle> handle) {
   std::lock_guard lock(ctx.handles_mu);
-  ctx.file_handles.insert(handle.get());
+  Owned(ctx, handle.get()).insert(handle.get());
   return reinterpret_cast<uint64_t>(handle.release());
 }
 
-std::unique_ptr<FileHandle> Reclaim(SessionContext& ctx, uint64_t fh) {
-  auto* handle = reinterpret_cast<FileHandle*>(fh);
+template <class Handle>
+std::unique_ptr<Handle> Reclaim(SessionContext& ctx, uint64_t fh) {
+  auto* handle = reinterpret_cast<Handle*>(fh);
   std::lock_guard lock(ctx.handles_mu);
-  ctx.file_handles.erase(handle);
-  return std::unique_ptr<FileHandle>(handle);
-}
-
-uint64_t AdoptDir(SessionContext& ctx, std::unique_ptr<DirHandle> handle) {
-  std::lock_guard lock(ctx.handles_mu);
-  ctx.dir_handles.insert(handle.get());
-  return reinterpret_cast<uint64_t>(handle.release());
-}
-
-std::unique_ptr<DirHandle> ReclaimDir(SessionContext& ctx, uint64_t fh) {
-  auto* handle = reinterpret_cast<DirHandle*>(fh);
-  std::lock_guard lock(ctx.handles_mu);
-  ctx.dir_handles.erase(handle);
-  return std::unique_ptr<DirHandle>(handle);
+  Owned(ctx, handle).erase(handle);
+  return std::unique_ptr<Handle>(handle);
 }
 
 // Runs one callback body. Exceptions never cross into libfuse's C frames;
@@ -240,7 +232,7 @@ void OnCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
     const fuse_entry_param e = EntryParam(ctx, created->first);
     SetOpenFlags(ctx, fi, std::move(created->second));
     if (fuse_reply_create(req, &e, fi) != 0) {
-      ctx.fs->Release(Reclaim(ctx, fi->fh));
+      ctx.fs->Release(Reclaim<FileHandle>(ctx, fi->fh));
       ctx.fs->Forget(e.ino, 1);
     }
   });
@@ -255,7 +247,7 @@ void OnOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       return;
     }
     SetOpenFlags(ctx, fi, std::move(*handle));
-    if (fuse_reply_open(req, fi) != 0) ctx.fs->Release(Reclaim(ctx, fi->fh));
+    if (fuse_reply_open(req, fi) != 0) ctx.fs->Release(Reclaim<FileHandle>(ctx, fi->fh));
   });
 }
 
@@ -326,7 +318,7 @@ void OnFlush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 
 void OnRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   Guarded(req, [&] {
     SessionContext& ctx = Ctx(req);
-    ctx.fs->Release(Reclaim(ctx, fi->fh));
+    ctx.fs->Release(Reclaim<FileHandle>(ctx, fi->fh));
     fuse_reply_err(req, 0);
   });
 }
@@ -343,8 +335,8 @@ void OnOpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       fuse_reply_err(req, Errno(handle.error()));
       return;
     }
-    fi->fh = AdoptDir(ctx, std::move(*handle));
-    if (fuse_reply_open(req, fi) != 0) ReclaimDir(ctx, fi->fh);
+    fi->fh = Adopt(ctx, std::move(*handle));
+    if (fuse_reply_open(req, fi) != 0) Reclaim<DirHandle>(ctx, fi->fh);
   });
 }
 
@@ -409,7 +401,7 @@ void OnReadDirPlus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_
 }
 
 void OnReleaseDir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  ReclaimDir(Ctx(req), fi->fh);
+  Reclaim<DirHandle>(Ctx(req), fi->fh);
   fuse_reply_err(req, 0);
 }
 

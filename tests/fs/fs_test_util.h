@@ -18,29 +18,12 @@
 #include <gtest/gtest.h>
 
 #include "fs/filesystem.h"
+#include "tests/core/test_util.h"
 
 namespace hpfs::testing {
 
 // A fresh directory under /tmp, removed with everything below it.
-class TempDir {
- public:
-  TempDir() {
-    char pattern[] = "/tmp/hpfs-fs-test-XXXXXX";
-    const char* made = ::mkdtemp(pattern);
-    if (made == nullptr) std::abort();
-    path_ = made;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using TempDir = hpfile::testing::TempDir;
 
 inline std::span<const std::byte> Bytes(const std::string& s) {
   return std::as_bytes(std::span(s.data(), s.size()));
