@@ -1,0 +1,128 @@
+#include "fs/ctl/ctl.h"
+
+#include <cstdio>
+#include <cstring>
+
+#include "core/meta.h"
+#include "fs/options.h"
+
+namespace hpfs::ctl {
+namespace {
+
+std::string Damage(const hpfs_stat& st) {
+  if ((st.flags & HPFS_STAT_DAMAGED) == 0) return {};
+  // The daemon NUL-terminates, but a short or foreign reply must not make us
+  // read past the field.
+  std::string reason(st.damage, ::strnlen(st.damage, sizeof st.damage));
+  if (reason.empty()) reason = "unknown reason";
+  return reason;
+}
+
+std::string BadValue(std::string_view arg, std::string_view expected) {
+  return "bad value in '" + std::string(arg) + "' (expected " + std::string(expected) + ")";
+}
+
+}  // namespace
+
+std::expected<hpfs_set, std::string> ParseAssignments(const std::vector<std::string_view>& args) {
+  hpfs_set request{};
+  if (args.empty()) return std::unexpected("nothing to set (expected KEY=VALUE)");
+  for (std::string_view arg : args) {
+    const auto eq = arg.find('=');
+    if (eq == std::string_view::npos) {
+      return std::unexpected("'" + std::string(arg) + "' is not KEY=VALUE");
+    }
+    const std::string_view key = arg.substr(0, eq);
+    const std::string_view value = arg.substr(eq + 1);
+    uint32_t bit = 0;
+    if (key == "segment_size") {
+      bit = HPFS_SET_SEGMENT_SIZE;
+      auto size = ParseSize(value);
+      if (!size || !hpfile::ValidSegmentSize(*size)) {
+        return std::unexpected(BadValue(arg, "a size from 1 to 1T, with optional K/M/G/T suffix"));
+      }
+      request.segment_size = *size;
+    } else if (key == "retain_bytes") {
+      bit = HPFS_SET_RETAIN_BYTES;
+      auto size = value == "none" ? std::optional<uint64_t>(0) : ParseSize(value);
+      if (!size) return std::unexpected(BadValue(arg, "a size with optional K/M/G/T suffix, or 0 or none"));
+      request.retain_bytes = *size;
+    } else if (key == "retain_seconds") {
+      bit = HPFS_SET_RETAIN_SECONDS;
+      auto seconds = value == "none" ? std::optional<uint64_t>(0) : ParseDuration(value);
+      if (!seconds) {
+        return std::unexpected(BadValue(arg, "seconds with optional s/m/h/d suffix, or 0 or none"));
+      }
+      request.retain_seconds = *seconds;
+    } else {
+      return std::unexpected("unknown key '" + std::string(key) +
+                             "' (expected segment_size, retain_bytes or retain_seconds)");
+    }
+    if (request.mask & bit) return std::unexpected("key '" + std::string(key) + "' given twice");
+    request.mask |= bit;
+  }
+  return request;
+}
+
+std::string FormatStatText(const hpfs_stat& st, const std::optional<std::string>& name) {
+  std::string out;
+  auto line = [&out](std::string_view key, std::string_view value) {
+    out.append(key).append("=").append(value).append("\n");
+  };
+  if (name) line("file", *name);
+  line("head", std::to_string(st.head));
+  line("size", std::to_string(st.size));
+  line("durable_size", std::to_string(st.durable_size));
+  line("segments", std::to_string(st.segments));
+  line("segment_size", std::to_string(st.segment_size));
+  line("retain_bytes", std::to_string(st.retain_bytes));
+  line("retain_seconds", std::to_string(st.retain_seconds));
+  std::string damage = Damage(st);
+  for (char& c : damage) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  line("damaged", damage.empty() ? "none" : damage);
+  return out;
+}
+
+std::string FormatStatJson(const hpfs_stat& st, std::string_view name) {
+  std::string out = "{\"file\": " + JsonQuote(name);
+  auto number = [&out](std::string_view key, uint64_t value) {
+    out.append(", \"").append(key).append("\": ").append(std::to_string(value));
+  };
+  number("head", st.head);
+  number("size", st.size);
+  number("durable_size", st.durable_size);
+  number("segments", st.segments);
+  number("segment_size", st.segment_size);
+  number("retain_bytes", st.retain_bytes);
+  number("retain_seconds", st.retain_seconds);
+  const std::string damage = Damage(st);
+  out += ", \"damaged\": " + (damage.empty() ? std::string("null") : JsonQuote(damage)) + "}";
+  return out;
+}
+
+std::string JsonQuote(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (u < 0x20 || u == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", u);
+      out += buf;
+    } else {
+      out.push_back(c);
+    }
+  }
+  out.push_back('"');
+  return out;
+}
+
+}  // namespace hpfs::ctl

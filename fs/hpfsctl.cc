@@ -1,0 +1,291 @@
+// hpfsctl: inspect and change files on an hpfs mount (stat, set) and check
+// or repair an unmounted backing directory (check).
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fs/ctl/check.h"
+#include "fs/ctl/ctl.h"
+#include "fs/hpfs_ioctl.h"
+
+namespace hpfs::ctl {
+namespace {
+
+constexpr std::string_view kMainHelp =
+    "Usage: hpfsctl COMMAND [ARGS...]\n"
+    "\n"
+    "Inspect and change files on an hpfs mount, and check a backing directory.\n"
+    "\n"
+    "Commands:\n"
+    "  stat [--json] FILE...            show a file's head, size, segments, retention, damage\n"
+    "  set FILE KEY=VALUE...            change segment_size, retain_bytes, retain_seconds\n"
+    "  check [--repair] BACKING         check (and repair) an unmounted backing directory\n"
+    "\n"
+    "Options:\n"
+    "  -h, --help     show this help\n"
+    "  -V, --version  show the version\n"
+    "\n"
+    "`hpfsctl COMMAND --help` describes each command, its output and its exit status.\n";
+
+constexpr std::string_view kStatHelp =
+    "Usage: hpfsctl stat [--json] FILE...\n"
+    "\n"
+    "Shows what a file on an hpfs mount holds, through the HPFS_IOC_STAT ioctl.\n"
+    "Any user who can open the file for reading may run it.\n"
+    "\n"
+    "For each FILE, one key=value line per field:\n"
+    "  head            first readable byte; bytes below it were pruned and read as zeros\n"
+    "  size            end of the file\n"
+    "  durable_size    bytes below this survive a power loss\n"
+    "  segments        segment files holding the file\n"
+    "  segment_size    capacity of segments created from now on\n"
+    "  retain_bytes    byte limit of retention (0: none)\n"
+    "  retain_seconds  age limit of retention (0: none)\n"
+    "  damaged         why the file is damaged, or `none`\n"
+    "With several FILEs each block starts with file=FILE and blocks are\n"
+    "separated by an empty line.\n"
+    "\n"
+    "Options:\n"
+    "  --json      print a JSON array with one object per file; `damaged` is null\n"
+    "              or the reason\n"
+    "  -h, --help  show this help\n"
+    "\n"
+    "Exit status:\n"
+    "  0  every FILE was shown\n"
+    "  1  some FILE could not be opened or is not on an hpfs mount (the others\n"
+    "     are still shown)\n"
+    "  2  usage error\n"
+    "\n"
+    "Examples:\n"
+    "  hpfsctl stat /mnt/hpfs/app.log\n"
+    "  hpfsctl stat --json /mnt/hpfs/*.log | jq '.[] | select(.damaged != null)'\n";
+
+constexpr std::string_view kSetHelp =
+    "Usage: hpfsctl set FILE KEY=VALUE...\n"
+    "\n"
+    "Changes the settings of a file on an hpfs mount, through the HPFS_IOC_SET\n"
+    "ioctl. Needs write permission on FILE (it is opened for writing, never\n"
+    "written). Every KEY=VALUE is checked first: if one is bad, nothing changes.\n"
+    "\n"
+    "Keys:\n"
+    "  segment_size=SIZE     capacity of the segments created from now on (1 to 1T);\n"
+    "                        existing segments keep theirs\n"
+    "  retain_bytes=SIZE     keep at least the newest SIZE bytes; older whole\n"
+    "                        segments may be dropped. 0 or `none`: no limit\n"
+    "  retain_seconds=TIME   drop sealed segments last written longer ago than\n"
+    "                        TIME. 0 or `none`: no limit\n"
+    "SIZE is a number of bytes with an optional suffix K, M, G or T (powers of\n"
+    "1024, case-insensitive); TIME is seconds with an optional suffix s, m, h or d.\n"
+    "\n"
+    "Options:\n"
+    "  -h, --help  show this help\n"
+    "\n"
+    "Exit status:\n"
+    "  0  the settings were changed\n"
+    "  1  a bad key or value (EINVAL: nothing changed), FILE could not be opened\n"
+    "     for writing, is not on an hpfs mount, or is damaged\n"
+    "  2  usage error\n"
+    "\n"
+    "Examples:\n"
+    "  hpfsctl set /mnt/hpfs/app.log retain_bytes=10G retain_seconds=7d\n"
+    "  hpfsctl set /mnt/hpfs/app.log retain_seconds=none segment_size=16M\n";
+
+constexpr std::string_view kCheckHelp =
+    "Usage: hpfsctl check [--repair] BACKING\n"
+    "\n"
+    "Checks the backing directory BACKING of an hpfs mount while it is not\n"
+    "mounted: refuses (exit 8) while a daemon serves it. Every HPFile under\n"
+    "BACKING (a directory holding hpfile.meta) is reported as one of:\n"
+    "  ok              nothing to do\n"
+    "  needs recovery  a crash left an interrupted operation (a temp file, a\n"
+    "                  prune or truncate half done, unsynced bytes at the end of\n"
+    "                  a sealed segment); the actions that finish it are listed.\n"
+    "                  Mounting does them too, when the file is first opened\n"
+    "  damaged         something no crash produces (a missing range, a segment\n"
+    "                  longer than its slot, a missing or unreadable meta, a\n"
+    "                  stray entry); the mount serves such a file read-only\n"
+    "Leftovers in the trash (.hpfs-trash, files deleted while the daemon was\n"
+    "killed) and stray files outside HPFiles are reported but are not errors.\n"
+    "A summary line comes last.\n"
+    "\n"
+    "Options:\n"
+    "  --repair    carry out the recovery of every file that needs it (the same\n"
+    "              actions opening the file takes, each one printed) and empty\n"
+    "              the trash. Damaged files are never changed. BACKING stays\n"
+    "              locked against mounting until the repair is done\n"
+    "  -h, --help  show this help\n"
+    "\n"
+    "Exit status (bits, as fsck uses them):\n"
+    "  0   every file is ok\n"
+    "  1   --repair recovered some files\n"
+    "  4   errors left: damaged files, or files needing recovery without --repair\n"
+    "  8   operational error: BACKING is mounted or unreadable, or a repair failed\n"
+    "  16  usage error\n"
+    "\n"
+    "Examples:\n"
+    "  fusermount3 -u /mnt/hpfs && hpfsctl check /var/lib/hpfs/backing\n"
+    "  hpfsctl check --repair /var/lib/hpfs/backing; echo $?\n";
+
+bool IsHelp(std::string_view arg) { return arg == "-h" || arg == "--help"; }
+
+std::string ErrorText(int err, std::string_view action) {
+  if (err == ENOTTY) return "not a file on an hpfs mount";
+  return std::string(action) + ": " + std::strerror(err);
+}
+
+int Stat(const std::vector<std::string>& args) {
+  bool json = false;
+  std::vector<std::string> files;
+  bool options_done = false;
+  for (const std::string& arg : args) {
+    if (!options_done && IsHelp(arg)) {
+      std::cout << kStatHelp;
+      return kExitOk;
+    }
+    if (!options_done && arg == "--json") {
+      json = true;
+    } else if (!options_done && arg == "--") {
+      options_done = true;
+    } else if (!options_done && arg.starts_with("-") && arg != "-") {
+      std::cerr << "hpfsctl stat: unknown option '" << arg << "'\n" << kStatHelp;
+      return kExitUsage;
+    } else {
+      files.push_back(arg);
+    }
+  }
+  if (files.empty()) {
+    std::cerr << "hpfsctl stat: no FILE given\n" << kStatHelp;
+    return kExitUsage;
+  }
+  int status = kExitOk;
+  bool first = true;
+  if (json) std::cout << "[";
+  for (const std::string& file : files) {
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    hpfs_stat st{};
+    int err = 0;
+    if (fd < 0) {
+      err = errno;
+    } else {
+      if (::ioctl(fd, HPFS_IOC_STAT, &st) != 0) err = errno;
+      ::close(fd);
+    }
+    if (err != 0) {
+      std::cerr << "hpfsctl stat: " << file << ": " << ErrorText(err, fd < 0 ? "cannot open" : "stat failed") << "\n";
+      status = kExitFailed;
+      continue;
+    }
+    if (json) {
+      std::cout << (first ? "\n  " : ",\n  ") << FormatStatJson(st, file);
+    } else {
+      if (!first) std::cout << "\n";
+      std::cout << FormatStatText(st, files.size() > 1 ? std::optional<std::string>(file) : std::nullopt);
+    }
+    first = false;
+  }
+  if (json) std::cout << (first ? "]\n" : "\n]\n");
+  return status;
+}
+
+int Set(const std::vector<std::string>& args) {
+  for (const std::string& arg : args) {
+    if (arg == "--") break;
+    if (IsHelp(arg)) {
+      std::cout << kSetHelp;
+      return kExitOk;
+    }
+  }
+  std::vector<std::string> operands;
+  for (const std::string& arg : args) {
+    if (arg != "--") operands.push_back(arg);
+  }
+  if (operands.size() < 2) {
+    std::cerr << "hpfsctl set: expected FILE and at least one KEY=VALUE\n" << kSetHelp;
+    return kExitUsage;
+  }
+  const std::string& file = operands[0];
+  const std::vector<std::string_view> assignments(operands.begin() + 1, operands.end());
+  auto request = ParseAssignments(assignments);
+  if (!request) {
+    std::cerr << "hpfsctl set: " << request.error() << ": " << std::strerror(EINVAL) << "\n";
+    return kExitFailed;
+  }
+  const int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    const int err = errno;
+    std::cerr << "hpfsctl set: " << file << ": cannot open for writing: " << std::strerror(err) << "\n";
+    return kExitFailed;
+  }
+  const int rc = ::ioctl(fd, HPFS_IOC_SET, &*request);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) {
+    std::cerr << "hpfsctl set: " << file << ": "
+              << (err == EIO ? std::string("the file is damaged or unreadable: ") + std::strerror(err)
+                             : ErrorText(err, "set failed"))
+              << "\n";
+    return kExitFailed;
+  }
+  return kExitOk;
+}
+
+int Check(const std::vector<std::string>& args) {
+  CheckOptions options;
+  std::vector<std::string> operands;
+  bool options_done = false;
+  for (const std::string& arg : args) {
+    if (!options_done && IsHelp(arg)) {
+      std::cout << kCheckHelp;
+      return kCheckClean;
+    }
+    if (!options_done && arg == "--repair") {
+      options.repair = true;
+    } else if (!options_done && arg == "--") {
+      options_done = true;
+    } else if (!options_done && arg.starts_with("-")) {
+      std::cerr << "hpfsctl check: unknown option '" << arg << "'\n" << kCheckHelp;
+      return kCheckUsage;
+    } else {
+      operands.push_back(arg);
+    }
+  }
+  if (operands.size() != 1) {
+    std::cerr << "hpfsctl check: expected exactly one BACKING directory\n" << kCheckHelp;
+    return kCheckUsage;
+  }
+  return CheckBacking(operands[0], options, std::cout, std::cerr);
+}
+
+int Main(int argc, char** argv) {
+  if (argc < 2) {
+    std::cerr << kMainHelp;
+    return kExitUsage;
+  }
+  const std::string_view command = argv[1];
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  if (IsHelp(command)) {
+    std::cout << kMainHelp;
+    return kExitOk;
+  }
+  if (command == "-V" || command == "--version") {
+    std::cout << "hpfsctl " << HPFS_VERSION << "\n";
+    return kExitOk;
+  }
+  if (command == "stat") return Stat(args);
+  if (command == "set") return Set(args);
+  if (command == "check") return Check(args);
+  std::cerr << "hpfsctl: unknown command '" << command << "'\n" << kMainHelp;
+  return kExitUsage;
+}
+
+}  // namespace
+}  // namespace hpfs::ctl
+
+int main(int argc, char** argv) { return hpfs::ctl::Main(argc, argv); }
