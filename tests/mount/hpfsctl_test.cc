@@ -39,34 +39,8 @@ std::map<std::string, std::string> KeyValues(const std::string& text) {
   return out;
 }
 
-class HpfsctlTest : public ::testing::Test {
+class HpfsctlTest : public MountedTest {
  protected:
-  void SetUp() override {
-    if (::access("/dev/fuse", R_OK | W_OK) != 0) GTEST_SKIP() << "no usable /dev/fuse here";
-    backing_ = scratch_.path() + "/backing";
-    mnt_ = scratch_.path() + "/mnt";
-    std::filesystem::create_directories(backing_);
-    std::filesystem::create_directories(mnt_);
-  }
-
-  void TearDown() override {
-    if (daemon_ && HasFailure()) std::fprintf(stderr, "--- daemon log ---\n%s\n", daemon_->Log().c_str());
-    daemon_.reset();
-  }
-
-  void Mount(std::vector<std::string> options = {"-o", "segment_size=1M"}) {
-    daemon_ = std::make_unique<Daemon>(backing_, mnt_, scratch_.path() + "/daemon.log");
-    std::string error;
-    ASSERT_TRUE(daemon_->Start(options, &error)) << error;
-  }
-
-  void Unmount() {
-    ASSERT_TRUE(daemon_);
-    const int status = daemon_->Stop();
-    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status << "\n" << daemon_->Log();
-    daemon_.reset();
-  }
-
   // Runs `script` in the mount point, with $CTL naming hpfsctl and $B the
   // backing directory.
   ShellResult Run(const std::string& script) {
@@ -85,11 +59,6 @@ class HpfsctlTest : public ::testing::Test {
   std::string BackingSnapshot() {
     return Run("cd \"$B\" && find . -type f ! -name .hpfs.lock -printf '%P %s ' -exec md5sum {} \\; | sort").output;
   }
-
-  ScratchDir scratch_;
-  std::string backing_;
-  std::string mnt_;
-  std::unique_ptr<Daemon> daemon_;
 };
 
 #define RUN_OK(script)                                                              \

@@ -259,4 +259,32 @@ ShellResult RunDaemonToExit(const std::vector<std::string>& args, std::chrono::s
   return Shell(script, timeout);
 }
 
+
+void MountedTest::SetUp() {
+  if (::access("/dev/fuse", R_OK | W_OK) != 0) GTEST_SKIP() << "no usable /dev/fuse here";
+  backing_ = scratch_.path() + "/backing";
+  mnt_ = scratch_.path() + "/mnt";
+  std::filesystem::create_directories(backing_);
+  std::filesystem::create_directories(mnt_);
+}
+
+void MountedTest::TearDown() {
+  if (daemon_ && HasFailure()) std::fprintf(stderr, "--- daemon log ---\n%s\n", daemon_->Log().c_str());
+  daemon_.reset();
+}
+
+void MountedTest::Mount(std::vector<std::string> options) {
+  daemon_ = std::make_unique<Daemon>(backing_, mnt_, scratch_.path() + "/daemon.log");
+  std::string error;
+  ASSERT_TRUE(daemon_->Start(options, &error)) << error;
+}
+
+void MountedTest::Unmount() {
+  ASSERT_TRUE(daemon_);
+  const int status = daemon_->Stop();
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status << "\n" << daemon_->Log();
+  daemon_.reset();
+  ASSERT_FALSE(IsMountPoint(mnt_));
+}
+
 }  // namespace hpfs::mount_test

@@ -4,6 +4,10 @@
 // test fails, times out or the test binary is killed by the test runner.
 #pragma once
 
+#include <memory>
+
+#include <gtest/gtest.h>
+
 #include <sys/types.h>
 
 #include <chrono>
@@ -76,5 +80,30 @@ class Daemon {
 // Runs the daemon once to completion (for option errors): returns the exit
 // status and what it printed.
 ShellResult RunDaemonToExit(const std::vector<std::string>& args, std::chrono::seconds timeout);
+
+
+// A test that owns a scratch directory with a backing dir and a mount point,
+// and mounts hpfs over them on request. The daemon is stopped and the mount
+// removed in teardown, also when the test failed.
+class MountedTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+
+  // Mounts with 1 MiB segments unless told otherwise, so that tests of a few
+  // MiB cross segment boundaries.
+  void Mount(std::vector<std::string> options = {"-o", "segment_size=1M"});
+  // Stops the daemon with SIGTERM; it must exit 0 and leave no mount behind.
+  void Unmount();
+
+  std::string M(const std::string& name) const { return mnt_ + "/" + name; }
+  std::string B(const std::string& name) const { return backing_ + "/" + name; }
+  std::string S(const std::string& name) const { return scratch_.path() + "/" + name; }
+
+  ScratchDir scratch_;
+  std::string backing_;
+  std::string mnt_;
+  std::unique_ptr<Daemon> daemon_;
+};
 
 }  // namespace hpfs::mount_test

@@ -29,49 +29,12 @@ namespace {
 
 using std::chrono::seconds;
 
-class MountTest : public ::testing::Test {
+class MountTest : public MountedTest {
  protected:
-  void SetUp() override {
-    if (::access("/dev/fuse", R_OK | W_OK) != 0) GTEST_SKIP() << "no usable /dev/fuse here";
-    backing_ = scratch_.path() + "/backing";
-    mnt_ = scratch_.path() + "/mnt";
-    std::filesystem::create_directories(backing_);
-    std::filesystem::create_directories(mnt_);
-  }
-
-  void TearDown() override {
-    if (daemon_ && HasFailure()) std::fprintf(stderr, "--- daemon log ---\n%s\n", daemon_->Log().c_str());
-    daemon_.reset();
-  }
-
-  // Mounts with 1 MiB segments unless told otherwise, so that tests of a few
-  // MiB cross segment boundaries.
-  void Mount(std::vector<std::string> options = {"-o", "segment_size=1M"}) {
-    daemon_ = std::make_unique<Daemon>(backing_, mnt_, scratch_.path() + "/daemon.log");
-    std::string error;
-    ASSERT_TRUE(daemon_->Start(options, &error)) << error;
-  }
-
-  void Unmount() {
-    ASSERT_TRUE(daemon_);
-    const int status = daemon_->Stop();
-    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status << "\n" << daemon_->Log();
-    ASSERT_FALSE(IsMountPoint(mnt_));
-  }
-
   // Runs `script` in the mount point under `set -e -o pipefail`.
   ShellResult Run(const std::string& script, seconds timeout = seconds(120)) {
     return Shell("set -e -o pipefail; cd '" + mnt_ + "'; " + script, timeout);
   }
-
-  std::string M(const std::string& name) const { return mnt_ + "/" + name; }
-  std::string B(const std::string& name) const { return backing_ + "/" + name; }
-  std::string S(const std::string& name) const { return scratch_.path() + "/" + name; }
-
-  ScratchDir scratch_;
-  std::string backing_;
-  std::string mnt_;
-  std::unique_ptr<Daemon> daemon_;
 };
 
 #define RUN_OK(script)                                                           \
