@@ -16,6 +16,7 @@ HPFS_DEPS=(
   util-linux
   coreutils
   psmisc
+  fio
 )
 
 # Prints the packages among "$@" that are not installed, one per line.
