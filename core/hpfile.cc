@@ -41,7 +41,13 @@ HPFile::HPFile(Io& io, std::string dir, const Options& options)
     : io_(io),
       dir_(std::move(dir)),
       write_buffer_size_(options.write_buffer_size),
+      discard_segment_(options.discard_segment),
       fd_cache_(options.max_open_segments) {}
+
+Result<void> HPFile::DiscardSegmentFile(const std::string& path) {
+  if (discard_segment_) return discard_segment_(path);
+  return io_.Unlink(path);
+}
 
 HPFile::~HPFile() {
   // Buffered appends were acknowledged, and a moved head is part of the state
@@ -467,7 +473,7 @@ Result<void> HPFile::ShrinkLocked(uint64_t n) {
     std::shared_ptr<Segment> newest = segments_.back();
     // Once n reaches down to the head, the file is empty and keeps no segment.
     if (newest->base < n && n > Head()) break;
-    if (auto removed = io_.Unlink(newest->path); !removed) return fail(end, removed.error());
+    if (auto removed = DiscardSegmentFile(newest->path); !removed) return fail(end, removed.error());
     DropSegmentLocked(/*newest=*/true);
     end = newest->base;
   }
@@ -554,7 +560,7 @@ Result<void> HPFile::PruneHead(uint64_t n) {
   for (;;) {
     if (segments_.empty() || segments_.front()->slot_end() > new_head) break;
     std::shared_ptr<Segment> oldest = segments_.front();
-    if (auto removed = io_.Unlink(oldest->path); !removed) return removed;
+    if (auto removed = DiscardSegmentFile(oldest->path); !removed) return removed;
     DropSegmentLocked(/*newest=*/false);
   }
   return PunchBelowHeadLocked();

@@ -231,6 +231,14 @@ Result<std::shared_ptr<hpfile::HPFile>> Filesystem::OpenHPFile(int dir_fd, bool 
   options.create_if_missing = create;
   options.max_open_segments = config_.max_open_segments;
   options.write_buffer_size = 0;  // write-through: SIGKILL loses no acknowledged write
+  // Pruned and truncated segments go to the trash and are freed off the
+  // request path: freeing 64 MiB of blocks takes ~15 ms on ext4, per segment.
+  options.discard_segment = [this](const std::string& path) -> Result<void> {
+    std::string trash_name = NewTrashName();
+    if (::renameat(AT_FDCWD, path.c_str(), trash_fd_.get(), trash_name.c_str()) != 0) return LastErrno();
+    deleter_.Enqueue(std::move(trash_name));
+    return {};
+  };
   options.initial_meta.segment_size = config_.segment_size;
   options.initial_meta.mode = mode & 07777;
   options.initial_meta.uid = caller.uid;

@@ -1231,3 +1231,53 @@ TEST_F(HPFileTest, MapRangeExtentOutlivesDeletedSegment) {
 
 }  // namespace
 }  // namespace hpfile
+
+namespace hpfile {
+namespace {
+
+TEST_F(HPFileTest, DiscardHookReceivesEveryPrunedAndTruncatedSegment) {
+  std::vector<std::string> discarded;
+  Options options = OptionsWithSegmentSize(10);
+  const std::string aside = Dir() + ".aside";
+  ASSERT_EQ(::mkdir(aside.c_str(), 0755), 0);
+  options.discard_segment = [&](const std::string& path) -> Result<void> {
+    discarded.push_back(path.substr(path.rfind('/') + 1));
+    // Moved aside, as the filesystem layer does with its trash.
+    if (::rename(path.c_str(), (aside + "/" + discarded.back()).c_str()) != 0) return LastErrno();
+    return {};
+  };
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
+  auto data = SeededBytes(3, 0, 60);
+  ASSERT_OK(file->Append(data));
+  ASSERT_OK(file->PruneHead(25));
+  ASSERT_OK(file->Truncate(42));
+  EXPECT_EQ(discarded, (std::vector<std::string>{testing::SegmentFileName(0, 10), testing::SegmentFileName(10, 10),
+                                                 testing::SegmentFileName(50, 10)}));
+  std::vector<std::byte> got(17);
+  ASSERT_OK_AND_ASSIGN(size_t n, file->ReadAt(25, got));
+  EXPECT_EQ(n, 17u);
+  EXPECT_EQ(got, std::vector<std::byte>(data.begin() + 25, data.begin() + 42));
+  file.reset();
+  ASSERT_OK_AND_ASSIGN(auto reopened, HPFile::Open(Dir(), options));
+  EXPECT_EQ(reopened->Head(), 25u);
+  EXPECT_EQ(reopened->Size(), 42u);
+  EXPECT_TRUE(reopened->RecoveryLog().empty());
+  std::filesystem::remove_all(aside);
+}
+
+TEST_F(HPFileTest, FailingDiscardHookFailsThePruneAndKeepsTheSegment) {
+  Options options = OptionsWithSegmentSize(10);
+  options.discard_segment = [](const std::string&) -> Result<void> { return Errno(EIO); };
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
+  ASSERT_OK(file->Append(SeededBytes(3, 0, 30)));
+  auto pruned = file->PruneHead(15);
+  ASSERT_FALSE(pruned.has_value());
+  EXPECT_EQ(pruned.error().value(), EIO);
+  EXPECT_TRUE(testing::FileExists(Dir() + "/" + testing::SegmentFileName(0, 10)));
+  auto truncated = file->Truncate(5);
+  ASSERT_FALSE(truncated.has_value());
+  EXPECT_EQ(file->Size(), 30u);
+}
+
+}  // namespace
+}  // namespace hpfile
