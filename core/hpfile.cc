@@ -174,7 +174,21 @@ std::vector<HPFile::Piece> HPFile::Locate(uint64_t offset, uint64_t end) const {
 Result<size_t> HPFile::ExplainMissing(uint64_t offset) const {
   if (offset < Head()) return Errno(ENODATA);
   if (offset >= Size()) return 0;
+  // A healthy file lacks bytes below its size only for a moment: a truncate
+  // removed them and appends (perhaps still buffered) came back over them.
+  // The caller starts over; only a damaged file really misses bytes.
+  if (!damage_) return Errno(EAGAIN);
   return Errno(EIO);
+}
+
+template <class Read>
+auto HPFile::RetryRaces(Read read) const -> decltype(read()) {
+  // A handful of tries: each one is lost only to a truncate that ran during it.
+  for (int attempt = 0;; ++attempt) {
+    auto result = read();
+    if (result || !IsErrno(result.error(), EAGAIN)) return result;
+    if (attempt == 16) return Errno(EIO);
+  }
 }
 
 Result<size_t> HPFile::ReadFromSegments(uint64_t offset, uint64_t end, std::byte* out) const {
@@ -205,6 +219,10 @@ Result<size_t> HPFile::ReadFromSegments(uint64_t offset, uint64_t end, std::byte
 }
 
 Result<size_t> HPFile::ReadAt(uint64_t offset, std::span<std::byte> buf) const {
+  return RetryRaces([&] { return ReadOnce(offset, buf); });
+}
+
+Result<size_t> HPFile::ReadOnce(uint64_t offset, std::span<std::byte> buf) const {
   const uint64_t size = Size();
   if (offset < Head()) return Errno(ENODATA);
   if (offset >= size || buf.empty()) return 0;
@@ -239,6 +257,10 @@ Result<size_t> HPFile::ReadAt(uint64_t offset, std::span<std::byte> buf) const {
 }
 
 Result<std::vector<Extent>> HPFile::MapRange(uint64_t offset, size_t length) const {
+  return RetryRaces([&] { return MapRangeOnce(offset, length); });
+}
+
+Result<std::vector<Extent>> HPFile::MapRangeOnce(uint64_t offset, size_t length) const {
   const uint64_t size = Size();
   if (offset < Head()) return Errno(ENODATA);
   std::vector<Extent> extents;

@@ -179,7 +179,13 @@ class HPFile {
   [[nodiscard]] Result<size_t> ReadFromSegments(uint64_t offset, uint64_t end, std::byte* out) const;
   // Why a read at `offset` found no backing bytes: ENODATA below the head, 0
   // (end of file) at or past the size, EIO otherwise.
+  // EAGAIN (internal only) when a truncate moved the bytes during the read.
   [[nodiscard]] Result<size_t> ExplainMissing(uint64_t offset) const;
+  // Runs `read` again while it reports EAGAIN, a bounded number of times.
+  template <class Read>
+  auto RetryRaces(Read read) const -> decltype(read());
+  Result<size_t> ReadOnce(uint64_t offset, std::span<std::byte> buf) const;
+  Result<std::vector<Extent>> MapRangeOnce(uint64_t offset, size_t length) const;
   uint64_t ReadableEnd(const Segment& segment, uint64_t size) const;
 
   [[nodiscard]] Result<void> CheckWritable() const;
