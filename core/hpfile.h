@@ -41,8 +41,9 @@ struct Options {
   // The meta written when the file is created (segment_size, mode, uid, gid,
   // retention). Ignored for an existing file, which keeps its own.
   Meta initial_meta;
-  // Segment descriptors kept open for reading (least recently used closed
-  // first). The writer holds one more for the tail segment.
+  // Segment descriptors kept open for reading; when full, roughly the least
+  // recently used is closed first (CLOCK). The writer holds one more for the
+  // tail segment.
   size_t max_open_segments = 64;
   // Removes a segment file the HPFile no longer needs (pruned or truncated
   // away), given its path; once it returns the file must be gone from DIR.
