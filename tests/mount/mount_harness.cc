@@ -27,6 +27,8 @@ volatile sig_atomic_t g_daemon_pid = -1;
 char g_mountpoint[PATH_MAX];
 // The scratch directory of the running test, removed too (it may hold large files).
 char g_scratch[PATH_MAX];
+// A tmpfs a drill mounted (TmpfsMount), unmounted before the scratch is removed.
+char g_tmpfs[PATH_MAX];
 
 void RunDetached(const char* const argv[]) {
   const pid_t pid = ::fork();
@@ -42,6 +44,10 @@ void OnTerminate(int sig) {
   if (g_daemon_pid > 0) {
     ::kill(g_daemon_pid, SIGKILL);
     const char* argv[] = {"fusermount3", "-uz", g_mountpoint, nullptr};
+    RunDetached(argv);
+  }
+  if (g_tmpfs[0] != '\0') {
+    const char* argv[] = {"umount", "-l", g_tmpfs, nullptr};
     RunDetached(argv);
   }
   if (g_scratch[0] != '\0') {
@@ -257,6 +263,23 @@ ShellResult RunDaemonToExit(const std::vector<std::string>& args, std::chrono::s
   std::string script = "exec '" + DaemonPath() + "'";
   for (const auto& a : args) script += " '" + a + "'";
   return Shell(script, timeout);
+}
+
+TmpfsMount::TmpfsMount(std::string path, const std::string& size) : path_(std::move(path)) {
+  auto r = Shell("mount -t tmpfs -o size=" + size + ",mode=0755 tmpfs '" + path_ + "'", std::chrono::seconds(20));
+  ok_ = r.exit_code == 0 && IsMountPoint(path_);
+  if (!ok_) {
+    error_ = "mount -t tmpfs on " + path_ + " failed: " + r.output;
+    return;
+  }
+  std::snprintf(g_tmpfs, sizeof g_tmpfs, "%s", path_.c_str());
+}
+
+TmpfsMount::~TmpfsMount() {
+  if (!ok_) return;
+  g_tmpfs[0] = '\0';
+  // Lazily: a daemon that failed to stop must not keep the tmpfs busy forever.
+  if (IsMountPoint(path_)) Shell("umount -l '" + path_ + "'", std::chrono::seconds(20));
 }
 
 

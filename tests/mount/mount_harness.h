@@ -81,6 +81,25 @@ class Daemon {
 // status and what it printed.
 ShellResult RunDaemonToExit(const std::vector<std::string>& args, std::chrono::seconds timeout);
 
+// A size-limited tmpfs mounted over `path` (an existing directory), for
+// drills that need a backing filesystem that fills up. Unmounted (lazily) on
+// destruction, and also when the test binary is stopped by the test runner.
+class TmpfsMount {
+ public:
+  // `size` as mount(8) takes it ("4m"). Check ok() after construction.
+  TmpfsMount(std::string path, const std::string& size);
+  ~TmpfsMount();
+  TmpfsMount(const TmpfsMount&) = delete;
+  TmpfsMount& operator=(const TmpfsMount&) = delete;
+  bool ok() const { return ok_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  std::string path_;
+  bool ok_ = false;
+  std::string error_;
+};
+
 
 // A test that owns a scratch directory with a backing dir and a mount point,
 // and mounts hpfs over them on request. The daemon is stopped and the mount
