@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <ctime>
 
 #include "core/format.h"
 #include "core/recovery.h"
@@ -42,6 +43,7 @@ HPFile::HPFile(Io& io, std::string dir, const Options& options)
       dir_(std::move(dir)),
       write_buffer_size_(options.write_buffer_size),
       discard_segment_(options.discard_segment),
+      on_retention_(options.on_retention),
       fd_cache_(options.max_open_segments) {}
 
 Result<void> HPFile::DiscardSegmentFile(const std::string& path) {
@@ -317,6 +319,7 @@ Result<std::shared_ptr<Segment>> HPFile::AddSegmentLocked(uint64_t base) {
     evicted = fd_cache_.Insert(*segment, tail_fd_);
   }
   dir_dirty_ = true;
+  ++segments_created_;
   MarkDirtyLocked(segment);
   return segment;
 }
@@ -444,7 +447,24 @@ Result<void> HPFile::Flush() {
 }
 
 Result<uint64_t> HPFile::Append(std::span<const std::byte> data) {
-  std::lock_guard lock(writer_mu_);
+  RetentionResult retention;
+  Result<uint64_t> start;
+  {
+    std::lock_guard lock(writer_mu_);
+    const uint64_t created_before = segments_created_;
+    start = AppendLocked(data);
+    // A roll is when retention can have something new to drop. One segment
+    // at most, so this append waits for one deletion at most; whatever more
+    // is due (a limit just lowered) is left to ApplyRetention.
+    if (start && segments_created_ != created_before) {
+      retention = RetainLocked(static_cast<int64_t>(std::time(nullptr)), 1);
+    }
+  }
+  if (on_retention_ && (retention.pruned() || retention.error)) on_retention_(retention);
+  return start;
+}
+
+Result<uint64_t> HPFile::AppendLocked(std::span<const std::byte> data) {
   if (auto ok = CheckWritable(); !ok) return std::unexpected(ok.error());
   const uint64_t start = Size();
   if (data.size() > format::kMaxFileSize - start) return Errno(EFBIG);
@@ -567,9 +587,15 @@ Result<void> HPFile::PunchBelowHeadLocked() {
 Result<void> HPFile::PruneHead(uint64_t n) {
   std::lock_guard lock(writer_mu_);
   if (auto ok = CheckWritable(); !ok) return ok;
+  return PruneHeadLocked(n);
+}
+
+Result<void> HPFile::PruneHeadLocked(uint64_t n) {
   // Keeps head <= flushed size, so the write buffer never holds bytes below
   // the head and a flush never writes a segment that is already pruned.
-  if (auto flushed = FlushLocked(); !flushed) return flushed;
+  if (n > flushed_size_.load(std::memory_order_relaxed)) {
+    if (auto flushed = FlushLocked(); !flushed) return flushed;
+  }
   const uint64_t new_head = std::min(std::max(Head(), n), Size());
   if (new_head != Head()) {
     head_.store(new_head, std::memory_order_release);
@@ -586,6 +612,71 @@ Result<void> HPFile::PruneHead(uint64_t n) {
     DropSegmentLocked(/*newest=*/false);
   }
   return PunchBelowHeadLocked();
+}
+
+// ---- retention -------------------------------------------------------------
+
+Result<bool> HPFile::RetainOneLocked(const RetentionPolicy& policy, int64_t now) {
+  // The tail is the segment being written: never dropped, whatever its age.
+  if (segments_.size() < 2) return false;
+  const std::shared_ptr<Segment> oldest = segments_.front();
+  bool drop = policy.BytesAllowDrop(oldest->slot_end(), Size());
+  if (!drop && policy.retain_seconds) {
+    // A sealed segment is never written again, so its mtime is its last write.
+    auto st = io_.Stat(oldest->path);
+    if (!st) return std::unexpected(st.error());
+    drop = policy.AgeAllowsDrop(st->st_mtim.tv_sec, now);
+  }
+  if (!drop) return false;
+  if (auto pruned = PruneHeadLocked(oldest->slot_end()); !pruned) return std::unexpected(pruned.error());
+  return true;
+}
+
+RetentionResult HPFile::RetainLocked(int64_t now, uint64_t max_segments) {
+  RetentionResult result{.old_head = Head(), .new_head = Head()};
+  if (damage_) return result;
+  RetentionPolicy policy;
+  {
+    std::lock_guard lock(meta_mu_);
+    policy = RetentionPolicy::FromMeta(meta_);
+  }
+  if (policy.empty()) return result;
+  while (result.segments < max_segments) {
+    auto dropped = RetainOneLocked(policy, now);
+    if (!dropped) {
+      result.error = dropped.error();
+      break;
+    }
+    if (!*dropped) break;
+    ++result.segments;
+  }
+  result.new_head = Head();
+  return result;
+}
+
+RetentionResult HPFile::ApplyRetention(int64_t now) {
+  RetentionResult total{.old_head = Head(), .new_head = Head()};
+  if (damage_) {
+    total.error = std::error_code(EIO, std::generic_category());
+    return total;
+  }
+  for (bool first = true;; first = false) {
+    RetentionResult step;
+    {
+      std::lock_guard lock(writer_mu_);
+      step = RetainLocked(now, 1);
+    }
+    if (first) total.old_head = step.old_head;
+    total.new_head = step.new_head;
+    total.segments += step.segments;
+    if (step.error) {
+      total.error = step.error;
+      break;
+    }
+    if (!step.pruned()) break;
+  }
+  if (on_retention_ && (total.pruned() || total.error)) on_retention_(total);
+  return total;
 }
 
 Result<void> HPFile::SetSegmentSize(uint64_t size) {

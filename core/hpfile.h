@@ -6,7 +6,7 @@
 // Thread-safety: any number of threads may call the const methods (ReadAt,
 // MapRange, Size, Head, ...) concurrently with each other and with one
 // mutating call at a time; mutating calls (Append, Flush, Truncate, PruneHead,
-// SetSegmentSize, UpdateMeta) are serialized internally, so several threads may
+// ApplyRetention, SetSegmentSize, UpdateMeta) are serialized internally, so several threads may
 // issue them but they run one after the other. Sync may run concurrently with
 // all of them: no lock that a reader or an appender needs is held across a disk
 // sync, and readers never wait for another thread's I/O.
@@ -29,6 +29,7 @@
 #include "core/io.h"
 #include "core/meta.h"
 #include "core/result.h"
+#include "core/retention.h"
 #include "core/segment.h"
 
 namespace hpfile {
@@ -56,6 +57,11 @@ struct Options {
   // 0 writes every append through at once, so a process crash loses nothing
   // that Append returned.
   size_t write_buffer_size = 0;
+  // Told of every enforcement of retention that dropped segments or failed,
+  // whether ApplyRetention or a segment roll inside Append started it, so an
+  // owner can invalidate caches of the dropped range and log it. Called on
+  // the enforcing thread with no lock of the HPFile held.
+  std::function<void(const RetentionResult&)> on_retention;
 };
 
 struct SegmentInfo {
@@ -126,6 +132,17 @@ class HPFile {
   // EIO for a damaged file.
   [[nodiscard]] Result<void> PruneHead(uint64_t n);
 
+  // Enforces the meta's retention limits (core/retention.h) at `now`, in
+  // seconds since the epoch: drops sealed segments from the head, oldest
+  // first, while the policy lets the oldest go; never the tail. Each segment
+  // is dropped under its own turn of the writer lock, so an Append waits for
+  // at most one deletion. Append also enforces the limits itself, one segment
+  // per call that created a segment; a failure there does not fail the
+  // append and reaches Options::on_retention only. The head moves as by
+  // PruneHead (durable at the next Sync). `error` in the result: EIO for a
+  // damaged file, or why a segment could not be deleted or examined.
+  [[nodiscard]] RetentionResult ApplyRetention(int64_t now);
+
   // Segment size for segments created from now on (the tail keeps its own),
   // durable before returning; on failure nothing changes. EINVAL unless
   // ValidSegmentSize(size), EIO for a damaged file.
@@ -190,6 +207,7 @@ class HPFile {
   uint64_t ReadableEnd(const Segment& segment, uint64_t size) const;
 
   [[nodiscard]] Result<void> CheckWritable() const;
+  [[nodiscard]] Result<uint64_t> AppendLocked(std::span<const std::byte> data);
   // Writes `length` bytes at the end of the backing files: `data` when given,
   // sparse zeros when null. Rolls segments as needed. On failure the backing
   // files are put back as they were. Returns the new end.
@@ -198,6 +216,11 @@ class HPFile {
   [[nodiscard]] Result<void> TrimOverhangLocked();
   [[nodiscard]] Result<void> FlushLocked();
   [[nodiscard]] Result<void> ShrinkLocked(uint64_t n);
+  [[nodiscard]] Result<void> PruneHeadLocked(uint64_t n);
+  // Drops up to `max_segments` segments the retention policy lets go.
+  RetentionResult RetainLocked(int64_t now, uint64_t max_segments);
+  // Drops the oldest segment if the policy lets it go; false when it does not.
+  [[nodiscard]] Result<bool> RetainOneLocked(const RetentionPolicy& policy, int64_t now);
   [[nodiscard]] Result<std::shared_ptr<Fd>> TailFdLocked();
   [[nodiscard]] Result<std::shared_ptr<Segment>> AddSegmentLocked(uint64_t base);
   // Removes the newest or the oldest segment from the map and the cache (the
@@ -218,6 +241,7 @@ class HPFile {
   const std::string dir_;
   const size_t write_buffer_size_;
   const std::function<Result<void>(const std::string&)> discard_segment_;
+  const std::function<void(const RetentionResult&)> on_retention_;
 
   // Segments in base order. Readers copy what they need under a shared lock.
   // Holders of writer_mu_ are the only ones to change the deque, under an
@@ -241,6 +265,7 @@ class HPFile {
   bool dir_dirty_ = false;                  // writer_mu_: entries created/deleted since last sync
   uint64_t sync_low_water_ = 0;             // writer_mu_: lowest size since the running Sync began
   bool tail_overhang_ = false;              // writer_mu_: the tail file is longer than flushed_size_
+  uint64_t segments_created_ = 0;           // writer_mu_: segments ever created (a roll adds one)
 
   // The meta as it should be on disk (head_ is copied in when it is written).
   mutable std::mutex meta_mu_;

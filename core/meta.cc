@@ -140,7 +140,11 @@ Result<void> WriteMetaAtomically(Io& io, const std::string& dir, const Meta& met
 }
 
 Result<std::string> ReadMetaText(Io& io, const std::string& dir) {
-  auto fd = Fd::Open(io, dir + "/" + std::string(format::kMetaName), O_RDONLY);
+  return ReadMetaFile(io, dir + "/" + std::string(format::kMetaName));
+}
+
+Result<std::string> ReadMetaFile(Io& io, const std::string& path) {
+  auto fd = Fd::Open(io, path, O_RDONLY);
   if (!fd) return std::unexpected(fd.error());
   std::string text;
   uint64_t offset = 0;

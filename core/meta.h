@@ -44,5 +44,8 @@ bool ValidSegmentSize(uint64_t segment_size);
 
 // Reads DIR/hpfile.meta whole. ENOENT when it is missing.
 [[nodiscard]] Result<std::string> ReadMetaText(Io& io, const std::string& dir);
+// Reads the meta-sized text file at `path` whole (EFBIG past 1 MiB: no meta
+// is that large), e.g. a meta temp file.
+[[nodiscard]] Result<std::string> ReadMetaFile(Io& io, const std::string& path);
 
 }  // namespace hpfile

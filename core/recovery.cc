@@ -3,7 +3,10 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <charconv>
+#include <cstdio>
 #include <map>
+#include <string_view>
 
 #include "core/format.h"
 
@@ -48,7 +51,8 @@ Result<StoreScan> ScanStore(Io& io, const std::string& dir) {
       if (!S_ISREG(st->st_mode)) {
         scan.problems.push_back("segment " + name + " is not a regular file");
       } else {
-        scan.segments.push_back({*parsed, name, static_cast<uint64_t>(st->st_size)});
+        scan.segments.push_back({*parsed, name, static_cast<uint64_t>(st->st_size), st->st_uid, st->st_gid,
+                                 static_cast<uint32_t>(st->st_mode & 07777)});
       }
     } else {
       scan.problems.push_back("unexpected entry \"" + name + "\"");
@@ -154,6 +158,150 @@ Result<void> ApplyRecovery(Io& io, const std::string& dir, const Meta& meta, con
     Meta updated = meta;
     updated.head = plan.head;
     if (auto written = WriteMetaAtomically(io, dir, updated); !written) return written;
+  }
+  for (const std::string& name : plan.remove) {
+    auto removed = io.Unlink(dir + "/" + name);
+    if (!removed && removed.error() != std::errc::no_such_file_or_directory) return removed;
+  }
+  if (!plan.remove.empty()) return SyncDir(io, dir);
+  return {};
+}
+
+namespace {
+
+std::string Octal(uint32_t mode) {
+  char text[16];
+  std::snprintf(text, sizeof text, "%04o", mode);
+  return text;
+}
+
+// The version a meta's format line names, when it has one that parses.
+std::optional<uint64_t> FormatLine(std::string_view text) {
+  while (!text.empty()) {
+    const size_t newline = text.find('\n');
+    std::string_view line = text.substr(0, newline);
+    text = newline == std::string_view::npos ? std::string_view() : text.substr(newline + 1);
+    const std::string prefix = std::string(format::kKeyFormat) + "=";
+    if (!line.starts_with(prefix)) continue;
+    line.remove_prefix(prefix.size());
+    uint64_t version = 0;
+    auto [end, ec] = std::from_chars(line.data(), line.data() + line.size(), version);
+    if (ec == std::errc() && end == line.data() + line.size()) return version;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+Result<RepairPlan> PlanRepair(Io& io, const std::string& dir, const StoreScan& scan, const RepairOptions& options) {
+  RepairPlan plan;
+  const auto& segments = scan.segments;
+
+  // The first gap, and what dropping everything after it would cost.
+  size_t kept = segments.size();
+  for (size_t i = 0; i + 1 < segments.size(); ++i) {
+    const uint64_t slot_end = segments[i].name.base + segments[i].name.capacity;
+    if (segments[i + 1].name.base <= slot_end) continue;
+    uint64_t bytes = 0;
+    for (size_t j = i + 1; j < segments.size(); ++j) bytes += segments[j].length;
+    const std::string what = "bytes " + Range(slot_end, segments[i + 1].name.base) + " are missing; " +
+                             std::to_string(bytes) + " bytes in " + std::to_string(segments.size() - i - 1) +
+                             " segments follow the gap";
+    if (options.truncate_at_gap) {
+      kept = i + 1;
+      for (size_t j = segments.size(); j-- > kept;) plan.remove.push_back(segments[j].file_name);
+      plan.log.push_back(what + ": deleted them (--truncate-at-gap); the file now ends at " +
+                         std::to_string(segments[i].name.base + segments[i].length));
+    } else {
+      plan.unrepairable.push_back(what + " (--truncate-at-gap deletes them, ending the file at the gap)");
+    }
+    break;
+  }
+
+  // What no repair touches, in the segments that stay.
+  plan.unrepairable.insert(plan.unrepairable.end(), scan.problems.begin(), scan.problems.end());
+  for (size_t i = 0; i < kept; ++i) {
+    const ScannedSegment& s = segments[i];
+    if (s.length > s.name.capacity) {
+      plan.unrepairable.push_back("segment " + s.file_name + " holds " + std::to_string(s.length) +
+                                  " bytes, more than its capacity");
+    }
+    if (i + 1 < kept && segments[i + 1].name.base < s.name.base + s.name.capacity) {
+      plan.unrepairable.push_back("segments " + s.file_name + " and " + segments[i + 1].file_name + " overlap");
+    }
+  }
+
+  if (!scan.has_meta || scan.meta_error) {
+    std::optional<uint64_t> version;
+    if (scan.has_meta) {
+      auto text = ReadMetaText(io, dir);
+      if (!text) return std::unexpected(text.error());
+      version = FormatLine(*text);
+    }
+    const std::string lost = scan.has_meta ? "hpfile.meta does not parse (" + *scan.meta_error + ")"
+                                           : std::string("hpfile.meta is missing");
+    if (version && *version != static_cast<uint64_t>(format::kVersion)) {
+      plan.unrepairable.push_back(lost + "; it is of format " + std::to_string(*version) +
+                                  ", written by another version of hpfs: not replaced");
+    } else {
+      std::optional<Meta> from_temp;
+      const bool has_temp = std::find(scan.temp_files.begin(), scan.temp_files.end(),
+                                      std::string(format::kMetaTempName)) != scan.temp_files.end();
+      if (!scan.has_meta && has_temp) {
+        auto text = ReadMetaFile(io, dir + "/" + std::string(format::kMetaTempName));
+        if (!text) return std::unexpected(text.error());
+        if (auto parsed = ParseMeta(*text)) from_temp = std::move(*parsed);
+      }
+      const uint64_t first_base = kept > 0 ? segments.front().name.base : 0;
+      if (from_temp) {
+        from_temp->head = std::max(from_temp->head, first_base);
+        plan.rebuilt_meta = std::move(from_temp);
+        plan.log.push_back(lost + ": restored from the complete " + std::string(format::kMetaTempName) +
+                           " an interrupted write left");
+      } else {
+        Meta meta;
+        std::string owner_source;
+        if (kept > 0) {
+          const ScannedSegment& newest = segments[kept - 1];
+          meta.segment_size = newest.name.capacity;
+          meta.mode = segments.front().mode & 07777;
+          meta.uid = segments.front().uid;
+          meta.gid = segments.front().gid;
+          owner_source = "the segment files";
+        } else {
+          auto st = io.Stat(dir);
+          if (!st) return std::unexpected(st.error());
+          meta.mode = 0644;
+          meta.uid = st->st_uid;
+          meta.gid = st->st_gid;
+          owner_source = "the file's directory";
+        }
+        meta.head = first_base;
+        plan.log.push_back(lost + ": rebuilt from the segments: segment_size=" + std::to_string(meta.segment_size) +
+                           (kept > 0 ? " (the newest segment's capacity)" : " (the default)") +
+                           ", head=" + std::to_string(meta.head) + " (the first segment's base), mode=" +
+                           Octal(*meta.mode) + ", uid=" + std::to_string(*meta.uid) + " gid=" +
+                           std::to_string(*meta.gid) + " (from " + owner_source +
+                           "); retention limits and other settings it held are lost: check the owner and "
+                           "mode and set them again through the mount");
+        plan.rebuilt_meta = std::move(meta);
+      }
+    }
+  }
+
+  if (!plan.unrepairable.empty()) {
+    plan.rebuilt_meta.reset();
+    plan.remove.clear();
+  }
+  return plan;
+}
+
+Result<void> ApplyRepair(Io& io, const std::string& dir, const RepairPlan& plan) {
+  if (!plan.repairs()) return Errno(EINVAL);
+  // The meta first: if the deletions are interrupted, the next check finds a
+  // healthy meta and the same gap, and goes on from there.
+  if (plan.rebuilt_meta) {
+    if (auto written = WriteMetaAtomically(io, dir, *plan.rebuilt_meta); !written) return written;
   }
   for (const std::string& name : plan.remove) {
     auto removed = io.Unlink(dir + "/" + name);

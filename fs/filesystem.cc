@@ -112,13 +112,14 @@ uint64_t ReadPlan::size() const {
   return total;
 }
 
-Filesystem::Filesystem(const Config& config, hpfile::Fd root_fd, hpfile::Fd trash_fd)
+Filesystem::Filesystem(const Config& config, std::string backing_dir, hpfile::Fd root_fd, hpfile::Fd trash_fd)
     : config_(config),
+      backing_dir_(std::move(backing_dir)),
       root_fd_(std::move(root_fd)),
       trash_fd_(std::move(trash_fd)),
       deleter_(trash_fd_.get()) {}
 
-Filesystem::~Filesystem() = default;
+Filesystem::~Filesystem() { StopRetention(); }
 
 Result<std::unique_ptr<Filesystem>> Filesystem::Open(const std::string& backing_dir, const Config& config) {
   auto root = OpenAt(AT_FDCWD, backing_dir, O_RDONLY | O_DIRECTORY);
@@ -157,7 +158,7 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(const std::string& backing_
   if (::fstat(root->get(), &st) != 0) return LastErrno();
   auto root_fd_copy = OpenAt(root->get(), ".", O_RDONLY | O_DIRECTORY);
   if (!root_fd_copy) return std::unexpected(root_fd_copy.error());
-  std::unique_ptr<Filesystem> fs(new Filesystem(config, std::move(*root), std::move(*trash)));
+  std::unique_ptr<Filesystem> fs(new Filesystem(config, backing_dir, std::move(*root), std::move(*trash)));
   auto root_inode = std::make_shared<Inode>(Kind::kDirectory, st.st_dev, st.st_ino, std::move(*root_fd_copy));
   fs->inodes_.Insert(root_inode, kRootInode);
   if (!leftovers.empty()) {
@@ -194,9 +195,13 @@ Result<std::shared_ptr<Inode>> Filesystem::GetDirectory(InodeId id) const {
 }
 
 bool Filesystem::Hidden(const Inode& parent, std::string_view name) const {
+  return HiddenIn(parent.id == kRootInode, name);
+}
+
+bool Filesystem::HiddenIn(bool parent_is_root, std::string_view name) {
   if (name == "." || name == "..") return true;
   if (IsFormatName(name)) return true;
-  return parent.id == kRootInode && IsReservedAtRoot(name);
+  return parent_is_root && IsReservedAtRoot(name);
 }
 
 Result<void> Filesystem::CheckNewName(const Inode& parent, std::string_view name) const {
@@ -215,18 +220,24 @@ Result<Kind> Filesystem::Classify(int parent_fd, std::string_view name, const st
 }
 
 Result<struct stat> Filesystem::StatVisible(const Inode& parent, std::string_view name, Kind* kind) {
-  if (Hidden(parent, name)) return Errno(ENOENT);
+  return StatVisibleAt(parent.fd.get(), parent.id == kRootInode, name, kind);
+}
+
+Result<struct stat> Filesystem::StatVisibleAt(int parent_fd, bool parent_is_root, std::string_view name,
+                                              Kind* kind) {
+  if (HiddenIn(parent_is_root, name)) return Errno(ENOENT);
   if (name.size() > NAME_MAX) return Errno(ENAMETOOLONG);
-  auto st = StatAt(parent.fd.get(), name);
+  auto st = StatAt(parent_fd, name);
   if (!st) return st;
-  auto k = Classify(parent.fd.get(), name, *st);
+  auto k = Classify(parent_fd, name, *st);
   if (!k) return std::unexpected(k.error());
   *kind = *k;
   return st;
 }
 
-Result<std::shared_ptr<hpfile::HPFile>> Filesystem::OpenHPFile(int dir_fd, bool create, mode_t mode,
-                                                               const Caller& caller) {
+Result<std::shared_ptr<hpfile::HPFile>> Filesystem::OpenHPFile(const std::shared_ptr<Inode>& inode, bool create,
+                                                               mode_t mode, const Caller& caller) {
+  const int dir_fd = inode->fd.get();
   hpfile::Options options;
   options.create_if_missing = create;
   options.max_open_segments = config_.max_open_segments;
@@ -245,6 +256,10 @@ Result<std::shared_ptr<hpfile::HPFile>> Filesystem::OpenHPFile(int dir_fd, bool 
   options.initial_meta.gid = caller.gid;
   options.initial_meta.retain_bytes = config_.retain_bytes;
   options.initial_meta.retain_seconds = config_.retain_seconds;
+  // Weak: the inode owns the HPFile.
+  options.on_retention = [this, weak = std::weak_ptr<Inode>(inode)](const hpfile::RetentionResult& result) {
+    OnRetention(weak, result);
+  };
   // "/." makes the path resolve through the magic link even for callers that
   // lstat it (hpfile::PosixIo::Stat does).
   auto file = hpfile::HPFile::Open(ProcFdPath(dir_fd) + "/.", options);
@@ -253,8 +268,12 @@ Result<std::shared_ptr<hpfile::HPFile>> Filesystem::OpenHPFile(int dir_fd, bool 
 }
 
 Result<std::shared_ptr<Inode>> Filesystem::LoadChild(const Inode& parent, std::string_view name) {
+  return LoadAt(parent.fd.get(), parent.id == kRootInode, name);
+}
+
+Result<std::shared_ptr<Inode>> Filesystem::LoadAt(int parent_fd, bool parent_is_root, std::string_view name) {
   Kind kind;
-  auto st = StatVisible(parent, name, &kind);
+  auto st = StatVisibleAt(parent_fd, parent_is_root, name, &kind);
   if (!st) return std::unexpected(st.error());
   if (auto known = inodes_.AcquireByBacking(st->st_dev, st->st_ino)) return known;
 
@@ -264,7 +283,7 @@ Result<std::shared_ptr<Inode>> Filesystem::LoadChild(const Inode& parent, std::s
     if (auto known = inodes_.AcquireByBacking(st->st_dev, st->st_ino)) return known;
   }
   const int flags = kind == Kind::kSymlink ? (O_PATH | O_NOFOLLOW) : (O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-  auto fd = OpenAt(parent.fd.get(), name, flags);
+  auto fd = OpenAt(parent_fd, name, flags);
   if (!fd) return std::unexpected(fd.error() == std::errc::too_many_symbolic_link_levels
                                       ? std::error_code(ENOENT, std::generic_category())
                                       : fd.error());
@@ -275,13 +294,15 @@ Result<std::shared_ptr<Inode>> Filesystem::LoadChild(const Inode& parent, std::s
 
   auto inode = std::make_shared<Inode>(kind, st->st_dev, st->st_ino, std::move(*fd));
   if (kind == Kind::kFile) {
-    auto file = OpenHPFile(inode->fd.get(), /*create=*/false, 0, Caller{});
+    auto file = OpenHPFile(inode, /*create=*/false, 0, Caller{});
     if (!file) {
       spdlog::error("cannot open file '{}': {}", name, file.error().message());
       return std::unexpected(file.error());
     }
     if ((*file)->Damage()) {
-      spdlog::warn("file '{}' is damaged, serving what exists: {}", name, *(*file)->Damage());
+      const bool first = damage_logged_.emplace(st->st_dev, st->st_ino).second;
+      spdlog::log(first ? spdlog::level::warn : spdlog::level::debug,
+                  "file '{}' is damaged, serving what exists: {}", name, *(*file)->Damage());
     }
     for (const auto& action : (*file)->RecoveryLog()) spdlog::info("file '{}': recovery: {}", name, action);
     inode->file = std::move(*file);
@@ -342,6 +363,11 @@ Result<struct stat> Filesystem::StatFile(const Inode& inode, const hpfile::HPFil
     // Held across a few fstatat calls at most: sealed segments come from the cache.
     std::lock_guard lock(inode.mu);
     st.st_nlink = inode.unlinked ? 0 : 1;
+    // Names start with the zero-padded base, so name order is base order:
+    // whatever sorts before the first segment was pruned (by a punch or by
+    // retention) and is gone for good.
+    auto& cached = inode.sealed_blocks;
+    cached.erase(cached.begin(), segments.empty() ? cached.end() : cached.lower_bound(segments.front().file_name));
     for (size_t i = 0; i < segments.size(); ++i) {
       const bool sealed_middle = i > 0 && i + 1 < segments.size();
       if (sealed_middle) {
@@ -428,6 +454,11 @@ Result<Entry> Filesystem::Lookup(InodeId parent_id, std::string_view name) {
 
 void Filesystem::Forget(InodeId id, uint64_t n) {
   if (id == kRootInode) return;
+  // A file's HPFile must be closed before a lookup can open the same backing
+  // directory again: two HPFiles on one directory would both write its meta.
+  // Loads of files happen under load_mu_, so the last forget takes it too.
+  std::unique_lock load_lock(load_mu_, std::defer_lock);
+  if (auto inode = inodes_.Get(id); inode && inode->kind == Kind::kFile) load_lock.lock();
   auto gone = inodes_.Forget(id, n);
   if (!gone) return;
   // Open handles keep an inode alive even after the kernel forgot it (the
@@ -469,8 +500,11 @@ Result<Entry> Filesystem::Symlink(std::string_view target, InodeId parent_id, st
   if (auto r = CheckNewName(**parent, name); !r) return std::unexpected(r.error());
   const int pfd = (*parent)->fd.get();
   if (::symlinkat(Str(target).c_str(), pfd, Str(name).c_str()) != 0) return LastErrno();
-  if (UidGidDiffer(caller)) {
-    ::fchownat(pfd, Str(name).c_str(), caller.uid, caller.gid, AT_SYMLINK_NOFOLLOW);
+  // A link the caller does not own could not be removed by them later.
+  if (UidGidDiffer(caller) && ::fchownat(pfd, Str(name).c_str(), caller.uid, caller.gid, AT_SYMLINK_NOFOLLOW) != 0) {
+    const int error = errno;
+    ::unlinkat(pfd, Str(name).c_str(), 0);
+    return Errno(error);
   }
   auto inode = LoadChild(**parent, name);
   if (!inode) return std::unexpected(inode.error());
@@ -696,7 +730,14 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Filesystem::Create(InodeId
     (void)RemoveTree(trash_fd_.get(), temp);
     return std::unexpected(fd.error());
   }
-  auto file = OpenHPFile(fd->get(), /*create=*/true, mode, caller);
+  struct stat st;
+  if (::fstat(fd->get(), &st) != 0) {
+    const auto error = LastErrno();
+    (void)RemoveTree(trash_fd_.get(), temp);
+    return error;
+  }
+  auto inode = std::make_shared<Inode>(Kind::kFile, st.st_dev, st.st_ino, std::move(*fd));
+  auto file = OpenHPFile(inode, /*create=*/true, mode, caller);
   if (!file) {
     (void)RemoveTree(trash_fd_.get(), temp);
     return std::unexpected(file.error());
@@ -718,9 +759,6 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Filesystem::Create(InodeId
     }
     return Errno(err);
   }
-  struct stat st;
-  if (::fstat(fd->get(), &st) != 0) return LastErrno();
-  auto inode = std::make_shared<Inode>(Kind::kFile, st.st_dev, st.st_ino, std::move(*fd));
   inode->file = std::move(*file);
   inode->open_handles = 1;
   inode = inodes_.Insert(std::move(inode));
@@ -742,7 +780,9 @@ Result<std::unique_ptr<FileHandle>> Filesystem::OpenFile(InodeId id, int flags) 
   std::shared_ptr<hpfile::HPFile> file;
   {
     std::lock_guard lock(inode->mu);
-    if (!inode->file) return Errno(ENOENT);
+    // A rename replaced this file after the kernel looked its name up:
+    // ESTALE makes the kernel look the name up again and open the new file.
+    if (!inode->file) return Errno(ESTALE);
     file = inode->file;
     ++inode->open_handles;
   }
@@ -1115,65 +1155,205 @@ Result<void> Filesystem::RemoveXattr(InodeId id, std::string_view name) {
   return ApplySet(**inode, *file, request);
 }
 
-// --- daemon ---
+// --- retention ---
 
-size_t Filesystem::ApplyRetention(int64_t now) {
-  size_t pruned = 0;
+std::string Filesystem::DisplayName(const Inode& inode) const {
+  std::string path(PATH_MAX, '\0');
+  const ssize_t n = ::readlink(ProcFdPath(inode.fd.get()).c_str(), path.data(), path.size());
+  if (n <= 0) return "inode " + std::to_string(inode.id);
+  path.resize(static_cast<size_t>(n));
+  const std::string prefix = backing_dir_ + "/";
+  if (path.starts_with(prefix)) path.erase(0, prefix.size());
+  return path;
+}
+
+void Filesystem::OnRetention(const std::weak_ptr<Inode>& weak, const hpfile::RetentionResult& result) {
+  auto inode = weak.lock();
+  const std::string name = inode ? DisplayName(*inode) : std::string("a closed file");
+  if (result.pruned()) {
+    spdlog::info("retention: '{}': dropped {} bytes ({} segments), head now {}", name, result.bytes_dropped(),
+                 result.segments, result.new_head);
+  }
+  if (result.error) {
+    spdlog::warn("retention: '{}': cannot drop a segment: {}", name, result.error.message());
+  }
+  if (!result.pruned()) return;
+  {
+    std::lock_guard lock(retention_mu_);
+    retention_events_.emplace_back(weak, result);
+  }
+  retention_cv_.notify_all();
+}
+
+void Filesystem::DrainRetentionEvents() {
+  std::vector<std::pair<std::weak_ptr<Inode>, hpfile::RetentionResult>> events;
+  {
+    std::lock_guard lock(retention_mu_);
+    events.swap(retention_events_);
+  }
+  if (events.empty()) return;
+  std::function<void(InodeId, uint64_t, uint64_t)> invalidate;
+  {
+    std::lock_guard lock(invalidator_mu_);
+    invalidate = invalidate_;
+  }
+  if (!invalidate) return;
+  for (const auto& [weak, result] : events) {
+    // Gone: its last lookup went, so the kernel caches nothing of it.
+    auto inode = weak.lock();
+    if (inode && inode->id != 0) invalidate(inode->id, result.old_head, result.bytes_dropped());
+  }
+}
+
+Result<hpfile::Fd> Filesystem::OpenBackingDir(const std::string& rel) const {
+  auto dir = OpenAt(root_fd_.get(), ".", O_RDONLY | O_DIRECTORY);
+  if (!dir) return dir;
+  // One component at a time, none of them a symlink: the walk stays inside BACKING.
+  for (size_t begin = 0; begin < rel.size();) {
+    size_t end = rel.find('/', begin);
+    if (end == std::string::npos) end = rel.size();
+    auto next = OpenAt(dir->get(), std::string_view(rel).substr(begin, end - begin),
+                       O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    if (!next) return next;
+    dir = std::move(next);
+    begin = end + 1;
+  }
+  return dir;
+}
+
+void Filesystem::ListForWalk(const std::string& rel) {
+  auto dir_fd = OpenBackingDir(rel);
+  if (!dir_fd) return;  // gone since it was listed: nothing to walk
+  const int dup_fd = ::fcntl(dir_fd->get(), F_DUPFD_CLOEXEC, 0);
+  if (dup_fd < 0) return;
+  DIR* dir = ::fdopendir(dup_fd);
+  if (dir == nullptr) {
+    ::close(dup_fd);
+    return;
+  }
+  std::vector<std::pair<std::string, unsigned char>> entries;
+  while (dirent* d = ::readdir(dir)) entries.emplace_back(d->d_name, d->d_type);
+  ::closedir(dir);
+  // Sorted, so a pass that stops midway and the next one see the same order.
+  std::sort(entries.begin(), entries.end());
+  for (const auto& [name, type] : entries) {
+    if (HiddenIn(rel.empty(), name)) continue;
+    if (type != DT_DIR && type != DT_UNKNOWN) continue;
+    auto st = StatAt(dir_fd->get(), name);
+    if (!st || !S_ISDIR(st->st_mode)) continue;
+    auto kind = Classify(dir_fd->get(), name, *st);
+    if (!kind) continue;
+    const std::string child = rel.empty() ? name : rel + "/" + name;
+    (*kind == Kind::kFile ? walk_files_ : walk_dirs_).push_back(child);
+  }
+}
+
+void Filesystem::RetainStoredFile(const std::string& rel, int64_t now, RetentionPass& pass) {
+  const size_t slash = rel.rfind('/');
+  const std::string parent_rel = slash == std::string::npos ? "" : rel.substr(0, slash);
+  const std::string name = slash == std::string::npos ? rel : rel.substr(slash + 1);
+  auto parent_fd = OpenBackingDir(parent_rel);
+  if (!parent_fd) return;
+  auto st = StatAt(parent_fd->get(), name);
+  if (!st) return;
+  // Files the kernel knows were enforced at the start of the pass.
+  if (inodes_.FindByBacking(st->st_dev, st->st_ino)) return;
+  // Most files have no limit: a look at the meta spares opening them.
+  auto meta_text = [&]() -> Result<std::string> {
+    auto dir_fd = OpenAt(parent_fd->get(), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    if (!dir_fd) return std::unexpected(dir_fd.error());
+    return hpfile::ReadMetaText(hpfile::PosixIo::Default(), ProcFdPath(dir_fd->get()));
+  }();
+  if (!meta_text) return;
+  auto meta = hpfile::ParseMeta(*meta_text);
+  if (!meta || hpfile::RetentionPolicy::FromMeta(*meta).empty()) return;
+
+  // Loaded as a lookup would, so that a lookup meanwhile shares this HPFile
+  // instead of opening the directory a second time.
+  auto inode = LoadAt(parent_fd->get(), parent_rel.empty(), name);
+  if (!inode) return;
+  if (auto file = (*inode)->File(); file && !file->Damage()) {
+    ++pass.files_checked;
+    if (file->ApplyRetention(now).pruned()) ++pass.files_pruned;
+  }
+  Forget((*inode)->id, 1);
+}
+
+RetentionPass Filesystem::EnforceRetention(int64_t now, size_t max_walk) {
+  RetentionPass pass;
+  // Known files every time: they cost no open, and they are the ones in use.
   for (const auto& inode : inodes_.Snapshot()) {
     if (inode->kind != Kind::kFile) continue;
     auto file = inode->File();
     if (!file || file->Damage()) continue;
-    const hpfile::Meta meta = file->GetMeta();
-    if (!meta.retain_bytes && !meta.retain_seconds) continue;
-    const auto segments = file->Segments();
-    const uint64_t size = file->Size();
-    uint64_t target = 0;
-    // Only whole segments go: pruning is then a deletion, never a rewrite.
-    if (meta.retain_bytes && size > *meta.retain_bytes) {
-      const uint64_t limit = size - *meta.retain_bytes;
-      for (const auto& seg : segments) {
-        if (seg.base + seg.capacity <= limit) target = std::max(target, seg.base + seg.capacity);
-      }
-    }
-    if (meta.retain_seconds) {
-      const int64_t cutoff = now - static_cast<int64_t>(*meta.retain_seconds);
-      for (size_t i = 0; i + 1 < segments.size(); ++i) {
-        auto st = StatAt(inode->fd.get(), segments[i].file_name, 0);
-        if (!st || st->st_mtim.tv_sec >= cutoff) break;
-        target = std::max(target, segments[i + 1].base);
-      }
-    }
-    const uint64_t old_head = file->Head();
-    if (target <= old_head) continue;
-    {
-      std::lock_guard lock(inode->write_mu);
-      if (auto r = file->PruneHead(target); !r) {
-        spdlog::warn("retention: cannot prune inode {}: {}", inode->id, r.error().message());
-        continue;
-      }
-    }
-    {
-      // Block counts of the deleted segments would otherwise stay cached for
-      // the rest of the mount.
-      // Names start with the zero-padded base, so name order is base order.
-      auto first_kept = std::find_if(segments.begin(), segments.end(),
-                                     [&](const hpfile::SegmentInfo& seg) { return seg.base >= target; });
-      std::lock_guard lock(inode->mu);
-      auto& cached = inode->sealed_blocks;
-      cached.erase(cached.begin(),
-                   first_kept == segments.end() ? cached.end() : cached.lower_bound(first_kept->file_name));
-    }
-    ++pruned;
-    spdlog::debug("retention: inode {} head {} -> {}", inode->id, old_head, target);
-    std::function<void(InodeId, uint64_t, uint64_t)> invalidate;
-    {
-      std::lock_guard lock(invalidator_mu_);
-      invalidate = invalidate_;
-    }
-    if (invalidate) invalidate(inode->id, old_head, target - old_head);
+    if (hpfile::RetentionPolicy::FromMeta(file->GetMeta()).empty()) continue;
+    ++pass.files_checked;
+    if (file->ApplyRetention(now).pruned()) ++pass.files_pruned;
   }
-  return pruned;
+  {
+    std::lock_guard lock(walk_mu_);
+    while (pass.entries_walked < max_walk) {
+      if (!walk_files_.empty()) {
+        const std::string rel = std::move(walk_files_.front());
+        walk_files_.pop_front();
+        ++pass.entries_walked;
+        RetainStoredFile(rel, now, pass);
+      } else if (!walk_dirs_.empty()) {
+        const std::string rel = std::move(walk_dirs_.front());
+        walk_dirs_.pop_front();
+        ++pass.entries_walked;
+        ListForWalk(rel);
+      } else if (pass.entries_walked > 0) {
+        // The end of a round; the next pass starts the next one.
+        pass.round_complete = true;
+        break;
+      } else {
+        walk_dirs_.push_back("");
+      }
+    }
+  }
+  DrainRetentionEvents();
+  return pass;
 }
+
+void Filesystem::RetentionLoop(std::chrono::milliseconds interval, size_t max_walk) {
+  std::unique_lock lock(retention_mu_);
+  auto next = std::chrono::steady_clock::now();
+  while (!retention_stop_) {
+    if (std::chrono::steady_clock::now() >= next) {
+      lock.unlock();
+      EnforceRetention(static_cast<int64_t>(std::time(nullptr)), max_walk);
+      lock.lock();
+      next = std::chrono::steady_clock::now() + interval;
+    } else if (!retention_events_.empty()) {
+      lock.unlock();
+      DrainRetentionEvents();
+      lock.lock();
+    } else {
+      retention_cv_.wait_until(lock, next, [this] { return retention_stop_ || !retention_events_.empty(); });
+    }
+  }
+}
+
+void Filesystem::StartRetention(std::chrono::milliseconds interval, size_t max_walk) {
+  std::lock_guard lock(retention_mu_);
+  if (retention_thread_.joinable()) return;
+  retention_stop_ = false;
+  retention_thread_ = std::thread([this, interval, max_walk] { RetentionLoop(interval, max_walk); });
+}
+
+void Filesystem::StopRetention() {
+  std::thread thread;
+  {
+    std::lock_guard lock(retention_mu_);
+    retention_stop_ = true;
+    thread = std::move(retention_thread_);
+  }
+  retention_cv_.notify_all();
+  if (thread.joinable()) thread.join();
+}
+
+// --- daemon ---
 
 Result<void> Filesystem::SyncAll() {
   Result<void> first;

@@ -20,15 +20,21 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "core/hpfile.h"
@@ -93,13 +99,22 @@ struct DirHandle {
   bool listed_once = false;  // a later read at offset 0 is a rewind: list again
 };
 
+// What one Filesystem::EnforceRetention call did.
+struct RetentionPass {
+  size_t files_checked = 0;  // files with a retention limit that were evaluated
+  size_t files_pruned = 0;   // of those, files whose head moved
+  size_t entries_walked = 0;  // backing entries (files and directories) the walk visited
+  bool round_complete = false;  // the walk reached the end of the store in this pass
+};
+
 class Filesystem {
  public:
   // Opens the backing directory: creates the trash and queues what the last
   // mount left there for deletion. EINVAL when BACKING is itself an HPFile.
   // The caller holds the BackingLock.
   static Result<std::unique_ptr<Filesystem>> Open(const std::string& backing_dir, const Config& config);
-  // Finishes the queued deletions (see TrashDeleter) when the deleter runs.
+  // Stops the retention thread, then finishes the queued deletions (see
+  // TrashDeleter) when the deleter runs.
   ~Filesystem();
   Filesystem(const Filesystem&) = delete;
   Filesystem& operator=(const Filesystem&) = delete;
@@ -192,27 +207,48 @@ class Filesystem {
   Result<void> RemoveXattr(InodeId id, std::string_view name);
 
   // --- daemon ---
-  // Applies each known file's retention limits once. `now` in seconds since
-  // the epoch. Returns how many files had their head moved.
-  size_t ApplyRetention(int64_t now);
+  // --- retention ---
+  // Enforces retention limits once (`now` in seconds since the epoch): on
+  // every file the kernel knows, then on the files of the backing store that
+  // it does not, visiting at most `max_walk` backing entries per call and
+  // going on where the previous call stopped, so a large store costs a
+  // bounded amount per call and every file is reached in turn. A file not
+  // known is opened only when its meta sets a limit, and only for the
+  // enforcement. Each file's drops are logged at info and the kernel's cached
+  // pages of the dropped range are invalidated (SetInvalidator), also for the
+  // drops files made by themselves at a segment roll.
+  RetentionPass EnforceRetention(int64_t now, size_t max_walk);
+  // Starts a thread that calls EnforceRetention every `interval`, and that
+  // invalidates the kernel's cache as soon as a segment roll dropped
+  // segments. Like StartDeleter: only once the daemon runs in the background.
+  void StartRetention(std::chrono::milliseconds interval, size_t max_walk);
+  // Stops and joins that thread (the destructor does too).
+  void StopRetention();
+
   // Syncs every open file (shutdown). Returns the first error, after trying all.
   Result<void> SyncAll();
 
  private:
-  Filesystem(const Config& config, hpfile::Fd root_fd, hpfile::Fd trash_fd);
+  Filesystem(const Config& config, std::string backing_dir, hpfile::Fd root_fd, hpfile::Fd trash_fd);
 
   Result<std::shared_ptr<Inode>> GetInode(InodeId id) const;
   Result<std::shared_ptr<Inode>> GetDirectory(InodeId id) const;
   // Finds or loads the inode of `name` in `parent`, with one lookup added.
   Result<std::shared_ptr<Inode>> LoadChild(const Inode& parent, std::string_view name);
-  Result<std::shared_ptr<hpfile::HPFile>> OpenHPFile(int dir_fd, bool create, mode_t mode,
-                                                     const Caller& caller);
+  // The same, given the parent's backing descriptor.
+  Result<std::shared_ptr<Inode>> LoadAt(int parent_fd, bool parent_is_root, std::string_view name);
+  // Opens the HPFile of `inode` (a file inode whose fd is its backing
+  // directory; `mode` and `caller` only matter when `create`).
+  Result<std::shared_ptr<hpfile::HPFile>> OpenHPFile(const std::shared_ptr<Inode>& inode, bool create,
+                                                     mode_t mode, const Caller& caller);
   Result<struct stat> Stat(const Inode& inode);
   Result<struct stat> StatFile(const Inode& inode, const hpfile::HPFile& file);
   // The backing entry of `name`, if it is one the mount shows.
   Result<struct stat> StatVisible(const Inode& parent, std::string_view name, Kind* kind);
+  Result<struct stat> StatVisibleAt(int parent_fd, bool parent_is_root, std::string_view name, Kind* kind);
   Result<Kind> Classify(int parent_fd, std::string_view name, const struct stat& st);
   bool Hidden(const Inode& parent, std::string_view name) const;
+  static bool HiddenIn(bool parent_is_root, std::string_view name);
   Result<void> CheckNewName(const Inode& parent, std::string_view name) const;
   // Moves the file entry `name` of `parent_fd` into the trash and queues its
   // deletion unless a handle still has it open.
@@ -224,8 +260,27 @@ class Filesystem {
   void TouchFile(const Inode& inode, const hpfile::HPFile& file);
   Result<void> ApplySet(const Inode& inode, hpfile::HPFile& file, const hpfs_set& request);
   Result<Entry> MakeEntry(const std::shared_ptr<Inode>& inode);
+  // The backing path of a file, relative to BACKING, for log lines.
+  std::string DisplayName(const Inode& inode) const;
+
+  // Retention.
+  // Called by an HPFile after each enforcement: logs it, and queues the
+  // invalidation of the dropped range for the retention thread, since a
+  // segment roll runs inside a write request of that very inode.
+  void OnRetention(const std::weak_ptr<Inode>& inode, const hpfile::RetentionResult& result);
+  // Invalidates the kernel's cache of what the queued enforcements dropped.
+  void DrainRetentionEvents();
+  // Enforces retention on the file at `rel` (relative to BACKING) if the
+  // kernel does not know it and its meta sets a limit.
+  void RetainStoredFile(const std::string& rel, int64_t now, RetentionPass& pass);
+  // Queues the visible entries of directory `rel` for the walk.
+  void ListForWalk(const std::string& rel);
+  // Opens directory `rel` below BACKING without following symlinks.
+  Result<hpfile::Fd> OpenBackingDir(const std::string& rel) const;
+  void RetentionLoop(std::chrono::milliseconds interval, size_t max_walk);
 
   const Config config_;
+  const std::string backing_dir_;
   const hpfile::Fd root_fd_;
   const hpfile::Fd trash_fd_;
   InodeTable inodes_;
@@ -233,8 +288,23 @@ class Filesystem {
   // Loading a file inode opens its HPFile; two threads must not open the
   // same one at once (recovery would run twice), so loads are serialized.
   std::mutex load_mu_;
+  // Files whose damage was already logged at warn (load_mu_): a file is
+  // loaded again after the kernel forgot it, and by the retention walk.
+  std::set<std::pair<dev_t, ino_t>> damage_logged_;
   std::mutex invalidator_mu_;
   std::function<void(InodeId, uint64_t, uint64_t)> invalidate_;
+
+  // Retention enforcements waiting for their invalidation, and the thread.
+  std::mutex retention_mu_;
+  std::condition_variable retention_cv_;  // an event was queued, or stop
+  std::vector<std::pair<std::weak_ptr<Inode>, hpfile::RetentionResult>> retention_events_;  // retention_mu_
+  bool retention_stop_ = false;  // retention_mu_
+  std::thread retention_thread_;
+  // Where the walk of the store stands: paths relative to BACKING ("" is
+  // BACKING itself) still to visit. One walker at a time.
+  std::mutex walk_mu_;
+  std::deque<std::string> walk_dirs_;   // walk_mu_
+  std::deque<std::string> walk_files_;  // walk_mu_
   // Last, so that it finishes (and stops using trash_fd_) before the rest goes.
   TrashDeleter deleter_;
 };

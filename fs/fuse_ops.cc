@@ -219,6 +219,14 @@ void SetOpenFlags(SessionContext& ctx, fuse_file_info* fi, std::unique_ptr<FileH
   fi->keep_cache = 1;
   // Writes are write-through: close has nothing to flush.
   fi->noflush = 1;
+  // A handle that cannot read has no use for the page cache. Direct I/O
+  // sends its writes from the caller's pages (one copy fewer: 3-4x the
+  // throughput of 1 MiB appends), and the written bytes never fill the FUSE
+  // page cache, which the kernel would otherwise have to walk and free page
+  // by page when the head is punched (1 s for 2 GiB cached, 35 ms without).
+  // The kernel invalidates any cached page a direct write lands on, so
+  // readers' cached pages stay correct.
+  if ((fi->flags & O_ACCMODE) == O_WRONLY) fi->direct_io = 1;
 }
 
 void OnCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {

@@ -26,7 +26,8 @@ constexpr std::string_view kMainHelp =
     "Commands:\n"
     "  stat [--json] FILE...            show a file's head, size, segments, retention, damage\n"
     "  set FILE KEY=VALUE...            change segment_size, retain_bytes, retain_seconds\n"
-    "  check [--repair] BACKING         check (and repair) an unmounted backing directory\n"
+    "  check [--repair [--truncate-at-gap]] BACKING\n"
+    "                                   check (and repair) an unmounted backing directory\n"
     "\n"
     "Options:\n"
     "  -h, --help     show this help\n"
@@ -98,7 +99,7 @@ constexpr std::string_view kSetHelp =
     "  hpfsctl set /mnt/hpfs/app.log retain_seconds=none segment_size=16M\n";
 
 constexpr std::string_view kCheckHelp =
-    "Usage: hpfsctl check [--repair] BACKING\n"
+    "Usage: hpfsctl check [--repair [--truncate-at-gap]] BACKING\n"
     "\n"
     "Checks the backing directory BACKING of an hpfs mount while it is not\n"
     "mounted: refuses (exit 8) while a daemon serves it. Every HPFile under\n"
@@ -110,28 +111,42 @@ constexpr std::string_view kCheckHelp =
     "                  Mounting does them too, when the file is first opened\n"
     "  damaged         something no crash produces (a missing range, a segment\n"
     "                  longer than its slot, a missing or unreadable meta, a\n"
-    "                  stray entry); the mount serves such a file read-only\n"
+    "                  stray entry); the mount serves such a file read-only.\n"
+    "                  What --repair would do about it, or why it cannot, follows\n"
     "Leftovers in the trash (.hpfs-trash, files deleted while the daemon was\n"
     "killed) and stray files outside HPFiles are reported but are not errors.\n"
     "A summary line comes last.\n"
     "\n"
     "Options:\n"
     "  --repair    carry out the recovery of every file that needs it (the same\n"
-    "              actions opening the file takes, each one printed) and empty\n"
-    "              the trash. Damaged files are never changed. BACKING stays\n"
-    "              locked against mounting until the repair is done\n"
+    "              actions opening the file takes, each one printed), repair\n"
+    "              damaged files where that is safe, and empty the trash.\n"
+    "              A lost meta (missing, or garbage) is rebuilt from the\n"
+    "              segments: segment size from the newest segment, head at the\n"
+    "              first segment, mode and owner from the segment files;\n"
+    "              retention limits it held are lost. Other damage is left\n"
+    "              alone, and a file that cannot be fully repaired is not\n"
+    "              changed at all. BACKING stays locked against mounting until\n"
+    "              the repair is done\n"
+    "  --truncate-at-gap\n"
+    "              with --repair, also repair a file with a gap (bytes no\n"
+    "              segment holds) by deleting every segment after the first\n"
+    "              gap: the file then ends there. This deletes data that is\n"
+    "              still readable; the output names what goes. Without\n"
+    "              --repair it only shows what would go\n"
     "  -h, --help  show this help\n"
     "\n"
     "Exit status (bits, as fsck uses them):\n"
     "  0   every file is ok\n"
-    "  1   --repair recovered some files\n"
+    "  1   --repair recovered or repaired some files\n"
     "  4   errors left: damaged files, or files needing recovery without --repair\n"
     "  8   operational error: BACKING is mounted or unreadable, or a repair failed\n"
     "  16  usage error\n"
     "\n"
     "Examples:\n"
     "  fusermount3 -u /mnt/hpfs && hpfsctl check /var/lib/hpfs/backing\n"
-    "  hpfsctl check --repair /var/lib/hpfs/backing; echo $?\n";
+    "  hpfsctl check --repair /var/lib/hpfs/backing; echo $?\n"
+    "  hpfsctl check --truncate-at-gap /var/lib/hpfs/backing   # preview only\n";
 
 bool IsHelp(std::string_view arg) { return arg == "-h" || arg == "--help"; }
 
@@ -247,6 +262,8 @@ int Check(const std::vector<std::string>& args) {
     }
     if (!options_done && arg == "--repair") {
       options.repair = true;
+    } else if (!options_done && arg == "--truncate-at-gap") {
+      options.truncate_at_gap = true;
     } else if (!options_done && arg == "--") {
       options_done = true;
     } else if (!options_done && arg.starts_with("-")) {

@@ -6,7 +6,9 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -14,11 +16,13 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <cstddef>
 #include <cstring>
 #include <ctime>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -40,11 +44,30 @@ constexpr int kExitOk = 0;
 constexpr int kExitUsage = 1;
 constexpr int kExitFailure = 1;
 
+// Retention runs once a second over the files the kernel knows, and walks
+// this many entries of the rest of the store per run (each file with a limit
+// is opened for it): a store of N entries is covered every N/256 seconds.
+constexpr std::chrono::milliseconds kRetentionInterval{1000};
+constexpr size_t kRetentionWalkPerPass = 256;
+
 struct ParseState {
   hpfs::DaemonOptions options;
   std::string backing;
   bool bad = false;
 };
+
+// Options that mount(8) and mount.fuse3 define for themselves (fstab's
+// nofail, _netdev, x-systemd.*, ...). Both strip most of them before running
+// hpfs, but a unit or script that hands an fstab option string to hpfs
+// directly passes them on, and libfuse would refuse the mount over them.
+bool IsMountUtilityOption(std::string_view option) {
+  if (option.starts_with("x-") || option.starts_with("X-") || option.starts_with("comment=")) return true;
+  for (std::string_view name : {"defaults", "auto", "noauto", "user", "nouser", "users", "owner", "group",
+                                "nofail", "_netdev"}) {
+    if (option == name) return true;
+  }
+  return false;
+}
 
 int OptionProc(void* data, const char* arg, int key, fuse_args*) {
   auto& state = *static_cast<ParseState*>(data);
@@ -56,6 +79,7 @@ int OptionProc(void* data, const char* arg, int key, fuse_args*) {
     return 1;  // the mount point, for fuse_parse_cmdline
   }
   if (key != FUSE_OPT_KEY_OPT || arg[0] == '-') return 1;  // -f, -d, --help...: libfuse's
+  if (IsMountUtilityOption(arg)) return 0;  // dropped
   auto applied = hpfs::ApplyHpfsOption(arg, state.options);
   if (!applied) {
     std::fprintf(stderr, "%s\n", applied.error().c_str());
@@ -76,6 +100,29 @@ void PrintUsage(const char* program) {
               "fsname=BACKING):\n");
   fuse_cmdline_help();
   fuse_lowlevel_help();
+}
+
+// Tells the service manager (a systemd unit of Type=notify) how the daemon is
+// doing: one datagram to the socket $NOTIFY_SOCKET names, if any ('@' starts
+// an abstract name). Without libsystemd: the protocol is this one sendto. A
+// failure costs only the notification.
+void NotifyServiceManager(std::string_view state) {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (path == nullptr || (path[0] != '/' && path[0] != '@')) return;
+  sockaddr_un addr{};
+  const size_t length = std::strlen(path);
+  if (length < 2 || length > sizeof addr.sun_path) return;
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path, length);
+  if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';
+  const int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  const auto addr_length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + length);
+  if (sendto(fd, state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<const sockaddr*>(&addr),
+             addr_length) < 0) {
+    spdlog::warn("cannot notify the service manager at {}: {}", path, std::strerror(errno));
+  }
+  close(fd);
 }
 
 // Each open file, cached directory and segment takes a descriptor.
@@ -100,35 +147,6 @@ void SetUpLogging(bool to_syslog, const std::string& level) {
   spdlog::set_level(spdlog::level::from_str(level));
   spdlog::flush_on(spdlog::level::warn);
 }
-
-// Applies retention limits once a second until stopped.
-class RetentionWorker {
- public:
-  explicit RetentionWorker(hpfs::Filesystem& fs)
-      : thread_([this, &fs] {
-          std::unique_lock lock(mu_);
-          while (!stop_) {
-            lock.unlock();
-            fs.ApplyRetention(static_cast<int64_t>(std::time(nullptr)));
-            lock.lock();
-            cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; });
-          }
-        }) {}
-  ~RetentionWorker() {
-    {
-      std::lock_guard lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread thread_;
-};
 
 std::string EscapeOptionValue(const std::string& value) {
   std::string out;
@@ -233,6 +251,9 @@ int Run(int argc, char* argv[]) {
   }
   if (!opts.foreground) SetUpLogging(/*to_syslog=*/true, state.options.log_level);
   spdlog::info("mounted {} at {}", backing, opts.mountpoint);
+  // The mount is live: requests that arrive before the loop runs wait in the
+  // kernel's queue, so units ordered after ours may use it from now on.
+  NotifyServiceManager("READY=1");
 
   // Threads only now: they would not survive fuse_daemonize's fork.
   (*fs)->StartDeleter();
@@ -240,10 +261,10 @@ int Run(int argc, char* argv[]) {
     const int rc = fuse_lowlevel_notify_inval_inode(se, id, static_cast<off_t>(offset), static_cast<off_t>(length));
     if (rc != 0 && rc != -ENOENT) spdlog::debug("cache invalidation of inode {}: {}", id, std::strerror(-rc));
   });
+  (*fs)->StartRetention(kRetentionInterval, kRetentionWalkPerPass);
 
   int rc;
   {
-    RetentionWorker retention(**fs);
     if (opts.singlethread) {
       rc = fuse_session_loop(se);
     } else {
@@ -258,6 +279,8 @@ int Run(int argc, char* argv[]) {
       fuse_loop_cfg_destroy(config);
     }
   }
+  NotifyServiceManager("STOPPING=1");
+  (*fs)->StopRetention();
   (*fs)->SetInvalidator(nullptr);
   hpfs::ReleaseAllHandles(context);
 

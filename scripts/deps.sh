@@ -19,6 +19,16 @@ HPFS_DEPS=(
   fio
 )
 
+# What scripts/package needs to build and check the .debs, on top of the package's
+# own Build-Depends (packaging/debian/control), which it installs with apt-get build-dep.
+HPFS_PACKAGE_DEPS=(
+  build-essential
+  dpkg-dev
+  debhelper
+  fakeroot
+  lintian
+)
+
 # Prints the packages among "$@" that are not installed, one per line.
 hpfs_missing_deps() {
   local pkg

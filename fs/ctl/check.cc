@@ -43,6 +43,11 @@ class Checker {
  private:
   void WalkDir(const std::string& path, const std::string& rel, bool top);
   void CheckFile(const std::string& path, const std::string& rel);
+  void CheckDamaged(const std::string& path, const std::string& rel, const hpfile::StoreScan& scan,
+                    const std::string& damage);
+  // A meta written by a repairing root must stay the daemon's, which may run
+  // as the owner of the store rather than as root.
+  void GiveMetaToOwner(const std::string& path, const std::string& rel);
   void CheckTrash();
   void Fail(const std::string& rel, const std::error_code& ec, const std::string& what) {
     err_ << "hpfsctl check: " << (rel.empty() ? backing_ : rel) << ": " << what << ": " << ec.message() << "\n";
@@ -193,9 +198,7 @@ void Checker::CheckFile(const std::string& path, const std::string& rel) {
   }
   const hpfile::RecoveryPlan plan = hpfile::PlanRecovery(*scan);
   if (plan.damage) {
-    ++counts_.damaged;
-    status_ |= kCheckUncorrected;
-    out_ << rel << ": damaged: " << *plan.damage << "\n";
+    CheckDamaged(path, rel, *scan, *plan.damage);
     return;
   }
   if (plan.remove.empty() && !plan.rewrite_meta) {
@@ -214,19 +217,76 @@ void Checker::CheckFile(const std::string& path, const std::string& rel) {
     Fail(rel, applied.error(), "repair failed");
     return;
   }
-  if (plan.rewrite_meta && ::geteuid() == 0) {
-    // The new meta must stay the daemon's: it may run as the owner of the
-    // store rather than as root.
-    struct stat dir_st;
-    const std::string meta_path = path + "/" + std::string(fmt_::kMetaName);
-    if (::stat(path.c_str(), &dir_st) != 0 || ::lchown(meta_path.c_str(), dir_st.st_uid, dir_st.st_gid) != 0) {
-      Fail(rel, std::error_code(errno, std::generic_category()), "cannot give the new meta to the file's owner");
-    }
-  }
+  if (plan.rewrite_meta) GiveMetaToOwner(path, rel);
   ++counts_.repaired;
   status_ |= kCheckCorrected;
   out_ << rel << ": repaired:\n";
   for (const std::string& line : plan.log) out_ << "  " << line << "\n";
+}
+
+void Checker::GiveMetaToOwner(const std::string& path, const std::string& rel) {
+  if (::geteuid() != 0) return;
+  struct stat dir_st;
+  const std::string meta_path = path + "/" + std::string(fmt_::kMetaName);
+  if (::stat(path.c_str(), &dir_st) != 0 || ::lchown(meta_path.c_str(), dir_st.st_uid, dir_st.st_gid) != 0) {
+    Fail(rel, std::error_code(errno, std::generic_category()), "cannot give the new meta to the file's owner");
+  }
+}
+
+void Checker::CheckDamaged(const std::string& path, const std::string& rel, const hpfile::StoreScan& scan,
+                           const std::string& damage) {
+  auto repair = hpfile::PlanRepair(io_, path, scan, {.truncate_at_gap = options_.truncate_at_gap});
+  if (!repair || !options_.repair || !repair->repairs()) {
+    ++counts_.damaged;
+    status_ |= kCheckUncorrected;
+    out_ << rel << ": damaged: " << damage << "\n";
+    if (!repair) {
+      Fail(rel, repair.error(), "cannot work out a repair");
+      return;
+    }
+    if (repair->repairs()) {
+      out_ << "  --repair" << (options_.truncate_at_gap ? " --truncate-at-gap" : "") << " would:\n";
+      for (const std::string& line : repair->log) out_ << "    " << line << "\n";
+      return;
+    }
+    // A repair fixes the whole file or does nothing.
+    out_ << "  not repairable" << (options_.repair ? " (nothing was changed)" : "") << ":\n";
+    for (const std::string& line : repair->unrepairable) out_ << "    " << line << "\n";
+    return;
+  }
+  if (auto applied = hpfile::ApplyRepair(io_, path, *repair); !applied) {
+    ++counts_.damaged;
+    status_ |= kCheckUncorrected;
+    Fail(rel, applied.error(), "repair failed");
+    return;
+  }
+  if (repair->rebuilt_meta) GiveMetaToOwner(path, rel);
+  std::vector<std::string> log = repair->log;
+  // What is left is a healthy file, maybe with a crash signature to recover.
+  auto rescan = hpfile::ScanStore(io_, path);
+  if (!rescan) {
+    ++counts_.damaged;
+    Fail(rel, rescan.error(), "cannot read after the repair");
+    return;
+  }
+  const hpfile::RecoveryPlan recovery = hpfile::PlanRecovery(*rescan);
+  if (recovery.damage) {
+    ++counts_.damaged;
+    status_ |= kCheckUncorrected;
+    out_ << rel << ": damaged after the repair: " << *recovery.damage << "\n";
+    return;
+  }
+  if (auto applied = hpfile::ApplyRecovery(io_, path, *rescan->meta, recovery); !applied) {
+    ++counts_.damaged;
+    Fail(rel, applied.error(), "recovery after the repair failed");
+    return;
+  }
+  if (recovery.rewrite_meta) GiveMetaToOwner(path, rel);
+  log.insert(log.end(), recovery.log.begin(), recovery.log.end());
+  ++counts_.repaired;
+  status_ |= kCheckCorrected;
+  out_ << rel << ": repaired (was damaged: " << damage << "):\n";
+  for (const std::string& line : log) out_ << "  " << line << "\n";
 }
 
 void Checker::CheckTrash() {

@@ -17,9 +17,13 @@ inline constexpr int kCheckOperational = 8;  // mounted, unreadable, a repair fa
 inline constexpr int kCheckUsage = 16;
 
 struct CheckOptions {
-  // Apply each file's recovery plan when it has no damage, and empty the
-  // trash. Damaged files are never touched.
+  // Apply each file's recovery plan when it has no damage, repair damaged
+  // files where hpfile::PlanRepair can (a lost meta is rebuilt), and empty
+  // the trash.
   bool repair = false;
+  // With repair: also delete everything after the first gap of a damaged
+  // file (hpfile::RepairOptions). Without repair it only shows what would go.
+  bool truncate_at_gap = false;
 };
 
 // Checks BACKING, writing one line (or block) per HPFile to `out`, a summary

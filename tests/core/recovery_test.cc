@@ -3,9 +3,11 @@
 // readable where data exists, refusing every mutation, and with every file in
 // the directory left exactly as it was.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,6 +17,7 @@
 #include "core/format.h"
 #include "core/hpfile.h"
 #include "core/meta.h"
+#include "core/recovery.h"
 #include "tests/core/test_util.h"
 
 namespace hpfile {
@@ -538,6 +541,171 @@ INSTANTIATE_TEST_SUITE_P(Names, UnparseableNameTest,
                                            "00000000000000000032-16.seg.seg",
                                            "-00000000000000000032-16.seg",
                                            "notes.txt"));                        // nothing of ours
+
+// ---------------------------------------------------------------------------
+// Repair (PlanRepair / ApplyRepair): only what an operator asks for
+
+class RepairTest : public RecoveryTest {
+ protected:
+  Result<RepairPlan> Plan(RepairOptions options = {}) {
+    auto scan = ScanStore(PosixIo::Default(), Dir());
+    if (!scan) return std::unexpected(scan.error());
+    return PlanRepair(PosixIo::Default(), Dir(), *scan, options);
+  }
+
+  // Plans, checks the plan changed nothing, applies it and opens the file.
+  Result<std::unique_ptr<HPFile>> Repair(RepairOptions options = {}) {
+    auto before = SnapshotDir(Dir());
+    auto plan = Plan(options);
+    if (!plan) return std::unexpected(plan.error());
+    testing::ExpectSameSnapshot(before, SnapshotDir(Dir()));
+    EXPECT_TRUE(plan->repairs()) << (plan->unrepairable.empty() ? "" : plan->unrepairable.front());
+    for (const auto& line : plan->log) std::cout << "repair: " << line << "\n";
+    if (auto applied = ApplyRepair(PosixIo::Default(), Dir(), *plan); !applied) {
+      return std::unexpected(applied.error());
+    }
+    return OpenExisting();
+  }
+
+  static std::string Joined(const std::vector<std::string>& lines) {
+    std::string out;
+    for (const auto& line : lines) out += line + "\n";
+    return out;
+  }
+};
+
+TEST_F(RepairTest, MissingMetaIsRebuiltFromTheSegments) {
+  WriteSegment(32, 16, 16);
+  WriteSegment(48, 16, 16);
+  WriteSegment(64, 8, 5);  // the newest segment has the segment size in force
+  ASSERT_EQ(::chmod(Path(SegmentFileName(32, 16)).c_str(), 0640), 0);
+  ASSERT_OK_AND_ASSIGN(auto plan, Plan());
+  ASSERT_TRUE(plan.rebuilt_meta);
+  EXPECT_EQ(plan.rebuilt_meta->segment_size, 8u);
+  EXPECT_EQ(plan.rebuilt_meta->head, 32u) << "the first segment's base";
+  EXPECT_EQ(plan.rebuilt_meta->mode, 0640u) << "the segment file's mode";
+  EXPECT_EQ(plan.rebuilt_meta->uid, ::geteuid());
+  EXPECT_EQ(plan.rebuilt_meta->gid, ::getegid());
+  EXPECT_FALSE(plan.rebuilt_meta->retain_bytes);
+  const std::string log = Joined(plan.log);
+  EXPECT_NE(log.find("missing"), std::string::npos) << log;
+  EXPECT_NE(log.find("segment_size=8"), std::string::npos) << log;
+
+  ASSERT_OK_AND_ASSIGN(auto file, Repair());
+  EXPECT_FALSE(file->Damage()) << *file->Damage();
+  EXPECT_EQ(file->Head(), 32u);
+  EXPECT_EQ(file->Size(), 69u);
+  ExpectPattern(*file, 32, 37);
+  ASSERT_OK(file->Append(PatternBytes(69, 10)));
+  EXPECT_EQ(file->Segments().back().capacity, 8u);
+}
+
+TEST_F(RepairTest, GarbageMetaIsReplacedByARebuiltOne) {
+  WriteMetaText("this is not a meta\n\x01\x02");
+  WriteSegment(0, 16, 16);
+  WriteSegment(16, 16, 3);
+  ASSERT_OK_AND_ASSIGN(auto plan, Plan());
+  EXPECT_NE(Joined(plan.log).find("does not parse"), std::string::npos) << Joined(plan.log);
+  ASSERT_OK_AND_ASSIGN(auto file, Repair());
+  EXPECT_FALSE(file->Damage());
+  ExpectPattern(*file, 0, 19);
+  EXPECT_EQ(file->GetMeta().segment_size, 16u);
+}
+
+TEST_F(RepairTest, CompleteTempMetaOfAnInterruptedCreationIsUsed) {
+  testing::WriteFileText(Path("hpfile.meta.tmp"),
+                         "format=1\nsegment_size=16\nhead=0\nmode=0600\nuid=7\ngid=8\nretain_bytes=99\n");
+  WriteSegment(0, 16, 4);
+  ASSERT_OK_AND_ASSIGN(auto plan, Plan());
+  ASSERT_TRUE(plan.rebuilt_meta);
+  EXPECT_EQ(plan.rebuilt_meta->mode, 0600u);
+  EXPECT_EQ(plan.rebuilt_meta->uid, 7u);
+  EXPECT_EQ(plan.rebuilt_meta->retain_bytes, 99u) << "nothing is lost";
+  ASSERT_OK_AND_ASSIGN(auto file, Repair());
+  EXPECT_FALSE(file->Damage());
+  EXPECT_FALSE(FileExists(Path("hpfile.meta.tmp"))) << "recovery removes the temp file";
+  ExpectPattern(*file, 0, 4);
+}
+
+TEST_F(RepairTest, MetaOfAnotherFormatIsNeverReplaced) {
+  WriteMetaText("format=2\nsegment_size=16\nhead=0\n");
+  WriteSegment(0, 16, 4);
+  auto before = SnapshotDir(Dir());
+  ASSERT_OK_AND_ASSIGN(auto plan, Plan());
+  EXPECT_FALSE(plan.repairs());
+  EXPECT_FALSE(plan.rebuilt_meta);
+  EXPECT_NE(Joined(plan.unrepairable).find("format 2"), std::string::npos) << Joined(plan.unrepairable);
+  EXPECT_ERRNO(ApplyRepair(PosixIo::Default(), Dir(), plan), EINVAL);
+  testing::ExpectSameSnapshot(before, SnapshotDir(Dir()));
+}
+
+TEST_F(RepairTest, GapIsOnlyTruncatedWhenAsked) {
+  WriteMeta(16, 0);
+  WriteSegment(0, 16, 16);
+  WriteSegment(16, 16, 16);
+  WriteSegment(48, 16, 16);  // [32, 48) is missing
+  WriteSegment(64, 16, 7);
+  auto before = SnapshotDir(Dir());
+  ASSERT_OK_AND_ASSIGN(auto plan, Plan());
+  EXPECT_FALSE(plan.repairs());
+  const std::string why = Joined(plan.unrepairable);
+  EXPECT_NE(why.find("[32, 48)"), std::string::npos) << why;
+  EXPECT_NE(why.find("23 bytes in 2 segments"), std::string::npos) << why;
+  EXPECT_NE(why.find("--truncate-at-gap"), std::string::npos) << why;
+  testing::ExpectSameSnapshot(before, SnapshotDir(Dir()));
+
+  ASSERT_OK_AND_ASSIGN(auto file, Repair({.truncate_at_gap = true}));
+  EXPECT_FALSE(file->Damage());
+  EXPECT_EQ(file->Size(), 32u);
+  ExpectPattern(*file, 0, 32);
+  EXPECT_EQ(SegmentFilesOnDisk(Dir()), (std::vector<std::string>{SegmentFileName(0, 16), SegmentFileName(16, 16)}));
+  ASSERT_OK(file->Append(PatternBytes(32, 20)));
+  ExpectPattern(*file, 0, 52);
+}
+
+TEST_F(RepairTest, GapAndLostMetaAreRepairedTogether) {
+  WriteSegment(0, 16, 16);
+  WriteSegment(32, 16, 16);
+  ASSERT_OK_AND_ASSIGN(auto file, Repair({.truncate_at_gap = true}));
+  EXPECT_FALSE(file->Damage());
+  EXPECT_EQ(file->Size(), 16u);
+  ExpectPattern(*file, 0, 16);
+}
+
+TEST_F(RepairTest, DamageBeyondRepairChangesNothing) {
+  // A lost meta could be rebuilt, but the overlong segment cannot be fixed:
+  // the whole repair is refused.
+  WriteSegment(0, 16, 20);
+  testing::WriteFileText(Path("notes.txt"), "mine");
+  auto before = SnapshotDir(Dir());
+  ASSERT_OK_AND_ASSIGN(auto plan, Plan({.truncate_at_gap = true}));
+  EXPECT_FALSE(plan.repairs());
+  EXPECT_FALSE(plan.rebuilt_meta);
+  EXPECT_TRUE(plan.remove.empty());
+  const std::string why = Joined(plan.unrepairable);
+  EXPECT_NE(why.find("more than its capacity"), std::string::npos) << why;
+  EXPECT_NE(why.find("notes.txt"), std::string::npos) << why;
+  EXPECT_ERRNO(ApplyRepair(PosixIo::Default(), Dir(), plan), EINVAL);
+  testing::ExpectSameSnapshot(before, SnapshotDir(Dir()));
+}
+
+TEST_F(RepairTest, OverlongSegmentAfterTheGapGoesWithIt) {
+  WriteMeta(16, 0);
+  WriteSegment(0, 16, 16);
+  WriteSegment(32, 16, 30);
+  ASSERT_OK_AND_ASSIGN(auto file, Repair({.truncate_at_gap = true}));
+  EXPECT_FALSE(file->Damage());
+  EXPECT_EQ(file->Size(), 16u);
+}
+
+TEST_F(RepairTest, HealthyFileNeedsNoRepair) {
+  WriteMeta(16, 0);
+  WriteSegment(0, 16, 5);
+  ASSERT_OK_AND_ASSIGN(auto plan, Plan({.truncate_at_gap = true}));
+  EXPECT_FALSE(plan.repairs());
+  EXPECT_TRUE(plan.unrepairable.empty());
+  EXPECT_TRUE(plan.log.empty());
+}
 
 }  // namespace
 }  // namespace hpfile

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -953,26 +954,168 @@ TEST_F(FilesystemTest, DamagedFileFailsWithEioInTheGapOnly) {
 
 // --- retention ---
 
+// Sets the mtime of every segment of backing file `rel` to `seconds_ago`.
+void AgeSegments(const std::string& dir, int64_t seconds_ago) {
+  const timespec when{::time(nullptr) - seconds_ago, 0};
+  const timespec times[2] = {when, when};
+  for (const auto& name : ListBacking(dir)) {
+    if (name.ends_with(".seg")) {
+      ASSERT_EQ(::utimensat(AT_FDCWD, (dir + "/" + name).c_str(), times, 0), 0) << name;
+    }
+  }
+}
+
+size_t SegmentCount(const std::string& dir) {
+  const auto names = ListBacking(dir);
+  return std::count_if(names.begin(), names.end(), [](const std::string& n) { return n.ends_with(".seg"); });
+}
+
 TEST_F(FilesystemTest, RetainBytesPrunesWholeSegmentsAndInvalidatesThem) {
   const InodeId id = MakeFile("log", std::string(5 * kSegment + 10, 'x'));
   std::vector<std::tuple<InodeId, uint64_t, uint64_t>> invalidated;
   fs_->SetInvalidator([&](InodeId i, uint64_t off, uint64_t len) { invalidated.emplace_back(i, off, len); });
   ASSERT_TRUE(fs_->SetXattr(id, "user.hpfs.retain_bytes", std::to_string(2 * kSegment)));
-  EXPECT_EQ(fs_->ApplyRetention(::time(nullptr)), 1u);
+  const RetentionPass pass = fs_->EnforceRetention(::time(nullptr), 100);
+  EXPECT_EQ(pass.files_checked, 1u);
+  EXPECT_EQ(pass.files_pruned, 1u);
   // At least retain_bytes stay readable; only whole segments went.
   EXPECT_EQ(fs_->GetXattr(id, "user.hpfs.head").value(), std::to_string(3 * kSegment));
   ASSERT_EQ(invalidated.size(), 1u);
   EXPECT_EQ(invalidated[0], std::make_tuple(id, uint64_t{0}, 3 * kSegment));
-  EXPECT_EQ(fs_->ApplyRetention(::time(nullptr)), 0u) << "nothing more to do";
+  EXPECT_EQ(fs_->EnforceRetention(::time(nullptr), 100).files_pruned, 0u) << "nothing more to do";
 }
 
 TEST_F(FilesystemTest, RetainSecondsPrunesSegmentsOlderThanTheLimit) {
   const InodeId id = MakeFile("log", std::string(3 * kSegment + 10, 'x'));
   ASSERT_TRUE(fs_->SetXattr(id, "user.hpfs.retain_seconds", "1h"));
-  EXPECT_EQ(fs_->ApplyRetention(::time(nullptr)), 0u);
+  EXPECT_EQ(fs_->EnforceRetention(::time(nullptr), 100).files_pruned, 0u);
   // Two hours later every sealed segment is too old; the tail always stays.
-  EXPECT_EQ(fs_->ApplyRetention(::time(nullptr) + 7200), 1u);
+  EXPECT_EQ(fs_->EnforceRetention(::time(nullptr) + 7200, 100).files_pruned, 1u);
   EXPECT_EQ(fs_->GetXattr(id, "user.hpfs.head").value(), std::to_string(3 * kSegment));
+}
+
+TEST_F(FilesystemTest, SegmentRollInAWriteEnforcesRetentionAndInvalidatesOutsideTheRequest) {
+  config_.retain_bytes = kSegment + 1;  // the mount-wide default for new files
+  Remount();
+  auto created = fs_->Create(kRootInode, "log", 0644, O_WRONLY | O_CREAT, caller_);
+  ASSERT_TRUE(created) << created.error().message();
+  auto& [entry, handle] = *created;
+  std::vector<std::tuple<InodeId, uint64_t, uint64_t>> invalidated;
+  fs_->SetInvalidator([&](InodeId i, uint64_t off, uint64_t len) { invalidated.emplace_back(i, off, len); });
+  const std::string block(kSegment, 'y');
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(fs_->Write(*handle, i * kSegment, Bytes(block), false));
+  // The third write rolled to [2*seg, 3*seg): [0, seg) went inside it.
+  auto st = fs_->IoctlStat(*handle);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->head, kSegment);
+  EXPECT_EQ(SegmentCount(Backing("log")), 2u);
+  EXPECT_TRUE(invalidated.empty()) << "never from inside the write request";
+  fs_->EnforceRetention(::time(nullptr), 100);
+  ASSERT_EQ(invalidated.size(), 1u);
+  EXPECT_EQ(invalidated[0], std::make_tuple(entry.id, uint64_t{0}, kSegment));
+  fs_->Release(std::move(handle));
+}
+
+TEST_F(FilesystemTest, RetentionReachesFilesTheKernelNeverLookedUp) {
+  MakeFile("log", std::string(6 * kSegment, 'x'));
+  auto dir = fs_->Mkdir(kRootInode, "nested", 0755, caller_);
+  ASSERT_TRUE(dir);
+  MakeFile("deep", std::string(6 * kSegment, 'z'), dir->id);
+  MakeFile("unlimited", std::string(6 * kSegment, 'u'));
+  for (const char* rel : {"log", "nested/deep"}) {
+    std::ofstream(Backing(std::string(rel) + "/hpfile.meta"), std::ios::app) << "retain_bytes=" << 2 * kSegment << "\n";
+  }
+  Remount();
+  ASSERT_EQ(fs_->inodes().size(), 1u) << "only the root is known";
+  std::vector<InodeId> invalidated;
+  fs_->SetInvalidator([&](InodeId i, uint64_t, uint64_t) { invalidated.push_back(i); });
+
+  RetentionPass pass = fs_->EnforceRetention(::time(nullptr), 100);
+  EXPECT_TRUE(pass.round_complete);
+  EXPECT_EQ(pass.files_checked, 2u) << "the file without a limit is not opened";
+  EXPECT_EQ(pass.files_pruned, 2u);
+  EXPECT_EQ(SegmentCount(Backing("log")), 2u);
+  EXPECT_EQ(SegmentCount(Backing("nested/deep")), 2u);
+  EXPECT_EQ(SegmentCount(Backing("unlimited")), 6u);
+  EXPECT_EQ(fs_->inodes().size(), 1u) << "opened for the enforcement only";
+  EXPECT_TRUE(invalidated.empty()) << "the kernel caches nothing of them";
+
+  // The head is on disk: a lookup now sees it, and the data above it.
+  auto log = fs_->Lookup(kRootInode, "log");
+  ASSERT_TRUE(log);
+  EXPECT_EQ(fs_->GetXattr(log->id, "user.hpfs.head").value(), std::to_string(4 * kSegment));
+  auto handle = OpenOk(log->id, O_RDONLY);
+  EXPECT_EQ(ReadAll(*handle, 4 * kSegment), std::string(2 * kSegment, 'x'));
+  fs_->Release(std::move(handle));
+}
+
+TEST_F(FilesystemTest, RetentionWalkDoesBoundedWorkPerPassAndResumes) {
+  for (const char* name : {"a", "b", "c", "d"}) {
+    MakeFile(name, std::string(4 * kSegment, 'x'));
+    std::ofstream(Backing(std::string(name) + "/hpfile.meta"), std::ios::app) << "retain_bytes=1\n";
+  }
+  Remount();
+  size_t pruned = 0;
+  int passes = 0;
+  for (bool complete = false; !complete && passes < 20; ++passes) {
+    const RetentionPass pass = fs_->EnforceRetention(::time(nullptr), 2);
+    EXPECT_LE(pass.entries_walked, 2u);
+    pruned += pass.files_pruned;
+    complete = pass.round_complete;
+  }
+  // The root listing, then two files per pass.
+  EXPECT_EQ(passes, 3);
+  EXPECT_EQ(pruned, 4u);
+  for (const char* name : {"a", "b", "c", "d"}) EXPECT_EQ(SegmentCount(Backing(name)), 1u) << name;
+  // The next round starts over and finds nothing more to do.
+  EXPECT_EQ(fs_->EnforceRetention(::time(nullptr), 100).files_pruned, 0u);
+}
+
+TEST_F(FilesystemTest, RetentionWalkSkipsDamagedFilesAndKeepsGoing) {
+  MakeFile("bad", std::string(4 * kSegment, 'b'));
+  MakeFile("good", std::string(4 * kSegment, 'g'));
+  for (const char* name : {"bad", "good"}) {
+    std::ofstream(Backing(std::string(name) + "/hpfile.meta"), std::ios::app) << "retain_bytes=1\n";
+  }
+  std::filesystem::remove(Backing("bad/00000000000000004096-4096.seg"));
+  Remount();
+  const RetentionPass pass = fs_->EnforceRetention(::time(nullptr), 100);
+  EXPECT_EQ(pass.files_pruned, 1u);
+  EXPECT_EQ(SegmentCount(Backing("bad")), 3u) << "a damaged file is never changed";
+  EXPECT_EQ(SegmentCount(Backing("good")), 1u);
+}
+
+TEST_F(FilesystemTest, AgeLimitReachesFilesTheKernelNeverLookedUp) {
+  MakeFile("old", std::string(3 * kSegment + 10, 'o'));
+  std::ofstream(Backing("old/hpfile.meta"), std::ios::app) << "retain_seconds=3600\n";
+  AgeSegments(Backing("old"), 7200);
+  Remount();
+  EXPECT_EQ(fs_->EnforceRetention(::time(nullptr), 100).files_pruned, 1u);
+  EXPECT_EQ(SegmentCount(Backing("old")), 1u) << "the tail stays, however old";
+}
+
+TEST_F(FilesystemTest, StatAfterRetentionCountsOnlyTheSegmentsLeft) {
+  const InodeId id = MakeFile("log", std::string(6 * kSegment, 'x'));
+  const blkcnt_t before = Attr(id).st_blocks;  // caches the sealed segments' blocks
+  ASSERT_TRUE(fs_->SetXattr(id, "user.hpfs.retain_bytes", std::to_string(kSegment)));
+  fs_->EnforceRetention(::time(nullptr), 100);
+  fs_->WaitForDeletions();
+  const blkcnt_t after = Attr(id).st_blocks;
+  EXPECT_LT(after, before);
+  EXPECT_LE(after, before / 3);
+}
+
+TEST_F(FilesystemTest, RetentionThreadEnforcesLimitsInTheBackground) {
+  const InodeId id = MakeFile("log", std::string(5 * kSegment, 'x'));
+  fs_->StartRetention(std::chrono::milliseconds(10), 100);
+  ASSERT_TRUE(fs_->SetXattr(id, "user.hpfs.retain_bytes", std::to_string(kSegment)));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (fs_->GetXattr(id, "user.hpfs.head").value() != std::to_string(4 * kSegment) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(fs_->GetXattr(id, "user.hpfs.head").value(), std::to_string(4 * kSegment));
+  fs_->StopRetention();
 }
 
 }  // namespace

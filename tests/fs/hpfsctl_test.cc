@@ -153,9 +153,10 @@ class CheckTest : public ::testing::Test {
     std::string out;
     std::string err;
   };
-  Run Check(bool repair) {
+  Run Check(bool repair, bool truncate_at_gap = false) {
     std::ostringstream out, err;
-    const int status = CheckBacking(Backing(), CheckOptions{.repair = repair}, out, err);
+    const int status =
+        CheckBacking(Backing(), CheckOptions{.repair = repair, .truncate_at_gap = truncate_at_gap}, out, err);
     return {status, out.str(), err.str()};
   }
 
@@ -206,7 +207,7 @@ TEST_F(CheckTest, ShortSealedSegmentIsReportedRepairedOnceThenClean) {
   EXPECT_EQ(again.status, kCheckClean) << again.out;
 }
 
-TEST_F(CheckTest, GapIsDamageThatRepairLeavesAlone) {
+TEST_F(CheckTest, GapIsDamageThatRepairLeavesAloneUnlessAskedToTruncate) {
   MakeFile("a.log", 16, 0);
   MakeSegment("a.log", 0, 16, 16);
   MakeSegment("a.log", 32, 16, 5);
@@ -215,8 +216,20 @@ TEST_F(CheckTest, GapIsDamageThatRepairLeavesAlone) {
     auto r = Check(repair);
     EXPECT_EQ(r.status, kCheckUncorrected) << r.out << r.err;
     EXPECT_NE(r.out.find("a.log: damaged: bytes [16, 32) are missing"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("--truncate-at-gap deletes them"), std::string::npos) << r.out;
     EXPECT_EQ(Snapshot(), before) << "repair=" << repair;
   }
+  auto preview = Check(false, /*truncate_at_gap=*/true);
+  EXPECT_EQ(preview.status, kCheckUncorrected);
+  EXPECT_NE(preview.out.find("--repair --truncate-at-gap would:"), std::string::npos) << preview.out;
+  EXPECT_EQ(Snapshot(), before) << "a preview changes nothing";
+
+  auto r = Check(true, /*truncate_at_gap=*/true);
+  EXPECT_EQ(r.status, kCheckCorrected) << r.out << r.err;
+  EXPECT_NE(r.out.find("a.log: repaired (was damaged: bytes [16, 32) are missing"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("5 bytes in 1 segments follow the gap: deleted them"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(FileDir("a.log") + "/" + hpfile::FormatSegmentName({32, 16})));
+  EXPECT_EQ(Check(false).status, kCheckClean);
 }
 
 TEST_F(CheckTest, DirectoryWithSegmentsButNoMetaIsDamaged) {
@@ -225,6 +238,36 @@ TEST_F(CheckTest, DirectoryWithSegmentsButNoMetaIsDamaged) {
   auto r = Check(false);
   EXPECT_EQ(r.status, kCheckUncorrected);
   EXPECT_NE(r.out.find("lost: damaged: hpfile.meta is missing"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("--repair would:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("rebuilt from the segments"), std::string::npos) << r.out;
+}
+
+TEST_F(CheckTest, RepairRebuildsALostMetaAndExplainsIt) {
+  std::filesystem::create_directories(FileDir("lost"));
+  MakeSegment("lost", 32, 16, 16);
+  MakeSegment("lost", 48, 16, 3);
+  MakeFile("garbled", 16, 0);
+  WriteText(FileDir("garbled") + "/hpfile.meta", "format=1\nsegment_size=banana\n");
+  MakeSegment("garbled", 0, 16, 2);
+  auto r = Check(true);
+  EXPECT_EQ(r.status, kCheckCorrected) << r.out << r.err;
+  EXPECT_NE(r.out.find("lost: repaired (was damaged: hpfile.meta is missing"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("head=32 (the first segment's base)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("garbled: repaired"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("checked 2 HPFiles: 0 ok, 2 repaired"), std::string::npos) << r.out;
+  auto again = Check(false);
+  EXPECT_EQ(again.status, kCheckClean) << again.out;
+}
+
+TEST_F(CheckTest, RepairLeavesFilesItCannotFullyRepairUntouched) {
+  std::filesystem::create_directories(FileDir("odd"));
+  MakeSegment("odd", 0, 16, 20);  // longer than its slot
+  const auto before = Snapshot();
+  auto r = Check(true, true);
+  EXPECT_EQ(r.status, kCheckUncorrected) << r.out;
+  EXPECT_NE(r.out.find("not repairable (nothing was changed):"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("more than its capacity"), std::string::npos) << r.out;
+  EXPECT_EQ(Snapshot(), before);
 }
 
 TEST_F(CheckTest, UserDirectoriesNamedLikeSegmentsStayPlainDirectories) {
