@@ -84,7 +84,9 @@ class HPFile {
   // Opens the HPFile in `dir`, creating it if allowed. Recovery runs first:
   // interrupted rolls, prunes, truncates and meta replacements are completed or
   // rolled back (see RecoveryLog). Inconsistencies no crash can produce open the
-  // file damaged instead (see Damage); recovery never deletes data to fix one.
+  // file damaged instead (see Damage); recovery never deletes data to fix one,
+  // and never rebuilds a lost meta (its owner and mode cannot be guessed):
+  // that is PlanRepair's, on an operator's request.
   // Errors: ENOENT (no HPFile and !create_if_missing), ENOTDIR, EACCES, EIO...
   [[nodiscard]] static Result<std::unique_ptr<HPFile>> Open(const std::string& dir, const Options& options = {});
   ~HPFile();

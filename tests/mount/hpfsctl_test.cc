@@ -249,6 +249,45 @@ TEST_F(HpfsctlTest, CheckOfAGapExitsFourChangesNothingAndStatShowsTheDamage) {
   EXPECT_NE(set.output.find("damaged"), std::string::npos) << set.output;
 }
 
+TEST_F(HpfsctlTest, RepairTruncatesAtAGapOnlyWhenAskedAndTheFileWorksAgain) {
+  Mount();
+  RUN_OK("seq -w 1 500000 > f");  // 3.5 MB of 7-byte lines
+  Unmount();
+  ASSERT_TRUE(std::filesystem::remove(backing_ + "/f/00000000000002097152-1048576.seg"));
+  const std::string before = BackingSnapshot();
+  auto preview = Run("\"$CTL\" check --truncate-at-gap \"$B\"");
+  EXPECT_EQ(preview.exit_code, 4) << preview.output;
+  EXPECT_NE(preview.output.find("--repair --truncate-at-gap would:"), std::string::npos) << preview.output;
+  EXPECT_EQ(BackingSnapshot(), before);
+
+  auto fix = Run("\"$CTL\" check --repair --truncate-at-gap \"$B\"");
+  EXPECT_EQ(fix.exit_code, 1) << fix.output;
+  EXPECT_NE(fix.output.find("f: repaired (was damaged: bytes [2097152, 3145728) are missing"), std::string::npos)
+      << fix.output;
+  EXPECT_EQ(Run("\"$CTL\" check \"$B\"").exit_code, 0);
+
+  Mount();
+  auto stat = StatOf("f");
+  EXPECT_EQ(stat["size"], "2097152");
+  EXPECT_EQ(stat["damaged"], "none");
+  // The bytes before the gap are intact, and appends work again.
+  RUN_OK("seq -w 1 500000 > '" + S("lines") + "' && head -c 2097152 '" + S("lines") + "' | cmp - f && echo more >> f");
+  EXPECT_EQ(StatOf("f")["size"], "2097157");
+}
+
+TEST_F(HpfsctlTest, RepairRebuildsALostMetaSoTheFileMountsHealthy) {
+  Mount();
+  RUN_OK("head -c 1500000 /dev/urandom > f && md5sum < f > '" + S("sum") + "'");
+  Unmount();
+  ASSERT_TRUE(std::filesystem::remove(backing_ + "/f/hpfile.meta"));
+  auto fix = Run("\"$CTL\" check --repair \"$B\"");
+  EXPECT_EQ(fix.exit_code, 1) << fix.output;
+  EXPECT_NE(fix.output.find("rebuilt from the segments"), std::string::npos) << fix.output;
+  Mount();
+  EXPECT_EQ(StatOf("f")["damaged"], "none");
+  RUN_OK("md5sum < f | cmp - '" + S("sum") + "'");
+}
+
 // --- usage ---
 
 TEST_F(HpfsctlTest, EachCommandHasHelpAndUsageErrorsHaveTheirStatus) {
