@@ -25,7 +25,28 @@ std::optional<uint32_t> ParseUnsigned32(std::string_view text, int base = 10) {
   return value;
 }
 
-std::string Quote(std::string_view text) { return "\"" + std::string(text) + "\""; }
+// A garbage meta may hold any bytes: the quoted text goes to terminals and
+// logs, so it is kept printable and short.
+std::string Quote(std::string_view text) {
+  constexpr size_t kShown = 80;
+  std::string out = "\"";
+  for (char c : text.substr(0, kShown)) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (byte >= 0x20 && byte < 0x7f) {
+      out += c;
+    } else {
+      constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[byte >> 4];
+      out += kHex[byte & 0xf];
+    }
+  }
+  out += text.size() > kShown ? "\"..." : "\"";
+  return out;
+}
 
 }  // namespace
 

@@ -74,6 +74,17 @@ TEST(Meta, BadTextIsRejectedWithAReasonNamingTheLine) {
   }
 }
 
+TEST(Meta, ReasonsQuoteGarbageAsShortPrintableText) {
+  const std::string garbage = "\xff\x1b[2J\"" + std::string(500, 'x');
+  auto parsed = ParseMeta(garbage + "\n");
+  ASSERT_FALSE(parsed.has_value());
+  const std::string& reason = parsed.error();
+  EXPECT_NE(reason.find(R"("\xff\x1b[2J\")"), std::string::npos) << reason;
+  EXPECT_NE(reason.find("...: not key=value"), std::string::npos) << reason;
+  EXPECT_LT(reason.size(), 200u);
+  for (char c : reason) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << static_cast<int>(static_cast<unsigned char>(c));
+}
+
 TEST(Meta, SegmentSizeLimits) {
   EXPECT_FALSE(ValidSegmentSize(0));
   EXPECT_TRUE(ValidSegmentSize(1));
