@@ -17,6 +17,10 @@ std::string FormatSegmentName(SegmentName name) {
 
 bool LooksLikeSegment(std::string_view file_name) { return file_name.ends_with(format::kSegmentSuffix); }
 
+bool MarksHPFileDirectory(std::string_view file_name) {
+  return file_name == format::kMetaName || file_name == format::kMetaTempName || LooksLikeSegment(file_name);
+}
+
 std::optional<SegmentName> ParseSegmentName(std::string_view file_name) {
   if (!LooksLikeSegment(file_name)) return std::nullopt;
   file_name.remove_suffix(format::kSegmentSuffix.size());

@@ -21,5 +21,9 @@ std::string FormatSegmentName(SegmentName name);
 std::optional<SegmentName> ParseSegmentName(std::string_view file_name);
 // True for names that look like segments (".seg" suffix), parseable or not.
 bool LooksLikeSegment(std::string_view file_name);
+// True when a regular file of this name is found only in an HPFile's
+// directory (meta, meta temp, segments): a directory holding one but no meta
+// is an HPFile that lost its meta, not a plain directory.
+bool MarksHPFileDirectory(std::string_view file_name);
 
 }  // namespace hpfile

@@ -1,5 +1,6 @@
 #include "fs/filesystem.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
@@ -16,6 +17,7 @@
 
 #include "core/format.h"
 #include "core/meta.h"
+#include "core/segment_name.h"
 
 namespace hpfs {
 namespace {
@@ -53,6 +55,37 @@ Result<struct stat> StatAt(int dir_fd, std::string_view name, int flags = AT_SYM
   struct stat st;
   if (::fstatat(dir_fd, Str(name).c_str(), &st, flags) != 0) return LastErrno();
   return st;
+}
+
+// Whether the backing directory `name` is an HPFile: it has a meta or, having
+// lost it, still holds segments (such a file opens damaged, its intact bytes
+// readable). Plain directories never hold regular files, so the scan for
+// segments stops early only for HPFiles and costs one listing otherwise.
+bool IsHPFileDir(int parent_fd, std::string_view name) {
+  auto meta = StatAt(parent_fd, Str(name) + "/" + Str(fmt_::kMetaName));
+  if (meta) return S_ISREG(meta->st_mode);
+  const int fd = ::openat(parent_fd, Str(name).c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return false;
+  DIR* dir = ::fdopendir(fd);
+  if (dir == nullptr) {
+    ::close(fd);
+    return false;
+  }
+  bool found = false;
+  while (dirent* d = ::readdir(dir)) {
+    if (!hpfile::MarksHPFileDirectory(d->d_name)) continue;
+    bool regular = d->d_type == DT_REG;
+    if (d->d_type == DT_UNKNOWN) {
+      auto st = StatAt(::dirfd(dir), d->d_name);
+      regular = st && S_ISREG(st->st_mode);
+    }
+    if (regular) {
+      found = true;
+      break;
+    }
+  }
+  ::closedir(dir);
+  return found;
 }
 
 bool IsReservedAtRoot(std::string_view name) {
@@ -119,7 +152,22 @@ Filesystem::Filesystem(const Config& config, std::string backing_dir, hpfile::Fd
       trash_fd_(std::move(trash_fd)),
       deleter_(trash_fd_.get()) {}
 
-Filesystem::~Filesystem() { StopRetention(); }
+Filesystem::~Filesystem() {
+  StopRetention();
+  // The kernel is gone: unlinked files it still knew can no longer be opened.
+  for (const auto& inode : inodes_.Snapshot()) {
+    std::shared_ptr<hpfile::HPFile> closing;
+    std::string trash_name;
+    {
+      std::lock_guard lock(inode->mu);
+      inode->forgotten = true;
+      if (inode->open_handles > 0 || inode->trash_name.empty()) continue;
+      closing = std::move(inode->file);
+      trash_name = std::move(inode->trash_name);
+    }
+    deleter_.Enqueue(std::move(trash_name), std::move(closing), inode);
+  }
+}
 
 Result<std::unique_ptr<Filesystem>> Filesystem::Open(const std::string& backing_dir, const Config& config) {
   auto root = OpenAt(AT_FDCWD, backing_dir, O_RDONLY | O_DIRECTORY);
@@ -214,9 +262,7 @@ Result<void> Filesystem::CheckNewName(const Inode& parent, std::string_view name
 Result<Kind> Filesystem::Classify(int parent_fd, std::string_view name, const struct stat& st) {
   if (S_ISLNK(st.st_mode)) return Kind::kSymlink;
   if (!S_ISDIR(st.st_mode)) return Errno(ENOENT);  // not something the mount shows
-  auto meta = StatAt(parent_fd, Str(name) + "/" + Str(fmt_::kMetaName));
-  if (meta && S_ISREG(meta->st_mode)) return Kind::kFile;
-  return Kind::kDirectory;
+  return IsHPFileDir(parent_fd, name) ? Kind::kFile : Kind::kDirectory;
 }
 
 Result<struct stat> Filesystem::StatVisible(const Inode& parent, std::string_view name, Kind* kind) {
@@ -411,7 +457,7 @@ Result<void> Filesystem::TrashFile(int parent_fd, std::string_view name, const s
     inodes_.Unbind(*inode);
     std::lock_guard lock(inode->mu);
     inode->unlinked = true;
-    if (inode->open_handles > 0) {
+    if (inode->open_handles > 0 || !inode->forgotten) {
       inode->trash_name = trash_name;
       return {};
     }
@@ -467,6 +513,7 @@ void Filesystem::Forget(InodeId id, uint64_t n) {
   std::string trash_name;
   {
     std::lock_guard lock(gone->mu);
+    gone->forgotten = true;
     if (gone->open_handles > 0) return;
     closing = std::move(gone->file);
     trash_name = std::move(gone->trash_name);
@@ -780,8 +827,8 @@ Result<std::unique_ptr<FileHandle>> Filesystem::OpenFile(InodeId id, int flags) 
   std::shared_ptr<hpfile::HPFile> file;
   {
     std::lock_guard lock(inode->mu);
-    // A rename replaced this file after the kernel looked its name up:
-    // ESTALE makes the kernel look the name up again and open the new file.
+    // Unlinked files stay open until the kernel forgets them, so only a
+    // file deleted behind the kernel's back ends up here.
     if (!inode->file) return Errno(ESTALE);
     file = inode->file;
     ++inode->open_handles;
@@ -861,7 +908,7 @@ void Filesystem::Release(std::unique_ptr<FileHandle> handle) {
   std::string trash_name;
   {
     std::lock_guard lock(inode->mu);
-    if (--inode->open_handles > 0 || !inode->unlinked) return;
+    if (--inode->open_handles > 0 || !inode->unlinked || !inode->forgotten) return;
     closing = std::move(inode->file);
     trash_name = std::move(inode->trash_name);
   }
@@ -1005,8 +1052,7 @@ Result<void> Filesystem::RefreshDir(DirHandle& handle) {
       type = S_ISDIR(st->st_mode) ? DT_DIR : S_ISLNK(st->st_mode) ? DT_LNK : DT_UNKNOWN;
     }
     if (type == DT_DIR) {
-      auto meta = StatAt(fd, Str(name) + "/" + Str(fmt_::kMetaName));
-      if (meta && S_ISREG(meta->st_mode)) type = DT_REG;
+      if (IsHPFileDir(fd, name)) type = DT_REG;
     } else if (type != DT_LNK) {
       continue;  // plain backing files, fifos...: not part of the format
     }

@@ -251,7 +251,7 @@ class Filesystem {
   static bool HiddenIn(bool parent_is_root, std::string_view name);
   Result<void> CheckNewName(const Inode& parent, std::string_view name) const;
   // Moves the file entry `name` of `parent_fd` into the trash and queues its
-  // deletion unless a handle still has it open.
+  // deletion once no handle has it open and the kernel has forgotten it.
   Result<void> TrashFile(int parent_fd, std::string_view name, const struct stat& st);
   std::string NewTrashName();
   // Sets a file's mtime (and atime, when given) on its backing directory and

@@ -52,6 +52,10 @@ struct Inode {
   int open_handles = 0;     // mu
   bool unlinked = false;    // mu: no longer has a name in the mount
   std::string trash_name;   // mu: its name in the trash while unlinked but not deleted
+  // mu: the kernel dropped its last lookup. Until then it may still open the
+  // inode (a path walk that resolved the name before an unlink or a rename
+  // over it), so an unlinked file's HPFile stays open while either holds it.
+  bool forgotten = false;
   // Files: st_blocks of sealed segments, which never change once sealed
   // (the first segment, which a prune punches, is never taken from here).
   mutable std::map<std::string, blkcnt_t> sealed_blocks;  // mu

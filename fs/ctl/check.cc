@@ -63,15 +63,12 @@ class Checker {
   int status_ = kCheckClean;
 };
 
-// An entry that only an HPFile directory holds: a directory with one of these
-// but no meta is an HPFile that lost its meta, not a plain directory. Only
-// plain files count: what users create through the mount (files, directories
-// "x.seg" included) is a directory or a symlink in the backing tree.
+// Only plain files count: what users create through the mount (files,
+// directories "x.seg" included) is a directory or a symlink in the backing tree.
 bool FileOnlyEntry(const stdfs::directory_entry& entry) {
   std::error_code ec;
   if (!stdfs::is_regular_file(entry.symlink_status(ec)) || ec) return false;
-  const std::string name = entry.path().filename().string();
-  return name == fmt_::kMetaTempName || hpfile::ParseSegmentName(name).has_value();
+  return hpfile::MarksHPFileDirectory(entry.path().filename().string());
 }
 
 std::vector<stdfs::directory_entry> SortedEntries(const std::string& path, std::error_code& ec) {
@@ -177,9 +174,7 @@ void Checker::WalkDir(const std::string& path, const std::string& rel, bool top)
       Fail(child_rel, ec, "cannot list");
       continue;
     }
-    const bool is_file = std::any_of(inner.begin(), inner.end(), [](const auto& e) {
-      return e.path().filename() == fmt_::kMetaName || FileOnlyEntry(e);
-    });
+    const bool is_file = std::any_of(inner.begin(), inner.end(), FileOnlyEntry);
     if (is_file) {
       CheckFile(child, child_rel);
     } else {

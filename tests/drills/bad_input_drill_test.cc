@@ -38,8 +38,8 @@ struct BadInput {
   std::string reason;
   // Byte ranges of the victim that must still read back right.
   std::vector<std::pair<uint64_t, uint64_t>> intact;
-  // `check --repair` has a safe action for it (rebuilding a lost meta), so
-  // the drill does not run it: the repair is tested with hpfsctl.
+  // `check --repair` has a safe action for it (rebuilding a lost or garbage
+  // meta), so the drill does not run it: the repair is tested with hpfsctl.
   bool repairable = false;
 };
 
@@ -67,7 +67,7 @@ std::vector<BadInput> Inputs() {
       {"GarbageMeta",
        [](const std::string& v) { hpfile::testing::WriteFileText(v + "/hpfile.meta", "\x01\xff garbage\n=\n"); },
        "hpfile.meta",
-       {{0, kVictimSize}}},
+       {{0, kVictimSize}}, /*repairable=*/true},
       {"MetaOfAnotherFormat",
        [](const std::string& v) {
          hpfile::testing::WriteFileText(v + "/hpfile.meta", "format=2\nsegment_size=1048576\nhead=0\n");

@@ -474,10 +474,12 @@ TEST_F(FilesystemTest, SeekDataAndHoleSeeDataFromHeadToSize) {
 
 // --- unlink, rmdir, rename ---
 
-TEST_F(FilesystemTest, UnlinkOfClosedFileFreesItsStorage) {
-  MakeFile("a", "data");
+TEST_F(FilesystemTest, UnlinkOfClosedFileFreesItsStorageOnceTheKernelForgetsIt) {
+  const InodeId id = MakeFile("a", "data");
   ASSERT_TRUE(fs_->Unlink(kRootInode, "a"));
   EXPECT_FALSE(std::filesystem::exists(Backing("a")));
+  EXPECT_EQ(SettledTrash().size(), 1u) << "the kernel may still open it";
+  fs_->Forget(id, 1);
   EXPECT_TRUE(SettledTrash().empty());
   auto entry = fs_->Lookup(kRootInode, "a");
   ASSERT_FALSE(entry);
@@ -495,6 +497,7 @@ TEST_F(FilesystemTest, UnlinkedOpenFileStaysReadableAndWritableUntilLastRelease)
   ASSERT_TRUE(fs_->Write(*first, 4, Bytes("more"), false));
   EXPECT_EQ(ReadAll(*second), "datamore");
   fs_->Release(std::move(first));
+  fs_->Forget(id, 1);
   EXPECT_EQ(SettledTrash().size(), 1u);
   fs_->Release(std::move(second));
   EXPECT_TRUE(SettledTrash().empty());
@@ -504,9 +507,10 @@ TEST_F(FilesystemTest, UnlinkedOpenFileStaysReadableAndWritableUntilLastRelease)
 // many segments must not hold up `rm` or the last close while it is deleted.
 TEST_F(FilesystemTest, UnlinkLeavesTheDeletionToTheDeleter) {
   Remount(/*start_deleter=*/false);
-  MakeFile("big", std::string(64 * kSegment, 'x'));
+  const InodeId id = MakeFile("big", std::string(64 * kSegment, 'x'));
   ASSERT_TRUE(fs_->Unlink(kRootInode, "big"));
   EXPECT_FALSE(fs_->Lookup(kRootInode, "big"));
+  fs_->Forget(id, 1);
   const auto trash = ListBacking(Trash());
   ASSERT_EQ(trash.size(), 1u);
   EXPECT_EQ(ListBacking(Trash() + "/" + trash[0]).size(), 64u + 1) << "segments and meta still there";
@@ -521,6 +525,7 @@ TEST_F(FilesystemTest, LastReleaseOfAnUnlinkedFileLeavesTheDeletionToTheDeleter)
   const InodeId id = MakeFile("big", std::string(8 * kSegment, 'x'));
   auto handle = OpenOk(id, O_RDONLY);
   ASSERT_TRUE(fs_->Unlink(kRootInode, "big"));
+  fs_->Forget(id, 1);
   EXPECT_EQ(fs_->PendingDeletions(), 0u) << "still open";
   fs_->Release(std::move(handle));
   EXPECT_EQ(ListBacking(Trash()).size(), 1u);
@@ -620,6 +625,7 @@ TEST_F(FilesystemTest, RenameOverFileReplacesItAndOldTargetLivesWhileOpen) {
   EXPECT_NE(now->id, target);
   EXPECT_EQ(now->attr.st_size, 11);
   EXPECT_EQ(ReadAll(*old_handle), "old content");
+  fs_->Forget(target, 1);
   EXPECT_EQ(SettledTrash().size(), 1u);
   fs_->Release(std::move(old_handle));
   EXPECT_TRUE(SettledTrash().empty());
@@ -627,12 +633,35 @@ TEST_F(FilesystemTest, RenameOverFileReplacesItAndOldTargetLivesWhileOpen) {
   EXPECT_TRUE(std::filesystem::exists(Backing("log/hpfile.meta")));
 }
 
-TEST_F(FilesystemTest, RenameOverClosedFileDeletesTheOldTarget) {
+TEST_F(FilesystemTest, RenameOverClosedFileDeletesTheOldTargetOnceTheKernelForgetsIt) {
   MakeFile("new", "1");
-  MakeFile("log", "2");
+  const InodeId old_target = MakeFile("log", "2");
   ASSERT_TRUE(fs_->Rename(kRootInode, "new", kRootInode, "log", 0));
+  EXPECT_EQ(SettledTrash().size(), 1u);
+  fs_->Forget(old_target, 1);
   EXPECT_TRUE(SettledTrash().empty());
   EXPECT_FALSE(std::filesystem::exists(Backing("new")));
+}
+
+// The kernel can resolve a name just before a rename replaces its file and
+// open the inode it found afterwards: it gets the old file, as on any local
+// filesystem, not an error.
+TEST_F(FilesystemTest, ReplacedFileTheKernelStillKnowsOpensWithItsOldContent) {
+  MakeFile("next", "new");
+  const InodeId old_target = MakeFile("current", "old");
+  ASSERT_TRUE(fs_->Rename(kRootInode, "next", kRootInode, "current", 0));
+  auto handle = OpenOk(old_target, O_RDONLY);
+  EXPECT_EQ(ReadAll(*handle), "old");
+  fs_->Release(std::move(handle));
+  fs_->Forget(old_target, 1);
+  EXPECT_TRUE(SettledTrash().empty());
+}
+
+TEST_F(FilesystemTest, ShutdownDeletesUnlinkedFilesTheKernelNeverForgot) {
+  MakeFile("a", "data");
+  ASSERT_TRUE(fs_->Unlink(kRootInode, "a"));
+  fs_.reset();
+  EXPECT_TRUE(ListBacking(Trash()).empty());
 }
 
 TEST_F(FilesystemTest, RenameNoreplaceOntoExistingNameIsEexist) {
