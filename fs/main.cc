@@ -264,20 +264,18 @@ int Run(int argc, char* argv[]) {
   (*fs)->StartRetention(kRetentionInterval, kRetentionWalkPerPass);
 
   int rc;
-  {
-    if (opts.singlethread) {
-      rc = fuse_session_loop(se);
-    } else {
-      fuse_loop_config* config = fuse_loop_cfg_create();
-      fuse_loop_cfg_set_clone_fd(config, 1);
-      // libfuse marks unset values with UINT_MAX.
-      if (opts.max_threads > 0 && opts.max_threads != UINT_MAX) {
-        fuse_loop_cfg_set_max_threads(config, opts.max_threads);
-      }
-      if (opts.max_idle_threads != UINT_MAX) fuse_loop_cfg_set_idle_threads(config, opts.max_idle_threads);
-      rc = fuse_session_loop_mt(se, config);
-      fuse_loop_cfg_destroy(config);
+  if (opts.singlethread) {
+    rc = fuse_session_loop(se);
+  } else {
+    fuse_loop_config* config = fuse_loop_cfg_create();
+    fuse_loop_cfg_set_clone_fd(config, 1);
+    // libfuse marks unset values with UINT_MAX.
+    if (opts.max_threads > 0 && opts.max_threads != UINT_MAX) {
+      fuse_loop_cfg_set_max_threads(config, opts.max_threads);
     }
+    if (opts.max_idle_threads != UINT_MAX) fuse_loop_cfg_set_idle_threads(config, opts.max_idle_threads);
+    rc = fuse_session_loop_mt(se, config);
+    fuse_loop_cfg_destroy(config);
   }
   NotifyServiceManager("STOPPING=1");
   (*fs)->StopRetention();
