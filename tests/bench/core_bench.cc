@@ -108,7 +108,7 @@ void CleanUpOnSignals() {
 
 struct Config {
   std::string mode = "full";
-  int rounds = 7;
+  int rounds = 5;
   int warmup_rounds = 1;
   // Segment size of the append and read files (the daemon's default).
   uint64_t segment_size = format::kDefaultSegmentSize;
