@@ -15,15 +15,6 @@
 namespace hpfile {
 namespace {
 
-std::string ParentDir(const std::string& dir) {
-  std::string trimmed = dir;
-  while (trimmed.size() > 1 && trimmed.back() == '/') trimmed.pop_back();
-  size_t slash = trimmed.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return trimmed.substr(0, slash);
-}
-
 bool IsErrno(const std::error_code& ec, int err) { return ec == std::error_code(err, std::generic_category()); }
 
 // Creates DIR as a new, empty HPFile. A crash midway leaves either nothing, an

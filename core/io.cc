@@ -149,6 +149,15 @@ Result<Fd> Fd::Open(Io& io, const std::string& path, int flags, mode_t mode) {
   return Fd(io, *fd);
 }
 
+std::string ParentDir(const std::string& path) {
+  std::string trimmed = path;
+  while (trimmed.size() > 1 && trimmed.back() == '/') trimmed.pop_back();
+  const size_t slash = trimmed.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return trimmed.substr(0, slash);
+}
+
 Result<void> SyncDir(Io& io, const std::string& path) {
   auto dir = Fd::Open(io, path, O_RDONLY | O_DIRECTORY);
   if (!dir) return std::unexpected(dir.error());

@@ -99,4 +99,8 @@ class Fd {
 // fsync of a directory: makes creations, deletions and renames in it durable.
 [[nodiscard]] Result<void> SyncDir(Io& io, const std::string& path);
 
+// The directory holding `path` ("." for a bare name), ignoring trailing
+// slashes: where a creation, deletion or rename of `path` must be synced.
+std::string ParentDir(const std::string& path);
+
 }  // namespace hpfile

@@ -31,15 +31,6 @@ constexpr uint64_t kCopyBatchEntries = 4096;
 
 bool IsErrno(const std::error_code& ec, int err) { return ec == std::error_code(err, std::generic_category()); }
 
-std::string ParentDir(const std::string& dir) {
-  std::string trimmed = dir;
-  while (trimmed.size() > 1 && trimmed.back() == '/') trimmed.pop_back();
-  size_t slash = trimmed.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return trimmed.substr(0, slash);
-}
-
 std::string GenerationName(uint64_t number) {
   char name[64];
   std::snprintf(name, sizeof name, "%.*s%0*" PRIu64, static_cast<int>(rf::kGenerationPrefix.size()),

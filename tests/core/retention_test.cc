@@ -132,7 +132,9 @@ TEST_F(RetentionTest, AppendsKeepPaceWithTheByteLimitAndNeverDropTooMuch) {
   ASSERT_TRUE(file);
   for (int i = 0; i < 200; ++i) {
     AppendPattern(*file, 37);
-    if (file->Head() > 0) ASSERT_GE(file->Size() - file->Head(), 250u) << "after append " << i;
+    if (file->Head() > 0) {
+      ASSERT_GE(file->Size() - file->Head(), 250u) << "after append " << i;
+    }
     // At most one segment, plus the part of the tail past a slot, beyond the limit.
     ASSERT_LT(file->Size() - file->Head(), 250u + 2 * kSegment) << "after append " << i;
     ASSERT_EQ(file->Head() % kSegment, 0u) << "only whole segments go";

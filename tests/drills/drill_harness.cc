@@ -22,22 +22,6 @@ namespace hpfs::drills {
 
 using hpfile::testing::PatternByte;
 
-std::string CtlPath() {
-  const char* bin = std::getenv("HPFSCTL_BIN");
-  return bin != nullptr ? bin : "hpfsctl";
-}
-
-std::map<std::string, std::string> KeyValues(const std::string& text) {
-  std::map<std::string, std::string> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    const auto eq = line.find('=');
-    if (eq != std::string::npos) out[line.substr(0, eq)] = line.substr(eq + 1);
-  }
-  return out;
-}
-
 ssize_t AppendPattern(int fd, uint64_t offset, size_t length) {
   std::vector<std::byte> bytes = hpfile::testing::PatternBytes(offset, length);
   return ::write(fd, bytes.data(), bytes.size());

@@ -18,13 +18,9 @@
 
 namespace hpfs::drills {
 
+using mount_test::CtlPath;
+using mount_test::KeyValues;
 using mount_test::ShellResult;
-
-// The checker under test ($HPFSCTL_BIN, set by meson).
-std::string CtlPath();
-
-// `key=value` lines into a map (a later key overwrites an earlier one).
-std::map<std::string, std::string> KeyValues(const std::string& text);
 
 // Polls `done` until it holds or `timeout` passes; for effects that finish on
 // a thread of the daemon's (freeing pruned segments, retention) and have no

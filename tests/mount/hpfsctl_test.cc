@@ -22,23 +22,6 @@ namespace {
 
 using std::chrono::seconds;
 
-std::string CtlPath() {
-  const char* bin = std::getenv("HPFSCTL_BIN");
-  return bin != nullptr ? bin : "hpfsctl";
-}
-
-// `key=value` lines into a map (a later `file=` block overwrites an earlier one).
-std::map<std::string, std::string> KeyValues(const std::string& text) {
-  std::map<std::string, std::string> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    const auto eq = line.find('=');
-    if (eq != std::string::npos) out[line.substr(0, eq)] = line.substr(eq + 1);
-  }
-  return out;
-}
-
 class HpfsctlTest : public MountedTest {
  protected:
   // Runs `script` in the mount point, with $CTL naming hpfsctl and $B the

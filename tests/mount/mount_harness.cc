@@ -88,6 +88,22 @@ std::string DaemonPath() {
   return bin != nullptr ? bin : "hpfs";
 }
 
+std::string CtlPath() {
+  const char* bin = std::getenv("HPFSCTL_BIN");
+  return bin != nullptr ? bin : "hpfsctl";
+}
+
+std::map<std::string, std::string> KeyValues(const std::string& text) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto eq = line.find('=');
+    if (eq != std::string::npos) out[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  return out;
+}
+
 ShellResult Shell(const std::string& script, std::chrono::seconds timeout) {
   ShellResult result;
   int pipe_fds[2];

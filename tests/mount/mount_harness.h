@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,12 @@ namespace hpfs::mount_test {
 
 // The daemon under test ($HPFS_BIN, set by meson).
 std::string DaemonPath();
+// hpfsctl under test ($HPFSCTL_BIN, set by meson).
+std::string CtlPath();
+
+// `key=value` lines (hpfsctl stat's output) into a map; a later key
+// overwrites an earlier one.
+std::map<std::string, std::string> KeyValues(const std::string& text);
 
 struct ShellResult {
   int exit_code = -1;  // -1 when killed by a signal or timed out
