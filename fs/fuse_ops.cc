@@ -2,7 +2,9 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -212,6 +214,20 @@ void OnLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   Guarded(req, [&] { ReplyEntry(req, Ctx(req).fs->Link(ino, newparent, newname), false); });
 }
 
+// Linux 6.6 made a FUSE direct write drop the cached pages it lands on;
+// before that, a reader's cached page holding the end of the file would keep
+// showing zeros where a direct write appended.
+bool DirectWritesKeepCachesCoherent() {
+  static const bool coherent = [] {
+    utsname name;
+    int major = 0;
+    int minor = 0;
+    if (::uname(&name) != 0 || std::sscanf(name.release, "%d.%d", &major, &minor) != 2) return false;
+    return major > 6 || (major == 6 && minor >= 6);
+  }();
+  return coherent;
+}
+
 void SetOpenFlags(SessionContext& ctx, fuse_file_info* fi, std::unique_ptr<FileHandle> handle) {
   fi->fh = Adopt(ctx, std::move(handle));
   // File bytes never change once written (only the head and the tail move,
@@ -224,9 +240,9 @@ void SetOpenFlags(SessionContext& ctx, fuse_file_info* fi, std::unique_ptr<FileH
   // throughput of 1 MiB appends), and the written bytes never fill the FUSE
   // page cache, which the kernel would otherwise have to walk and free page
   // by page when the head is punched (1 s for 2 GiB cached, 35 ms without).
-  // The kernel invalidates any cached page a direct write lands on, so
-  // readers' cached pages stay correct.
-  if ((fi->flags & O_ACCMODE) == O_WRONLY) fi->direct_io = 1;
+  // Readers' cached pages stay correct only where the kernel invalidates the
+  // pages a direct write lands on.
+  if ((fi->flags & O_ACCMODE) == O_WRONLY && DirectWritesKeepCachesCoherent()) fi->direct_io = 1;
 }
 
 void OnCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
