@@ -47,6 +47,14 @@ std::vector<std::shared_ptr<Fd>> FdCache::Insert(Segment& segment, std::shared_p
   return evicted;
 }
 
+std::vector<std::shared_ptr<Fd>> FdCache::Clear() {
+  std::vector<std::shared_ptr<Fd>> evicted;
+  evicted.reserve(ring_.size());
+  while (!ring_.empty()) evicted.push_back(Remove(*ring_.back()));
+  hand_ = 0;
+  return evicted;
+}
+
 std::shared_ptr<Fd> FdCache::Remove(Segment& segment) {
   if (!segment.in_cache) return nullptr;
   // Fill the hole with the last entry: O(1), and the order of a CLOCK ring

@@ -32,6 +32,8 @@ class FdCache {
   [[nodiscard]] std::vector<std::shared_ptr<Fd>> Insert(Segment& segment, std::shared_ptr<Fd> fd);
   // Forgets `segment`'s descriptor. Lock held exclusively.
   [[nodiscard]] std::shared_ptr<Fd> Remove(Segment& segment);
+  // Forgets every descriptor. Lock held exclusively.
+  [[nodiscard]] std::vector<std::shared_ptr<Fd>> Clear();
   // Descriptors held. Lock held shared.
   size_t size() const { return ring_.size(); }
 

@@ -790,6 +790,19 @@ Result<void> HPFile::Sync() {
   return {};
 }
 
+Result<void> HPFile::CloseDescriptors() {
+  std::vector<std::shared_ptr<Fd>> closing;
+  {
+    std::lock_guard lock(writer_mu_);
+    if (auto flushed = FlushLocked(); !flushed) return flushed;
+    std::unique_lock map_lock(map_mu_);
+    closing = fd_cache_.Clear();
+    closing.push_back(std::move(tail_fd_));
+  }
+  // The descriptors close here, outside the locks.
+  return {};
+}
+
 // ---- introspection -------------------------------------------------------
 
 std::vector<SegmentInfo> HPFile::Segments() const {

@@ -170,6 +170,11 @@ class HPFile {
   const std::string& dir() const { return dir_; }
   // Descriptors currently open for this file (cache plus the writer's).
   size_t OpenDescriptors() const;
+  // Closes every descriptor the file holds (after writing the write buffer);
+  // later calls open what they need again. For a caller that keeps many
+  // files open but idle and must bound its descriptors. Extents already
+  // handed out keep theirs.
+  [[nodiscard]] Result<void> CloseDescriptors();
   // Changes each time a truncate starts or finishes (odd while one runs).
   // PreReader uses it to drop cached bytes a truncate may have replaced.
   uint64_t TruncateGeneration() const { return truncate_generation_.load(std::memory_order_acquire); }

@@ -905,12 +905,26 @@ void Filesystem::Release(std::unique_ptr<FileHandle> handle) {
   auto inode = std::move(handle->inode);
   handle.reset();
   std::shared_ptr<hpfile::HPFile> closing;
+  std::shared_ptr<hpfile::HPFile> idle;
   std::string trash_name;
   {
     std::lock_guard lock(inode->mu);
-    if (--inode->open_handles > 0 || !inode->unlinked || !inode->forgotten) return;
-    closing = std::move(inode->file);
-    trash_name = std::move(inode->trash_name);
+    if (--inode->open_handles > 0) return;
+    if (!inode->unlinked || !inode->forgotten) {
+      idle = inode->file;
+    } else {
+      closing = std::move(inode->file);
+      trash_name = std::move(inode->trash_name);
+    }
+  }
+  if (idle) {
+    // The kernel keeps the inodes of files it has seen for as long as memory
+    // allows; an idle one holds no segment descriptors, so the daemon's
+    // descriptors grow with open files, not with files ever read.
+    if (auto r = idle->CloseDescriptors(); !r) {
+      spdlog::warn("{}: closing descriptors of an idle file: {}", idle->dir(), r.error().message());
+    }
+    return;
   }
   if (!trash_name.empty()) deleter_.Enqueue(std::move(trash_name), std::move(closing), std::move(inode));
 }

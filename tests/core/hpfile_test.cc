@@ -1279,5 +1279,35 @@ TEST_F(HPFileTest, FailingDiscardHookFailsThePruneAndKeepsTheSegment) {
   EXPECT_EQ(file->Size(), 30u);
 }
 
+TEST_F(HPFileTest, CloseDescriptorsLeavesNoneOpenAndTheFileKeepsWorking) {
+  Options options = OptionsWithSegmentSize(100);
+  options.write_buffer_size = 64;
+  auto file = HPFile::Open(Dir(), options);
+  ASSERT_TRUE(file);
+  Model model;
+  const auto first = PatternBytes(0, 450);
+  ASSERT_TRUE((*file)->Append(first));
+  model.Append(first);
+  ExpectContent(**file, model);
+  ASSERT_GT((*file)->OpenDescriptors(), 1u);
+
+  ASSERT_TRUE((*file)->CloseDescriptors());
+  EXPECT_EQ((*file)->OpenDescriptors(), 0u);
+  EXPECT_EQ(ReadFileBytes(SegPath(400, 100)).size(), 50u) << "the write buffer went to disk first";
+
+  const auto second = PatternBytes(450, 170);
+  ASSERT_TRUE((*file)->Append(second));
+  model.Append(second);
+  ASSERT_TRUE((*file)->PruneHead(130));
+  model.head = 130;
+  ASSERT_TRUE((*file)->Sync());
+  ExpectContent(**file, model);
+  file->reset();
+
+  auto reopened = HPFile::Open(Dir(), options);
+  ASSERT_TRUE(reopened);
+  ExpectContent(**reopened, model);
+}
+
 }  // namespace
 }  // namespace hpfile

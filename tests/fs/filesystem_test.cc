@@ -472,6 +472,23 @@ TEST_F(FilesystemTest, SeekDataAndHoleSeeDataFromHeadToSize) {
   fs_->Release(std::move(handle));
 }
 
+// The kernel keeps the inodes of files it has seen; an idle one must not keep
+// segment descriptors, or a daemon that served many files runs out of them.
+TEST_F(FilesystemTest, LastReleaseClosesTheSegmentDescriptorsOfAFileTheKernelStillKnows) {
+  const InodeId id = MakeFile("a", std::string(3 * kSegment, 'x'));
+  const size_t idle = hpfile::testing::CountOpenFds();
+  auto handle = OpenOk(id, O_RDONLY);
+  EXPECT_EQ(ReadAll(*handle, 0, 3 * kSegment).size(), 3 * kSegment);
+  EXPECT_GT(hpfile::testing::CountOpenFds(), idle);
+  fs_->Release(std::move(handle));
+  EXPECT_EQ(hpfile::testing::CountOpenFds(), idle);
+  auto again = OpenOk(id, O_RDWR | O_APPEND);
+  ASSERT_TRUE(fs_->Write(*again, 3 * kSegment, Bytes("more"), true));
+  EXPECT_EQ(ReadAll(*again, 3 * kSegment - 2), "xxmore");
+  fs_->Release(std::move(again));
+  EXPECT_EQ(hpfile::testing::CountOpenFds(), idle);
+}
+
 // --- unlink, rmdir, rename ---
 
 TEST_F(FilesystemTest, UnlinkOfClosedFileFreesItsStorageOnceTheKernelForgetsIt) {
