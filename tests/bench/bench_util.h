@@ -1,8 +1,8 @@
-// Timing harness shared by the micro-benchmarks: a scratch directory removed
-// on every way out, wall and CPU time per run, interleaved rounds (variants of
-// a workload back to back, in reversed order every other round), medians with
-// min and max, per-round ratios to the baseline, and the text, markdown and
-// JSON forms of a result table.
+// Timing harness shared by the micro-benchmarks: the common flags, a scratch
+// directory removed on every way out, wall and CPU time per run, interleaved
+// rounds (variants of a workload back to back, in reversed order every other
+// round), medians with min and max, per-round ratios to the baseline, and the
+// text, markdown and JSON forms of a result table.
 #pragma once
 
 #include <pthread.h>
@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -22,6 +23,7 @@
 #include <fstream>
 #include <functional>
 #include <random>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -86,6 +88,87 @@ inline void MakeScratch(const std::string& parent, const std::string& name) {
   }).detach();
 }
 
+// ---- flags ---------------------------------------------------------------------------
+
+// The flags every benchmark takes; a benchmark's Config adds its sizes.
+struct Flags {
+  std::string mode = "full";
+  int rounds = 5;
+  int warmup_rounds = 1;
+  std::string parent_dir = "/var/tmp";
+  std::string only;
+  std::string json_path;
+  std::string markdown_path;
+};
+
+// The usage text; `markdown` says what --markdown writes.
+inline std::string Usage(std::string_view markdown) {
+  return "Usage: " + g_program + " [--quick | --tiny] [--dir DIR] [--rounds N] [--only TEXT]\n" +
+         std::string(g_program.size() + 8, ' ') +
+         "[--json FILE] [--markdown FILE]\n"
+         "  --quick          small sizes, well under a minute\n"
+         "  --tiny           smallest sizes, for a smoke test\n"
+         "  --dir DIR        parent of the scratch directory (default /var/tmp); use the\n"
+         "                   filesystem you want to measure, not tmpfs\n"
+         "  --rounds N       measured rounds (after the warm-up round)\n"
+         "  --only TEXT      run only workloads whose name contains TEXT\n"
+         "  --json FILE      write the results as JSON\n"
+         "  --markdown FILE  write " +
+         std::string(markdown) + " as markdown\n";
+}
+
+// Parses the flags into a Config. Its sizes come from `quick` and `tiny` for
+// those presets, which also set the mode and fewer rounds, and from its
+// default constructor otherwise. `markdown` is as for Usage.
+template <class Config>
+Config ParseArgs(int argc, char** argv, std::string_view markdown, Config (*quick)(), Config (*tiny)()) {
+  static_assert(std::is_base_of_v<Flags, Config>);
+  const std::string usage = Usage(markdown);
+  std::vector<std::string_view> args(argv + 1, argv + argc);
+  Config config;
+  // The preset first, so the other flags refine it in any order.
+  for (std::string_view arg : args) {
+    if (arg == "--quick") {
+      config = quick();
+      config.mode = "quick";
+      config.rounds = 3;
+    } else if (arg == "--tiny") {
+      config = tiny();
+      config.mode = "tiny";
+      config.rounds = 2;
+      config.warmup_rounds = 0;
+    }
+  }
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= args.size()) Die(std::string(arg) + " needs a value");
+      return std::string(args[++i]);
+    };
+    if (arg == "--quick" || arg == "--tiny") {
+      continue;
+    } else if (arg == "--dir") {
+      config.parent_dir = value();
+    } else if (arg == "--rounds") {
+      config.rounds = std::atoi(value().c_str());
+      if (config.rounds < 1) Die("--rounds must be at least 1");
+    } else if (arg == "--only") {
+      config.only = value();
+    } else if (arg == "--json") {
+      config.json_path = value();
+    } else if (arg == "--markdown") {
+      config.markdown_path = value();
+    } else if (arg == "-h" || arg == "--help") {
+      std::fputs(usage.c_str(), stdout);
+      std::exit(0);
+    } else {
+      std::fputs(usage.c_str(), stderr);
+      Die("unknown argument " + std::string(arg));
+    }
+  }
+  return config;
+}
+
 // ---- measurements ------------------------------------------------------------------
 
 struct Measurement {
@@ -96,11 +179,23 @@ struct Measurement {
   double sys_seconds = 0;
   uint64_t ops = 0;
   uint64_t bytes = 0;
+  // Latency workloads only.
+  double p50_us = 0;
+  double p99_us = 0;
+  double max_us = 0;
+  uint64_t slow_ops = 0;  // slower than the benchmark's stall limit
+  // Reads during which the thread slept of its own accord (waited for a lock
+  // or for I/O), in all and among the slow ones.
+  uint64_t blocked_ops = 0;
+  uint64_t slow_blocked_ops = 0;
+  uint64_t writer_syncs = 0;
+  double writer_sync_max_ms = 0;
 
   double NsPerOp() const { return PerOp(seconds); }
   double UserNsPerOp() const { return PerOp(user_seconds); }
   double SysNsPerOp() const { return PerOp(sys_seconds); }
   double PerOp(double total_seconds) const { return ops == 0 ? 0 : total_seconds * 1e9 / static_cast<double>(ops); }
+  double MegabytesPerSecond() const { return seconds == 0 ? 0 : static_cast<double>(bytes) / seconds / 1e6; }
 };
 
 inline double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
@@ -160,7 +255,20 @@ struct Workload {
   std::vector<Variant> variants;  // variants[0] is the baseline
   // Runs once before the first round.
   std::function<void()> setup;
+  // Timed call by call rather than for throughput: ThroughputTable leaves it
+  // out, and WorkloadsJson writes its variants with JsonLayout::latency_fields.
+  bool latency = false;
 };
+
+// The workloads whose name contains `only` (all of them if it is empty).
+inline std::vector<Workload> SelectWorkloads(std::vector<Workload> all, const std::string& only) {
+  std::vector<Workload> selected;
+  for (Workload& w : all) {
+    if (only.empty() || w.name.find(only) != std::string::npos) selected.push_back(std::move(w));
+  }
+  if (selected.empty()) Die("no workload matches --only " + only);
+  return selected;
+}
 
 template <class F>
 Spread SummarizeRounds(const Variant& variant, F metric) {
@@ -180,13 +288,21 @@ inline Spread Ratio(const Workload& workload, const Variant& variant) {
   return Summarize(std::move(ratios));
 }
 
+// Runs each workload's setup, once: a later call (RunRounds makes one) finds
+// nothing left to do, so a caller may run them first to time them alone.
+inline void RunSetups(std::vector<Workload>& workloads) {
+  for (Workload& w : workloads) {
+    std::function<void()> setup = std::move(w.setup);
+    w.setup = nullptr;
+    if (setup) setup();
+  }
+}
+
 // Runs every workload's setup, then `warmup + rounds` rounds; in each round the
 // variants of a workload run back to back, in reversed order every other
 // round, so a drift in machine speed favours no side.
 inline void RunRounds(std::vector<Workload>& workloads, int warmup, int rounds) {
-  for (Workload& w : workloads) {
-    if (w.setup) w.setup();
-  }
+  RunSetups(workloads);
   for (int round = -warmup; round < rounds; ++round) {
     const auto start = Clock::now();
     for (Workload& w : workloads) {
@@ -264,12 +380,14 @@ inline std::string RatioText(const Spread& s, double floor) {
   return text;
 }
 
-// One row per non-baseline variant: baseline and variant ns/op, the ratio, CPU.
+// One row per non-baseline variant of the throughput workloads: baseline and
+// variant ns/op, the ratio, CPU.
 inline Table ThroughputTable(const std::vector<Workload>& workloads, double ratio_floor) {
   Table table;
   table.header = {"workload", "variant vs baseline", "baseline ns/op", "variant ns/op", "ratio",
                   "user CPU ns/op (base/var)", "sys CPU ns/op (base/var)"};
   for (const Workload& w : workloads) {
+    if (w.latency) continue;
     const Variant& baseline = w.variants[0];
     const Spread baseline_ns = SummarizeRounds(baseline, [](const Measurement& m) { return m.NsPerOp(); });
     const double baseline_user = SummarizeRounds(baseline, [](const Measurement& m) { return m.UserNsPerOp(); }).median;
@@ -294,11 +412,19 @@ inline Table ThroughputTable(const std::vector<Workload>& workloads, double rati
 
 inline std::string JsonString(std::string_view s) {
   std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
+  for (const char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof(escaped), "\\u%04x", static_cast<unsigned>(c));
+      out += escaped;
+    } else {
+      out += c;
+    }
   }
-  return out + "\"";
+  return out + '"';
 }
 
 inline std::string JsonNumber(double v) {
@@ -319,19 +445,41 @@ std::string JsonRounds(const Variant& v, F metric) {
   return out + "]";
 }
 
+// What a benchmark's JSON gives beyond the fields every one has.
+struct JsonLayout {
+  // Each workload's "kind": "throughput" or "latency".
+  bool kind = false;
+  // Each throughput variant's "mb_per_s" spread.
+  bool mb_per_s = false;
+  // The fields of a latency workload's variant after its label, baseline and
+  // info, each led by ", ".
+  std::function<std::string(const Variant&)> latency_fields;
+};
+
 // The workloads as a JSON array: per variant its label, ns/op spread and
-// rounds, CPU per op, and (except the baseline) its ratio.
-inline std::string WorkloadsJson(const std::vector<Workload>& workloads) {
+// rounds, CPU per op, and (except the baseline) its ratio; more as `layout` says.
+inline std::string WorkloadsJson(const std::vector<Workload>& workloads, const JsonLayout& layout = {}) {
   std::string out = "[";
   for (size_t wi = 0; wi < workloads.size(); ++wi) {
     const Workload& w = workloads[wi];
-    out += std::string(wi ? "," : "") + "\n    {\"name\": " + JsonString(w.name) + ", \"variants\": [";
+    out += std::string(wi ? "," : "") + "\n    {\"name\": " + JsonString(w.name);
+    if (layout.kind) out += std::string(", \"kind\": ") + (w.latency ? "\"latency\"" : "\"throughput\"");
+    out += ", \"variants\": [";
     for (size_t i = 0; i < w.variants.size(); ++i) {
       const Variant& v = w.variants[i];
       out += std::string(i ? "," : "") + "\n      {\"label\": " + JsonString(v.label) +
              ", \"baseline\": " + (i == 0 ? "true" : "false") + ", \"info\": " + (v.info ? "true" : "false");
+      if (w.latency) {
+        if (layout.latency_fields) out += layout.latency_fields(v);
+        out += "}";
+        continue;
+      }
       out += ", \"ops_per_round\": " + std::to_string(v.rounds.empty() ? 0 : v.rounds[0].ops);
       out += ", \"ns_per_op\": " + JsonSpread(SummarizeRounds(v, [](const Measurement& m) { return m.NsPerOp(); }));
+      if (layout.mb_per_s) {
+        out += ", \"mb_per_s\": " +
+               JsonSpread(SummarizeRounds(v, [](const Measurement& m) { return m.MegabytesPerSecond(); }));
+      }
       out += ", \"ns_per_op_rounds\": " + JsonRounds(v, [](const Measurement& m) { return m.NsPerOp(); });
       out += ", \"user_cpu_ns_per_op\": " +
              JsonSpread(SummarizeRounds(v, [](const Measurement& m) { return m.UserNsPerOp(); }));
@@ -366,6 +514,26 @@ inline std::string FilesystemType(const std::string& dir) {
       std::snprintf(text, sizeof(text), "0x%lx", static_cast<unsigned long>(st.f_type));
       return text;
     }
+  }
+}
+
+// The filesystem of the scratch directory, with a warning if it is tmpfs.
+inline std::string ScratchFilesystemType() {
+  std::string type = FilesystemType(g_scratch);
+  if (type == "tmpfs") {
+    std::fprintf(stderr, "%s: warning: %s is on tmpfs, not a disk filesystem\n", g_program.c_str(), g_scratch.c_str());
+  }
+  return type;
+}
+
+// ---- files -------------------------------------------------------------------------------
+
+inline void WriteAll(int fd, std::span<const std::byte> data) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) DieErrno("write");
+    data = data.subspan(static_cast<size_t>(n));
   }
 }
 

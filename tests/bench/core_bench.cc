@@ -18,13 +18,11 @@
 // A futex under HPFile::ReadAt is a libhpfile lock; folio_wait_bit_common
 // under pread is the page cache (a page being read in), which the plain-file
 // baseline meets as well.
+//
+// The timing harness and the report's tables and JSON are in
+// tests/bench/bench_util.h, shared with record_bench.
 #include <fcntl.h>
-#include <linux/magic.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdlib.h>
 #include <sys/resource.h>
-#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -34,7 +32,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <latch>
 #include <memory>
@@ -43,73 +40,23 @@
 #include <string>
 #include <string_view>
 #include <thread>
-#include <type_traits>
 #include <vector>
 
 #include "core/hpfile.h"
+#include "tests/bench/bench_util.h"
 
 namespace hpfile::bench {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-constexpr uint64_t kKiB = 1024;
-constexpr uint64_t kMiB = 1024 * kKiB;
 // A read slower than this counts as a stall: a disk sync takes about this long
 // or more, so a reader that waited for one would show up here.
 constexpr uint64_t kStallLimitNs = 1'000'000;
 // Ratios below this are called out in the report.
 constexpr double kRatioFloor = 0.9;
 
-// ---- failure and cleanup -----------------------------------------------------
-
-// The scratch directory, set once before any other thread starts; removed on
-// every way out, including SIGINT, so an interrupted run leaves no large files.
-std::string g_scratch;
-
-void RemoveScratch() {
-  if (g_scratch.empty()) return;
-  std::error_code ignored;
-  std::filesystem::remove_all(g_scratch, ignored);
-}
-
-[[noreturn]] void Die(const std::string& message) {
-  std::fprintf(stderr, "core_bench: %s\n", message.c_str());
-  RemoveScratch();
-  // Other threads may still be using the files: skip destructors and atexit.
-  std::_Exit(1);
-}
-
-[[noreturn]] void DieErrno(const char* what) { Die(std::string(what) + ": " + std::strerror(errno)); }
-
-template <class T>
-T Must(Result<T> result, const char* what) {
-  if (!result) Die(std::string(what) + ": " + result.error().message());
-  if constexpr (!std::is_void_v<T>) return std::move(*result);
-}
-
-// Signals are taken by one thread with sigwait, so the cleanup runs in a
-// normal context rather than in an async-signal handler.
-void CleanUpOnSignals() {
-  sigset_t signals;
-  sigemptyset(&signals);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&signals, sig);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  std::thread([signals] {
-    int sig = 0;
-    if (sigwait(&signals, &sig) != 0) return;
-    std::fprintf(stderr, "core_bench: interrupted, removing %s\n", g_scratch.c_str());
-    RemoveScratch();
-    std::_Exit(128 + sig);
-  }).detach();
-}
-
 // ---- configuration -------------------------------------------------------------
 
-struct Config {
-  std::string mode = "full";
-  int rounds = 5;
-  int warmup_rounds = 1;
+struct Config : Flags {
   // Segment size of the append and read files (the daemon's default).
   uint64_t segment_size = format::kDefaultSegmentSize;
   size_t small_appends = 400'000;  // 128 B records per variant and round
@@ -123,17 +70,11 @@ struct Config {
   // directory) about once a round in the latency workload, which a reader
   // must not feel either.
   uint64_t stall_segment_size = 4 * kMiB;
-
-  std::string parent_dir = "/var/tmp";
-  std::string only;
-  std::string json_path;
-  std::string markdown_path;
 };
 
+// The sizes of --quick and --tiny; ParseArgs sets their mode and rounds.
 Config QuickConfig() {
   Config c;
-  c.mode = "quick";
-  c.rounds = 3;
   c.small_appends = 50'000;
   c.large_appends = 8'192;
   c.read_file_size = 64 * kMiB;
@@ -148,9 +89,6 @@ Config QuickConfig() {
 // Exercises every code path (several segments everywhere) in about a second.
 Config TinyConfig() {
   Config c;
-  c.mode = "tiny";
-  c.rounds = 2;
-  c.warmup_rounds = 0;
   c.segment_size = 1 * kMiB;
   c.small_appends = 2'000;
   c.large_appends = 512;
@@ -163,132 +101,7 @@ Config TinyConfig() {
   return c;
 }
 
-constexpr std::string_view kUsage =
-    "Usage: core_bench [--quick | --tiny] [--dir DIR] [--rounds N] [--only TEXT]\n"
-    "                  [--json FILE] [--markdown FILE]\n"
-    "  --quick          small sizes, well under a minute\n"
-    "  --tiny           smallest sizes, for a smoke test\n"
-    "  --dir DIR        parent of the scratch directory (default /var/tmp); use the\n"
-    "                   filesystem you want to measure, not tmpfs\n"
-    "  --rounds N       measured rounds (after the warm-up round)\n"
-    "  --only TEXT      run only workloads whose name contains TEXT\n"
-    "  --json FILE      write the results as JSON\n"
-    "  --markdown FILE  write the result tables as markdown\n";
-
-Config ParseArgs(int argc, char** argv) {
-  std::vector<std::string_view> args(argv + 1, argv + argc);
-  Config config;
-  // The size preset first, so the other flags refine it in any order.
-  for (std::string_view arg : args) {
-    if (arg == "--quick") config = QuickConfig();
-    if (arg == "--tiny") config = TinyConfig();
-  }
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string_view arg = args[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= args.size()) Die(std::string(arg) + " needs a value");
-      return std::string(args[++i]);
-    };
-    if (arg == "--quick" || arg == "--tiny") {
-      continue;
-    } else if (arg == "--dir") {
-      config.parent_dir = value();
-    } else if (arg == "--rounds") {
-      config.rounds = std::atoi(value().c_str());
-      if (config.rounds < 1) Die("--rounds must be at least 1");
-    } else if (arg == "--only") {
-      config.only = value();
-    } else if (arg == "--json") {
-      config.json_path = value();
-    } else if (arg == "--markdown") {
-      config.markdown_path = value();
-    } else if (arg == "-h" || arg == "--help") {
-      std::fputs(kUsage.data(), stdout);
-      std::exit(0);
-    } else {
-      std::fputs(kUsage.data(), stderr);
-      Die("unknown argument " + std::string(arg));
-    }
-  }
-  return config;
-}
-
-// ---- measurements and statistics -----------------------------------------------
-
-struct Measurement {
-  double seconds = 0;
-  // CPU time of the whole process over the same span. Unlike wall time it does
-  // not grow when the machine is busy, so it shows what a call itself costs.
-  double user_seconds = 0;
-  double sys_seconds = 0;
-  uint64_t ops = 0;
-  uint64_t bytes = 0;
-  // Latency workloads only.
-  double p50_us = 0;
-  double p99_us = 0;
-  double max_us = 0;
-  uint64_t slow_ops = 0;  // slower than kStallLimitNs
-  // Reads during which the thread slept of its own accord (waited for a lock
-  // or for I/O), in all and among the slow ones.
-  uint64_t blocked_ops = 0;
-  uint64_t slow_blocked_ops = 0;
-  uint64_t writer_syncs = 0;
-  double writer_sync_max_ms = 0;
-
-  double NsPerOp() const { return PerOp(seconds); }
-  double UserNsPerOp() const { return PerOp(user_seconds); }
-  double SysNsPerOp() const { return PerOp(sys_seconds); }
-  double PerOp(double total_seconds) const { return ops == 0 ? 0 : total_seconds * 1e9 / static_cast<double>(ops); }
-  double MegabytesPerSecond() const { return seconds == 0 ? 0 : static_cast<double>(bytes) / seconds / 1e6; }
-};
-
-struct Variant {
-  std::string label;
-  // Shown for information; not one of the comparisons the library is held to.
-  bool info = false;
-  std::function<Measurement()> run;
-  std::vector<Measurement> rounds;  // measured rounds only
-};
-
-struct Workload {
-  std::string name;
-  bool latency = false;
-  std::vector<Variant> variants;  // variants[0] is the baseline
-  // Runs once before the first round (makes the files the variants read).
-  std::function<void()> setup;
-};
-
-struct Spread {
-  double median = 0;
-  double min = 0;
-  double max = 0;
-};
-
-Spread Summarize(std::vector<double> values) {
-  if (values.empty()) return {};
-  std::sort(values.begin(), values.end());
-  const size_t n = values.size();
-  const double median = n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
-  return {median, values.front(), values.back()};
-}
-
-template <class F>
-Spread SummarizeRounds(const Variant& variant, F metric) {
-  std::vector<double> values;
-  for (const Measurement& m : variant.rounds) values.push_back(metric(m));
-  return Summarize(std::move(values));
-}
-
-// Per-round throughput ratio of `variant` to the baseline measured in the same round.
-Spread Ratio(const Workload& workload, const Variant& variant) {
-  const Variant& baseline = workload.variants[0];
-  std::vector<double> ratios;
-  for (size_t r = 0; r < variant.rounds.size() && r < baseline.rounds.size(); ++r) {
-    const double ns = variant.rounds[r].NsPerOp();
-    if (ns > 0) ratios.push_back(baseline.rounds[r].NsPerOp() / ns);
-  }
-  return Summarize(std::move(ratios));
-}
+// ---- measurements ----------------------------------------------------------------
 
 // Latency percentiles of one run; sorts `ns`.
 void AddPercentiles(std::vector<uint64_t>& ns, Measurement& m) {
@@ -303,34 +116,6 @@ void AddPercentiles(std::vector<uint64_t>& ns, Measurement& m) {
   m.max_us = static_cast<double>(ns.back()) / 1e3;
   m.slow_ops = static_cast<uint64_t>(ns.end() - std::upper_bound(ns.begin(), ns.end(), kStallLimitNs));
 }
-
-double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-double Seconds(const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; }
-
-// Wall and CPU time from construction to Stop.
-class Stopwatch {
- public:
-  Stopwatch() {
-    ::getrusage(RUSAGE_SELF, &usage_);
-    start_ = Clock::now();
-  }
-
-  Measurement Stop(uint64_t ops, uint64_t bytes) const {
-    const auto end = Clock::now();
-    struct rusage usage {};
-    ::getrusage(RUSAGE_SELF, &usage);
-    return Measurement{.seconds = Seconds(end - start_),
-                       .user_seconds = Seconds(usage.ru_utime) - Seconds(usage_.ru_utime),
-                       .sys_seconds = Seconds(usage.ru_stime) - Seconds(usage_.ru_stime),
-                       .ops = ops,
-                       .bytes = bytes};
-  }
-
- private:
-  struct rusage usage_ {};
-  Clock::time_point start_;
-};
 
 // Runs body(thread) on `threads` threads released together and times them from
 // the release to the last one finishing.
@@ -359,24 +144,6 @@ std::string SizeName(uint64_t bytes) {
 }
 
 // ---- files -----------------------------------------------------------------------
-
-std::vector<std::byte> RandomBytes(size_t n, std::mt19937_64& rng) {
-  std::vector<std::byte> bytes(n);
-  for (size_t i = 0; i < n; i += sizeof(uint64_t)) {
-    const uint64_t word = rng();
-    std::memcpy(bytes.data() + i, &word, std::min(sizeof(word), n - i));
-  }
-  return bytes;
-}
-
-void WriteAll(int fd, std::span<const std::byte> data) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) DieErrno("write");
-    data = data.subspan(static_cast<size_t>(n));
-  }
-}
 
 std::unique_ptr<HPFile> OpenHpfile(const std::string& path, uint64_t segment_size, size_t write_buffer_size = 0) {
   Options options;
@@ -478,7 +245,7 @@ Workload AppendWorkload(const Config& config, const std::string& dir, size_t rec
   auto record = std::make_shared<std::vector<std::byte>>(RandomBytes(record_size, rng));
   const uint64_t bytes = static_cast<uint64_t>(count) * record_size;
 
-  Workload w{"append " + SizeName(record_size), false, {}};
+  Workload w{.name = "append " + SizeName(record_size)};
   w.variants.push_back({"write(2), O_APPEND", false, [=] {
                           const std::string path = dir + "/append.plain";
                           const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
@@ -521,7 +288,7 @@ Workload RandomReadWorkload(const Config& config, std::shared_ptr<LazyFilePair> 
   const std::string name =
       "random read " + SizeName(length) + ", " + std::to_string(threads) + (threads == 1 ? " thread" : " threads");
 
-  Workload w{name, false, {}, [files] { files->Make(); }};
+  Workload w{.name = name, .setup = [files] { files->Make(); }};
   w.variants.push_back({"pread(2)", false, [=] {
                           const int fd = files->get().plain_fd;
                           return RunThreads(threads, ops, ops * length, [&](size_t t) {
@@ -550,7 +317,7 @@ Workload RandomReadWorkload(const Config& config, std::shared_ptr<LazyFilePair> 
 Workload ScanWorkload(std::shared_ptr<LazyFilePair> files, size_t read_size, uint64_t bytes, bool with_plain_read_at) {
   bytes -= bytes % read_size;
   const uint64_t ops = bytes / read_size;
-  Workload w{"sequential scan, " + SizeName(read_size) + " reads", false, {}, [files] { files->Make(); }};
+  Workload w{.name = "sequential scan, " + SizeName(read_size) + " reads", .setup = [files] { files->Make(); }};
   w.variants.push_back({"read(2)", false, [=] {
                           const int fd = files->get().plain_fd;
                           std::vector<std::byte> buf(read_size);
@@ -684,7 +451,7 @@ Workload StallWorkload(const Config& config, std::shared_ptr<LazyFilePair> files
         stop, m, [&] { Must(file.Append(*record), "HPFile::Append"); }, [&] { Must(file.Sync(), "HPFile::Sync"); });
   };
 
-  Workload w{"4 KiB read latency", true, {}, [files] { files->Make(); }};
+  Workload w{.name = "4 KiB read latency", .setup = [files] { files->Make(); }, .latency = true};
   w.variants.push_back({"pread(2), file idle", false, [=] { return TimeReads(seconds, limit, pread_4k, nullptr); }});
   w.variants.push_back({"pread(2), writer: write(2) + fdatasync loop", false,
                         [=] { return TimeReads(seconds, limit, pread_4k, plain_writer); }});
@@ -696,61 +463,6 @@ Workload StallWorkload(const Config& config, std::shared_ptr<LazyFilePair> files
 }
 
 // ---- report --------------------------------------------------------------------------
-
-struct Table {
-  std::vector<std::string> header;
-  std::vector<std::vector<std::string>> rows;
-
-  std::string Text() const {
-    std::vector<size_t> width(header.size());
-    for (size_t c = 0; c < header.size(); ++c) width[c] = header[c].size();
-    for (const auto& row : rows) {
-      for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
-    }
-    std::string out;
-    auto line = [&](const std::vector<std::string>& cells) {
-      for (size_t c = 0; c < cells.size(); ++c) {
-        out += cells[c];
-        if (c + 1 < cells.size()) out += std::string(width[c] - cells[c].size() + 2, ' ');
-      }
-      out += '\n';
-    };
-    line(header);
-    std::vector<std::string> rule;
-    for (size_t w : width) rule.push_back(std::string(w, '-'));
-    line(rule);
-    for (const auto& row : rows) line(row);
-    return out;
-  }
-
-  std::string Markdown() const {
-    std::string out;
-    auto line = [&](const std::vector<std::string>& cells) {
-      out += '|';
-      for (const auto& cell : cells) out += ' ' + cell + " |";
-      out += '\n';
-    };
-    line(header);
-    line(std::vector<std::string>(header.size(), "---"));
-    for (const auto& row : rows) line(row);
-    return out;
-  }
-};
-
-std::string Number(double v) {
-  char text[32];
-  const char* format = v >= 100 ? "%.0f" : v >= 10 ? "%.1f" : "%.2f";
-  std::snprintf(text, sizeof(text), format, v);
-  return text;
-}
-
-std::string WithSpread(const Spread& s) { return Number(s.median) + " [" + Number(s.min) + "-" + Number(s.max) + "]"; }
-
-std::string RatioText(const Spread& s) {
-  char text[64];
-  std::snprintf(text, sizeof(text), "%.2f [%.2f-%.2f]%s", s.median, s.min, s.max, s.median < kRatioFloor ? " <0.9" : "");
-  return text;
-}
 
 constexpr const char* kLatencyLegend =
     "Random 4 KiB read latency, on an idle file and beside a thread that appends and syncs it. "
@@ -805,8 +517,7 @@ std::string StallVerdict(const Variant& hp, const Variant& plain) {
 
 Report BuildReport(const std::vector<Workload>& workloads) {
   Report report;
-  report.throughput.header = {"workload", "variant vs baseline", "baseline ns/op", "variant ns/op", "ratio",
-                              "user CPU ns/op (base/var)", "sys CPU ns/op (base/var)"};
+  report.throughput = ThroughputTable(workloads, kRatioFloor);
   report.latency.header = {"variant", "reads/round", "p50 us", "p99 us", "max us", "worst max us",
                            "reads > 1 ms (waiting)", "waiting reads", "writer syncs/round", "slowest sync ms"};
   for (const Workload& w : workloads) {
@@ -846,24 +557,10 @@ Report BuildReport(const std::vector<Workload>& workloads) {
       }
       continue;
     }
-    const Variant& baseline = w.variants[0];
-    const Spread baseline_ns = SummarizeRounds(baseline, [](const Measurement& m) { return m.NsPerOp(); });
-    const double baseline_user = SummarizeRounds(baseline, [](const Measurement& m) { return m.UserNsPerOp(); }).median;
-    const double baseline_sys = SummarizeRounds(baseline, [](const Measurement& m) { return m.SysNsPerOp(); }).median;
+    // The rows are ThroughputTable's; these are the notes on them.
     for (size_t i = 1; i < w.variants.size(); ++i) {
       const Variant& v = w.variants[i];
       const Spread ratio = Ratio(w, v);
-      report.throughput.rows.push_back({
-          w.name,
-          v.label + " vs " + baseline.label + (v.info ? " (info)" : ""),
-          WithSpread(baseline_ns),
-          WithSpread(SummarizeRounds(v, [](const Measurement& m) { return m.NsPerOp(); })),
-          RatioText(ratio),
-          Number(baseline_user) + " / " +
-              Number(SummarizeRounds(v, [](const Measurement& m) { return m.UserNsPerOp(); }).median),
-          Number(baseline_sys) + " / " +
-              Number(SummarizeRounds(v, [](const Measurement& m) { return m.SysNsPerOp(); }).median),
-      });
       if (!v.info && ratio.median < kRatioFloor) {
         report.notes.push_back("Below " + Number(kRatioFloor) + " of baseline: " + w.name + ", " + v.label + " (" +
                                Number(ratio.median) + ").");
@@ -875,38 +572,22 @@ Report BuildReport(const std::vector<Workload>& workloads) {
 
 // ---- JSON --------------------------------------------------------------------------------
 
-std::string JsonString(std::string_view s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof(escaped), "\\u%04x", c);
-      out += escaped;
-    } else {
-      out += c;
-    }
-  }
-  return out + '"';
-}
-
-std::string JsonNumber(double v) {
-  char text[32];
-  std::snprintf(text, sizeof(text), "%.6g", v);
-  return text;
-}
-
-std::string JsonSpread(const Spread& s) {
-  return "{\"median\": " + JsonNumber(s.median) + ", \"min\": " + JsonNumber(s.min) + ", \"max\": " + JsonNumber(s.max) +
-         "}";
-}
-
-std::string JsonRounds(const Variant& v, double (*metric)(const Measurement&)) {
-  std::string out = "[";
-  for (size_t i = 0; i < v.rounds.size(); ++i) out += (i ? ", " : "") + JsonNumber(metric(v.rounds[i]));
-  return out + "]";
+// The per-round figures of a latency variant.
+std::string LatencyJson(const Variant& v) {
+  std::string out = ", \"reads\": " + JsonRounds(v, [](const Measurement& m) { return static_cast<double>(m.ops); });
+  out += ", \"p50_us\": " + JsonRounds(v, [](const Measurement& m) { return m.p50_us; });
+  out += ", \"p99_us\": " + JsonRounds(v, [](const Measurement& m) { return m.p99_us; });
+  out += ", \"max_us\": " + JsonRounds(v, [](const Measurement& m) { return m.max_us; });
+  out += ", \"reads_over_limit\": " +
+         JsonRounds(v, [](const Measurement& m) { return static_cast<double>(m.slow_ops); });
+  out += ", \"waiting_reads_over_limit\": " +
+         JsonRounds(v, [](const Measurement& m) { return static_cast<double>(m.slow_blocked_ops); });
+  out += ", \"waiting_reads\": " +
+         JsonRounds(v, [](const Measurement& m) { return static_cast<double>(m.blocked_ops); });
+  out += ", \"writer_syncs\": " +
+         JsonRounds(v, [](const Measurement& m) { return static_cast<double>(m.writer_syncs); });
+  out += ", \"writer_sync_max_ms\": " + JsonRounds(v, [](const Measurement& m) { return m.writer_sync_max_ms; });
+  return out;
 }
 
 std::string ToJson(const Config& config, const std::string& fs_type, const std::vector<Workload>& workloads) {
@@ -919,49 +600,8 @@ std::string ToJson(const Config& config, const std::string& fs_type, const std::
   out += "  \"filesystem\": " + JsonString(fs_type) + ",\n";
   out += "  \"ratio\": \"variant throughput / baseline throughput of the same round; 1 is parity\",\n";
   out += "  \"stall_limit_us\": " + JsonNumber(static_cast<double>(kStallLimitNs) / 1e3) + ",\n";
-  out += "  \"workloads\": [";
-  bool first_workload = true;
-  for (const Workload& w : workloads) {
-    out += first_workload ? "\n" : ",\n";
-    first_workload = false;
-    out += "    {\"name\": " + JsonString(w.name) + ", \"kind\": " + (w.latency ? "\"latency\"" : "\"throughput\"") +
-           ", \"variants\": [";
-    for (size_t i = 0; i < w.variants.size(); ++i) {
-      const Variant& v = w.variants[i];
-      out += i ? ",\n" : "\n";
-      out += "      {\"label\": " + JsonString(v.label) + ", \"baseline\": " + (i == 0 ? "true" : "false") +
-             ", \"info\": " + (v.info ? "true" : "false");
-      if (w.latency) {
-        out += ", \"reads\": " + JsonRounds(v, [](const Measurement& m) { return static_cast<double>(m.ops); });
-        out += ", \"p50_us\": " + JsonRounds(v, [](const Measurement& m) { return m.p50_us; });
-        out += ", \"p99_us\": " + JsonRounds(v, [](const Measurement& m) { return m.p99_us; });
-        out += ", \"max_us\": " + JsonRounds(v, [](const Measurement& m) { return m.max_us; });
-        out += ", \"reads_over_limit\": " +
-               JsonRounds(v, [](const Measurement& m) { return static_cast<double>(m.slow_ops); });
-        out += ", \"waiting_reads_over_limit\": " +
-               JsonRounds(v, [](const Measurement& m) { return static_cast<double>(m.slow_blocked_ops); });
-        out += ", \"waiting_reads\": " +
-               JsonRounds(v, [](const Measurement& m) { return static_cast<double>(m.blocked_ops); });
-        out += ", \"writer_syncs\": " +
-               JsonRounds(v, [](const Measurement& m) { return static_cast<double>(m.writer_syncs); });
-        out += ", \"writer_sync_max_ms\": " + JsonRounds(v, [](const Measurement& m) { return m.writer_sync_max_ms; });
-      } else {
-        out += ", \"ops_per_round\": " + std::to_string(v.rounds.empty() ? 0 : v.rounds[0].ops);
-        out += ", \"ns_per_op\": " + JsonSpread(SummarizeRounds(v, [](const Measurement& m) { return m.NsPerOp(); }));
-        out += ", \"mb_per_s\": " +
-               JsonSpread(SummarizeRounds(v, [](const Measurement& m) { return m.MegabytesPerSecond(); }));
-        out += ", \"ns_per_op_rounds\": " + JsonRounds(v, [](const Measurement& m) { return m.NsPerOp(); });
-        out += ", \"user_cpu_ns_per_op\": " +
-               JsonSpread(SummarizeRounds(v, [](const Measurement& m) { return m.UserNsPerOp(); }));
-        out += ", \"sys_cpu_ns_per_op\": " +
-               JsonSpread(SummarizeRounds(v, [](const Measurement& m) { return m.SysNsPerOp(); }));
-        if (i > 0) out += ", \"ratio\": " + JsonSpread(Ratio(w, v));
-      }
-      out += "}";
-    }
-    out += "\n    ]}";
-  }
-  out += "\n  ]\n}\n";
+  out += "  \"workloads\": " + WorkloadsJson(workloads, JsonLayout{.kind = true, .mb_per_s = true,
+                                                                 .latency_fields = LatencyJson}) + "\n}\n";
   return out;
 }
 
@@ -979,40 +619,13 @@ std::string Markdown(const Config& config, const std::string& fs_type, const Rep
   return out;
 }
 
-void WriteFile(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::trunc);
-  out << text;
-  out.close();
-  if (!out) Die("cannot write " + path);
-}
-
-std::string FilesystemType(const std::string& dir) {
-  struct statfs st {};
-  if (::statfs(dir.c_str(), &st) != 0) return "unknown";
-  switch (static_cast<unsigned long>(st.f_type)) {
-    case EXT4_SUPER_MAGIC: return "ext2/3/4";
-    case XFS_SUPER_MAGIC: return "xfs";
-    case BTRFS_SUPER_MAGIC: return "btrfs";
-    case TMPFS_MAGIC: return "tmpfs";
-    case OVERLAYFS_SUPER_MAGIC: return "overlayfs";
-    default: {
-      char text[32];
-      std::snprintf(text, sizeof(text), "0x%lx", static_cast<unsigned long>(st.f_type));
-      return text;
-    }
-  }
-}
-
 // ---- main ----------------------------------------------------------------------------------
 
 int Main(int argc, char** argv) {
-  const Config config = ParseArgs(argc, argv);
-  std::string pattern = config.parent_dir + "/hpfile-bench.XXXXXX";
-  if (::mkdtemp(pattern.data()) == nullptr) DieErrno(("mkdtemp in " + config.parent_dir).c_str());
-  g_scratch = pattern;
-  CleanUpOnSignals();
-  const std::string fs_type = FilesystemType(g_scratch);
-  if (fs_type == "tmpfs") std::fprintf(stderr, "core_bench: warning: %s is on tmpfs, not a disk filesystem\n", g_scratch.c_str());
+  g_program = "core_bench";
+  const Config config = ParseArgs(argc, argv, "the result tables", QuickConfig, TinyConfig);
+  MakeScratch(config.parent_dir, "hpfile-bench");
+  const std::string fs_type = ScratchFilesystemType();
 
   auto read_files = std::make_shared<LazyFilePair>(g_scratch, "read", config.read_file_size, config.segment_size);
   auto stall_files =
@@ -1027,33 +640,11 @@ int Main(int argc, char** argv) {
   all.push_back(ScanWorkload(read_files, 128, config.small_scan_bytes, /*with_plain_read_at=*/false));
   all.push_back(StallWorkload(config, stall_files));
 
-  std::vector<Workload> workloads;
-  for (Workload& w : all) {
-    if (config.only.empty() || w.name.find(config.only) != std::string::npos) workloads.push_back(std::move(w));
-  }
-  if (workloads.empty()) Die("no workload matches --only " + config.only);
+  std::vector<Workload> workloads = SelectWorkloads(std::move(all), config.only);
   const auto setup_start = Clock::now();
-  for (Workload& w : workloads) {
-    if (w.setup) w.setup();
-  }
+  RunSetups(workloads);
   std::fprintf(stderr, "core_bench: setup took %.1f s\n", Seconds(Clock::now() - setup_start));
-
-  for (int round = -config.warmup_rounds; round < config.rounds; ++round) {
-    const auto round_start = Clock::now();
-    for (Workload& w : workloads) {
-      std::vector<size_t> order(w.variants.size());
-      for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-      // Alternate the order, so neither side always runs first (or last).
-      if ((round + config.warmup_rounds) % 2 == 1) std::reverse(order.begin(), order.end());
-      for (const size_t i : order) {
-        Measurement m = w.variants[i].run();
-        if (round >= 0) w.variants[i].rounds.push_back(m);
-      }
-    }
-    std::fprintf(stderr, "core_bench: %s %d/%d done in %.1f s\n", round < 0 ? "warm-up round" : "round",
-                 round < 0 ? round + config.warmup_rounds + 1 : round + 1, round < 0 ? config.warmup_rounds : config.rounds,
-                 Seconds(Clock::now() - round_start));
-  }
+  RunRounds(workloads, config.warmup_rounds, config.rounds);
 
   const Report report = BuildReport(workloads);
   std::printf("core: libhpfile vs raw system calls (%s mode, %d rounds, %s under %s)\n", config.mode.c_str(),
@@ -1066,8 +657,8 @@ int Main(int argc, char** argv) {
   for (const std::string& note : report.notes) std::printf("%s\n", note.c_str());
   std::fflush(stdout);
 
-  if (!config.json_path.empty()) WriteFile(config.json_path, ToJson(config, fs_type, workloads));
-  if (!config.markdown_path.empty()) WriteFile(config.markdown_path, Markdown(config, fs_type, report));
+  if (!config.json_path.empty()) WriteTextFile(config.json_path, ToJson(config, fs_type, workloads));
+  if (!config.markdown_path.empty()) WriteTextFile(config.markdown_path, Markdown(config, fs_type, report));
   workloads.clear();  // closes the files before their directory goes
   RemoveScratch();
   return 0;

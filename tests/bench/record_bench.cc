@@ -14,7 +14,6 @@
 #include <memory>
 #include <random>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "core/record_log.h"
@@ -25,26 +24,20 @@ namespace {
 
 constexpr double kRatioFloor = 0.9;
 
-struct Config {
-  std::string mode = "full";
-  int rounds = 7;
-  int warmup_rounds = 1;
+struct Config : Flags {
+  Config() : Flags{.rounds = 7} {}
+
   uint64_t segment_size = format::kDefaultSegmentSize;
   size_t appends = 200'000;   // elements per variant and round
   size_t batch = 1'000;       // elements per Flush / fdatasync
   size_t fixed_elements = 1'000'000;    // in the read files (32 MB)
   size_t variable_elements = 200'000;   // about 80 MB
   size_t random_reads = 200'000;        // per variant and round
-  std::string parent_dir = "/var/tmp";
-  std::string only;
-  std::string json_path;
-  std::string markdown_path;
 };
 
+// The sizes of --quick and --tiny; ParseArgs sets their mode and rounds.
 Config QuickConfig() {
   Config c;
-  c.mode = "quick";
-  c.rounds = 3;
   c.appends = 50'000;
   c.fixed_elements = 200'000;
   c.variable_elements = 50'000;
@@ -54,9 +47,6 @@ Config QuickConfig() {
 
 Config TinyConfig() {
   Config c;
-  c.mode = "tiny";
-  c.rounds = 2;
-  c.warmup_rounds = 0;
   c.segment_size = 1 * kMiB;
   c.appends = 2'000;
   c.batch = 100;
@@ -64,55 +54,6 @@ Config TinyConfig() {
   c.variable_elements = 5'000;
   c.random_reads = 2'000;
   return c;
-}
-
-constexpr std::string_view kUsage =
-    "Usage: record_bench [--quick | --tiny] [--dir DIR] [--rounds N] [--only TEXT]\n"
-    "                    [--json FILE] [--markdown FILE]\n"
-    "  --quick          small sizes, well under a minute\n"
-    "  --tiny           smallest sizes, for a smoke test\n"
-    "  --dir DIR        parent of the scratch directory (default /var/tmp); use the\n"
-    "                   filesystem you want to measure, not tmpfs\n"
-    "  --rounds N       measured rounds (after the warm-up round)\n"
-    "  --only TEXT      run only workloads whose name contains TEXT\n"
-    "  --json FILE      write the results as JSON\n"
-    "  --markdown FILE  write the result table as markdown\n";
-
-Config ParseArgs(int argc, char** argv) {
-  std::vector<std::string_view> args(argv + 1, argv + argc);
-  Config config;
-  for (std::string_view arg : args) {
-    if (arg == "--quick") config = QuickConfig();
-    if (arg == "--tiny") config = TinyConfig();
-  }
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string_view arg = args[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= args.size()) Die(std::string(arg) + " needs a value");
-      return std::string(args[++i]);
-    };
-    if (arg == "--quick" || arg == "--tiny") {
-      continue;
-    } else if (arg == "--dir") {
-      config.parent_dir = value();
-    } else if (arg == "--rounds") {
-      config.rounds = std::atoi(value().c_str());
-      if (config.rounds < 1) Die("--rounds must be at least 1");
-    } else if (arg == "--only") {
-      config.only = value();
-    } else if (arg == "--json") {
-      config.json_path = value();
-    } else if (arg == "--markdown") {
-      config.markdown_path = value();
-    } else if (arg == "-h" || arg == "--help") {
-      std::fputs(kUsage.data(), stdout);
-      std::exit(0);
-    } else {
-      std::fputs(kUsage.data(), stderr);
-      Die("unknown argument " + std::string(arg));
-    }
-  }
-  return config;
 }
 
 // ---- elements and files ------------------------------------------------------------
@@ -139,15 +80,6 @@ std::unique_ptr<RecordLog> OpenLog(const std::string& path, uint32_t element_siz
   options.element_size = element_size;
   options.segment_size = segment_size;
   return Must(RecordLog::Open(path, options), "RecordLog::Open");
-}
-
-void WriteAll(int fd, std::span<const std::byte> data) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) DieErrno("write");
-    data = data.subspan(static_cast<size_t>(n));
-  }
 }
 
 // The same elements in a plain file (offsets kept in memory) and a record log.
@@ -302,10 +234,9 @@ std::string Legend(const Config& config, const std::string& fs_type) {
 
 int Main(int argc, char** argv) {
   g_program = "record_bench";
-  const Config config = ParseArgs(argc, argv);
+  const Config config = ParseArgs(argc, argv, "the result table", QuickConfig, TinyConfig);
   MakeScratch(config.parent_dir, "record-bench");
-  const std::string fs_type = FilesystemType(g_scratch);
-  if (fs_type == "tmpfs") std::fprintf(stderr, "record_bench: warning: %s is on tmpfs, not a disk filesystem\n", g_scratch.c_str());
+  const std::string fs_type = ScratchFilesystemType();
 
   auto fixed = std::make_shared<const Elements>(MakeElements(32));
   auto variable = std::make_shared<const Elements>(MakeElements(0));
@@ -314,11 +245,7 @@ int Main(int argc, char** argv) {
   all.push_back(AppendWorkload(config, variable));
   all.push_back(RandomReadWorkload(config, fixed, config.fixed_elements));
   all.push_back(RandomReadWorkload(config, variable, config.variable_elements));
-  std::vector<Workload> workloads;
-  for (Workload& w : all) {
-    if (config.only.empty() || w.name.find(config.only) != std::string::npos) workloads.push_back(std::move(w));
-  }
-  if (workloads.empty()) Die("no workload matches --only " + config.only);
+  std::vector<Workload> workloads = SelectWorkloads(std::move(all), config.only);
   RunRounds(workloads, config.warmup_rounds, config.rounds);
 
   const Table table = ThroughputTable(workloads, kRatioFloor);
