@@ -56,19 +56,6 @@ struct ParseState {
   bool bad = false;
 };
 
-// Options that mount(8) and mount.fuse3 define for themselves (fstab's
-// nofail, _netdev, x-systemd.*, ...). Both strip most of them before running
-// hpfs, but a unit or script that hands an fstab option string to hpfs
-// directly passes them on, and libfuse would refuse the mount over them.
-bool IsMountUtilityOption(std::string_view option) {
-  if (option.starts_with("x-") || option.starts_with("X-") || option.starts_with("comment=")) return true;
-  for (std::string_view name : {"defaults", "auto", "noauto", "user", "nouser", "users", "owner", "group",
-                                "nofail", "_netdev"}) {
-    if (option == name) return true;
-  }
-  return false;
-}
-
 int OptionProc(void* data, const char* arg, int key, fuse_args*) {
   auto& state = *static_cast<ParseState*>(data);
   if (key == FUSE_OPT_KEY_NONOPT) {
@@ -79,7 +66,7 @@ int OptionProc(void* data, const char* arg, int key, fuse_args*) {
     return 1;  // the mount point, for fuse_parse_cmdline
   }
   if (key != FUSE_OPT_KEY_OPT || arg[0] == '-') return 1;  // -f, -d, --help...: libfuse's
-  if (IsMountUtilityOption(arg)) return 0;  // dropped
+  if (hpfs::IsMountUtilityOption(arg)) return 0;  // dropped
   auto applied = hpfs::ApplyHpfsOption(arg, state.options);
   if (!applied) {
     std::fprintf(stderr, "%s\n", applied.error().c_str());

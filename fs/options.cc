@@ -112,4 +112,13 @@ std::string HpfsOptionsHelp() {
          "                           (default info; -d means debug)\n";
 }
 
+bool IsMountUtilityOption(std::string_view option) {
+  if (option.starts_with("x-") || option.starts_with("X-") || option.starts_with("comment=")) return true;
+  for (std::string_view name : {"defaults", "auto", "noauto", "user", "nouser", "users", "owner", "group",
+                                "nofail", "_netdev"}) {
+    if (option == name) return true;
+  }
+  return false;
+}
+
 }  // namespace hpfs

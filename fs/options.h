@@ -47,6 +47,12 @@ bool ValidLogLevel(std::string_view level);
 // was applied, and an error message naming the option when its value is bad.
 std::expected<bool, std::string> ApplyHpfsOption(std::string_view option, DaemonOptions& options);
 
+// Options that mount(8) and mount.fuse3 define for themselves (fstab's
+// nofail, _netdev, x-systemd.*, ...). Both strip most of them before running
+// hpfs, but a unit or script that hands an fstab option string to hpfs
+// directly passes them on, and libfuse would refuse the mount over them.
+bool IsMountUtilityOption(std::string_view option);
+
 // The usage text for the hpfs options.
 std::string HpfsOptionsHelp();
 

@@ -69,4 +69,14 @@ TEST(ApplyHpfsOptionTest, BadValuesFailNamingTheOption) {
 }
 
 }  // namespace
+TEST(IsMountUtilityOptionTest, KnowsFstabOnlyOptionsAndNothingElse) {
+  for (std::string_view option : {"defaults", "nofail", "_netdev", "noauto", "user", "x-systemd.requires=/srv",
+                                  "X-mount.mkdir", "comment=systemd.automount"}) {
+    EXPECT_TRUE(IsMountUtilityOption(option)) << option;
+  }
+  for (std::string_view option : {"nofailure", "segment_size=1M", "allow_other", "ro", "xattr", "x"}) {
+    EXPECT_FALSE(IsMountUtilityOption(option)) << option;
+  }
+}
+
 }  // namespace hpfs
