@@ -15,8 +15,6 @@
 namespace hpfile {
 namespace {
 
-bool IsErrno(const std::error_code& ec, int err) { return ec == std::error_code(err, std::generic_category()); }
-
 // Creates DIR as a new, empty HPFile. A crash midway leaves either nothing, an
 // empty directory (a plain directory to the filesystem layer) or the file.
 Result<void> CreateStore(Io& io, const std::string& dir, Meta meta) {

@@ -29,8 +29,6 @@ constexpr int kReadAttempts = 64;
 constexpr uint64_t kCopyBatchBytes = 1 << 20;
 constexpr uint64_t kCopyBatchEntries = 4096;
 
-bool IsErrno(const std::error_code& ec, int err) { return ec == std::error_code(err, std::generic_category()); }
-
 std::string GenerationName(uint64_t number) {
   char name[64];
   std::snprintf(name, sizeof name, "%.*s%0*" PRIu64, static_cast<int>(rf::kGenerationPrefix.size()),

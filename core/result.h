@@ -18,4 +18,7 @@ using Result = std::expected<T, std::error_code>;
 // The errno of the most recent failed libc call.
 [[nodiscard]] inline std::unexpected<std::error_code> LastErrno() { return Errno(errno); }
 
+// Whether `ec` carries the errno value `err`.
+inline bool IsErrno(const std::error_code& ec, int err) { return ec == std::error_code(err, std::generic_category()); }
+
 }  // namespace hpfile
