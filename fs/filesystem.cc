@@ -59,8 +59,10 @@ Result<struct stat> StatAt(int dir_fd, std::string_view name, int flags = AT_SYM
 
 // Whether the backing directory `name` is an HPFile: it has a meta or, having
 // lost it, still holds segments (such a file opens damaged, its intact bytes
-// readable). Plain directories never hold regular files, so the scan for
-// segments stops early only for HPFiles and costs one listing otherwise.
+// readable). An HPFile holds only regular files and a plain directory only
+// directories and symlinks, so the scan stops at the first entry that tells
+// them apart: a lookup or listing pays one or two entries, not a listing of
+// every subdirectory.
 bool IsHPFileDir(int parent_fd, std::string_view name) {
   auto meta = StatAt(parent_fd, Str(name) + "/" + Str(fmt_::kMetaName));
   if (meta) return S_ISREG(meta->st_mode);
@@ -73,13 +75,16 @@ bool IsHPFileDir(int parent_fd, std::string_view name) {
   }
   bool found = false;
   while (dirent* d = ::readdir(dir)) {
-    if (!hpfile::MarksHPFileDirectory(d->d_name)) continue;
-    bool regular = d->d_type == DT_REG;
-    if (d->d_type == DT_UNKNOWN) {
-      auto st = StatAt(::dirfd(dir), d->d_name);
-      regular = st && S_ISREG(st->st_mode);
+    const std::string_view entry = d->d_name;
+    if (entry == "." || entry == "..") continue;
+    unsigned char type = d->d_type;
+    if (type == DT_UNKNOWN) {
+      auto st = StatAt(::dirfd(dir), entry);
+      if (!st) continue;
+      type = S_ISREG(st->st_mode) ? DT_REG : S_ISDIR(st->st_mode) ? DT_DIR : S_ISLNK(st->st_mode) ? DT_LNK : DT_UNKNOWN;
     }
-    if (regular) {
+    if (type == DT_DIR || type == DT_LNK) break;  // what users create: a plain directory
+    if (type == DT_REG && hpfile::MarksHPFileDirectory(entry)) {
       found = true;
       break;
     }
