@@ -535,6 +535,21 @@ def scale(binary, work, s):
     return rows
 
 
+def write_report(opts, md, payload):
+    """Prints the markdown table and writes it and the JSON where asked."""
+    md.append("")
+    text = "\n".join(md)
+    print()
+    print(text)
+    if opts.markdown:
+        with open(opts.markdown, "w") as f:
+            f.write(text)
+    if opts.json:
+        with open(opts.json, "w") as f:
+            json.dump(payload, f, indent=2)
+            f.write("\n")
+
+
 def scale_main(opts, s):
     if not opts.work or not opts.hpfs_bin:
         print("fs_bench: --scale needs --hpfs-bin and --work", file=sys.stderr)
@@ -551,18 +566,8 @@ def scale_main(opts, s):
         shown = f"{value:.4g}" if isinstance(value, float) else str(value)
         print(f"{name:64} {shown:>10} {unit}", flush=True)
         md.append(f"| {name} | {shown} | {unit} | {target} |")
-    md.append("")
-    text = "\n".join(md)
-    print()
-    print(text)
-    if opts.markdown:
-        with open(opts.markdown, "w") as f:
-            f.write(text)
-    if opts.json:
-        with open(opts.json, "w") as f:
-            json.dump({"mode": opts.mode, "sizes": s, "rows": [
-                {"workload": n, "value": v, "unit": u, "target": t} for n, v, u, t in rows]}, f, indent=2)
-            f.write("\n")
+    write_report(opts, md, {"mode": opts.mode, "sizes": s, "rows": [
+        {"workload": n, "value": v, "unit": u, "target": t} for n, v, u, t in rows]})
     return 0
 
 
@@ -690,19 +695,8 @@ def main():
         md.append(f"| {r['workload']} | {r['unit']} | {r['native_median']:.4g} | "
                   f"{r['hpfs_median']:.4g} | {r['ratio_median']:.3g} | "
                   f"{r['ratio_min']:.3g}-{r['ratio_max']:.3g} | {r['target']} |")
-    md.append("")
-    text = "\n".join(md)
-    print()
-    print(text)
-    if opts.markdown:
-        with open(opts.markdown, "w") as f:
-            f.write(text)
-    if opts.json:
-        with open(opts.json, "w") as f:
-            json.dump({"mode": opts.mode, "rounds": s["rounds"], "prune_rounds": s["prune_rounds"], "sizes": s,
-                       "workloads": rows}, f,
-                      indent=2)
-            f.write("\n")
+    write_report(opts, md, {"mode": opts.mode, "rounds": s["rounds"], "prune_rounds": s["prune_rounds"],
+                            "sizes": s, "workloads": rows})
     return 0
 
 
