@@ -161,17 +161,24 @@ Filesystem::~Filesystem() {
   StopRetention();
   // The kernel is gone: unlinked files it still knew can no longer be opened.
   for (const auto& inode : inodes_.Snapshot()) {
-    std::shared_ptr<hpfile::HPFile> closing;
-    std::string trash_name;
     {
       std::lock_guard lock(inode->mu);
       inode->forgotten = true;
-      if (inode->open_handles > 0 || inode->trash_name.empty()) continue;
-      closing = std::move(inode->file);
-      trash_name = std::move(inode->trash_name);
     }
-    deleter_.Enqueue(std::move(trash_name), std::move(closing), inode);
+    DeleteIfUnreachable(inode);
   }
+}
+
+void Filesystem::DeleteIfUnreachable(std::shared_ptr<Inode> inode) {
+  std::shared_ptr<hpfile::HPFile> closing;
+  std::string trash_name;
+  {
+    std::lock_guard lock(inode->mu);
+    if (inode->open_handles > 0 || !inode->forgotten || inode->trash_name.empty()) return;
+    closing = std::move(inode->file);
+    trash_name = std::move(inode->trash_name);
+  }
+  deleter_.Enqueue(std::move(trash_name), std::move(closing), std::move(inode));
 }
 
 Result<std::unique_ptr<Filesystem>> Filesystem::Open(const std::string& backing_dir, const Config& config) {
@@ -456,19 +463,18 @@ std::string Filesystem::NewTrashName() {
 Result<void> Filesystem::TrashFile(int parent_fd, std::string_view name, const struct stat& st) {
   const std::string trash_name = NewTrashName();
   if (::renameat(parent_fd, Str(name).c_str(), trash_fd_.get(), trash_name.c_str()) != 0) return LastErrno();
-  std::shared_ptr<hpfile::HPFile> closing;
   auto inode = inodes_.FindByBacking(st.st_dev, st.st_ino);
-  if (inode) {
-    inodes_.Unbind(*inode);
+  if (!inode) {
+    deleter_.Enqueue(trash_name);
+    return {};
+  }
+  inodes_.Unbind(*inode);
+  {
     std::lock_guard lock(inode->mu);
     inode->unlinked = true;
-    if (inode->open_handles > 0 || !inode->forgotten) {
-      inode->trash_name = trash_name;
-      return {};
-    }
-    closing = std::move(inode->file);
+    inode->trash_name = trash_name;
   }
-  deleter_.Enqueue(trash_name, std::move(closing), std::move(inode));
+  DeleteIfUnreachable(std::move(inode));
   return {};
 }
 
@@ -514,16 +520,14 @@ void Filesystem::Forget(InodeId id, uint64_t n) {
   if (!gone) return;
   // Open handles keep an inode alive even after the kernel forgot it (the
   // kernel sends release before the last forget, but be safe).
-  std::shared_ptr<hpfile::HPFile> closing;
-  std::string trash_name;
+  std::shared_ptr<hpfile::HPFile> closing;  // closed before load_mu_ is released
   {
     std::lock_guard lock(gone->mu);
     gone->forgotten = true;
     if (gone->open_handles > 0) return;
-    closing = std::move(gone->file);
-    trash_name = std::move(gone->trash_name);
+    if (!gone->unlinked) closing = std::move(gone->file);
   }
-  if (!trash_name.empty()) deleter_.Enqueue(std::move(trash_name), std::move(closing), std::move(gone));
+  DeleteIfUnreachable(std::move(gone));
 }
 
 Result<Entry> Filesystem::Mkdir(InodeId parent_id, std::string_view name, mode_t mode, const Caller& caller) {
@@ -909,18 +913,11 @@ void Filesystem::Release(std::unique_ptr<FileHandle> handle) {
   if (!handle) return;
   auto inode = std::move(handle->inode);
   handle.reset();
-  std::shared_ptr<hpfile::HPFile> closing;
   std::shared_ptr<hpfile::HPFile> idle;
-  std::string trash_name;
   {
     std::lock_guard lock(inode->mu);
     if (--inode->open_handles > 0) return;
-    if (!inode->unlinked || !inode->forgotten) {
-      idle = inode->file;
-    } else {
-      closing = std::move(inode->file);
-      trash_name = std::move(inode->trash_name);
-    }
+    if (!inode->unlinked || !inode->forgotten) idle = inode->file;
   }
   if (idle) {
     // The kernel keeps the inodes of files it has seen for as long as memory
@@ -931,7 +928,7 @@ void Filesystem::Release(std::unique_ptr<FileHandle> handle) {
     }
     return;
   }
-  if (!trash_name.empty()) deleter_.Enqueue(std::move(trash_name), std::move(closing), std::move(inode));
+  DeleteIfUnreachable(std::move(inode));
 }
 
 Result<void> Filesystem::Fallocate(FileHandle& handle, int mode, uint64_t offset, uint64_t length) {

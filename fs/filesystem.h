@@ -253,6 +253,9 @@ class Filesystem {
   // Moves the file entry `name` of `parent_fd` into the trash and queues its
   // deletion once no handle has it open and the kernel has forgotten it.
   Result<void> TrashFile(int parent_fd, std::string_view name, const struct stat& st);
+  // Queues an unlinked file's deletion once no handle has it open and the
+  // kernel has forgotten it; otherwise does nothing (the last of the two does).
+  void DeleteIfUnreachable(std::shared_ptr<Inode> inode);
   std::string NewTrashName();
   // Sets a file's mtime (and atime, when given) on its backing directory and
   // tail segment, where StatFile reads it.
