@@ -6,10 +6,12 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -254,6 +256,47 @@ TEST_F(MountTest, ReadOnlyMmapSeesTheContent) {
   EXPECT_EQ(std::string(static_cast<const char*>(map), expected.size()), expected);
   ::munmap(map, expected.size());
   ::close(fd);
+}
+
+// Writable handles use direct I/O from Linux 6.6 on (see fs/fuse_ops.cc).
+bool KernelAtLeast(int want_major, int want_minor) {
+  utsname name{};
+  int major = 0;
+  int minor = 0;
+  if (::uname(&name) != 0 || std::sscanf(name.release, "%d.%d", &major, &minor) != 2) return false;
+  return major > want_major || (major == want_major && minor >= want_minor);
+}
+
+TEST_F(MountTest, ReadWriteHandleReadsWhatItAppends) {
+  Mount();
+  RUN_OK("printf 'first line\\n' > f");
+  const int fd = ::open(M("f").c_str(), O_RDWR | O_APPEND);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  const std::string more = "second line\n";
+  ASSERT_EQ(::write(fd, more.data(), more.size()), static_cast<ssize_t>(more.size()));
+  char buf[64] = {};
+  ASSERT_EQ(::pread(fd, buf, sizeof buf, 0), 23) << std::strerror(errno);
+  EXPECT_EQ(std::string(buf, 23), "first line\nsecond line\n");
+  ASSERT_EQ(::pread(fd, buf, sizeof buf, 6), 17);
+  EXPECT_EQ(std::string(buf, 17), "line\nsecond line\n");
+  EXPECT_EQ(::pread(fd, buf, sizeof buf, 23), 0);
+  // A shared mapping of a writable handle would let stores change bytes that
+  // can never change; with direct I/O the kernel refuses it up front.
+  void* map = ::mmap(nullptr, 23, PROT_READ, MAP_SHARED, fd, 0);
+  if (KernelAtLeast(6, 6)) {
+    EXPECT_EQ(map, MAP_FAILED);
+    EXPECT_EQ(errno, ENODEV);
+  } else {
+    ASSERT_NE(map, MAP_FAILED) << std::strerror(errno);
+    ::munmap(map, 23);
+  }
+  // A private mapping is a copy and works either way.
+  void* copy = ::mmap(nullptr, 23, PROT_READ, MAP_PRIVATE, fd, 0);
+  ASSERT_NE(copy, MAP_FAILED) << std::strerror(errno);
+  EXPECT_EQ(std::string(static_cast<const char*>(copy), 23), "first line\nsecond line\n");
+  ::munmap(copy, 23);
+  ::close(fd);
+  EXPECT_EQ(Out(Run("cat f")), "first line\nsecond line\n");
 }
 
 TEST_F(MountTest, ConcurrentAppendWritersKeepEveryLineWhole) {
