@@ -54,6 +54,10 @@ Result<size_t> PosixIo::Pwrite(int fd, std::span<const std::byte> buf, uint64_t 
 
 Result<void> PosixIo::Fdatasync(int fd) { return VoidResult(RetryOnEintr([&] { return ::fdatasync(fd); })); }
 
+// An error here (EIO, ENOSPC from a failed write-back) is not lost: the
+// fdatasync that follows reports it.
+void PosixIo::StartWriteback(int fd) { (void)::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE); }
+
 Result<void> PosixIo::Fsync(int fd) { return VoidResult(RetryOnEintr([&] { return ::fsync(fd); })); }
 
 Result<void> PosixIo::Ftruncate(int fd, uint64_t length) {

@@ -33,6 +33,10 @@ class Io {
   [[nodiscard]] virtual Result<size_t> Pread(int fd, std::span<std::byte> buf, uint64_t offset) = 0;
   [[nodiscard]] virtual Result<size_t> Pwrite(int fd, std::span<const std::byte> buf, uint64_t offset) = 0;
   [[nodiscard]] virtual Result<void> Fdatasync(int fd) = 0;
+  // Starts writing fd's dirty pages back without waiting, so the fdatasyncs
+  // of several files that follow overlap their I/O. Only a hint: it makes
+  // nothing durable, and an implementation may do nothing.
+  virtual void StartWriteback(int fd) { (void)fd; }
   // fsync(2); also the way to make a directory's entries durable.
   [[nodiscard]] virtual Result<void> Fsync(int fd) = 0;
   [[nodiscard]] virtual Result<void> Ftruncate(int fd, uint64_t length) = 0;
@@ -57,6 +61,7 @@ class PosixIo final : public Io {
   [[nodiscard]] Result<size_t> Pread(int fd, std::span<std::byte> buf, uint64_t offset) override;
   [[nodiscard]] Result<size_t> Pwrite(int fd, std::span<const std::byte> buf, uint64_t offset) override;
   [[nodiscard]] Result<void> Fdatasync(int fd) override;
+  void StartWriteback(int fd) override;
   [[nodiscard]] Result<void> Fsync(int fd) override;
   [[nodiscard]] Result<void> Ftruncate(int fd, uint64_t length) override;
   [[nodiscard]] Result<void> Fallocate(int fd, int mode, uint64_t offset, uint64_t length) override;

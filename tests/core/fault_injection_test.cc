@@ -335,6 +335,23 @@ TEST(FaultInjectionTest, SyncRetriedAfterFailureMakesEverythingDurable) {
   }
 }
 
+// Sync works through the dirty segments in batches (their write-back started
+// together); segments of every batch must be durable, not just the first.
+TEST(FaultInjectionTest, SyncOfMoreSegmentsThanOneBatchMakesAllDurable) {
+  Env env(8);
+  env.io().TrackDurability(env.dir().substr(0, env.dir().rfind('/')));
+  env.Open();
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
+  env.Append(8 * 150 + 3);  // 151 segments, all dirty
+  ASSERT_OK(env.file().Sync());
+  EXPECT_EQ(env.file().DurableSize(), env.file().Size());
+  env.Close();
+  ASSERT_OK(env.io().DropUnsyncedData());
+  env.Open();
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
+  env.ExpectMatchesModel("after power loss");
+}
+
 // ---- Truncate ----
 
 // Judges Truncate(n) from a file of head h0 and size s0. On failure a shrink
