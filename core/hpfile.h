@@ -228,8 +228,11 @@ class HPFile {
   RetentionResult RetainLocked(int64_t now, uint64_t max_segments);
   // Drops the oldest segment if the policy lets it go; false when it does not.
   [[nodiscard]] Result<bool> RetainOneLocked(const RetentionPolicy& policy, int64_t now);
-  [[nodiscard]] Result<std::shared_ptr<Fd>> TailFdLocked();
-  [[nodiscard]] Result<std::shared_ptr<Segment>> AddSegmentLocked(uint64_t base);
+  // The tail's read-write descriptor, opened when the writer has none; it
+  // stays open while writer_mu_ is held and the tail does not change.
+  [[nodiscard]] Result<int> TailFdLocked();
+  // Creates an empty segment at `base` and makes it the tail.
+  [[nodiscard]] Result<void> AddSegmentLocked(uint64_t base);
   // Removes the newest or the oldest segment from the map and the cache (the
   // file itself is unlinked by the caller first).
   void DropSegmentLocked(bool newest);
