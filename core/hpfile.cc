@@ -33,6 +33,7 @@ HPFile::HPFile(Io& io, std::string dir, const Options& options)
       write_buffer_size_(options.write_buffer_size),
       discard_segment_(options.discard_segment),
       on_retention_(options.on_retention),
+      defer_head_punch_(options.defer_head_punch),
       fd_cache_(options.max_open_segments) {}
 
 Result<void> HPFile::DiscardSegmentFile(const std::string& path) {
@@ -481,6 +482,11 @@ Result<void> HPFile::ShrinkLocked(uint64_t n) {
     flushed_size_.store(end, std::memory_order_release);
     return std::unexpected(error);
   };
+  if (n < Head()) {
+    // Appends will land below the old head: no deferred punch computed with
+    // it may still be running.
+    std::lock_guard punch_done(punch_mu_);
+  }
   // Readers must stop asking for bytes above n before any of them go.
   size_.store(n, std::memory_order_release);
   if (n < Head()) {
@@ -546,24 +552,56 @@ Result<void> HPFile::Truncate(uint64_t n) {
   return status;
 }
 
-Result<void> HPFile::PunchBelowHeadLocked() {
+Result<HPFile::HeadPunch> HPFile::HeadPunchLocked() {
   const uint64_t head = Head();
-  if (segments_.empty() || segments_.front()->base >= head) return {};
-  const std::shared_ptr<Segment> first = segments_.front();
-  std::shared_ptr<Fd> fd;
+  if (segments_.empty() || segments_.front()->base >= head) return HeadPunch{};
+  const std::shared_ptr<Segment>& first = segments_.front();
+  HeadPunch punch{.length = std::min(head, first->sealed_end) - first->base};
   if (first == tail_segment_ && tail_fd_) {
-    fd = tail_fd_;
+    punch.fd = tail_fd_;
   } else {
     // A read-only cached descriptor cannot punch.
     auto opened = Fd::Open(io_, first->path, O_WRONLY);
     if (!opened) return std::unexpected(opened.error());
-    fd = std::make_shared<Fd>(std::move(*opened));
+    punch.fd = std::make_shared<Fd>(std::move(*opened));
   }
-  auto punched =
-      io_.Fallocate(fd->get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, std::min(head, first->sealed_end) - first->base);
+  return punch;
+}
+
+Result<void> HPFile::RunHeadPunch(const HeadPunch& punch) {
+  if (!punch.fd) return {};
+  auto punched = io_.Fallocate(punch.fd->get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, punch.length);
   // Where the backing filesystem cannot punch, the bytes stay allocated but
   // unreachable; the head is what makes them gone.
   if (!punched && IsErrno(punched.error(), EOPNOTSUPP)) return {};
+  return punched;
+}
+
+Result<void> HPFile::PunchBelowHeadLocked() {
+  if (defer_head_punch_) {
+    head_punch_pending_ = !segments_.empty() && segments_.front()->base < Head();
+    return {};
+  }
+  auto punch = HeadPunchLocked();
+  if (!punch) return std::unexpected(punch.error());
+  return RunHeadPunch(*punch);
+}
+
+Result<void> HPFile::PunchBelowHead() {
+  std::unique_lock lock(writer_mu_);
+  if (!head_punch_pending_) return {};
+  auto punch = HeadPunchLocked();
+  if (!punch) return std::unexpected(punch.error());
+  head_punch_pending_ = false;
+  std::unique_lock punch_lock(punch_mu_);
+  lock.unlock();
+  auto punched = RunHeadPunch(*punch);
+  punch_lock.unlock();
+  if (!punched) {
+    // Due again: the next call retries (writer_mu_ is never taken under punch_mu_).
+    lock.lock();
+    head_punch_pending_ = true;
+  }
   return punched;
 }
 

@@ -53,6 +53,12 @@ struct Options {
   // caller that wants PruneHead to cost only renames can move the file aside
   // here and delete it on a thread of its own.
   std::function<Result<void>(const std::string& segment_path)> discard_segment;
+  // PruneHead leaves the punch inside the oldest remaining segment (up to a
+  // segment's bytes for the backing filesystem to free) to a later
+  // PunchBelowHead, so that a prune costs only the whole segments it drops.
+  // Bytes below the head read as zeros either way; only the space comes back
+  // later.
+  bool defer_head_punch = false;
   // Bytes of appends collected in memory before one write to the backing file.
   // 0 writes every append through at once, so a process crash loses nothing
   // that Append returned.
@@ -130,9 +136,17 @@ class HPFile {
   // Moves the head to min(max(Head(), n), Size()). Segments wholly below the
   // new head are deleted (cost grows with their number, never with bytes); the
   // part of the first remaining segment below the head is released with
-  // FALLOC_FL_PUNCH_HOLE where the backing filesystem supports it.
+  // FALLOC_FL_PUNCH_HOLE where the backing filesystem supports it (with
+  // Options::defer_head_punch, by the next PunchBelowHead instead).
   // EIO for a damaged file.
   [[nodiscard]] Result<void> PruneHead(uint64_t n);
+
+  // With Options::defer_head_punch: releases the part of the oldest segment
+  // below the head that a PruneHead left in place, if any. Holds the writer
+  // lock only to look up the segment, not across the punch. EOPNOTSUPP from
+  // the backing filesystem is not an error (the bytes stay allocated but
+  // unreachable).
+  [[nodiscard]] Result<void> PunchBelowHead();
 
   // Enforces the meta's retention limits (core/retention.h) at `now`, in
   // seconds since the epoch: drops sealed segments from the head, oldest
@@ -242,7 +256,17 @@ class HPFile {
   // Writes the meta if it changed since it was last written. Takes sync_mu_.
   [[nodiscard]] Result<void> WriteMetaIfDirty();
   [[nodiscard]] Result<void> WriteMetaIfDirtySyncLocked();
+  // Releases the part of the oldest segment below the head, now or, with
+  // Options::defer_head_punch, at the next PunchBelowHead.
   [[nodiscard]] Result<void> PunchBelowHeadLocked();
+  // What a punch below the head must cover: the oldest segment's descriptor
+  // (null when nothing lies below the head) and the byte count from its start.
+  struct HeadPunch {
+    std::shared_ptr<Fd> fd;
+    uint64_t length = 0;
+  };
+  [[nodiscard]] Result<HeadPunch> HeadPunchLocked();
+  [[nodiscard]] Result<void> RunHeadPunch(const HeadPunch& punch);
 
   // Options::discard_segment, or an unlink.
   Result<void> DiscardSegmentFile(const std::string& path);
@@ -252,6 +276,7 @@ class HPFile {
   const size_t write_buffer_size_;
   const std::function<Result<void>(const std::string&)> discard_segment_;
   const std::function<void(const RetentionResult&)> on_retention_;
+  const bool defer_head_punch_;
 
   // Segments in base order. Readers copy what they need under a shared lock.
   // Holders of writer_mu_ are the only ones to change the deque, under an
@@ -276,6 +301,12 @@ class HPFile {
   uint64_t sync_low_water_ = 0;             // writer_mu_: lowest size since the running Sync began
   bool tail_overhang_ = false;              // writer_mu_: the tail file is longer than flushed_size_
   uint64_t segments_created_ = 0;           // writer_mu_: segments ever created (a roll adds one)
+  bool head_punch_pending_ = false;         // writer_mu_: a deferred punch below the head is due
+
+  // Held across a deferred punch, taken after writer_mu_. A truncate that
+  // lowers the head waits on it, so no punch still running with the old
+  // head can hit bytes appended below it afterwards.
+  std::mutex punch_mu_;
 
   // The meta as it should be on disk (head_ is copied in when it is written).
   mutable std::mutex meta_mu_;

@@ -308,6 +308,10 @@ Result<std::shared_ptr<hpfile::HPFile>> Filesystem::OpenHPFile(const std::shared
     deleter_.Enqueue(std::move(trash_name));
     return {};
   };
+  // A head punch frees the whole segments below the new head by renames;
+  // the punch inside the next one (up to a segment of blocks for the backing
+  // filesystem to free) follows on the deleter's thread (see Fallocate).
+  options.defer_head_punch = true;
   options.initial_meta.segment_size = config_.segment_size;
   options.initial_meta.mode = mode & 07777;
   options.initial_meta.uid = caller.uid;
@@ -957,6 +961,7 @@ Result<void> Filesystem::Fallocate(FileHandle& handle, int mode, uint64_t offset
       const uint64_t new_head = std::min(end, file->Size());
       if (new_head <= head) return {};
       if (auto r = file->PruneHead(new_head); !r) return r;
+      deleter_.EnqueueHeadPunch(file, handle.inode);
       TouchFile(*handle.inode, *file);
       return {};
     }

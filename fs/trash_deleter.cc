@@ -36,6 +36,15 @@ void TrashDeleter::Enqueue(std::string name, std::shared_ptr<hpfile::HPFile> fil
   work_cv_.notify_one();
 }
 
+void TrashDeleter::EnqueueHeadPunch(std::shared_ptr<hpfile::HPFile> file, std::shared_ptr<const Inode> inode) {
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(Item{.inode = std::move(inode), .file = std::move(file), .head_punch = true});
+    ++queued_;
+  }
+  work_cv_.notify_one();
+}
+
 void TrashDeleter::Wait() {
   std::unique_lock lock(mu_);
   const uint64_t target = queued_;
@@ -74,10 +83,16 @@ bool TrashDeleter::DeleteOne(std::unique_lock<std::mutex>& lock) {
 }
 
 void TrashDeleter::Delete(Item& item) {
+  if (item.head_punch) {
+    if (auto r = item.file->PunchBelowHead(); !r) {
+      spdlog::warn("{}: releasing the space below the head: {}", item.file->dir(), r.error().message());
+    }
+  }
   // The HPFile may write its meta on close; it must do so while the inode's
   // descriptor, through which it names its directory, is still open.
   item.file.reset();
   item.inode.reset();
+  if (item.head_punch) return;
   if (auto r = RemoveTree(trash_fd_, item.name); !r) {
     spdlog::warn("cannot delete {}/{}: {} (retried at the next mount)", hpfile::format::kTrashName, item.name,
                  r.error().message());

@@ -1,7 +1,9 @@
-// Deletes entries of the trash (.hpfs-trash: files unlinked or replaced) on a
-// thread of its own, so that `rm` of a file with a million segments returns as
-// soon as the file has left its name, and the last close of an unlinked file
-// does not hold a request thread for the deletion either.
+// Deletes entries of the trash (.hpfs-trash: files unlinked or replaced, and
+// pruned segments) on a thread of its own, so that `rm` of a file with a
+// million segments returns as soon as the file has left its name, and the
+// last close of an unlinked file does not hold a request thread for the
+// deletion either. The same thread does the punch a head prune leaves inside
+// a file's oldest remaining segment (HPFile::PunchBelowHead).
 //
 // A trash entry can be reached by nobody once it is queued here, so deleting
 // it late is never wrong: whatever is left when the daemon dies is deleted by
@@ -46,6 +48,11 @@ class TrashDeleter {
   void Enqueue(std::string name, std::shared_ptr<hpfile::HPFile> file = nullptr,
                std::shared_ptr<const Inode> inode = nullptr);
 
+  // Queues file->PunchBelowHead(), after the deletions queued before it;
+  // `inode` as for Enqueue. A punch that fails is logged; the next prune of
+  // the file punches the same range again.
+  void EnqueueHeadPunch(std::shared_ptr<hpfile::HPFile> file, std::shared_ptr<const Inode> inode);
+
   // Returns once every deletion queued before the call is done (or failed
   // and was logged). Unstarted, it does the queued deletions itself.
   void Wait();
@@ -59,6 +66,7 @@ class TrashDeleter {
     // Declared before `file` so that it is destroyed after it.
     std::shared_ptr<const Inode> inode;
     std::shared_ptr<hpfile::HPFile> file;
+    bool head_punch = false;  // punch below file's head instead of deleting `name`
   };
 
   void Run();

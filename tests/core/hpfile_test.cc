@@ -6,6 +6,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -788,6 +793,124 @@ TEST_F(HPFileTest, PruneHeadReleasesBlocksBelowHeadInFirstSegment) {
   EXPECT_LE(after, before - int64_t{(3 << 20) / 512} + 64) << "before " << before << " after " << after;
   EXPECT_EQ(FileSize(SegPath(0, kSeg)), int64_t{kSeg}) << "punching must keep the file's size";
   Model model{3 << 20, data};
+  ExpectContent(*file, model);
+}
+
+TEST_F(HPFileTest, DeferredHeadPunchReleasesBlocksOnlyAtPunchBelowHead) {
+  if (!testing::PunchHoleReleasesBlocks(tmp_.path())) {
+    GTEST_SKIP() << "the filesystem under /tmp does not release blocks for punched holes";
+  }
+  constexpr uint64_t kSeg = 4 << 20;
+  Options options = OptionsWithSegmentSize(kSeg);
+  options.defer_head_punch = true;
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
+  auto data = SeededBytes(2, 0, 10 << 20);
+  ASSERT_OK(file->Append(data));
+  ASSERT_OK(file->Sync());
+  const int64_t before = FileBlocks(SegPath(kSeg, kSeg));
+  ASSERT_GE(before, int64_t{kSeg / 512});
+
+  // The whole first segment goes at once; the second keeps its blocks, but
+  // its bytes below the head already read as gone.
+  ASSERT_OK(file->PruneHead(kSeg + (3 << 20)));
+  EXPECT_FALSE(FileExists(SegPath(0, kSeg)));
+  EXPECT_EQ(FileBlocks(SegPath(kSeg, kSeg)), before);
+  Model model{kSeg + (3 << 20), data};
+  ExpectContent(*file, model);
+
+  ASSERT_OK(file->PunchBelowHead());
+  const int64_t after = FileBlocks(SegPath(kSeg, kSeg));
+  EXPECT_LE(after, before - int64_t{(3 << 20) / 512} + 64) << "before " << before << " after " << after;
+  ExpectContent(*file, model);
+  // Nothing is due any more: a second call changes nothing.
+  ASSERT_OK(file->PunchBelowHead());
+  EXPECT_EQ(FileBlocks(SegPath(kSeg, kSeg)), after);
+}
+
+// An Io that holds every fallocate until released, to catch a deferred
+// punch in the middle.
+class PausingPunchIo final : public Io {
+ public:
+  void Release() {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+  bool punching() const { return punching_.load(); }
+
+  Result<void> Fallocate(int fd, int mode, uint64_t offset, uint64_t length) override {
+    punching_ = true;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return released_; });
+    }
+    auto r = base_.Fallocate(fd, mode, offset, length);
+    punching_ = false;
+    return r;
+  }
+  Result<int> Open(const std::string& path, int flags, mode_t mode) override { return base_.Open(path, flags, mode); }
+  void Close(int fd) override { base_.Close(fd); }
+  Result<size_t> Pread(int fd, std::span<std::byte> buf, uint64_t offset) override {
+    return base_.Pread(fd, buf, offset);
+  }
+  Result<size_t> Pwrite(int fd, std::span<const std::byte> buf, uint64_t offset) override {
+    return base_.Pwrite(fd, buf, offset);
+  }
+  Result<void> Fdatasync(int fd) override { return base_.Fdatasync(fd); }
+  Result<void> Fsync(int fd) override { return base_.Fsync(fd); }
+  Result<void> Ftruncate(int fd, uint64_t length) override { return base_.Ftruncate(fd, length); }
+  Result<struct stat> Fstat(int fd) override { return base_.Fstat(fd); }
+  Result<struct stat> Stat(const std::string& path) override { return base_.Stat(path); }
+  Result<void> Unlink(const std::string& path) override { return base_.Unlink(path); }
+  Result<void> Rename(const std::string& from, const std::string& to) override { return base_.Rename(from, to); }
+  Result<void> Mkdir(const std::string& path, mode_t mode) override { return base_.Mkdir(path, mode); }
+  Result<void> Rmdir(const std::string& path) override { return base_.Rmdir(path); }
+  Result<std::vector<std::string>> ListDir(const std::string& path) override { return base_.ListDir(path); }
+
+ private:
+  Io& base_ = PosixIo::Default();
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool released_ = false;
+  std::atomic<bool> punching_{false};
+};
+
+// A deferred punch works out its range from the head when it starts. A
+// truncate below that head lets appends land where the punch is about to
+// zero, so it must wait for the punch; appends alone never do.
+TEST_F(HPFileTest, TruncateBelowTheHeadWaitsForADeferredPunchInFlight) {
+  constexpr uint64_t kSeg = 1 << 20;
+  PausingPunchIo io;
+  Options options = OptionsWithSegmentSize(kSeg);
+  options.defer_head_punch = true;
+  options.io = &io;
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
+  ASSERT_OK(file->Append(SeededBytes(3, 0, 512 << 10)));
+  ASSERT_OK(file->PruneHead(256 << 10));
+
+  std::thread puncher([&] { ASSERT_OK(file->PunchBelowHead()); });
+  while (!io.punching()) std::this_thread::yield();
+  // The writer lock is free while the punch runs.
+  ASSERT_OK(file->Append(SeededBytes(3, 512 << 10, 1000)));
+
+  std::atomic<bool> truncated{false};
+  std::thread truncater([&] {
+    ASSERT_OK(file->Truncate(100 << 10));
+    truncated = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(truncated.load()) << "a truncate below the head ran beside a punch computed with the old head";
+  io.Release();
+  puncher.join();
+  truncater.join();
+  ASSERT_TRUE(truncated.load());
+
+  // Appends now land below the old head and must survive: nothing punches them.
+  auto more = SeededBytes(4, 100 << 10, 300 << 10);
+  ASSERT_OK(file->Append(more));
+  ASSERT_OK(file->PunchBelowHead());
+  Model model{100 << 10, std::vector<std::byte>(100 << 10)};
+  model.Append(more);
   ExpectContent(*file, model);
 }
 
