@@ -11,12 +11,6 @@ FdCache::~FdCache() {
   }
 }
 
-std::shared_ptr<Fd> FdCache::Lookup(const Segment& segment) const {
-  if (!segment.in_cache) return nullptr;
-  segment.referenced.store(true, std::memory_order_relaxed);
-  return segment.cached_fd;
-}
-
 std::vector<std::shared_ptr<Fd>> FdCache::MakeRoom() {
   std::vector<std::shared_ptr<Fd>> evicted;
   while (ring_.size() >= limit_) {

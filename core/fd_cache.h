@@ -2,7 +2,7 @@
 // segments needs at most `limit` of them. Eviction follows the CLOCK policy:
 // a close approximation of least-recently-used whose hit path only sets a flag,
 // so readers that find their descriptor never write shared state but that one
-// relaxed bit.
+// relaxed bit, and that only once per sweep of the hand.
 //
 // Externally synchronized by the owner's reader-writer lock (HPFile's segment
 // map lock): Lookup needs it held shared, every other call held exclusively.
@@ -25,7 +25,15 @@ class FdCache {
   ~FdCache();
 
   // The descriptor cached for `segment`, or null. Lock held shared.
-  std::shared_ptr<Fd> Lookup(const Segment& segment) const;
+  std::shared_ptr<Fd> Lookup(const Segment& segment) const {
+    if (!segment.in_cache) return nullptr;
+    // Readers on other cores share this cache line: a store on every hit
+    // would bounce it between them, so write the bit only when it is clear.
+    if (!segment.referenced.load(std::memory_order_relaxed)) {
+      segment.referenced.store(true, std::memory_order_relaxed);
+    }
+    return segment.cached_fd;
+  }
   // Evicts until one more fits. Lock held exclusively.
   [[nodiscard]] std::vector<std::shared_ptr<Fd>> MakeRoom();
   // Caches `fd` for `segment` (replacing its current one). Lock held exclusively.

@@ -107,7 +107,8 @@ uint64_t HPFile::ReadableEnd(const Segment& segment, uint64_t size) const {
   return std::min(segment.sealed_end, size);
 }
 
-HPFile::Piece HPFile::LocateOne(uint64_t offset, uint64_t end) const {
+// Inline: it runs once per read, between the caller and its pread.
+inline HPFile::Piece HPFile::LocateOne(uint64_t offset, uint64_t end) const {
   std::shared_lock lock(map_mu_);
   const long index = FindSegmentIndex(segments_, offset);
   if (index < 0) return {};
@@ -189,14 +190,17 @@ Result<size_t> HPFile::ReadFromSegments(uint64_t offset, uint64_t end, std::byte
   while (offset + done < end) {
     Piece piece = LocateOne(offset + done, end);
     if (piece.end == 0) break;
-    auto fd = TakePieceFd(piece);
-    if (!fd) {
-      // ENOENT: deleted after LocateOne found it; a prune or truncate ran.
-      if (done > 0 || IsErrno(fd.error(), ENOENT)) break;
-      return std::unexpected(fd.error());
+    if (!piece.fd) {
+      auto opened = SegmentFd(piece.segment);
+      if (!opened) {
+        // ENOENT: deleted after LocateOne found it; a prune or truncate ran.
+        if (done > 0 || IsErrno(opened.error(), ENOENT)) break;
+        return std::unexpected(opened.error());
+      }
+      piece.fd = std::move(*opened);
     }
     const size_t want = piece.end - piece.begin;
-    auto n = ReadFull(io_, (*fd)->get(), std::span(out + done, want), piece.file_offset);
+    auto n = ReadFull(io_, piece.fd->get(), std::span(out + done, want), piece.file_offset);
     if (!n) {
       if (done > 0) break;
       return std::unexpected(n.error());
