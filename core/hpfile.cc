@@ -146,9 +146,13 @@ Result<std::shared_ptr<Fd>> HPFile::SegmentFd(const std::shared_ptr<Segment>& se
   return fd;
 }
 
-Result<std::shared_ptr<Fd>> HPFile::TakePieceFd(Piece& piece) const {
-  if (piece.fd) return std::move(piece.fd);
-  return SegmentFd(piece.segment);
+// Inline: a read calls it once per piece, and a piece usually has its fd.
+inline Result<void> HPFile::OpenPieceFd(Piece& piece) const {
+  if (piece.fd) return {};
+  auto opened = SegmentFd(piece.segment);
+  if (!opened) return std::unexpected(opened.error());
+  piece.fd = std::move(*opened);
+  return {};
 }
 
 std::vector<HPFile::Piece> HPFile::Locate(uint64_t offset, uint64_t end) const {
@@ -190,14 +194,10 @@ Result<size_t> HPFile::ReadFromSegments(uint64_t offset, uint64_t end, std::byte
   while (offset + done < end) {
     Piece piece = LocateOne(offset + done, end);
     if (piece.end == 0) break;
-    if (!piece.fd) {
-      auto opened = SegmentFd(piece.segment);
-      if (!opened) {
-        // ENOENT: deleted after LocateOne found it; a prune or truncate ran.
-        if (done > 0 || IsErrno(opened.error(), ENOENT)) break;
-        return std::unexpected(opened.error());
-      }
-      piece.fd = std::move(*opened);
+    if (auto opened = OpenPieceFd(piece); !opened) {
+      // ENOENT: deleted after LocateOne found it; a prune or truncate ran.
+      if (done > 0 || IsErrno(opened.error(), ENOENT)) break;
+      return std::unexpected(opened.error());
     }
     const size_t want = piece.end - piece.begin;
     auto n = ReadFull(io_, piece.fd->get(), std::span(out + done, want), piece.file_offset);
@@ -264,13 +264,12 @@ Result<std::vector<Extent>> HPFile::MapRangeOnce(uint64_t offset, size_t length)
   const uint64_t end = std::min<uint64_t>({flushed, size, offset + std::min<uint64_t>(length, size)});
   if (offset >= end) return extents;
   for (Piece& piece : Locate(offset, end)) {
-    auto fd = TakePieceFd(piece);
-    if (!fd) {
-      if (IsErrno(fd.error(), ENOENT)) break;
+    if (auto opened = OpenPieceFd(piece); !opened) {
+      if (IsErrno(opened.error(), ENOENT)) break;
       if (!extents.empty()) break;
-      return std::unexpected(fd.error());
+      return std::unexpected(opened.error());
     }
-    extents.push_back({std::move(*fd), piece.file_offset, static_cast<size_t>(piece.end - piece.begin)});
+    extents.push_back({std::move(piece.fd), piece.file_offset, static_cast<size_t>(piece.end - piece.begin)});
   }
   if (extents.empty()) {
     auto missing = ExplainMissing(offset);
@@ -486,14 +485,12 @@ Result<void> HPFile::ShrinkLocked(uint64_t n) {
     flushed_size_.store(end, std::memory_order_release);
     return std::unexpected(error);
   };
-  if (n < Head()) {
-    // Appends will land below the old head: no deferred punch computed with
-    // it may still be running.
-    std::lock_guard punch_done(punch_mu_);
-  }
   // Readers must stop asking for bytes above n before any of them go.
   size_.store(n, std::memory_order_release);
   if (n < Head()) {
+    // Appends will land below the old head: no deferred punch computed with
+    // it may still be running.
+    { std::lock_guard punch_done(punch_mu_); }
     head_.store(n, std::memory_order_release);
     std::lock_guard lock(meta_mu_);
     meta_dirty_ = true;
@@ -582,10 +579,7 @@ Result<void> HPFile::RunHeadPunch(const HeadPunch& punch) {
 }
 
 Result<void> HPFile::PunchBelowHeadLocked() {
-  if (defer_head_punch_) {
-    head_punch_pending_ = !segments_.empty() && segments_.front()->base < Head();
-    return {};
-  }
+  if (defer_head_punch_) return {};
   auto punch = HeadPunchLocked();
   if (!punch) return std::unexpected(punch.error());
   return RunHeadPunch(*punch);
@@ -593,20 +587,11 @@ Result<void> HPFile::PunchBelowHeadLocked() {
 
 Result<void> HPFile::PunchBelowHead() {
   std::unique_lock lock(writer_mu_);
-  if (!head_punch_pending_) return {};
   auto punch = HeadPunchLocked();
   if (!punch) return std::unexpected(punch.error());
-  head_punch_pending_ = false;
-  std::unique_lock punch_lock(punch_mu_);
+  std::lock_guard punch_lock(punch_mu_);
   lock.unlock();
-  auto punched = RunHeadPunch(*punch);
-  punch_lock.unlock();
-  if (!punched) {
-    // Due again: the next call retries (writer_mu_ is never taken under punch_mu_).
-    lock.lock();
-    head_punch_pending_ = true;
-  }
-  return punched;
+  return RunHeadPunch(*punch);
 }
 
 Result<void> HPFile::PruneHead(uint64_t n) {

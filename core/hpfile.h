@@ -142,10 +142,11 @@ class HPFile {
   [[nodiscard]] Result<void> PruneHead(uint64_t n);
 
   // With Options::defer_head_punch: releases the part of the oldest segment
-  // below the head that a PruneHead left in place, if any. Holds the writer
-  // lock only to look up the segment, not across the punch. EOPNOTSUPP from
-  // the backing filesystem is not an error (the bytes stay allocated but
-  // unreachable).
+  // below the head, which PruneHead left in place; nothing when the head is
+  // at a segment's start, and a range punched before frees nothing more.
+  // Holds the writer lock only to look up the segment, not across the
+  // punch. EOPNOTSUPP from the backing filesystem is not an error (the bytes
+  // stay allocated but unreachable).
   [[nodiscard]] Result<void> PunchBelowHead();
 
   // Enforces the meta's retention limits (core/retention.h) at `now`, in
@@ -211,7 +212,8 @@ class HPFile {
   // A read descriptor for `segment`, from the cache or opened (and cached).
   Result<std::shared_ptr<Fd>> SegmentFd(const std::shared_ptr<Segment>& segment) const;
   // The piece's descriptor, moved out of it, or opened.
-  Result<std::shared_ptr<Fd>> TakePieceFd(Piece& piece) const;
+  // Sets piece.fd when the cache had none, opening the segment.
+  [[nodiscard]] Result<void> OpenPieceFd(Piece& piece) const;
   // The pieces covering [offset, end) as far as they go without a gap.
   std::vector<Piece> Locate(uint64_t offset, uint64_t end) const;
   // Reads [offset, end) from the backing files into `out`.
@@ -301,7 +303,6 @@ class HPFile {
   uint64_t sync_low_water_ = 0;             // writer_mu_: lowest size since the running Sync began
   bool tail_overhang_ = false;              // writer_mu_: the tail file is longer than flushed_size_
   uint64_t segments_created_ = 0;           // writer_mu_: segments ever created (a roll adds one)
-  bool head_punch_pending_ = false;         // writer_mu_: a deferred punch below the head is due
 
   // Held across a deferred punch, taken after writer_mu_. A truncate that
   // lowers the head waits on it, so no punch still running with the old
