@@ -2,9 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/utsname.h>
 
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -14,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "fs/hpfs_ioctl.h"
+#include "fs/kernel_features.h"
 
 namespace hpfs {
 namespace {
@@ -212,20 +211,6 @@ void OnRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
 
 void OnLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
   Guarded(req, [&] { ReplyEntry(req, Ctx(req).fs->Link(ino, newparent, newname), false); });
-}
-
-// Linux 6.6 made a FUSE direct write drop the cached pages it lands on;
-// before that, a reader's cached page holding the end of the file would keep
-// showing zeros where a direct write appended.
-bool DirectWritesKeepCachesCoherent() {
-  static const bool coherent = [] {
-    utsname name;
-    int major = 0;
-    int minor = 0;
-    if (::uname(&name) != 0 || std::sscanf(name.release, "%d.%d", &major, &minor) != 2) return false;
-    return major > 6 || (major == 6 && minor >= 6);
-  }();
-  return coherent;
 }
 
 void SetOpenFlags(SessionContext& ctx, fuse_file_info* fi, std::unique_ptr<FileHandle> handle) {

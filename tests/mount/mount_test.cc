@@ -6,7 +6,6 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,6 +24,7 @@
 #include <gtest/gtest.h>
 
 #include "fs/hpfs_ioctl.h"
+#include "fs/kernel_features.h"
 #include "tests/mount/mount_harness.h"
 
 namespace hpfs::mount_test {
@@ -265,15 +265,6 @@ TEST_F(MountTest, ReadOnlyMmapSeesTheContent) {
   ::close(fd);
 }
 
-// Writable handles use direct I/O from Linux 6.6 on (see fs/fuse_ops.cc).
-bool KernelAtLeast(int want_major, int want_minor) {
-  utsname name{};
-  int major = 0;
-  int minor = 0;
-  if (::uname(&name) != 0 || std::sscanf(name.release, "%d.%d", &major, &minor) != 2) return false;
-  return major > want_major || (major == want_major && minor >= want_minor);
-}
-
 TEST_F(MountTest, ReadWriteHandleReadsWhatItAppends) {
   Mount();
   RUN_OK("printf 'first line\\n' > f");
@@ -290,7 +281,7 @@ TEST_F(MountTest, ReadWriteHandleReadsWhatItAppends) {
   // A shared mapping of a writable handle would let stores change bytes that
   // can never change; with direct I/O the kernel refuses it up front.
   void* map = ::mmap(nullptr, 23, PROT_READ, MAP_SHARED, fd, 0);
-  if (KernelAtLeast(6, 6)) {
+  if (DirectWritesKeepCachesCoherent()) {  // writable handles use direct I/O
     EXPECT_EQ(map, MAP_FAILED);
     EXPECT_EQ(errno, ENODEV);
   } else {
