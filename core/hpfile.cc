@@ -763,6 +763,11 @@ Result<void> HPFile::WriteMetaIfDirty() {
 Result<void> HPFile::Sync() {
   if (damage_) return Errno(EIO);
   std::lock_guard sync_lock(sync_mu_);
+  // Linux marks the pages of a failed write-back clean and forgets the error,
+  // so an fdatasync that fails once may succeed next time without the data
+  // ever reaching the disk. Reporting success then would be a lie: once one
+  // failed, no Sync of this file succeeds again (as PostgreSQL decided).
+  if (sync_failure_.load(std::memory_order_acquire)) return Errno(EIO);
   std::vector<std::shared_ptr<Segment>> dirty;
   std::shared_ptr<Segment> tail;
   std::shared_ptr<Fd> tail_fd;
@@ -793,7 +798,11 @@ Result<void> HPFile::Sync() {
   // one commit and one cache flush per segment in turn. Batches bound the
   // descriptors held open beyond the segment cache.
   constexpr size_t kSyncBatch = 64;
-  std::vector<std::shared_ptr<Fd>> batch;
+  struct Pending {
+    std::shared_ptr<Fd> fd;
+    const Segment* segment;
+  };
+  std::vector<Pending> batch;
   for (size_t first = 0; first < dirty.size(); first += kSyncBatch) {
     batch.clear();
     for (size_t i = first; i < std::min(dirty.size(), first + kSyncBatch); ++i) {
@@ -806,13 +815,17 @@ Result<void> HPFile::Sync() {
         }
         fd = *cached;
       }
-      batch.push_back(std::move(fd));
+      batch.push_back({std::move(fd), dirty[i].get()});
     }
     if (batch.size() > 1) {
-      for (const auto& fd : batch) io_.StartWriteback(fd->get());
+      for (const Pending& pending : batch) io_.StartWriteback(pending.fd->get());
     }
-    for (const auto& fd : batch) {
-      if (auto synced = io_.Fdatasync(fd->get()); !synced) return restore(synced.error());
+    for (const Pending& pending : batch) {
+      if (auto synced = io_.Fdatasync(pending.fd->get()); !synced) {
+        sync_failure_text_ = "fdatasync of " + pending.segment->path + " failed: " + synced.error().message();
+        sync_failure_.store(true, std::memory_order_release);
+        return std::unexpected(synced.error());
+      }
     }
   }
   if (dir_dirty) {
@@ -823,6 +836,11 @@ Result<void> HPFile::Sync() {
   std::lock_guard lock(writer_mu_);
   durable_size_.store(std::min({target, sync_low_water_, Size()}), std::memory_order_release);
   return {};
+}
+
+std::optional<std::string> HPFile::SyncFailure() const {
+  if (!sync_failure_.load(std::memory_order_acquire)) return std::nullopt;
+  return sync_failure_text_;
 }
 
 Result<void> HPFile::CloseDescriptors() {

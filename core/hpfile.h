@@ -123,9 +123,15 @@ class HPFile {
   // Makes every byte appended before the call, and the head, segment size and
   // attributes, durable: fdatasync of each segment written since the last sync
   // (oldest first), fsync of the directory when segments were created or
-  // deleted, then the meta if it changed. On error the unsynced state is kept
-  // and the next Sync tries again.
+  // deleted, then the meta if it changed. When the directory or the meta
+  // cannot be synced, the unsynced state is kept and the next Sync tries
+  // again. When a segment's fdatasync fails, the kernel may already have
+  // dropped the bytes it could not write, so that Sync returns the error and
+  // every later one EIO, until the file is reopened (SyncFailure says why).
   [[nodiscard]] Result<void> Sync();
+  // Why every Sync fails, once a segment's fdatasync failed: a sentence
+  // naming the segment and the error; nullopt before that.
+  std::optional<std::string> SyncFailure() const;
 
   // n < Size(): drops the tail (segments wholly at or above n are deleted
   // newest first; the one holding n is cut). n > Size(): appends zeros, sparse.
@@ -322,6 +328,10 @@ class HPFile {
 
   // Serializes Sync and meta writes; held across fsync, but only they take it.
   std::mutex sync_mu_;
+  // Set once, by the first fdatasync that failed; the text is written before
+  // the flag and never changed after it.
+  std::atomic<bool> sync_failure_{false};
+  std::string sync_failure_text_;
 
   std::optional<std::string> damage_;
   std::vector<std::string> recovery_log_;

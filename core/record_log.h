@@ -108,7 +108,9 @@ class RecordLog {
   // Makes the pending rewind and appends (and earlier prunes) durable: the
   // data is appended and synced before the index, so the index never points
   // past durable data. On error what is still pending stays pending and a
-  // later Flush retries; a rewind that reached the disk stays applied.
+  // later Flush retries; a rewind that reached the disk stays applied. After
+  // a failed fdatasync every later Flush fails with EIO until the log is
+  // reopened (HPFile::Sync).
   [[nodiscard]] Result<void> Flush();
   // Drops the pending appends and the pending rewind.
   void Discard();

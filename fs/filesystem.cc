@@ -910,7 +910,18 @@ Result<size_t> Filesystem::Write(FileHandle& handle, uint64_t offset, std::span<
 Result<void> Filesystem::Fsync(FileHandle& handle) {
   auto file = handle.inode->File();
   if (!file) return {};
-  return file->Sync();
+  const bool failed_before = file->SyncFailure().has_value();
+  auto synced = file->Sync();
+  if (!synced && !failed_before) {
+    // Once: from now on every fsync of the file fails the same way.
+    if (auto failure = file->SyncFailure()) {
+      spdlog::error("{}: {}; every fsync of the file fails from now on, until the daemon restarts", file->dir(),
+                    *failure);
+    } else {
+      spdlog::warn("{}: fsync failed: {}", file->dir(), synced.error().message());
+    }
+  }
+  return synced;
 }
 
 void Filesystem::Release(std::unique_ptr<FileHandle> handle) {

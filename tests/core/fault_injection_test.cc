@@ -303,8 +303,10 @@ Scenario SyncScenario() {
 
 TEST(FaultInjectionTest, Sync) { RunWithEachCallFailing(SyncScenario()); }
 
-// A Sync that failed keeps what it had to do; the next one does all of it.
+// A Sync that failed anywhere but in a segment's fdatasync keeps what it had
+// to do; the next one does all of it.
 TEST(FaultInjectionTest, SyncRetriedAfterFailureMakesEverythingDurable) {
+  constexpr IoOpMask kAllButFdatasync = kMutatingIoOps & ~static_cast<IoOpMask>(IoOp::kFdatasync);
   for (int err : {ENOSPC, EIO}) {
     for (uint64_t n = 1;; ++n) {
       SCOPED_TRACE("mutating call " + std::to_string(n) + " fails with " + ErrnoName(err));
@@ -315,7 +317,7 @@ TEST(FaultInjectionTest, SyncRetriedAfterFailureMakesEverythingDurable) {
       Scenario scenario = SyncScenario();
       scenario.setup(env);
       ASSERT_FALSE(::testing::Test::HasFatalFailure());
-      env.io().FailNthCall(n, err, kMutatingIoOps);
+      env.io().FailNthCall(n, err, kAllButFdatasync);
       auto first = env.file().Sync();
       const bool fired = env.io().Fired();
       env.io().Heal();
@@ -330,6 +332,50 @@ TEST(FaultInjectionTest, SyncRetriedAfterFailureMakesEverythingDurable) {
       env.ExpectMatchesModel("after power loss");
       ASSERT_FALSE(::testing::Test::HasFailure());
       if (!fired) break;
+      ASSERT_LT(n, kMaxCalls);
+    }
+  }
+}
+
+// After a failed fdatasync the kernel may have dropped the pages it could not
+// write and forgotten the error, so a retried fdatasync would succeed with the
+// data lost: every later Sync must fail, until the file is reopened.
+TEST(FaultInjectionTest, SyncAfterFailedFdatasyncFailsUntilReopened) {
+  for (int err : {EIO, ENOSPC}) {
+    for (uint64_t n = 1;; ++n) {
+      SCOPED_TRACE("fdatasync " + std::to_string(n) + " fails with " + ErrnoName(err));
+      Env env(8);
+      env.Open();
+      ASSERT_FALSE(::testing::Test::HasFatalFailure());
+      Scenario scenario = SyncScenario();
+      scenario.setup(env);
+      ASSERT_FALSE(::testing::Test::HasFatalFailure());
+      env.io().FailNthCall(n, err, static_cast<IoOpMask>(IoOp::kFdatasync));
+      auto first = env.file().Sync();
+      const bool fired = env.io().Fired();
+      env.io().Heal();
+      if (!fired) {
+        ASSERT_OK(first);
+        EXPECT_FALSE(env.file().SyncFailure().has_value());
+        break;
+      }
+      ASSERT_FALSE(first.has_value());
+      EXPECT_EQ(first.error().value(), err);
+      const uint64_t durable = env.file().DurableSize();
+      ASSERT_TRUE(env.file().SyncFailure().has_value());
+      EXPECT_NE(env.file().SyncFailure()->find(".seg"), std::string::npos) << *env.file().SyncFailure();
+      for (int retry = 0; retry < 3; ++retry) EXPECT_ERRNO(env.file().Sync(), EIO);
+      EXPECT_EQ(env.file().DurableSize(), durable) << "a failed Sync advanced the durable size";
+      // Appends and reads go on; only durability is refused.
+      env.Append(5);
+      env.ExpectMatchesModel("after the failed syncs");
+      EXPECT_ERRNO(env.file().Sync(), EIO);
+      env.Close();
+      env.Open();
+      ASSERT_FALSE(::testing::Test::HasFatalFailure());
+      EXPECT_FALSE(env.file().SyncFailure().has_value());
+      ASSERT_OK(env.file().Sync());
+      EXPECT_EQ(env.file().DurableSize(), env.file().Size());
       ASSERT_LT(n, kMaxCalls);
     }
   }

@@ -629,7 +629,8 @@ TEST_P(RecordLogTest, FailedFlushKeepsItsChangesPendingAndCanBeRetried) {
     ASSERT_OK(log.Flush());
     ASSERT_OK(log.Rewind(20));
     AppendIds(log, 100, 110, element_size());
-    io.FailNthCall(n, ENOSPC, kMutatingIoOps);
+    // A failed fdatasync is not retried (HPFile::Sync): see below.
+    io.FailNthCall(n, ENOSPC, kMutatingIoOps & ~static_cast<IoOpMask>(IoOp::kFdatasync));
     const bool failed = !log.Flush().has_value();
     const bool fired = io.Fired();
     io.Heal();
@@ -649,6 +650,30 @@ TEST_P(RecordLogTest, FailedFlushKeepsItsChangesPendingAndCanBeRetried) {
     EXPECT_FALSE((*reopened)->Damage().has_value());
   }
   EXPECT_GT(n, 3u);
+}
+
+// After a failed fdatasync the bytes may be gone while a retry would succeed:
+// no Flush succeeds again until the log is reopened.
+TEST_P(RecordLogTest, FailedFdatasyncFailsEveryLaterFlushUntilReopened) {
+  TempDir dir;
+  FaultIo io(no_flush_);
+  {
+    auto opened = RecordLog::Open(dir / "log", RecordOptions(element_size(), kSegment, &io));
+    ASSERT_TRUE(opened.has_value());
+    RecordLog& log = **opened;
+    AppendIds(log, 0, 30, element_size());
+    io.FailNthCall(1, EIO, static_cast<IoOpMask>(IoOp::kFdatasync));
+    EXPECT_ERRNO(log.Flush(), EIO);
+    io.Heal();
+    EXPECT_ERRNO(log.Flush(), EIO);
+    AppendIds(log, 30, 40, element_size());
+    EXPECT_ERRNO(log.Flush(), EIO);
+  }
+  auto reopened = RecordLog::Open(dir / "log", RecordOptions(element_size(), kSegment, &io));
+  ASSERT_TRUE(reopened.has_value());
+  EXPECT_FALSE((*reopened)->Damage().has_value());
+  AppendIds(**reopened, 1000, 1005, element_size());
+  EXPECT_OK((*reopened)->Flush());
 }
 
 // ---- crashes at every step -------------------------------------------------------------
