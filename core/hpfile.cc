@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 #include <ctime>
+#include <limits>
 
 #include "core/format.h"
 #include "core/recovery.h"
@@ -438,11 +439,14 @@ Result<uint64_t> HPFile::Append(std::span<const std::byte> data) {
   std::unique_lock lock(writer_mu_);
   const uint64_t created_before = segments_created_;
   Result<uint64_t> start = AppendLocked(data);
-  // A roll is when retention can have something new to drop. One segment
-  // at most, so this append waits for one deletion at most; whatever more
-  // is due (a limit just lowered) is left to ApplyRetention.
+  // A roll is when retention can have something new to drop: everything the
+  // policy lets go, since one write larger than several segments makes
+  // several droppable at once, and leaving them to the background would let
+  // the file sit far above its limit. Deletions are renames into a trash for
+  // the daemon (Options::discard_segment), so the append waits for little.
   if (!start || segments_created_ == created_before) return start;
-  const RetentionResult retention = RetainLocked(static_cast<int64_t>(std::time(nullptr)), 1);
+  const RetentionResult retention =
+      RetainLocked(static_cast<int64_t>(std::time(nullptr)), std::numeric_limits<uint64_t>::max());
   lock.unlock();
   if (on_retention_ && (retention.pruned() || retention.error)) on_retention_(retention);
   return start;

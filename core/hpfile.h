@@ -159,9 +159,9 @@ class HPFile {
   // seconds since the epoch: drops sealed segments from the head, oldest
   // first, while the policy lets the oldest go; never the tail. Each segment
   // is dropped under its own turn of the writer lock, so an Append waits for
-  // at most one deletion. Append also enforces the limits itself, one segment
-  // per call that created a segment; a failure there does not fail the
-  // append and reaches Options::on_retention only. The head moves as by
+  // at most one deletion. Append also enforces the limits itself, dropping
+  // every segment they let go whenever it created a segment; a failure there
+  // does not fail the append and reaches Options::on_retention only. The head moves as by
   // PruneHead (durable at the next Sync). `error` in the result: EIO for a
   // damaged file, or why a segment could not be deleted or examined.
   [[nodiscard]] RetentionResult ApplyRetention(int64_t now);

@@ -127,6 +127,27 @@ TEST_F(RetentionTest, AppendThatRollsDropsTheOldestSegmentTheByteLimitLetsGo) {
   ExpectWellFormed(*file);
 }
 
+TEST_F(RetentionTest, AppendLargerThanSeveralSegmentsDropsEverySegmentTheLimitLetsGo) {
+  auto file = OpenFile(/*retain_bytes=*/150);
+  ASSERT_TRUE(file);
+  AppendPattern(*file, 50);
+  AppendPattern(*file, 10 * kSegment);  // one write: [0,1050) in 11 segments
+  ASSERT_EQ(file->Size(), 1050u);
+  // A slot ending at 900 leaves exactly 150 bytes; the one ending at 1000, 50.
+  EXPECT_EQ(file->Head(), 9 * kSegment);
+  for (uint64_t base = 0; base < 9 * kSegment; base += kSegment) {
+    EXPECT_FALSE(FileExists(SegPath(base))) << "segment " << base << " outlived the limit";
+  }
+  EXPECT_TRUE(FileExists(SegPath(9 * kSegment)));
+  ASSERT_EQ(reports_.size(), 1u) << "one report per enforcement, not per segment";
+  EXPECT_EQ(reports_[0].old_head, 0u);
+  EXPECT_EQ(reports_[0].new_head, 9 * kSegment);
+  EXPECT_EQ(reports_[0].segments, 9u);
+  ASSERT_OK_AND_ASSIGN(auto bytes, ReadRange(*file, 9 * kSegment, 150));
+  EXPECT_EQ(bytes, PatternBytes(9 * kSegment, 150));
+  ExpectWellFormed(*file);
+}
+
 TEST_F(RetentionTest, AppendsKeepPaceWithTheByteLimitAndNeverDropTooMuch) {
   auto file = OpenFile(/*retain_bytes=*/250);
   ASSERT_TRUE(file);

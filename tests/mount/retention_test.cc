@@ -97,6 +97,19 @@ TEST_F(RetentionMountTest, MountWideDefaultsBoundNewFilesAtEverySegmentRoll) {
       << r.output;
 }
 
+TEST_F(RetentionMountTest, OneWriteLargerThanSeveralSegmentsIsBoundedAtOnce) {
+  Mount({"-o", "segment_size=256K,retain_bytes=256K"});
+  // One write(2) of 8 MiB: requests of up to 1 MiB, each rolling through four
+  // segments. Counted right after it, before the background pass (once a
+  // second) has had much chance to run.
+  auto r = Run("head -c 8M /dev/zero | dd of=\"$M/big\" bs=8M iflag=fullblock oflag=append conv=notrunc status=none; "
+               "ls \"$B/big\" | grep -c '\\.seg$'; \"$CTL\" stat \"$M/big\" | grep -E '^(head|size)='");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // The last 256 KiB fill the tail, which alone keeps enough: every sealed
+  // segment went, the head is at 7.75 MiB.
+  EXPECT_EQ(r.output, "1\nhead=" + std::to_string(31 << 18) + "\nsize=" + std::to_string(8 << 20) + "\n") << r.output;
+}
+
 TEST_F(RetentionMountTest, ReadersCachedPagesOfADroppedRangeAreInvalidated) {
   Mount();
   ASSERT_EQ(Run("head -c 3145728 /dev/urandom > \"$M/log\"; head -c 10 /dev/urandom >> \"$M/log\"").exit_code, 0);
