@@ -40,8 +40,16 @@ inline constexpr std::string_view kLockName = ".hpfs.lock";
 inline constexpr std::string_view kTrashName = ".hpfs-trash";
 
 inline constexpr uint64_t kDefaultSegmentSize = 64ull << 20;
-// Capacities must fit the name format and leave room for base + capacity.
+// The largest segment_size. A segment a grow creates to span a gap of zeros
+// may be wider: any multiple of the segment size, up to the gap.
 inline constexpr uint64_t kMaxSegmentSize = 1ull << 40;
-inline constexpr uint64_t kMaxFileSize = (1ull << 63) - 1;
+// The largest size a file may grow to (1 PiB); appends and grows past it fail
+// with EFBIG. Bounds the segment files a grow creates where the backing
+// filesystem caps a file's size (ext4: 16 TiB, so at most 128 for a grow).
+inline constexpr uint64_t kMaxFileSize = 1ull << 50;
+// Where a segment's slot may end at most, and the largest head: what a name
+// or a meta may hold. Above kMaxFileSize because earlier versions let files
+// grow this far, and their stores must still open.
+inline constexpr uint64_t kMaxSlotEnd = (1ull << 63) - 1;
 
 }  // namespace hpfile::format

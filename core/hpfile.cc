@@ -26,6 +26,12 @@ Result<void> CreateStore(Io& io, const std::string& dir, Meta meta) {
   return SyncDir(io, ParentDir(dir));
 }
 
+// Whether `length` more bytes after `start` stay within the largest file
+// size; a file an earlier version grew past it may not grow at all.
+bool FitsMaxFileSize(uint64_t start, uint64_t length) {
+  return start <= format::kMaxFileSize && length <= format::kMaxFileSize - start;
+}
+
 }  // namespace
 
 HPFile::HPFile(Io& io, std::string dir, const Options& options)
@@ -291,13 +297,8 @@ void HPFile::MarkDirtyLocked(const std::shared_ptr<Segment>& segment) {
   if (dirty_segments_.empty() || dirty_segments_.back() != segment) dirty_segments_.push_back(segment);
 }
 
-Result<void> HPFile::AddSegmentLocked(uint64_t base) {
-  uint64_t capacity;
-  {
-    std::lock_guard lock(meta_mu_);
-    capacity = meta_.segment_size;
-  }
-  if (base > format::kMaxFileSize - capacity) return Errno(EFBIG);
+Result<void> HPFile::AddSegmentLocked(uint64_t base, uint64_t capacity) {
+  if (base > format::kMaxSlotEnd - capacity) return Errno(EFBIG);
   auto segment = std::make_shared<Segment>(base, capacity, dir_ + "/" + FormatSegmentName({base, capacity}));
   segment->sealed_end = segment->slot_end();
   // O_TRUNC: a file by this name that is not in the map is debris of a failed
@@ -364,10 +365,41 @@ Result<void> HPFile::TrimOverhangLocked() {
   return {};
 }
 
+uint64_t HPFile::GapSegmentCapacityLocked(uint64_t remaining, uint64_t segment_size) const {
+  // Every whole slot before the one the last byte falls into, as one sparse
+  // segment: a grow of any size costs a few files and no data written. The
+  // capacity is a multiple of the segment size, so the slots after it stay
+  // on the grid they would have had, and the last slot is an ordinary tail.
+  const uint64_t whole_slots = (remaining - 1) / segment_size;
+  const uint64_t limit_slots = gap_capacity_limit_ / segment_size;
+  return std::max<uint64_t>(1, std::min(whole_slots, limit_slots)) * segment_size;
+}
+
+Result<void> HPFile::DropEmptyWideTailLocked(uint64_t end, uint64_t segment_size) {
+  if (segments_.empty()) return {};
+  const std::shared_ptr<Segment>& tail = segments_.back();
+  // An empty tail wider than a segment is what a grow leaves when it stops
+  // between creating a gap segment and sizing it (a crash, a power loss).
+  // Filled, it would take appends into a slot retention cannot drop until
+  // it is full; it holds nothing, so it goes and the slot is made again.
+  if (tail->base != end || tail->capacity <= segment_size) return {};
+  if (auto removed = io_.Unlink(tail->path); !removed) return removed;
+  DropSegmentLocked(/*newest=*/true);
+  return {};
+}
+
 Result<uint64_t> HPFile::ExtendLocked(const std::byte* data, uint64_t length) {
   const uint64_t start = flushed_size_.load(std::memory_order_relaxed);
-  if (length > format::kMaxFileSize - start) return Errno(EFBIG);
+  if (!FitsMaxFileSize(start, length)) return Errno(EFBIG);
   if (auto trimmed = TrimOverhangLocked(); !trimmed) return std::unexpected(trimmed.error());
+  uint64_t segment_size;
+  {
+    std::lock_guard lock(meta_mu_);
+    segment_size = meta_.segment_size;
+  }
+  if (auto replaced = DropEmptyWideTailLocked(start, segment_size); !replaced) {
+    return std::unexpected(replaced.error());
+  }
   // The writer reads segments_ without map_mu_: only holders of writer_mu_
   // change it, and they take map_mu_ exclusively for that, to keep readers out.
   // For the same reason the loop refers to the tail and its descriptor without
@@ -376,11 +408,15 @@ Result<uint64_t> HPFile::ExtendLocked(const std::byte* data, uint64_t length) {
   const size_t segments_before = segments_.size();
   const uint64_t old_tail_length = segments_before > 0 ? start - segments_.back()->base : 0;
 
+  const uint64_t end = start + length;
   uint64_t position = start;
   Result<void> status;
-  while (position < start + length) {
+  while (position < end) {
+    bool wide_gap_segment = false;
     if (segments_.empty() || position >= segments_.back()->slot_end()) {
-      if (auto added = AddSegmentLocked(position); !added) {
+      const uint64_t capacity = data == nullptr ? GapSegmentCapacityLocked(end - position, segment_size) : segment_size;
+      wide_gap_segment = capacity > segment_size;
+      if (auto added = AddSegmentLocked(position, capacity); !added) {
         status = std::unexpected(added.error());
         break;
       }
@@ -391,11 +427,23 @@ Result<uint64_t> HPFile::ExtendLocked(const std::byte* data, uint64_t length) {
       status = std::unexpected(fd.error());
       break;
     }
-    const uint64_t stop = std::min(start + length, tail->slot_end());
+    const uint64_t stop = std::min(end, tail->slot_end());
     if (data != nullptr) {
       status = WriteFull(io_, *fd, std::span(data + (position - start), stop - position), position - tail->base);
     } else {
       status = io_.Ftruncate(*fd, stop - tail->base);
+      if (!status && wide_gap_segment && IsErrno(status.error(), EFBIG)) {
+        // The backing filesystem holds no file this large (ext4: 16 TiB):
+        // this one goes, and the gap is covered by smaller ones.
+        gap_capacity_limit_ = std::max(segment_size, tail->capacity / 2);
+        if (auto removed = io_.Unlink(tail->path); !removed) {
+          status = removed;
+          break;
+        }
+        DropSegmentLocked(/*newest=*/true);
+        status = {};
+        continue;
+      }
     }
     if (!status) break;
     MarkDirtyLocked(tail);
@@ -458,7 +506,7 @@ Result<uint64_t> HPFile::Append(std::span<const std::byte> data) {
 inline Result<uint64_t> HPFile::AppendLocked(std::span<const std::byte> data) {
   if (auto ok = CheckWritable(); !ok) return std::unexpected(ok.error());
   const uint64_t start = Size();
-  if (data.size() > format::kMaxFileSize - start) return Errno(EFBIG);
+  if (!FitsMaxFileSize(start, data.size())) return Errno(EFBIG);
   if (data.empty()) return start;
 
   if (write_buffer_size_ > 0) {
@@ -526,10 +574,10 @@ Result<void> HPFile::ShrinkLocked(uint64_t n) {
 Result<void> HPFile::Truncate(uint64_t n) {
   std::lock_guard lock(writer_mu_);
   if (auto ok = CheckWritable(); !ok) return ok;
-  if (n > format::kMaxFileSize) return Errno(EFBIG);
   const uint64_t size = Size();
   if (n == size) return {};
   if (n > size) {
+    if (!FitsMaxFileSize(size, n - size)) return Errno(EFBIG);
     if (auto flushed = FlushLocked(); !flushed) return flushed;
     auto end = ExtendLocked(nullptr, n - size);
     if (!end) return std::unexpected(end.error());

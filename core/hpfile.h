@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "core/fd_cache.h"
+#include "core/format.h"
 #include "core/io.h"
 #include "core/meta.h"
 #include "core/result.h"
@@ -253,8 +254,15 @@ class HPFile {
   // The tail's read-write descriptor, opened when the writer has none; it
   // stays open while writer_mu_ is held and the tail does not change.
   [[nodiscard]] Result<int> TailFdLocked();
-  // Creates an empty segment at `base` and makes it the tail.
-  [[nodiscard]] Result<void> AddSegmentLocked(uint64_t base);
+  // Creates an empty segment at `base` of `capacity` and makes it the tail.
+  [[nodiscard]] Result<void> AddSegmentLocked(uint64_t base, uint64_t capacity);
+  // The capacity of the segment a grow by `remaining` bytes of zeros creates
+  // next: the whole slots of `segment_size` before the last one, within
+  // gap_capacity_limit_; `segment_size` when there are none.
+  uint64_t GapSegmentCapacityLocked(uint64_t remaining, uint64_t segment_size) const;
+  // Deletes the tail when it is empty (ends at `end`, its base) and wider
+  // than `segment_size`.
+  [[nodiscard]] Result<void> DropEmptyWideTailLocked(uint64_t end, uint64_t segment_size);
   // Removes the newest or the oldest segment from the map and the cache (the
   // file itself is unlinked by the caller first).
   void DropSegmentLocked(bool newest);
@@ -309,6 +317,9 @@ class HPFile {
   uint64_t sync_low_water_ = 0;             // writer_mu_: lowest size since the running Sync began
   bool tail_overhang_ = false;              // writer_mu_: the tail file is longer than flushed_size_
   uint64_t segments_created_ = 0;           // writer_mu_: segments ever created (a roll adds one)
+  // writer_mu_: the largest gap segment to try; lowered when the backing
+  // filesystem refuses a file that large.
+  uint64_t gap_capacity_limit_ = format::kMaxFileSize;
 
   // Held across a deferred punch, taken after writer_mu_. A truncate that
   // lowers the head waits on it, so no punch still running with the old

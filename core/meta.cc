@@ -91,7 +91,7 @@ std::expected<Meta, std::string> ParseMeta(std::string_view text) {
       has_segment_size = true;
     } else if (key == format::kKeyHead) {
       auto head = ParseUnsigned(value);
-      if (!head || *head > format::kMaxFileSize) return fail("head is not a valid offset");
+      if (!head || *head > format::kMaxSlotEnd) return fail("head is not a valid offset");
       meta.head = *head;
     } else if (key == format::kKeyMode) {
       auto mode = ParseUnsigned32(value, 8);

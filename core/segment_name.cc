@@ -35,8 +35,8 @@ std::optional<SegmentName> ParseSegmentName(std::string_view file_name) {
   };
   SegmentName name;
   if (!parse(base_text, name.base) || !parse(capacity_text, name.capacity)) return std::nullopt;
-  if (name.capacity == 0 || name.capacity > format::kMaxSegmentSize) return std::nullopt;
-  if (name.base > format::kMaxFileSize - name.capacity) return std::nullopt;
+  if (name.capacity == 0 || name.capacity > format::kMaxSlotEnd) return std::nullopt;
+  if (name.base > format::kMaxSlotEnd - name.capacity) return std::nullopt;
   // Exactly one spelling per segment, so two files can never claim one slot.
   if (FormatSegmentName(name) != std::string(file_name) + std::string(format::kSegmentSuffix)) return std::nullopt;
   return name;

@@ -17,7 +17,8 @@ struct SegmentName {
 
 std::string FormatSegmentName(SegmentName name);
 // nullopt unless `file_name` is exactly what FormatSegmentName produces for
-// some base and a capacity in (0, format::kMaxSegmentSize].
+// some base and a capacity in (0, format::kMaxSlotEnd] whose slot ends by
+// format::kMaxSlotEnd.
 std::optional<SegmentName> ParseSegmentName(std::string_view file_name);
 // True for names that look like segments (".seg" suffix), parseable or not.
 bool LooksLikeSegment(std::string_view file_name);

@@ -462,6 +462,22 @@ TEST(FaultInjectionTest, TruncateGrowAcrossSegments) {
   RunWithEachCallFailing(TruncateScenario([](Env& env) { env.Append(10); }, 35));
 }
 
+// A gap of many slots: one wide sparse segment, then an ordinary tail.
+TEST(FaultInjectionTest, TruncateGrowAcrossManySlots) {
+  RunWithEachCallFailing(TruncateScenario([](Env& env) { env.Append(10); }, 8 * 500 + 3));
+}
+
+TEST(FaultInjectionTest, TruncateIntoAGapSegment) {
+  RunWithEachCallFailing(TruncateScenario(
+      [](Env& env) {
+        env.Append(10);
+        ASSERT_OK(env.file().Truncate(8 * 500 + 3));
+        env.SetModel(env.head(), 8 * 500 + 3);
+        env.Append(20);
+      },
+      8 * 200 + 5));
+}
+
 // ---- PruneHead ----
 
 // On failure the head may have moved part of the way, never further, and the

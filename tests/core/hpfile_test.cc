@@ -19,6 +19,7 @@
 
 #include <gtest/gtest.h>
 
+#include "core/fault_io.h"
 #include "core/format.h"
 #include "core/meta.h"
 #include "tests/core/test_util.h"
@@ -625,8 +626,10 @@ TEST_F(HPFileTest, TruncateGrowingIsSparse) {
   EXPECT_EQ(file->Size(), n);
   ASSERT_OK(file->Sync());
   EXPECT_EQ(file->DurableSize(), n);
-  ExpectSegments(*file, Expected({{0, kSeg, kSeg}, {kSeg, kSeg, kSeg}, {2 * kSeg, kSeg, kSeg}, {3 * kSeg, kSeg, 12345}}));
-  EXPECT_TRUE(FileExists(Dir() + "/00000000000134217728-67108864.seg"));
+  // The two whole slots of zeros are one sparse segment; the tail is an
+  // ordinary one.
+  ExpectSegments(*file, Expected({{0, kSeg, kSeg}, {kSeg, 2 * kSeg, 2 * kSeg}, {3 * kSeg, kSeg, 12345}}));
+  EXPECT_TRUE(FileExists(Dir() + "/00000000000067108864-134217728.seg"));
   int64_t blocks = 0;
   for (auto& name : SegmentFilesOnDisk(Dir())) blocks += FileBlocks(Dir() + "/" + name);
   // 192 MiB of zeros written out would be 393216 blocks; a sparse grow costs
@@ -646,6 +649,175 @@ TEST_F(HPFileTest, TruncateGrowingIsSparse) {
   std::vector<std::byte> want(5);
   want.insert(want.end(), b.begin(), b.end());
   EXPECT_EQ(got, want);
+}
+
+// ---------------------------------------------------------------------------
+// Grows of any size: a gap of zeros costs a few sparse segment files.
+
+class GrowTest : public HPFileTest {
+ protected:
+  static constexpr uint64_t kSeg = 1 << 20;
+  // A standard conformance test grows a file to this size.
+  static constexpr uint64_t kHuge = 999999999999999;
+  // Gap segments on a backing filesystem that caps files at 16 TiB (ext4),
+  // plus the grown old tail and the new tail; one gap segment elsewhere.
+  static constexpr size_t kMostSegmentsForAGrow = format::kMaxFileSize / (8ull << 40) + 2;
+
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(file_, HPFile::Open(Dir(), OptionsWithSegmentSize(kSeg)));
+    data_ = SeededBytes(1, 0, 1000);
+    ASSERT_OK(file_->Append(data_));
+  }
+
+  // [offset, offset + length) reads as zeros.
+  void ExpectZeros(uint64_t offset, size_t length) {
+    ASSERT_OK_AND_ASSIGN(auto got, ReadRange(*file_, offset, length));
+    EXPECT_EQ(got, std::vector<std::byte>(length)) << "at " << offset;
+  }
+
+  std::unique_ptr<HPFile> file_;
+  std::vector<std::byte> data_;
+};
+
+TEST_F(GrowTest, GrowToAPetabyteCreatesFewSparseSegmentsInMilliseconds) {
+  const auto started = std::chrono::steady_clock::now();
+  ASSERT_OK(file_->Truncate(kHuge));
+  ASSERT_OK(file_->Sync());
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_EQ(file_->Size(), kHuge);
+  EXPECT_EQ(file_->DurableSize(), kHuge);
+  // Milliseconds on an idle machine; the bound leaves room for a loaded one.
+  EXPECT_LT(took, std::chrono::seconds(10));
+  const auto segments = SegmentFilesOnDisk(Dir());
+  EXPECT_LE(segments.size(), kMostSegmentsForAGrow);
+  int64_t blocks = 0;
+  for (const auto& name : segments) blocks += FileBlocks(Dir() + "/" + name);
+  EXPECT_LT(blocks, 2048) << "the zeros were written out";
+  testing::ExpectWellFormed(*file_);
+  // The tail after the gap is an ordinary segment.
+  EXPECT_EQ(file_->Segments().back().capacity, kSeg);
+}
+
+TEST_F(GrowTest, GapReadsAsZerosAndAppendsLandAfterIt) {
+  ASSERT_OK(file_->Truncate(kHuge));
+  ASSERT_OK_AND_ASSIGN(auto got, ReadRange(*file_, 0, 1000));
+  EXPECT_EQ(got, data_);
+  for (uint64_t offset : {uint64_t{1000}, kSeg - 10, kSeg, kHuge / 2, kHuge - kSeg - 5, kHuge - 100}) {
+    ExpectZeros(offset, 100);
+  }
+  auto more = SeededBytes(2, kHuge, 3 * kSeg);  // rolls through two more segments
+  ASSERT_OK_AND_ASSIGN(uint64_t at, file_->Append(more));
+  EXPECT_EQ(at, kHuge);
+  ASSERT_OK_AND_ASSIGN(got, ReadRange(*file_, kHuge, more.size()));
+  EXPECT_EQ(got, more);
+  testing::ExpectWellFormed(*file_);
+
+  // Reopened, the file is the same.
+  const auto segments = file_->Segments();
+  file_.reset();
+  ASSERT_OK_AND_ASSIGN(file_, HPFile::Open(Dir(), OptionsWithSegmentSize(kSeg)));
+  EXPECT_FALSE(file_->Damage().has_value()) << *file_->Damage();
+  EXPECT_TRUE(file_->RecoveryLog().empty()) << file_->RecoveryLog().front();
+  EXPECT_EQ(file_->Size(), kHuge + more.size());
+  ExpectSegments(*file_, segments);
+  ExpectZeros(kHuge / 3, 100);
+  ASSERT_OK_AND_ASSIGN(got, ReadRange(*file_, kHuge, more.size()));
+  EXPECT_EQ(got, more);
+}
+
+TEST_F(GrowTest, TruncateBackIntoTheGapKeepsZerosAndTakesAppends) {
+  ASSERT_OK(file_->Truncate(kHuge));
+  const uint64_t n = kHuge / 2 + 12345;
+  ASSERT_OK(file_->Truncate(n));
+  EXPECT_EQ(file_->Size(), n);
+  ExpectZeros(n - 200, 200);
+  testing::ExpectWellFormed(*file_);
+  auto more = SeededBytes(3, n, 2 * kSeg);
+  ASSERT_OK_AND_ASSIGN(uint64_t at, file_->Append(more));
+  EXPECT_EQ(at, n);
+  ASSERT_OK_AND_ASSIGN(auto got, ReadRange(*file_, n - 10, more.size() + 10));
+  std::vector<std::byte> want(10);
+  want.insert(want.end(), more.begin(), more.end());
+  EXPECT_EQ(got, want);
+  testing::ExpectWellFormed(*file_);
+  ASSERT_OK(file_->Truncate(500));
+  ASSERT_OK_AND_ASSIGN(got, ReadRange(*file_, 0, 1000));
+  EXPECT_EQ(got, std::vector<std::byte>(data_.begin(), data_.begin() + 500));
+  EXPECT_EQ(SegmentFilesOnDisk(Dir()).size(), 1u);
+}
+
+TEST_F(GrowTest, PruneThroughTheGapDropsItsSegments) {
+  ASSERT_OK(file_->Truncate(kHuge));
+  ASSERT_OK(file_->Append(SeededBytes(4, kHuge, 100)));
+  const uint64_t head = kHuge - kSeg / 2;
+  ASSERT_OK(file_->PruneHead(head));
+  EXPECT_EQ(file_->Head(), head);
+  EXPECT_ERRNO(file_->ReadAt(kHuge / 2, std::as_writable_bytes(std::span(data_))), ENODATA);
+  ExpectZeros(head, 100);
+  ASSERT_OK_AND_ASSIGN(auto got, ReadRange(*file_, kHuge, 100));
+  EXPECT_EQ(got, SeededBytes(4, kHuge, 100));
+  testing::ExpectWellFormed(*file_);
+  EXPECT_LE(SegmentFilesOnDisk(Dir()).size(), 2u);
+  ASSERT_OK(file_->Sync());
+}
+
+TEST_F(GrowTest, GrowToTheMaximumSucceedsAndPastItFailsWithEfbig) {
+  ASSERT_OK(file_->Truncate(format::kMaxFileSize));
+  EXPECT_EQ(file_->Size(), format::kMaxFileSize);
+  EXPECT_LE(SegmentFilesOnDisk(Dir()).size(), kMostSegmentsForAGrow);
+  EXPECT_ERRNO(file_->Append(SeededBytes(5, 0, 1)), EFBIG);
+  EXPECT_ERRNO(file_->Truncate(format::kMaxFileSize + 1), EFBIG);
+  EXPECT_EQ(file_->Size(), format::kMaxFileSize);
+  testing::ExpectWellFormed(*file_);
+  ASSERT_OK(file_->Truncate(kSeg + 1));
+  ASSERT_OK(file_->Append(SeededBytes(5, kSeg + 1, 10)));
+  testing::ExpectWellFormed(*file_);
+}
+
+// Where the backing filesystem refuses a file as large as the gap (ext4 caps
+// files at 16 TiB), the gap is covered by smaller segments instead.
+TEST_F(HPFileTest, GrowCoversTheGapWithSmallerSegmentsWhereTheFilesystemRefusesOneThatLarge) {
+  FaultIo io;
+  Options options = OptionsWithSegmentSize(16);
+  options.io = &io;
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
+  ASSERT_OK(file->Append(SeededBytes(1, 0, 40)));
+  // Call 1 sizes the old tail to its slot's end; call 2 the gap segment.
+  io.FailNthCall(2, EFBIG, static_cast<IoOpMask>(IoOp::kFtruncate));
+  ASSERT_OK(file->Truncate(1605));
+  EXPECT_TRUE(io.Fired());
+  EXPECT_EQ(file->Size(), 1605u);
+  // [48, 1600) did not fit in one: it takes two of half the size, the rest
+  // an ordinary segment.
+  ExpectSegments(*file, Expected({{0, 16, 16}, {16, 16, 16}, {32, 16, 16}, {48, 768, 768}, {816, 768, 768},
+                                  {1584, 16, 16}, {1600, 16, 5}}));
+  testing::ExpectWellFormed(*file);
+  ASSERT_OK_AND_ASSIGN(auto got, ReadRange(*file, 40, 1565));
+  EXPECT_EQ(got, std::vector<std::byte>(1565));
+
+  // Refused even at one segment, the grow fails and changes nothing.
+  io.FailAlways(EFBIG, static_cast<IoOpMask>(IoOp::kFtruncate));
+  EXPECT_ERRNO(file->Truncate(5000), EFBIG);
+  io.Heal();
+  EXPECT_EQ(file->Size(), 1605u);
+  testing::ExpectWellFormed(*file);
+}
+
+// A grow stopped between creating a gap segment and sizing it (a crash)
+// leaves it as an empty tail; appends must not go into its wide slot.
+TEST_F(HPFileTest, EmptyWideTailLeftByAnInterruptedGrowIsReplacedByAnOrdinaryOne) {
+  ASSERT_EQ(::mkdir(Dir().c_str(), 0755), 0);
+  testing::WriteFileText(Dir() + "/hpfile.meta", "format=1\nsegment_size=16\nhead=0\n");
+  testing::WriteFileBytes(Dir() + "/" + SegmentFileName(0, 16), SeededBytes(1, 0, 16));
+  testing::WriteFileBytes(Dir() + "/" + SegmentFileName(16, 1600), {});
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir()));
+  ASSERT_FALSE(file->Damage().has_value()) << *file->Damage();
+  EXPECT_EQ(file->Size(), 16u);
+  ASSERT_OK(file->Append(SeededBytes(2, 16, 20)));
+  ExpectSegments(*file, Expected({{0, 16, 16}, {16, 16, 16}, {32, 16, 4}}));
+  testing::ExpectWellFormed(*file);
+  ASSERT_OK_AND_ASSIGN(auto got, ReadRange(*file, 16, 20));
+  EXPECT_EQ(got, SeededBytes(2, 16, 20));
 }
 
 TEST_F(TruncateTest, TruncatePastMaxFileSizeFailsWithEFBIG) {

@@ -26,6 +26,16 @@ TEST(SegmentName, ParsesWhatItFormats) {
   }
 }
 
+// A grow spans a gap with one segment wider than any segment_size.
+TEST(SegmentName, ParsesGapSegmentsWiderThanTheLargestSegmentSize) {
+  for (SegmentName name : {SegmentName{4096, format::kMaxSegmentSize + 4096}, SegmentName{0, format::kMaxFileSize},
+                           SegmentName{1, format::kMaxSlotEnd - 1}}) {
+    auto parsed = ParseSegmentName(FormatSegmentName(name));
+    ASSERT_TRUE(parsed.has_value()) << FormatSegmentName(name);
+    EXPECT_EQ(*parsed, name);
+  }
+}
+
 TEST(SegmentName, RejectsEverySpellingButTheCanonicalOne) {
   for (const char* bad : {
            "junk.seg",
@@ -39,7 +49,8 @@ TEST(SegmentName, RejectsEverySpellingButTheCanonicalOne) {
            "00000000000000000000-10.seg.tmp",
            "00000000000000000000-10",
            "0000000000000000000a-10.seg",
-           "00000000000000000000-2199023255553.seg",  // capacity above the maximum
+           "00000000000000000000-9223372036854775808.seg",  // capacity past the largest slot end
+           "00000000000000000001-9223372036854775807.seg",  // slot ending past it
            "99999999999999999999-10.seg",             // base past the largest file
        }) {
     EXPECT_FALSE(ParseSegmentName(bad).has_value()) << bad;

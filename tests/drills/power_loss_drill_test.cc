@@ -410,11 +410,9 @@ TEST(PowerLossDrill, TruncateMovingSegmentsToATrash) {
       .Run();
 }
 
-TEST(PowerLossDrill, TruncateGrowingAcrossSegments) {
-  const uint64_t prepared = kSegment + 500;
-  const uint64_t n = 4 * kSegment + 100;
+Scenario GrowScenario(std::string name, uint64_t prepared, uint64_t n) {
   Scenario s;
-  s.name = "truncate grow";
+  s.name = std::move(name);
   s.prepare = [prepared](HPFile& f) { AppendPattern(f, prepared); };
   s.operation = [n](HPFile& f) { return ThenSync(f, f.Truncate(n)); };
   s.expected_byte = [prepared](uint64_t offset) { return offset < prepared ? PatternByte(offset) : std::byte{0}; };
@@ -426,7 +424,16 @@ TEST(PowerLossDrill, TruncateGrowingAcrossSegments) {
       EXPECT_EQ(a.size, n);
     }
   };
-  PowerLossDrill(std::move(s)).Run();
+  return s;
+}
+
+// The gap's whole slots become one wide sparse segment.
+TEST(PowerLossDrill, TruncateGrowingAcrossManySlots) {
+  PowerLossDrill(GrowScenario("truncate grow over many slots", kSegment + 500, 200 * kSegment + 100)).Run();
+}
+
+TEST(PowerLossDrill, TruncateGrowingAcrossSegments) {
+  PowerLossDrill(GrowScenario("truncate grow", kSegment + 500, 4 * kSegment + 100)).Run();
 }
 
 // ---- meta replace ----

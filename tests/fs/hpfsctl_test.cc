@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "core/format.h"
+#include "core/hpfile.h"
 #include "core/segment_name.h"
 #include "fs/backing_lock.h"
 #include "fs/ctl/check.h"
@@ -186,6 +188,19 @@ TEST_F(CheckTest, CleanStoreIsOkAndExitsZero) {
   EXPECT_NE(r.out.find("a.log: ok"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("sub/b.log: ok"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("checked 2 HPFiles: 2 ok"), std::string::npos) << r.out;
+}
+
+// A grow spans its gap with one sparse segment wider than any segment_size.
+TEST_F(CheckTest, FileGrownPastATebibyteIsOk) {
+  {
+    auto file = hpfile::HPFile::Open(FileDir("grown.log"));
+    ASSERT_TRUE(file.has_value()) << file.error().message();
+    ASSERT_TRUE((*file)->Append(std::as_bytes(std::span("abc", 3))).has_value());
+    ASSERT_TRUE((*file)->Truncate(999999999999999).has_value());
+  }
+  auto r = Check(false);
+  EXPECT_EQ(r.status, kCheckClean) << r.out << r.err;
+  EXPECT_NE(r.out.find("grown.log: ok"), std::string::npos) << r.out;
 }
 
 TEST_F(CheckTest, ShortSealedSegmentIsReportedRepairedOnceThenClean) {

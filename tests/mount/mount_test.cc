@@ -141,6 +141,68 @@ TEST_F(MountTest, TruncateShrinksAndGrows) {
   EXPECT_EQ(Out(Run("stat -c %s f")), "7\n");
 }
 
+// --- grows of any size ---
+
+// What a grow may cost in segment files: the gap's on a backing filesystem
+// that caps files at 16 TiB (ext4), the grown old tail and the new tail.
+constexpr int kMostSegmentsForAGrow = 130;
+
+TEST_F(MountTest, TruncateToAPetabyteIsQuickAndCostsAFewSegmentFiles) {
+  Mount();
+  RUN_OK("echo start > f");
+  const auto started = std::chrono::steady_clock::now();
+  RUN_OK("truncate -s 999999999999999 f");
+  // Milliseconds on an idle machine (it once took minutes and 15 million files).
+  EXPECT_LT(std::chrono::steady_clock::now() - started, seconds(10));
+  EXPECT_EQ(Out(Run("stat -c %s f")), "999999999999999\n");
+  EXPECT_LE(std::stoi(Out(Run("ls '" + B("f") + "' | grep -c '\\.seg$'"))), kMostSegmentsForAGrow);
+  EXPECT_EQ(Out(Run("head -c 6 f")), "start\n");
+  EXPECT_EQ(Out(Run("dd if=f bs=4096 skip=100000000000 count=1 status=none | tr -d '\\0' | wc -c")), "0\n");
+  EXPECT_EQ(Out(Run("tail -c 4096 f | tr -d '\\0' | wc -c")), "0\n");
+  RUN_OK("echo end >> f");
+  EXPECT_EQ(Out(Run("tail -c 4 f")), "end\n");
+  EXPECT_EQ(Out(Run("stat -c %s f")), "1000000000000003\n");
+  // Back into the gap, and on from there.
+  RUN_OK("truncate -s 500000000000000 f; echo again >> f");
+  EXPECT_EQ(Out(Run("tail -c 6 f; stat -c %s f")), "again\n500000000000006\n");
+  RUN_OK("sync f");
+}
+
+TEST_F(MountTest, WriteFarPastTheEndLeavesZerosAndCostsAFewSegmentFiles) {
+  Mount();
+  RUN_OK("printf x | dd of=f bs=1 seek=123456789012345 conv=notrunc status=none");
+  EXPECT_EQ(Out(Run("stat -c %s f; tail -c 1 f")), "123456789012346\nx");
+  EXPECT_LE(std::stoi(Out(Run("ls '" + B("f") + "' | grep -c '\\.seg$'"))), kMostSegmentsForAGrow);
+  EXPECT_EQ(Out(Run("dd if=f bs=4096 skip=1000000000 count=1 status=none | tr -d '\\0' | wc -c")), "0\n");
+}
+
+TEST_F(MountTest, FallocatePastTheEndGrowsCheaply) {
+  Mount();
+  RUN_OK("echo a > f; fallocate -l 999999999999999 f");
+  EXPECT_EQ(Out(Run("stat -c %s f; head -c 2 f")), "999999999999999\na\n");
+  EXPECT_LE(std::stoi(Out(Run("ls '" + B("f") + "' | grep -c '\\.seg$'"))), kMostSegmentsForAGrow);
+}
+
+TEST_F(MountTest, GrowingPastTheLargestFileSizeFailsWithEfbig) {
+  Mount();
+  RUN_OK("echo a > f");
+  const std::string max = std::to_string(1ull << 50);
+  const std::string past = std::to_string((1ull << 50) + 1);
+  auto r = Run("truncate -s " + past + " f");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("File too large"), std::string::npos) << r.output;
+  r = Run("fallocate -l " + past + " f");
+  EXPECT_NE(r.output.find("File too large"), std::string::npos) << r.output;
+  r = Run("printf x | dd of=f bs=1 seek=" + max + " conv=notrunc status=none");
+  EXPECT_NE(r.output.find("File too large"), std::string::npos) << r.output;
+  EXPECT_EQ(Out(Run("stat -c %s f")), "2\n");
+  // Up to the largest size is fine; nothing fits after it.
+  RUN_OK("truncate -s " + max + " f");
+  r = Run("echo b >> f");
+  EXPECT_NE(r.output.find("File too large"), std::string::npos) << r.output;
+  EXPECT_EQ(Out(Run("stat -c %s f")), max + "\n");
+}
+
 TEST_F(MountTest, StatAndLsShowModesOwnersAndSizes) {
   Mount();
   RUN_OK("printf 12345 > f; chmod 640 f; mkdir d; chmod 750 d; ln -s f l");
@@ -335,6 +397,32 @@ TEST_F(MountTest, SigtermUnmountsAndExitsZero) {
   RUN_OK("echo data > f");
   ASSERT_EQ(::kill(daemon_->pid(), SIGTERM), 0);
   const int status = daemon_->WaitExit(seconds(20));
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_FALSE(IsMountPoint(mnt_));
+}
+
+// Appenders, readers and a petabyte grow are in flight when SIGTERM arrives:
+// the daemon finishes them, syncs, unmounts and exits within seconds.
+TEST_F(MountTest, SigtermStopsTheDaemonPromptlyWithRequestsInFlight) {
+  Mount();
+  RUN_OK("seq 100000 > log");
+  std::thread load([this] {
+    Shell("cd '" + mnt_ + "' || exit; "
+          "(while [ -e log ]; do echo line >> log || break; done) & "
+          "(while [ -e log ]; do cat log > /dev/null || break; done) & "
+          "(while [ -e log ]; do truncate -s 0 big && truncate -s 999999999999999 big || break; done) & "
+          "wait",
+          seconds(60));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const auto signalled = std::chrono::steady_clock::now();
+  ASSERT_EQ(::kill(daemon_->pid(), SIGTERM), 0);
+  const int status = daemon_->WaitExit(seconds(20));
+  const auto took = std::chrono::steady_clock::now() - signalled;
+  load.join();
+  ASSERT_NE(status, -1) << "the daemon did not exit within 20 s of SIGTERM";
+  EXPECT_LT(took, seconds(10));
   ASSERT_TRUE(WIFEXITED(status)) << status;
   EXPECT_EQ(WEXITSTATUS(status), 0);
   EXPECT_FALSE(IsMountPoint(mnt_));
