@@ -655,25 +655,22 @@ TEST_P(RecordLogTest, FailedFlushKeepsItsChangesPendingAndCanBeRetried) {
 // After a failed fdatasync the bytes may be gone while a retry would succeed:
 // no Flush succeeds again until the log is reopened.
 TEST_P(RecordLogTest, FailedFdatasyncFailsEveryLaterFlushUntilReopened) {
-  TempDir dir;
   FaultIo io(no_flush_);
-  {
-    auto opened = RecordLog::Open(dir / "log", RecordOptions(element_size(), kSegment, &io));
-    ASSERT_TRUE(opened.has_value());
-    RecordLog& log = **opened;
-    AppendIds(log, 0, 30, element_size());
-    io.FailNthCall(1, EIO, static_cast<IoOpMask>(IoOp::kFdatasync));
-    EXPECT_ERRNO(log.Flush(), EIO);
-    io.Heal();
-    EXPECT_ERRNO(log.Flush(), EIO);
-    AppendIds(log, 30, 40, element_size());
-    EXPECT_ERRNO(log.Flush(), EIO);
-  }
-  auto reopened = RecordLog::Open(dir / "log", RecordOptions(element_size(), kSegment, &io));
-  ASSERT_TRUE(reopened.has_value());
-  EXPECT_FALSE((*reopened)->Damage().has_value());
-  AppendIds(**reopened, 1000, 1005, element_size());
-  EXPECT_OK((*reopened)->Flush());
+  auto log = OpenLog(&io);
+  ASSERT_TRUE(log);
+  AppendIds(*log, 0, 30, element_size());
+  io.FailNthCall(1, EIO, static_cast<IoOpMask>(IoOp::kFdatasync));
+  EXPECT_ERRNO(log->Flush(), EIO);
+  io.Heal();
+  EXPECT_ERRNO(log->Flush(), EIO);
+  AppendIds(*log, 30, 40, element_size());
+  EXPECT_ERRNO(log->Flush(), EIO);
+  log.reset();
+  log = OpenLog(&io);
+  ASSERT_TRUE(log);
+  EXPECT_FALSE(log->Damage().has_value());
+  AppendIds(*log, 1000, 1005, element_size());
+  EXPECT_OK(log->Flush());
 }
 
 // ---- crashes at every step -------------------------------------------------------------
