@@ -414,7 +414,8 @@ Result<uint64_t> HPFile::ExtendLocked(const std::byte* data, uint64_t length) {
   while (position < end) {
     bool wide_gap_segment = false;
     if (segments_.empty() || position >= segments_.back()->slot_end()) {
-      const uint64_t capacity = data == nullptr ? GapSegmentCapacityLocked(end - position, segment_size) : segment_size;
+      const uint64_t capacity =
+          data == nullptr ? GapSegmentCapacityLocked(end - position, segment_size) : segment_size;
       wide_gap_segment = capacity > segment_size;
       if (auto added = AddSegmentLocked(position, capacity); !added) {
         status = std::unexpected(added.error());
@@ -815,8 +816,8 @@ Result<void> HPFile::WriteMetaIfDirty() {
 Result<void> HPFile::Sync() {
   if (damage_) return Errno(EIO);
   std::lock_guard sync_lock(sync_mu_);
-  // Linux marks the pages of a failed write-back clean and forgets the error,
-  // so an fdatasync that fails once may succeed next time without the data
+  // Linux marks the pages of a failed write-back clean and reports the error
+  // once, so an fdatasync that failed may succeed next time without the data
   // ever reaching the disk. Reporting success then would be a lie: once one
   // failed, no Sync of this file succeeds again (as PostgreSQL decided).
   if (sync_failure_.load(std::memory_order_acquire)) return Errno(EIO);

@@ -162,9 +162,10 @@ class HPFile {
   // is dropped under its own turn of the writer lock, so an Append waits for
   // at most one deletion. Append also enforces the limits itself, dropping
   // every segment they let go whenever it created a segment; a failure there
-  // does not fail the append and reaches Options::on_retention only. The head moves as by
-  // PruneHead (durable at the next Sync). `error` in the result: EIO for a
-  // damaged file, or why a segment could not be deleted or examined.
+  // does not fail the append and reaches Options::on_retention only. The
+  // head moves as by PruneHead (durable at the next Sync). `error` in the
+  // result: EIO for a damaged file, or why a segment could not be deleted or
+  // examined.
   [[nodiscard]] RetentionResult ApplyRetention(int64_t now);
 
   // Segment size for segments created from now on (the tail keeps its own),
