@@ -149,10 +149,11 @@ TEST_F(HpfsctlTest, SetNeedsWritePermissionWhileStatNeedsOnlyRead) {
     ASSERT_EQ(::chmod(scratch_.path().c_str(), 0755), 0);
     RUN_OK("printf abc > f; chmod 0644 f");
     const std::string as_nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups ";
-    auto stat = Run(as_nobody + "\"$CTL\" stat f");
+    const std::string ctl = "'" + CtlForOtherUsers() + "'";
+    auto stat = Run(as_nobody + ctl + " stat f");
     EXPECT_EQ(stat.exit_code, 0) << stat.output;
     EXPECT_NE(stat.output.find("size=3"), std::string::npos) << stat.output;
-    auto set = Run(as_nobody + "\"$CTL\" set f retain_bytes=1M");
+    auto set = Run(as_nobody + ctl + " set f retain_bytes=1M");
     EXPECT_EQ(set.exit_code, 1) << set.output;
     EXPECT_NE(set.output.find("Permission denied"), std::string::npos) << set.output;
   } else {

@@ -318,6 +318,13 @@ void MountedTest::Mount(std::vector<std::string> options) {
   ASSERT_TRUE(daemon_->Start(options, &error)) << error;
 }
 
+std::string MountedTest::CtlForOtherUsers() {
+  const std::string copy = S("hpfsctl");
+  std::filesystem::copy_file(CtlPath(), copy, std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::permissions(copy, static_cast<std::filesystem::perms>(0755));
+  return copy;
+}
+
 void MountedTest::Unmount() {
   ASSERT_TRUE(daemon_);
   const int status = daemon_->Stop();

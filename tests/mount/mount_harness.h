@@ -125,6 +125,11 @@ class MountedTest : public ::testing::Test {
   std::string M(const std::string& name) const { return mnt_ + "/" + name; }
   std::string B(const std::string& name) const { return backing_ + "/" + name; }
   std::string S(const std::string& name) const { return scratch_.path() + "/" + name; }
+  // A copy of hpfsctl in the scratch directory (mode 0755), for commands run
+  // as another user: the build directory may lie under a directory only its
+  // owner can enter (a checkout made in `mktemp -d`). That user reaches it
+  // once the scratch directory is 0755.
+  std::string CtlForOtherUsers();
 
   ScratchDir scratch_;
   std::string backing_;
