@@ -88,6 +88,22 @@ std::expected<bool, std::string> ApplyHpfsOption(std::string_view option, Daemon
     options.config.retain_seconds = *seconds == 0 ? std::nullopt : std::optional<uint64_t>(*seconds);
     return true;
   }
+  if (key == "allow_other" || key == "noallow_other") {
+    if (has_value) return std::unexpected("hpfs: option '" + std::string(key) + "' takes no value");
+    options.allow_other = key == "allow_other";
+    return true;
+  }
+  // libfuse refuses allow_root together with allow_other, so it turns the
+  // default off; libfuse still gets it.
+  if (key == "allow_root") {
+    if (!options.allow_other) options.allow_other = false;
+    return false;
+  }
+  if (key == "log_file") {
+    if (!has_value || value.empty()) return std::unexpected(BadValue(key, value, "a file path"));
+    options.log_file = std::string(value);
+    return true;
+  }
   if (key == "log_level") {
     if (!has_value || !ValidLogLevel(value)) {
       return std::unexpected(BadValue(key, value, "trace, debug, info, warn, error, critical or off"));
@@ -109,8 +125,15 @@ std::string HpfsOptionsHelp() {
          "    -o xattr               serve user.hpfs.* extended attributes (default off:\n"
          "                           xattr calls fail with ENOSYS, which keeps writes fast)\n"
          "    -o log_level=LEVEL     trace, debug, info, warn, error, critical or off\n"
-         "                           (default info; -d means debug)\n";
+         "                           (default info; -d means debug)\n"
+         "    -o log_file=PATH       log to PATH instead of syslog or stderr; reopened\n"
+         "                           on SIGHUP (for logrotate)\n"
+         "    -o allow_other         let other users in (default when run as root; the\n"
+         "                           kernel checks each access against the file's mode)\n"
+         "    -o noallow_other       only the mounting user (and with allow_root, root)\n";
 }
+
+bool AllowOther(const DaemonOptions& options, uid_t euid) { return options.allow_other.value_or(euid == 0); }
 
 bool IsMountUtilityOption(std::string_view option) {
   if (option.starts_with("x-") || option.starts_with("X-") || option.starts_with("comment=")) return true;

@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include <sys/types.h>
+
 #include "core/format.h"
 
 namespace hpfs {
@@ -29,7 +31,20 @@ struct Config {
 struct DaemonOptions {
   Config config;
   std::string log_level = "info";
+  // allow_other / noallow_other as given (allow_root counts as "no"); unset
+  // means the default of AllowOther.
+  std::optional<bool> allow_other;
+  // log_file=PATH as given; main makes it absolute before daemonizing.
+  std::string log_file;
 };
+
+// Whether the mount lets users other than the daemon's in. By default only
+// for a daemon run as root: services that drop privileges (a web server's
+// workers) must reach their logs in a mount root made, and the kernel checks
+// every access against the file's mode (default_permissions). A user's mount
+// stays private unless asked, since allow_other needs user_allow_other in
+// /etc/fuse.conf and would fail the mount without it.
+bool AllowOther(const DaemonOptions& options, uid_t euid);
 
 // "4096", "64K", "64M", "1G", "1T" (binary multiples, case-insensitive).
 // nullopt for anything else, including overflow.
