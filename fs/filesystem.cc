@@ -1012,7 +1012,7 @@ Result<hpfs_stat> Filesystem::IoctlStat(FileHandle& handle) {
 Result<void> Filesystem::ApplySet(const Inode& inode, hpfile::HPFile& file, const hpfs_set& request) {
   constexpr uint32_t kKnown = HPFS_SET_SEGMENT_SIZE | HPFS_SET_RETAIN_BYTES | HPFS_SET_RETAIN_SECONDS;
   if ((request.mask & ~kKnown) != 0) return Errno(EINVAL);
-  if ((request.mask & HPFS_SET_SEGMENT_SIZE) && !hpfile::ValidSegmentSize(request.segment_size)) {
+  if ((request.mask & HPFS_SET_SEGMENT_SIZE) && !ValidSegmentSetting(request.segment_size)) {
     return Errno(EINVAL);
   }
   if (request.mask & (HPFS_SET_RETAIN_BYTES | HPFS_SET_RETAIN_SECONDS)) {

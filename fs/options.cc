@@ -46,6 +46,8 @@ std::optional<uint64_t> ParseDuration(std::string_view text) {
   return ParseNumberWithUnit(text, "smhd", kMultipliers);
 }
 
+bool ValidSegmentSetting(uint64_t size) { return size >= kMinSegmentSize && hpfile::ValidSegmentSize(size); }
+
 bool ValidLogLevel(std::string_view level) {
   for (std::string_view name : {"trace", "debug", "info", "warn", "error", "critical", "off"}) {
     if (level == name) return true;
@@ -66,9 +68,7 @@ std::expected<bool, std::string> ApplyHpfsOption(std::string_view option, Daemon
   }
   if (key == "segment_size") {
     auto size = ParseSize(value);
-    if (!has_value || !size || !hpfile::ValidSegmentSize(*size)) {
-      return std::unexpected(BadValue(key, value, "a size from 1 to 1T, with optional K/M/G/T suffix"));
-    }
+    if (!has_value || !size || !ValidSegmentSetting(*size)) return std::unexpected(BadValue(key, value, kSegmentSizeRange));
     options.config.segment_size = *size;
     return true;
   }
@@ -116,7 +116,7 @@ std::expected<bool, std::string> ApplyHpfsOption(std::string_view option, Daemon
 
 std::string HpfsOptionsHelp() {
   return "hpfs options (for files created through this mount; each file keeps its own):\n"
-         "    -o segment_size=SIZE   segment size (default 64M; 1 to 1T, K/M/G/T suffixes)\n"
+         "    -o segment_size=SIZE   segment size (default 64M; 4K to 1T, K/M/G/T suffixes)\n"
          "    -o retain_bytes=SIZE   keep at least the newest SIZE bytes, drop older\n"
          "                           segments (default 0: no limit; K/M/G/T suffixes)\n"
          "    -o retain_seconds=N    drop segments last written more than N seconds ago\n"

@@ -83,7 +83,7 @@ TEST(ApplyHpfsOptionTest, TakesTheLogFile) {
 }
 
 TEST(ApplyHpfsOptionTest, BadValuesFailNamingTheOption) {
-  for (const char* bad : {"segment_size=abc", "segment_size=0", "segment_size=2T", "segment_size",
+  for (const char* bad : {"segment_size=abc", "segment_size=0", "segment_size=1", "segment_size=4095", "segment_size=2T", "segment_size",
                           "retain_bytes=x", "retain_seconds=1y", "log_level=loud", "xattr=1", "log_file",
                           "log_file=", "allow_other=1", "noallow_other=yes"}) {
     DaemonOptions options;

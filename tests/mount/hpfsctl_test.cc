@@ -109,7 +109,10 @@ TEST_F(HpfsctlTest, StatOfAFileOutsideHpfsFailsWithAClearMessage) {
 TEST_F(HpfsctlTest, SetChangesWhatStatShows) {
   Mount();
   RUN_OK("printf abc > f");
-  RUN_OK("\"$CTL\" set f retain_bytes=2M retain_seconds=1h segment_size=2M");
+  auto set = Run("\"$CTL\" set f retain_bytes=2M retain_seconds=1h segment_size=2M");
+  EXPECT_EQ(set.exit_code, 0) << set.output;
+  // It says what is in force now.
+  EXPECT_EQ(set.output, "segment_size=2097152\nretain_bytes=2097152\nretain_seconds=3600\n");
   auto st = StatOf("f");
   EXPECT_EQ(st["retain_bytes"], "2097152");
   EXPECT_EQ(st["retain_seconds"], "3600");
@@ -127,6 +130,7 @@ TEST_F(HpfsctlTest, BadKeyOrValueIsEinvalAndChangesNothing) {
   const std::vector<std::pair<std::string, std::string>> bad = {
       {"retain_bytes=5M colour=blue", "colour"},
       {"retain_bytes=5M segment_size=0", "segment_size=0"},
+      {"retain_bytes=5M segment_size=1", "segment_size=1"},
       {"retain_bytes=5M retain_seconds=5w", "retain_seconds=5w"},
       {"retain_bytes=5Q", "retain_bytes=5Q"},
   };
