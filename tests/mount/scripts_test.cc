@@ -1,6 +1,7 @@
 // The helper scripts as a newcomer meets them: their --help, scripts/mount
 // as a user who may not open /dev/fuse and as root, scripts/umount on a busy
-// mount.
+// mount; and what else a newcomer reads first: hpfs --help next to hpfs(8),
+// and the license.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -63,6 +64,57 @@ TEST(ScriptsHelpTest, EachScriptPrintsItsWholeHeader) {
     EXPECT_EQ(help.exit_code, 0) << help.output;
     EXPECT_NE(help.output.find(last), std::string::npos) << "missing: " << last << "\n" << help.output;
   }
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// hpfs --help and hpfs(8) describe the same options the same way.
+TEST(DaemonHelpTest, AgreesWithTheManPageAndEndsWithItsLastLine) {
+  auto help = RunDaemonToExit({"--help"}, seconds(20));
+  ASSERT_EQ(help.exit_code, 0) << help.output;
+  const std::string man = ReadFile(SourceRoot() + "/docs/man/hpfs.8");
+  ASSERT_FALSE(man.empty());
+  // clone_fd: accepted, but each thread always has its own descriptor.
+  const auto clone_fd = help.output.find("-o clone_fd");
+  ASSERT_NE(clone_fd, std::string::npos) << help.output;
+  EXPECT_NE(help.output.find("ignored", clone_fd), std::string::npos) << help.output;
+  EXPECT_NE(man.find(".B clone_fd\nAccepted for compatibility"), std::string::npos);
+  for (const std::string option : {"log_file", "noallow_other", "allow_root", "auto_unmount", "max_threads"}) {
+    EXPECT_NE(help.output.find(option), std::string::npos) << option;
+    EXPECT_NE(man.find(option), std::string::npos) << option;
+  }
+  EXPECT_TRUE(help.output.ends_with("see hpfs(8).\n")) << help.output;
+}
+
+// Apache-2.0: the text at the top, the Debian packages' terms in
+// machine-readable form, and the README's last section.
+TEST(LicenseTest, SourceTreeCarriesApacheTwoEverywhereItIsLookedFor) {
+  const std::string license = ReadFile(SourceRoot() + "/LICENSE");
+  EXPECT_NE(license.find("Apache License\n                           Version 2.0, January 2004"), std::string::npos);
+  const std::string debian_text = ReadFile("/usr/share/common-licenses/Apache-2.0");
+  if (!debian_text.empty()) {
+    EXPECT_EQ(license, debian_text);
+  }
+
+  const std::string copyright = ReadFile(SourceRoot() + "/packaging/debian/copyright");
+  EXPECT_TRUE(copyright.starts_with("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"));
+  EXPECT_NE(copyright.find("\nFiles: *\nCopyright: "), std::string::npos) << copyright;
+  EXPECT_NE(copyright.find("\nLicense: Apache-2.0\n\nLicense: Apache-2.0\n Licensed under the Apache License"),
+            std::string::npos)
+      << copyright;
+  EXPECT_NE(copyright.find("/usr/share/common-licenses/Apache-2.0"), std::string::npos) << copyright;
+  EXPECT_EQ(copyright.find("rights reserved"), std::string::npos) << copyright;
+
+  const std::string readme = ReadFile(SourceRoot() + "/README.md");
+  const auto last_section = readme.rfind("\n## ");
+  ASSERT_NE(last_section, std::string::npos);
+  EXPECT_TRUE(readme.substr(last_section).starts_with("\n## License\n")) << readme.substr(last_section);
+  EXPECT_NE(readme.find("Apache\nLicense, Version 2.0: see [LICENSE](LICENSE)", last_section), std::string::npos);
 }
 
 class ScriptsTest : public MountedTest {
