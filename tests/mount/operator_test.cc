@@ -6,10 +6,7 @@
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
-#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -21,23 +18,6 @@ namespace {
 using std::chrono::seconds;
 
 const std::string kAsNobody = "setpriv --reuid=65534 --regid=65534 --clear-groups ";
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-template <class Predicate>
-bool Eventually(Predicate&& done, seconds timeout = seconds(10)) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return true;
-}
 
 class OperatorTest : public MountedTest {
  protected:

@@ -10,9 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -66,13 +64,6 @@ TEST(ScriptsHelpTest, EachScriptPrintsItsWholeHeader) {
   }
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // hpfs --help and hpfs(8) describe the same options the same way.
 TEST(DaemonHelpTest, AgreesWithTheManPageAndEndsWithItsLastLine) {
   auto help = RunDaemonToExit({"--help"}, seconds(20));
@@ -123,11 +114,8 @@ class ScriptsTest : public MountedTest {
   // started itself) and waits until the daemon let go of the backing lock.
   void WaitForDetachedDaemonExit() {
     const std::string lock = backing_ + "/.hpfs.lock";
-    const auto deadline = std::chrono::steady_clock::now() + seconds(30);
-    while (Shell("flock -n '" + lock + "' true").exit_code != 0) {
-      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the daemon did not exit";
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
+    EXPECT_TRUE(Eventually([&] { return Shell("flock -n '" + lock + "' true").exit_code == 0; }, seconds(30)))
+        << "the daemon did not exit";
   }
 };
 
