@@ -93,7 +93,7 @@ void PrintUsage(const char* program) {
               "    -h   --help            print this help\n"
               "    -V   --version         print the versions of hpfs and libfuse\n"
               "    -d   -o debug          print every request (implies -f and log_level=debug)\n"
-              "    -f                     stay in the foreground, logging to stderr\n"
+              "    -f                     stay in the foreground, logging to stderr (or log_file)\n"
               "    -s                     serve all requests from one thread\n"
               "    -o max_threads=N       the most worker threads (default 10)\n"
               "    -o max_idle_threads=N  the most idle worker threads kept (default: all)\n"
