@@ -134,6 +134,38 @@ class HPFile {
   // naming the segment and the error; nullopt before that.
   std::optional<std::string> SyncFailure() const;
 
+  // Sync in two halves, for an owner of many files on one backing filesystem
+  // (a daemon at unmount) that makes their data durable with one syncfs(2)
+  // instead of a fdatasync per segment. BeginSync writes the write buffer to
+  // the backing files and takes what is to be synced off the file's books;
+  // the caller then syncs the filesystem holding dir() and hands the outcome
+  // to FinishSync, which then writes the meta if it changed (with its own
+  // fsync) and moves DurableSize up as Sync does. Given a failure, it puts
+  // everything back for the next Sync and returns that failure. Other Syncs
+  // and meta writes of this file wait from BeginSync until FinishSync. A
+  // PendingSync dropped without FinishSync counts as a failed sync. The
+  // HPFile must outlive it. BeginSync: EIO for a damaged file, or why the
+  // write buffer could not be written.
+  class PendingSync {
+   public:
+    PendingSync(PendingSync&& other) noexcept;
+    PendingSync& operator=(PendingSync&&) = delete;
+    ~PendingSync();
+
+   private:
+    friend class HPFile;
+    explicit PendingSync(HPFile& file) : file_(&file) {}
+    HPFile* file_;  // null once FinishSync took it, or moved from
+    std::unique_lock<std::mutex> sync_lock_;  // the file's sync_mu_
+    std::vector<std::shared_ptr<Segment>> dirty_;
+    bool dir_dirty_ = false;
+    std::shared_ptr<Segment> tail_;
+    std::shared_ptr<Fd> tail_fd_;
+    uint64_t target_ = 0;  // Size() at BeginSync
+  };
+  [[nodiscard]] Result<PendingSync> BeginSync();
+  [[nodiscard]] Result<void> FinishSync(PendingSync pending, const Result<void>& data_synced);
+
   // n < Size(): drops the tail (segments wholly at or above n are deleted
   // newest first; the one holding n is cut). n > Size(): appends zeros, sparse.
   // n < Head(): leaves an empty file with Head() == Size() == n.
@@ -273,6 +305,11 @@ class HPFile {
   // Writes the meta if it changed since it was last written. Takes sync_mu_.
   [[nodiscard]] Result<void> WriteMetaIfDirty();
   [[nodiscard]] Result<void> WriteMetaIfDirtySyncLocked();
+  // Sync's middle: fdatasync of the pending segments, oldest first, then of
+  // the directory if entries changed.
+  [[nodiscard]] Result<void> SyncSegments(const PendingSync& pending);
+  // Puts what `pending` took off the books back, for the next Sync.
+  void ReturnUnsynced(PendingSync& pending);
   // Releases the part of the oldest segment below the head, now or, with
   // Options::defer_head_punch, at the next PunchBelowHead.
   [[nodiscard]] Result<void> PunchBelowHeadLocked();

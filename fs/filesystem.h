@@ -225,7 +225,9 @@ class Filesystem {
   // Stops and joins that thread (the destructor does too).
   void StopRetention();
 
-  // Syncs every open file (shutdown). Returns the first error, after trying all.
+  // Syncs every file the kernel knows (shutdown), with one syncfs of the
+  // backing filesystem for all of them plus the metas that changed. Returns
+  // the first error, after trying all.
   Result<void> SyncAll();
 
  private:

@@ -76,7 +76,7 @@ constexpr std::string_view kSetHelp =
     "written). Every KEY=VALUE is checked first: if one is bad, nothing changes.\n"
     "\n"
     "Keys:\n"
-    "  segment_size=SIZE     capacity of the segments created from now on (1 to 1T);\n"
+    "  segment_size=SIZE     capacity of the segments created from now on (4K to 1T);\n"
     "                        existing segments keep theirs\n"
     "  retain_bytes=SIZE     keep at least the newest SIZE bytes; older whole\n"
     "                        segments may be dropped. 0 or `none`: no limit\n"
@@ -87,6 +87,9 @@ constexpr std::string_view kSetHelp =
     "\n"
     "Options:\n"
     "  -h, --help  show this help\n"
+    "\n"
+    "On success it prints the file's settings as they now are (segment_size,\n"
+    "retain_bytes, retain_seconds, as `hpfsctl stat` does).\n"
     "\n"
     "Exit status:\n"
     "  0  the settings were changed\n"
@@ -241,14 +244,25 @@ int Set(const std::vector<std::string>& args) {
   }
   const int rc = ::ioctl(fd, HPFS_IOC_SET, &*request);
   const int err = errno;
-  ::close(fd);
   if (rc != 0) {
+    ::close(fd);
     std::cerr << "hpfsctl set: " << file << ": "
               << (err == EIO ? std::string("the file is damaged or unreadable: ") + std::strerror(err)
                              : ErrorText(err, "set failed"))
               << "\n";
     return kExitFailed;
   }
+  // What is in force now, all three settings, so a typo in a unit shows.
+  hpfs_stat st{};
+  const int stat_rc = ::ioctl(fd, HPFS_IOC_STAT, &st);
+  const int stat_err = errno;
+  ::close(fd);
+  if (stat_rc != 0) {
+    std::cerr << "hpfsctl set: " << file << ": changed, but cannot show the settings: " << std::strerror(stat_err)
+              << "\n";
+    return kExitOk;
+  }
+  std::cout << FormatSettingsText(st);
   return kExitOk;
 }
 

@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <climits>
 #include <condition_variable>
@@ -19,6 +20,7 @@
 #include <cstddef>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -32,6 +34,7 @@
 #include "fs/backing_lock.h"
 #include "fs/filesystem.h"
 #include "fs/fuse_ops.h"
+#include "fs/log_file.h"
 #include "fs/options.h"
 
 #ifndef HPFS_VERSION
@@ -83,10 +86,24 @@ void PrintUsage(const char* program) {
               "with fallocate --punch-hole. Runs in the background (logging to syslog)\n"
               "unless -f or -d is given.\n\n");
   std::printf("%s\n", hpfs::HpfsOptionsHelp().c_str());
+  // libfuse's own help text would advertise clone_fd as a choice, and its
+  // allow_other line does not say that root gets it by default.
   std::printf("FUSE options (hpfs always adds default_permissions, subtype=hpfs and\n"
-              "fsname=BACKING):\n");
-  fuse_cmdline_help();
-  fuse_lowlevel_help();
+              "fsname=BACKING):\n"
+              "    -h   --help            print this help\n"
+              "    -V   --version         print the versions of hpfs and libfuse\n"
+              "    -d   -o debug          print every request (implies -f and log_level=debug)\n"
+              "    -f                     stay in the foreground, logging to stderr (or log_file)\n"
+              "    -s                     serve all requests from one thread\n"
+              "    -o max_threads=N       the most worker threads (default 10)\n"
+              "    -o max_idle_threads=N  the most idle worker threads kept (default: all)\n"
+              "    -o clone_fd            accepted and ignored: every thread always has its\n"
+              "                           own /dev/fuse descriptor\n"
+              "    -o allow_root          let root in besides the mounting user (turns the\n"
+              "                           allow_other default off)\n"
+              "    -o auto_unmount        remove the mount when the daemon ends, even by SIGKILL\n"
+              "Kernel mount options (ro, nosuid, nodev, noexec, noatime, ...) as for any\n"
+              "file system; see hpfs(8).\n");
 }
 
 // Tells the service manager (a systemd unit of Type=notify) how the daemon is
@@ -121,11 +138,14 @@ void RaiseFileLimit() {
   }
 }
 
-// Logs go to stderr until the daemon forks into the background (so that what
-// goes wrong before the mount reaches the terminal), then to syslog.
-void SetUpLogging(bool to_syslog, const std::string& level) {
+// Logs go to the log file when there is one; otherwise to stderr until the
+// daemon forks into the background (so that what goes wrong before the mount
+// reaches the terminal), then to syslog.
+void SetUpLogging(bool to_syslog, const std::string& level, const std::shared_ptr<hpfs::LogFileSink>& log_file) {
   std::shared_ptr<spdlog::logger> logger;
-  if (to_syslog) {
+  if (log_file) {
+    logger = std::make_shared<spdlog::logger>("hpfs", log_file);
+  } else if (to_syslog) {
     logger = spdlog::syslog_logger_mt("hpfs-syslog", "hpfs", LOG_PID, LOG_DAEMON);
   } else {
     logger = spdlog::stderr_color_mt("hpfs");
@@ -133,6 +153,50 @@ void SetUpLogging(bool to_syslog, const std::string& level) {
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(level));
   spdlog::flush_on(spdlog::level::warn);
+}
+
+// Whether syslog(3) has a listener: it sends to /dev/log and drops every
+// message without a word when nothing is there (a container, a rescue shell).
+bool SyslogReachable() {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strcpy(addr.sun_path, "/dev/log");
+  for (int type : {SOCK_DGRAM, SOCK_STREAM}) {
+    const int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+    if (fd < 0) continue;
+    const bool connected = connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
+    close(fd);
+    if (connected) return true;
+  }
+  return false;
+}
+
+// Opens -o log_file's path, made absolute first (the daemon leaves its
+// working directory when it detaches). A log file inside the mount would
+// have the daemon wait on itself; it is refused. Errors go to stderr.
+std::shared_ptr<hpfs::LogFileSink> OpenLogFile(const std::string& path, const char* mountpoint) {
+  std::error_code ec;
+  const std::filesystem::path absolute = std::filesystem::absolute(path, ec);
+  if (ec) {
+    std::fprintf(stderr, "hpfs: log_file %s: %s\n", path.c_str(), ec.message().c_str());
+    return nullptr;
+  }
+  std::error_code dir_ec, mount_ec;
+  const std::filesystem::path dir = std::filesystem::weakly_canonical(absolute.parent_path(), dir_ec);
+  const std::filesystem::path mount = std::filesystem::weakly_canonical(mountpoint, mount_ec);
+  if (!dir_ec && !mount_ec) {
+    auto [mount_end, dir_at] = std::mismatch(mount.begin(), mount.end(), dir.begin(), dir.end());
+    if (mount_end == mount.end()) {
+      std::fprintf(stderr, "hpfs: log_file %s lies inside the mount point %s\n", absolute.c_str(), mountpoint);
+      return nullptr;
+    }
+  }
+  auto sink = hpfs::LogFileSink::Open(absolute);
+  if (!sink) {
+    std::fprintf(stderr, "hpfs: log_file %s: %s\n", absolute.c_str(), sink.error().message().c_str());
+    return nullptr;
+  }
+  return *sink;
 }
 
 std::string EscapeOptionValue(const std::string& value) {
@@ -190,6 +254,7 @@ int Run(int argc, char* argv[]) {
 
   // Permission checks are the kernel's, as on a local filesystem.
   fuse_opt_add_arg(&args, "-odefault_permissions");
+  if (hpfs::AllowOther(state.options, geteuid())) fuse_opt_add_arg(&args, "-oallow_other");
   fuse_opt_add_arg(&args, "-osubtype=hpfs");
   fuse_opt_add_arg(&args, ("-ofsname=" + EscapeOptionValue(backing)).c_str());
 
@@ -216,7 +281,16 @@ int Run(int argc, char* argv[]) {
     return kExitFailure;
   }
 
-  SetUpLogging(/*to_syslog=*/false, state.options.log_level);
+  std::shared_ptr<hpfs::LogFileSink> log_file;
+  if (!state.options.log_file.empty()) {
+    log_file = OpenLogFile(state.options.log_file, opts.mountpoint);
+    if (!log_file) return kExitFailure;
+  } else if (!opts.foreground && !SyslogReachable()) {
+    std::fprintf(stderr,
+                 "hpfs: warning: no syslog listening at /dev/log: once in the background, the daemon's\n"
+                 "messages (retention drops, damaged files, errors) are lost; use -o log_file=PATH or -f\n");
+  }
+  SetUpLogging(/*to_syslog=*/false, state.options.log_level, log_file);
   RaiseFileLimit();
 
   auto fs = hpfs::Filesystem::Open(backing, state.options.config);
@@ -227,6 +301,13 @@ int Run(int argc, char* argv[]) {
   context.fs = fs->get();
 
   if (fuse_set_signal_handlers(se) != 0) return kExitFailure;
+  // SIGHUP reopens the log file (logrotate) and never ends the daemon.
+  hpfs::HangupHandler hangup;
+  if (auto installed = hangup.Install(); !installed) {
+    std::fprintf(stderr, "hpfs: cannot handle SIGHUP: %s\n", installed.error().message().c_str());
+    fuse_remove_signal_handlers(se);
+    return kExitFailure;
+  }
   if (fuse_session_mount(se, opts.mountpoint) != 0) {
     fuse_remove_signal_handlers(se);
     return kExitFailure;
@@ -236,13 +317,22 @@ int Run(int argc, char* argv[]) {
     fuse_remove_signal_handlers(se);
     return kExitFailure;
   }
-  if (!opts.foreground) SetUpLogging(/*to_syslog=*/true, state.options.log_level);
+  if (!opts.foreground) SetUpLogging(/*to_syslog=*/true, state.options.log_level, log_file);
   spdlog::info("mounted {} at {}", backing, opts.mountpoint);
   // The mount is live: requests that arrive before the loop runs wait in the
   // kernel's queue, so units ordered after ours may use it from now on.
   NotifyServiceManager("READY=1");
 
   // Threads only now: they would not survive fuse_daemonize's fork.
+  hangup.Start([&log_file] {
+    if (!log_file) {
+      spdlog::info("SIGHUP: no log file to reopen");
+    } else if (auto reopened = log_file->Reopen(); !reopened) {
+      spdlog::error("cannot reopen log file {}: {}", log_file->path(), reopened.error().message());
+    } else {
+      spdlog::info("reopened log file {}", log_file->path());
+    }
+  });
   (*fs)->StartDeleter();
   (*fs)->SetInvalidator([se](hpfs::InodeId id, uint64_t offset, uint64_t length) {
     const int rc = fuse_lowlevel_notify_inval_inode(se, id, static_cast<off_t>(offset), static_cast<off_t>(length));
@@ -265,12 +355,13 @@ int Run(int argc, char* argv[]) {
     fuse_loop_cfg_destroy(config);
   }
   NotifyServiceManager("STOPPING=1");
+  hangup.Stop();
   (*fs)->StopRetention();
   (*fs)->SetInvalidator(nullptr);
   hpfs::ReleaseAllHandles(context);
 
   // The loop returns the signal number when a signal ended it.
-  const bool clean = rc == 0 || rc == SIGINT || rc == SIGTERM || rc == SIGHUP;
+  const bool clean = rc == 0 || rc == SIGINT || rc == SIGTERM;
   if (auto r = (*fs)->SyncAll(); !r) spdlog::error("sync at unmount failed: {}", r.error().message());
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);

@@ -46,6 +46,8 @@ std::optional<uint64_t> ParseDuration(std::string_view text) {
   return ParseNumberWithUnit(text, "smhd", kMultipliers);
 }
 
+bool ValidSegmentSetting(uint64_t size) { return size >= kMinSegmentSize && hpfile::ValidSegmentSize(size); }
+
 bool ValidLogLevel(std::string_view level) {
   for (std::string_view name : {"trace", "debug", "info", "warn", "error", "critical", "off"}) {
     if (level == name) return true;
@@ -66,9 +68,7 @@ std::expected<bool, std::string> ApplyHpfsOption(std::string_view option, Daemon
   }
   if (key == "segment_size") {
     auto size = ParseSize(value);
-    if (!has_value || !size || !hpfile::ValidSegmentSize(*size)) {
-      return std::unexpected(BadValue(key, value, "a size from 1 to 1T, with optional K/M/G/T suffix"));
-    }
+    if (!has_value || !size || !ValidSegmentSetting(*size)) return std::unexpected(BadValue(key, value, kSegmentSizeRange));
     options.config.segment_size = *size;
     return true;
   }
@@ -88,6 +88,22 @@ std::expected<bool, std::string> ApplyHpfsOption(std::string_view option, Daemon
     options.config.retain_seconds = *seconds == 0 ? std::nullopt : std::optional<uint64_t>(*seconds);
     return true;
   }
+  if (key == "allow_other" || key == "noallow_other") {
+    if (has_value) return std::unexpected("hpfs: option '" + std::string(key) + "' takes no value");
+    options.allow_other = key == "allow_other";
+    return true;
+  }
+  // libfuse refuses allow_root together with allow_other, so it turns the
+  // default off; libfuse still gets it.
+  if (key == "allow_root") {
+    if (!options.allow_other) options.allow_other = false;
+    return false;
+  }
+  if (key == "log_file") {
+    if (!has_value || value.empty()) return std::unexpected(BadValue(key, value, "a file path"));
+    options.log_file = std::string(value);
+    return true;
+  }
   if (key == "log_level") {
     if (!has_value || !ValidLogLevel(value)) {
       return std::unexpected(BadValue(key, value, "trace, debug, info, warn, error, critical or off"));
@@ -100,7 +116,7 @@ std::expected<bool, std::string> ApplyHpfsOption(std::string_view option, Daemon
 
 std::string HpfsOptionsHelp() {
   return "hpfs options (for files created through this mount; each file keeps its own):\n"
-         "    -o segment_size=SIZE   segment size (default 64M; 1 to 1T, K/M/G/T suffixes)\n"
+         "    -o segment_size=SIZE   segment size (default 64M; 4K to 1T, K/M/G/T suffixes)\n"
          "    -o retain_bytes=SIZE   keep at least the newest SIZE bytes, drop older\n"
          "                           segments (default 0: no limit; K/M/G/T suffixes)\n"
          "    -o retain_seconds=N    drop segments last written more than N seconds ago\n"
@@ -109,8 +125,15 @@ std::string HpfsOptionsHelp() {
          "    -o xattr               serve user.hpfs.* extended attributes (default off:\n"
          "                           xattr calls fail with ENOSYS, which keeps writes fast)\n"
          "    -o log_level=LEVEL     trace, debug, info, warn, error, critical or off\n"
-         "                           (default info; -d means debug)\n";
+         "                           (default info; -d means debug)\n"
+         "    -o log_file=PATH       log to PATH instead of syslog or stderr; reopened\n"
+         "                           on SIGHUP (for logrotate)\n"
+         "    -o allow_other         let other users in (default when run as root; the\n"
+         "                           kernel checks each access against the file's mode)\n"
+         "    -o noallow_other       only the mounting user (and with allow_root, root)\n";
 }
+
+bool AllowOther(const DaemonOptions& options, uid_t euid) { return options.allow_other.value_or(euid == 0); }
 
 bool IsMountUtilityOption(std::string_view option) {
   if (option.starts_with("x-") || option.starts_with("X-") || option.starts_with("comment=")) return true;

@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include <sys/types.h>
+
 #include "core/format.h"
 
 namespace hpfs {
@@ -29,7 +31,29 @@ struct Config {
 struct DaemonOptions {
   Config config;
   std::string log_level = "info";
+  // allow_other / noallow_other as given (allow_root counts as "no"); unset
+  // means the default of AllowOther.
+  std::optional<bool> allow_other;
+  // log_file=PATH as given; main makes it absolute before daemonizing.
+  std::string log_file;
 };
+
+// Whether the mount lets users other than the daemon's in. By default only
+// for a daemon run as root: services that drop privileges (a web server's
+// workers) must reach their logs in a mount root made, and the kernel checks
+// every access against the file's mode (default_permissions). A user's mount
+// stays private unless asked, since allow_other needs user_allow_other in
+// /etc/fuse.conf and would fail the mount without it.
+bool AllowOther(const DaemonOptions& options, uid_t euid);
+
+// The smallest segment size hpfs takes from its users (the mount option,
+// hpfsctl set, the ioctl, the xattr): a smaller segment holds less than the
+// block its file occupies, and a file of a few MiB would need thousands of
+// segment files. libhpfile itself takes any size from 1 byte.
+inline constexpr uint64_t kMinSegmentSize = 4096;
+// kMinSegmentSize to format::kMaxSegmentSize, and how messages name that.
+bool ValidSegmentSetting(uint64_t size);
+inline constexpr std::string_view kSegmentSizeRange = "a size from 4K to 1T, with optional K/M/G/T suffix";
 
 // "4096", "64K", "64M", "1G", "1T" (binary multiples, case-insensitive).
 // nullopt for anything else, including overflow.

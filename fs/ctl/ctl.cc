@@ -38,9 +38,7 @@ std::expected<hpfs_set, std::string> ParseAssignments(const std::vector<std::str
     if (key == "segment_size") {
       bit = HPFS_SET_SEGMENT_SIZE;
       auto size = ParseSize(value);
-      if (!size || !hpfile::ValidSegmentSize(*size)) {
-        return std::unexpected(BadValue(arg, "a size from 1 to 1T, with optional K/M/G/T suffix"));
-      }
+      if (!size || !ValidSegmentSetting(*size)) return std::unexpected(BadValue(arg, kSegmentSizeRange));
       request.segment_size = *size;
     } else if (key == "retain_bytes") {
       bit = HPFS_SET_RETAIN_BYTES;
@@ -74,15 +72,18 @@ std::string FormatStatText(const hpfs_stat& st, const std::optional<std::string>
   line("size", std::to_string(st.size));
   line("durable_size", std::to_string(st.durable_size));
   line("segments", std::to_string(st.segments));
-  line("segment_size", std::to_string(st.segment_size));
-  line("retain_bytes", std::to_string(st.retain_bytes));
-  line("retain_seconds", std::to_string(st.retain_seconds));
+  out += FormatSettingsText(st);
   std::string damage = Damage(st);
   for (char& c : damage) {
     if (c == '\n' || c == '\r') c = ' ';
   }
   line("damaged", damage.empty() ? "none" : damage);
   return out;
+}
+
+std::string FormatSettingsText(const hpfs_stat& st) {
+  return "segment_size=" + std::to_string(st.segment_size) + "\nretain_bytes=" + std::to_string(st.retain_bytes) +
+         "\nretain_seconds=" + std::to_string(st.retain_seconds) + "\n";
 }
 
 std::string FormatStatJson(const hpfs_stat& st, std::string_view name) {

@@ -31,6 +31,10 @@ std::expected<hpfs_set, std::string> ParseAssignments(const std::vector<std::str
 // replaced by spaces so each key stays on one line.
 std::string FormatStatText(const hpfs_stat& st, const std::optional<std::string>& name);
 
+// The settings `set` changes, as `key=value` lines in the order of
+// FormatStatText (what `set` prints once they are changed).
+std::string FormatSettingsText(const hpfs_stat& st);
+
 // One file's figures as a JSON object (no trailing newline).
 std::string FormatStatJson(const hpfs_stat& st, std::string_view name);
 

@@ -1246,6 +1246,74 @@ TEST_F(HPFileTest, SyncMakesDurableSizeEqualSize) {
   EXPECT_EQ(file->DurableSize(), 53u);
 }
 
+// The caller's syncfs stands in for the fdatasyncs; the meta is still the
+// file's to write.
+TEST_F(HPFileTest, SyncInHalvesMakesDurableWithoutAFdatasync) {
+  FaultIo io;
+  Options options = OptionsWithSegmentSize(16, /*write_buffer_size=*/64);
+  options.io = &io;
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
+  ASSERT_OK(file->Append(PatternBytes(0, 50)));
+  ASSERT_OK(file->PruneHead(20));
+  io.ResetCounts();
+  ASSERT_OK_AND_ASSIGN(auto pending, file->BeginSync());
+  {
+    const int dir_fd = ::open(Dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ASSERT_GE(dir_fd, 0);
+    EXPECT_EQ(::syncfs(dir_fd), 0);
+    ::close(dir_fd);
+  }
+  ASSERT_OK(file->FinishSync(std::move(pending), {}));
+  EXPECT_EQ(io.Calls(static_cast<IoOpMask>(IoOp::kFdatasync)), 0u);
+  EXPECT_EQ(file->DurableSize(), 50u);
+  // The write buffer reached the backing files, and the head the meta, so a
+  // reopen that does not get to write them finds both.
+  EXPECT_GE(io.Calls(static_cast<IoOpMask>(IoOp::kFsync)), 1u);
+  file.reset();
+  ASSERT_OK_AND_ASSIGN(auto reopened, HPFile::Open(Dir(), OptionsWithSegmentSize(16)));
+  EXPECT_EQ(reopened->Size(), 50u);
+  EXPECT_EQ(reopened->Head(), 20u);
+}
+
+// A failed syncfs, or a pending sync never finished: nothing is known
+// durable, and the next Sync covers every segment again.
+TEST_F(HPFileTest, SyncInHalvesThatFailedOrWasDroppedLeavesEverythingToTheNextSync) {
+  for (const bool dropped : {false, true}) {
+    SCOPED_TRACE(dropped ? "dropped" : "failed");
+    FaultIo io;
+    Options options = OptionsWithSegmentSize(16);
+    options.io = &io;
+    ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(tmp_.Sub(dropped ? "dropped" : "failed"), options));
+    ASSERT_OK(file->Append(PatternBytes(0, 50)));  // four segments
+    {
+      ASSERT_OK_AND_ASSIGN(auto pending, file->BeginSync());
+      if (!dropped) {
+        auto finished = file->FinishSync(std::move(pending), std::unexpected(std::error_code(EIO, std::generic_category())));
+        ASSERT_FALSE(finished);
+        EXPECT_EQ(finished.error().value(), EIO);
+      }
+    }
+    EXPECT_EQ(file->DurableSize(), 0u);
+    io.ResetCounts();
+    ASSERT_OK(file->Sync());
+    EXPECT_EQ(io.Calls(static_cast<IoOpMask>(IoOp::kFdatasync)), 4u);
+    EXPECT_EQ(file->DurableSize(), 50u);
+  }
+}
+
+TEST_F(HPFileTest, BeginSyncOfADamagedFileFailsWithEio) {
+  {
+    ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(16)));
+    ASSERT_OK(file->Append(PatternBytes(0, 50)));
+  }
+  ASSERT_EQ(::unlink(SegPath(16, 16).c_str()), 0);
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(16)));
+  ASSERT_TRUE(file->Damage().has_value());
+  auto pending = file->BeginSync();
+  ASSERT_FALSE(pending);
+  EXPECT_EQ(pending.error().value(), EIO);
+}
+
 std::vector<std::string> Lines(const std::string& text) {
   std::vector<std::string> lines;
   size_t start = 0;

@@ -22,18 +22,7 @@ using mount_test::CtlPath;
 using mount_test::KeyValues;
 using mount_test::ShellResult;
 
-// Polls `done` until it holds or `timeout` passes; for effects that finish on
-// a thread of the daemon's (freeing pruned segments, retention) and have no
-// event to wait on.
-template <class Predicate>
-bool Eventually(Predicate&& done, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return true;
-}
+using mount_test::Eventually;
 
 // Appends PatternByte(offset) bytes for [offset, offset + length) with one
 // write(2) on `fd` (opened O_APPEND, whose end is `offset`). Returns what

@@ -28,8 +28,9 @@ class MultiUserDrill : public DrillTest {
     if (IsSkipped()) return;
     ASSERT_EQ(::geteuid(), 0u) << "the multi-user drill mounts as root";
     ASSERT_EQ(mount_test::Shell("command -v setpriv").exit_code, 0) << "setpriv (util-linux) is needed";
-    // The other users must reach the mount point.
+    // The other users must reach the mount point and hpfsctl.
     ASSERT_EQ(::chmod(scratch_.path().c_str(), 0755), 0);
+    ctl_ = CtlForOtherUsers();
   }
 
   void MountShared() {
@@ -38,6 +39,11 @@ class MultiUserDrill : public DrillTest {
 
   // hpfsctl stat as seen by the file's readers.
   std::string SizeOf(const std::string& file) { return StatOf(file)["size"]; }
+
+  // hpfsctl where uid 65534 can run it, as the inner shells' $1.
+  std::string CtlArg() const { return " sh '" + ctl_ + "'"; }
+
+  std::string ctl_;
 };
 
 TEST_F(MultiUserDrill, SecondUserOwnsItsFilesAndCannotChangeOthers) {
@@ -52,7 +58,7 @@ TEST_F(MultiUserDrill, SecondUserOwnsItsFilesAndCannotChangeOthers) {
   // Its own files: created with its uid and gid, writable, settable.
   // The inner shell gets hpfsctl as $1.
   auto own = Run(kAsNobody + "sh -c 'echo mine > shared/mine; echo more >> shared/mine; "
-                 "\"$1\" set shared/mine retain_bytes=1M && stat -c %u:%g shared/mine && cat shared/mine' sh \"$CTL\"");
+                 "\"$1\" set shared/mine retain_bytes=1M > /dev/null && stat -c %u:%g shared/mine && cat shared/mine'" + CtlArg());
   ASSERT_EQ(own.exit_code, 0) << own.output;
   EXPECT_EQ(own.output, "65534:65534\nmine\nmore\n");
   EXPECT_EQ(StatOf("shared/mine")["retain_bytes"], "1048576");
@@ -60,7 +66,7 @@ TEST_F(MultiUserDrill, SecondUserOwnsItsFilesAndCannotChangeOthers) {
   // The others' files: readable, and hpfsctl stat works.
   for (const std::string file : {"shared/roots", "shared/others"}) {
     SCOPED_TRACE(file);
-    auto read = Run(kAsNobody + "sh -c 'wc -c < " + file + "; \"$1\" stat " + file + "' sh \"$CTL\"");
+    auto read = Run(kAsNobody + "sh -c 'wc -c < " + file + "; \"$1\" stat " + file + "'" + CtlArg());
     EXPECT_EQ(read.exit_code, 0) << read.output;
     EXPECT_EQ(read.output.substr(0, read.output.find('\n')), SizeOf(file)) << read.output;
     EXPECT_EQ(KeyValues(read.output)["damaged"], "none") << read.output;
@@ -77,7 +83,7 @@ TEST_F(MultiUserDrill, SecondUserOwnsItsFilesAndCannotChangeOthers) {
         "\"$1\" set " + file + " segment_size=4K",
     };
     for (const auto& command : refused) {
-      auto r = Run(kAsNobody + "sh -c '" + command + "' sh \"$CTL\"");
+      auto r = Run(kAsNobody + "sh -c '" + command + "'" + CtlArg());
       EXPECT_NE(r.exit_code, 0) << "as uid 65534: " << command << " succeeded";
       EXPECT_TRUE(r.output.find("Permission denied") != std::string::npos ||
                   r.output.find("Operation not permitted") != std::string::npos)

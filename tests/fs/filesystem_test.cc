@@ -919,6 +919,10 @@ TEST_F(FilesystemTest, IoctlSetRefusesBadValuesAndReadOnlyHandles) {
   r = fs_->IoctlSet(*writer, set);
   ASSERT_FALSE(r);
   EXPECT_EQ(Err(r.error()), EINVAL);
+  set.segment_size = kMinSegmentSize - 1;  // the library would take it; users may not
+  r = fs_->IoctlSet(*writer, set);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(Err(r.error()), EINVAL);
   set.mask = 1u << 31;
   r = fs_->IoctlSet(*writer, set);
   ASSERT_FALSE(r);

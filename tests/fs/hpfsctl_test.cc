@@ -49,12 +49,26 @@ TEST(ParseAssignmentsTest, NoneAndZeroBothRemoveARetentionLimit) {
   EXPECT_EQ(r->retain_seconds, 0u);
 }
 
-TEST(ParseAssignmentsTest, SegmentSizeOutsideOneByteToOneTebibyteIsRefused) {
+TEST(ParseAssignmentsTest, SegmentSizeOutsideFourKibibytesToOneTebibyteIsRefused) {
   EXPECT_FALSE(Parse({"segment_size=0"}));
+  EXPECT_FALSE(Parse({"segment_size=1"}));
+  EXPECT_FALSE(Parse({"segment_size=4095"}));
   EXPECT_FALSE(Parse({"segment_size=none"}));
   EXPECT_FALSE(Parse({"segment_size=2T"}));
   EXPECT_TRUE(Parse({"segment_size=1T"}));
-  EXPECT_TRUE(Parse({"segment_size=1"}));
+  EXPECT_TRUE(Parse({"segment_size=4K"}));
+  auto tiny = Parse({"segment_size=1"});
+  ASSERT_FALSE(tiny);
+  EXPECT_NE(tiny.error().find("4K to 1T"), std::string::npos) << tiny.error();
+}
+
+TEST(FormatSettingsTextTest, ShowsWhatSetChangesAsStatDoes) {
+  hpfs_stat st{};
+  st.segment_size = 1048576;
+  st.retain_bytes = 2097152;
+  st.retain_seconds = 3600;
+  EXPECT_EQ(FormatSettingsText(st), "segment_size=1048576\nretain_bytes=2097152\nretain_seconds=3600\n");
+  EXPECT_NE(FormatStatText(st, std::nullopt).find(FormatSettingsText(st)), std::string::npos);
 }
 
 TEST(ParseAssignmentsTest, ErrorsNameTheOffendingArgument) {

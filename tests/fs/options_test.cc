@@ -52,14 +52,40 @@ TEST(ApplyHpfsOptionTest, ZeroRetentionMeansNone) {
 
 TEST(ApplyHpfsOptionTest, LeavesOtherOptionsToLibfuse) {
   DaemonOptions options;
-  EXPECT_EQ(ApplyHpfsOption("allow_other", options), false);
+  EXPECT_EQ(ApplyHpfsOption("allow_root", options), false);
   EXPECT_EQ(ApplyHpfsOption("max_idle_threads=4", options), false);
   EXPECT_EQ(ApplyHpfsOption("segment_sizes=1M", options), false);
 }
 
+TEST(AllowOtherTest, DefaultsToOnForRootOnly) {
+  DaemonOptions options;
+  EXPECT_TRUE(AllowOther(options, 0));
+  EXPECT_FALSE(AllowOther(options, 1000));
+}
+
+TEST(AllowOtherTest, ExplicitOptionsOverrideTheDefault) {
+  DaemonOptions off;
+  ASSERT_EQ(ApplyHpfsOption("noallow_other", off), true);
+  EXPECT_FALSE(AllowOther(off, 0));
+  DaemonOptions on;
+  ASSERT_EQ(ApplyHpfsOption("allow_other", on), true);
+  EXPECT_TRUE(AllowOther(on, 1000));
+  // libfuse refuses allow_root with allow_other: root asked for root only.
+  DaemonOptions root_only;
+  ASSERT_EQ(ApplyHpfsOption("allow_root", root_only), false);
+  EXPECT_FALSE(AllowOther(root_only, 0));
+}
+
+TEST(ApplyHpfsOptionTest, TakesTheLogFile) {
+  DaemonOptions options;
+  ASSERT_EQ(ApplyHpfsOption("log_file=/var/log/hpfs.log", options), true);
+  EXPECT_EQ(options.log_file, "/var/log/hpfs.log");
+}
+
 TEST(ApplyHpfsOptionTest, BadValuesFailNamingTheOption) {
-  for (const char* bad : {"segment_size=abc", "segment_size=0", "segment_size=2T", "segment_size",
-                          "retain_bytes=x", "retain_seconds=1y", "log_level=loud", "xattr=1"}) {
+  for (const char* bad : {"segment_size=abc", "segment_size=0", "segment_size=1", "segment_size=4095", "segment_size=2T", "segment_size",
+                          "retain_bytes=x", "retain_seconds=1y", "log_level=loud", "xattr=1", "log_file",
+                          "log_file=", "allow_other=1", "noallow_other=yes"}) {
     DaemonOptions options;
     auto r = ApplyHpfsOption(bad, options);
     ASSERT_FALSE(r) << bad;

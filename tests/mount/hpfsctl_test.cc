@@ -109,7 +109,10 @@ TEST_F(HpfsctlTest, StatOfAFileOutsideHpfsFailsWithAClearMessage) {
 TEST_F(HpfsctlTest, SetChangesWhatStatShows) {
   Mount();
   RUN_OK("printf abc > f");
-  RUN_OK("\"$CTL\" set f retain_bytes=2M retain_seconds=1h segment_size=2M");
+  auto set = Run("\"$CTL\" set f retain_bytes=2M retain_seconds=1h segment_size=2M");
+  EXPECT_EQ(set.exit_code, 0) << set.output;
+  // It says what is in force now.
+  EXPECT_EQ(set.output, "segment_size=2097152\nretain_bytes=2097152\nretain_seconds=3600\n");
   auto st = StatOf("f");
   EXPECT_EQ(st["retain_bytes"], "2097152");
   EXPECT_EQ(st["retain_seconds"], "3600");
@@ -127,6 +130,7 @@ TEST_F(HpfsctlTest, BadKeyOrValueIsEinvalAndChangesNothing) {
   const std::vector<std::pair<std::string, std::string>> bad = {
       {"retain_bytes=5M colour=blue", "colour"},
       {"retain_bytes=5M segment_size=0", "segment_size=0"},
+      {"retain_bytes=5M segment_size=1", "segment_size=1"},
       {"retain_bytes=5M retain_seconds=5w", "retain_seconds=5w"},
       {"retain_bytes=5Q", "retain_bytes=5Q"},
   };
@@ -149,10 +153,11 @@ TEST_F(HpfsctlTest, SetNeedsWritePermissionWhileStatNeedsOnlyRead) {
     ASSERT_EQ(::chmod(scratch_.path().c_str(), 0755), 0);
     RUN_OK("printf abc > f; chmod 0644 f");
     const std::string as_nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups ";
-    auto stat = Run(as_nobody + "\"$CTL\" stat f");
+    const std::string ctl = "'" + CtlForOtherUsers() + "'";
+    auto stat = Run(as_nobody + ctl + " stat f");
     EXPECT_EQ(stat.exit_code, 0) << stat.output;
     EXPECT_NE(stat.output.find("size=3"), std::string::npos) << stat.output;
-    auto set = Run(as_nobody + "\"$CTL\" set f retain_bytes=1M");
+    auto set = Run(as_nobody + ctl + " set f retain_bytes=1M");
     EXPECT_EQ(set.exit_code, 1) << set.output;
     EXPECT_NE(set.output.find("Permission denied"), std::string::npos) << set.output;
   } else {

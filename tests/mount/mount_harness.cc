@@ -83,6 +83,13 @@ int WaitPidFor(pid_t pid, std::chrono::milliseconds timeout) {
 
 }  // namespace
 
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 std::string DaemonPath() {
   const char* bin = std::getenv("HPFS_BIN");
   return bin != nullptr ? bin : "hpfs";
@@ -268,12 +275,7 @@ int Daemon::Stop() {
   return status;
 }
 
-std::string Daemon::Log() const {
-  std::ifstream in(log_path_);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string Daemon::Log() const { return ReadFile(log_path_); }
 
 ShellResult RunDaemonToExit(const std::vector<std::string>& args, std::chrono::seconds timeout) {
   std::string script = "exec '" + DaemonPath() + "'";
@@ -316,6 +318,13 @@ void MountedTest::Mount(std::vector<std::string> options) {
   daemon_ = std::make_unique<Daemon>(backing_, mnt_, scratch_.path() + "/daemon.log");
   std::string error;
   ASSERT_TRUE(daemon_->Start(options, &error)) << error;
+}
+
+std::string MountedTest::CtlForOtherUsers() {
+  const std::string copy = S("hpfsctl");
+  std::filesystem::copy_file(CtlPath(), copy, std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::permissions(copy, static_cast<std::filesystem::perms>(0755));
+  return copy;
 }
 
 void MountedTest::Unmount() {

@@ -13,9 +13,26 @@
 #include <chrono>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace hpfs::mount_test {
+
+// Polls `done` until it holds or `timeout` passes, for effects that have no
+// event to wait on: a release the kernel sends after the last close, the
+// work of a daemon's thread, a line in a log.
+template <class Predicate>
+bool Eventually(Predicate&& done, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+// What `path` holds; empty when it cannot be read.
+std::string ReadFile(const std::string& path);
 
 // The daemon under test ($HPFS_BIN, set by meson).
 std::string DaemonPath();
@@ -125,6 +142,11 @@ class MountedTest : public ::testing::Test {
   std::string M(const std::string& name) const { return mnt_ + "/" + name; }
   std::string B(const std::string& name) const { return backing_ + "/" + name; }
   std::string S(const std::string& name) const { return scratch_.path() + "/" + name; }
+  // A copy of hpfsctl in the scratch directory (mode 0755), for commands run
+  // as another user: the build directory may lie under a directory only its
+  // owner can enter (a checkout made in `mktemp -d`). That user reaches it
+  // once the scratch directory is 0755.
+  std::string CtlForOtherUsers();
 
   ScratchDir scratch_;
   std::string backing_;

@@ -48,17 +48,6 @@ class MountTest : public MountedTest {
 
 std::string Out(const ShellResult& r) { return r.output; }
 
-// The kernel sends RELEASE asynchronously after the last close, so effects of
-// a release can only be waited for.
-template <class Predicate>
-bool Eventually(Predicate&& done, seconds timeout = seconds(10)) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return true;
-}
 
 // --- basic tools ---
 
