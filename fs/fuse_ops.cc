@@ -380,16 +380,19 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
     } else {
       fuse_entry_param e;
       std::memset(&e, 0, sizeof e);
+      // Node id 0 hands out no inode: the kernel lists the name and looks it
+      // up itself when asked. "." and ".." it knows already; an entry whose
+      // lookup failed (EMFILE at the descriptor limit, or removed since the
+      // listing) stays in the listing that way, so a later stat reports the
+      // error instead of the name silently missing from `ls -l`.
+      e.attr.st_ino = de.ino;
+      e.attr.st_mode = DTTOIF(de.type);
       bool looked_up = false;
-      if (de.name == "." || de.name == "..") {
-        // No inode handed out (ino 0): the kernel knows these already.
-        e.attr.st_ino = de.ino;
-        e.attr.st_mode = DTTOIF(de.type);
-      } else {
-        auto entry = ctx.fs->Lookup(ino, de.name);
-        if (!entry) continue;  // gone since the listing, or unreadable
-        e = EntryParam(ctx, *entry);
-        looked_up = true;
+      if (de.name != "." && de.name != "..") {
+        if (auto entry = ctx.fs->Lookup(ino, de.name)) {
+          e = EntryParam(ctx, *entry);
+          looked_up = true;
+        }
       }
       need = fuse_add_direntry_plus(req, buf.data() + used, size - used, de.name.c_str(), &e, next);
       if (need > size - used) {
