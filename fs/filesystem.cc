@@ -18,6 +18,7 @@
 #include "core/format.h"
 #include "core/meta.h"
 #include "core/segment_name.h"
+#include "fs/setid.h"
 
 namespace hpfs {
 namespace {
@@ -885,7 +886,7 @@ Result<ReadPlan> Filesystem::Read(FileHandle& handle, uint64_t offset, size_t si
 }
 
 Result<size_t> Filesystem::Write(FileHandle& handle, uint64_t offset, std::span<const std::byte> data,
-                                 bool append) {
+                                 bool append, const Caller& writer, bool* setid_cleared) {
   auto file = handle.inode->File();
   if (!file) return Errno(EIO);
   if (data.empty()) return size_t{0};
@@ -895,6 +896,11 @@ Result<size_t> Filesystem::Write(FileHandle& handle, uint64_t offset, std::span<
   // gap with zeros first, as a growing ftruncate would: that is what cp and
   // rsync do for a sparse source, and nothing written is changed by it.
   if (!append && offset < size) return Errno(EPERM);
+  // As on a local filesystem, the bits go before the bytes land: a write
+  // that fails after this has still cleared them.
+  auto dropped = DropSetIdForWriter(*handle.inode, *file, writer);
+  if (!dropped) return std::unexpected(dropped.error());
+  if (setid_cleared != nullptr) *setid_cleared = *dropped;
   if (!append && offset > size) {
     if (auto grown = file->Truncate(offset); !grown) return std::unexpected(grown.error());
   }
@@ -1028,6 +1034,22 @@ Result<void> Filesystem::ApplySet(const Inode& inode, hpfile::HPFile& file, cons
   }
   (void)inode;
   return {};
+}
+
+Result<bool> Filesystem::DropSetIdForWriter(const Inode& inode, hpfile::HPFile& file, const Caller& writer) {
+  const hpfile::Meta meta = file.GetMeta();
+  const mode_t mode = meta.mode.value_or(kDefaultFileMode);
+  if ((mode & (S_ISUID | S_ISGID)) == 0) return false;  // nearly every write: no /proc read
+  gid_t file_gid = kNoGroup;
+  if (meta.gid) {
+    file_gid = *meta.gid;
+  } else if (struct stat st; ::fstat(inode.fd.get(), &st) == 0) {
+    file_gid = st.st_gid;
+  }
+  const mode_t kept = ModeAfterWrite(mode, file_gid, CredentialsOfThread(writer.pid));
+  if (kept == mode) return false;
+  if (auto r = file.UpdateMeta([kept](hpfile::Meta& m) { m.mode = kept; }); !r) return std::unexpected(r.error());
+  return true;
 }
 
 Result<void> Filesystem::IoctlSet(FileHandle& handle, const hpfs_set& request) {

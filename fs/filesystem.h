@@ -53,6 +53,7 @@ using Result = hpfile::Result<T>;
 struct Caller {
   uid_t uid = 0;
   gid_t gid = 0;
+  pid_t pid = 0;  // the calling thread; 0: unknown (the kernel's own requests)
 };
 
 struct Entry {
@@ -177,7 +178,11 @@ class Filesystem {
   // Appends `data` when `offset` is the end of file or `append` is set (then
   // the true end is used, whatever `offset` says); otherwise EPERM and nothing
   // is written. Returns the bytes written (all of them). EIO for a damaged file.
-  Result<size_t> Write(FileHandle& handle, uint64_t offset, std::span<const std::byte> data, bool append);
+  // Before the bytes land, the set-user-ID and set-group-ID bits go as
+  // fs/setid.h says for `writer` (unknown, the default: without privilege);
+  // `*setid_cleared`, when given, tells whether that changed the mode.
+  Result<size_t> Write(FileHandle& handle, uint64_t offset, std::span<const std::byte> data, bool append,
+                       const Caller& writer = {}, bool* setid_cleared = nullptr);
   Result<void> Fsync(FileHandle& handle);
   // Drops the handle; the last one of an unlinked file queues its storage
   // for deletion.
@@ -262,6 +267,9 @@ class Filesystem {
   void SetFileTimes(const Inode& inode, const hpfile::HPFile& file, const timespec times[2]);
   void TouchFile(const Inode& inode, const hpfile::HPFile& file);
   Result<void> ApplySet(const Inode& inode, hpfile::HPFile& file, const hpfs_set& request);
+  // Clears the set-ID bits `writer` may not keep across a write (fs/setid.h);
+  // true when the mode changed.
+  Result<bool> DropSetIdForWriter(const Inode& inode, hpfile::HPFile& file, const Caller& writer);
   Result<Entry> MakeEntry(const std::shared_ptr<Inode>& inode);
   // The backing path of a file, relative to BACKING, for log lines.
   std::string DisplayName(const Inode& inode) const;

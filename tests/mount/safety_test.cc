@@ -30,6 +30,71 @@ class SafetyTest : public MountedTest {
     ASSERT_EQ(run_ok_result.exit_code, 0) << (script) << "\n" << run_ok_result.output; \
   } while (0)
 
+// --- set-user-ID and set-group-ID bits ---
+
+const std::string kAsNobody = "setpriv --reuid=65534 --regid=65534 --clear-groups ";
+
+class SetIdTest : public SafetyTest {
+ protected:
+  void SetUp() override {
+    SafetyTest::SetUp();
+    if (IsSkipped()) return;
+    ASSERT_EQ(::geteuid(), 0u) << "writing as another user needs root";
+    ASSERT_EQ(Shell("command -v setpriv").exit_code, 0) << "setpriv (util-linux) is needed";
+    // uid 65534 must reach the mount point.
+    ASSERT_EQ(::chmod(scratch_.path().c_str(), 0755), 0);
+    ASSERT_NO_FATAL_FAILURE(Mount({"-o", "segment_size=1M,allow_other"}));
+  }
+
+  // Creates `name` with `mode`, has `writer` run `write` with the name
+  // appended (as a word, or to a trailing "of="), and returns the mode stat
+  // shows afterwards.
+  std::string ModeAfter(const std::string& name, const std::string& mode, const std::string& writer,
+                        const std::string& write) {
+    auto setup = Run("touch " + name + " && chmod " + mode + " " + name);
+    EXPECT_EQ(setup.exit_code, 0) << setup.output;
+    auto r = Run(writer + "sh -c '" + write + (write.ends_with('=') ? "" : " ") + name + "'");
+    EXPECT_EQ(r.exit_code, 0) << write << " " << name << ": " << r.output;
+    return Run("stat -c %a " + name).output;
+  }
+};
+
+// The expected modes are what ext4 shows for the same commands (Linux 6.x).
+TEST_F(SetIdTest, AppendByAnotherUserClearsSetuidAndExecutableSetgid) {
+  EXPECT_EQ(ModeAfter("a4777", "4777", kAsNobody, "echo x >>"), "777\n");
+  EXPECT_EQ(ModeAfter("a2777", "2777", kAsNobody, "echo x >>"), "777\n");
+  EXPECT_EQ(ModeAfter("a6777", "6777", kAsNobody, "echo x >>"), "777\n");
+  // Set-group-ID without group execute stays for a writer in the file's
+  // group only; uid 65534 with no groups is not in root's.
+  EXPECT_EQ(ModeAfter("a2767", "2767", kAsNobody, "echo x >>"), "767\n");
+  EXPECT_EQ(ModeAfter("g2767", "2767", "setpriv --reuid=65534 --regid=0 --clear-groups ", "echo x >>"),
+            "2767\n");
+  // Stored: a remount shows the same.
+  ASSERT_NO_FATAL_FAILURE(Unmount());
+  ASSERT_NO_FATAL_FAILURE(Mount({"-o", "segment_size=1M,allow_other"}));
+  EXPECT_EQ(Run("stat -c %a a4777 a2777 a6777 a2767 g2767").output, "777\n777\n777\n767\n2767\n");
+}
+
+TEST_F(SetIdTest, EveryWritePathByAnotherUserClearsTheBits) {
+  // Read-write descriptor, O_APPEND by dd, a write past the end, a grow.
+  EXPECT_EQ(ModeAfter("rw", "6777", kAsNobody, "echo x 1<>"), "777\n");
+  EXPECT_EQ(ModeAfter("dd", "6777", kAsNobody, "echo x | dd status=none oflag=append conv=notrunc of="),
+            "777\n");
+  EXPECT_EQ(ModeAfter("seek", "6777", kAsNobody, "echo x | dd status=none bs=1 seek=4096 conv=notrunc of="),
+            "777\n");
+  EXPECT_EQ(ModeAfter("grow", "6777", kAsNobody, "truncate -s 100"), "777\n");
+  EXPECT_EQ(ModeAfter("falloc", "6777", kAsNobody, "fallocate -l 100"), "777\n");
+  EXPECT_EQ(Run("cat rw dd").output, "x\nx\n");
+}
+
+TEST_F(SetIdTest, WriterWithFsetidKeepsTheBitsAndOwnersWithoutItDoNot) {
+  // Root holds CAP_FSETID: its appends keep every bit, as on ext4.
+  EXPECT_EQ(ModeAfter("root", "6777", "", "echo x >>"), "6777\n");
+  // An owner without the capability loses them, as on ext4.
+  RUN_OK("touch own && chown 65534:65534 own");
+  EXPECT_EQ(ModeAfter("own", "6755", kAsNobody, "echo x >>"), "755\n");
+}
+
 // --- listings ---
 
 // At its descriptor limit the daemon cannot look names up. A listing then
