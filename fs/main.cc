@@ -32,6 +32,7 @@
 #include "fs/backing_lock.h"
 #include "fs/filesystem.h"
 #include "fs/fuse_ops.h"
+#include "fs/mount_point.h"
 #include "fs/options.h"
 
 #ifndef HPFS_VERSION
@@ -185,6 +186,10 @@ int Run(int argc, char* argv[]) {
   struct stat st;
   if (stat(backing.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     std::fprintf(stderr, "hpfs: backing %s is not a directory\n", backing.c_str());
+    return kExitFailure;
+  }
+  if (const auto problem = hpfs::MountPointProblem(backing, opts.mountpoint)) {
+    std::fprintf(stderr, "hpfs: %s\n", problem->c_str());
     return kExitFailure;
   }
 

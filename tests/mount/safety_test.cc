@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -93,6 +94,79 @@ TEST_F(SetIdTest, WriterWithFsetidKeepsTheBitsAndOwnersWithoutItDoNot) {
   // An owner without the capability loses them, as on ext4.
   RUN_OK("touch own && chown 65534:65534 own");
   EXPECT_EQ(ModeAfter("own", "6755", kAsNobody, "echo x >>"), "755\n");
+}
+
+// --- mount points that would make the daemon serve itself ---
+
+// Runs `hpfs -f BACKING MOUNTPOINT`, which must refuse at once. A daemon
+// that mounts instead may be waiting for itself, and then neither exits on
+// SIGKILL nor lets go of the mount: after 10 s its connection is aborted
+// (fusectl), the mount detached and the daemon killed, so that nothing stays
+// behind whatever the daemon does.
+ShellResult RunRefused(const std::string& backing, const std::string& mountpoint) {
+  const std::string real = std::filesystem::weakly_canonical(mountpoint).string();
+  return Shell("'" + DaemonPath() + "' -f '" + backing + "' '" + mountpoint + "' & pid=$!; "
+               "for i in $(seq 100); do kill -0 $pid 2>/dev/null || { wait $pid; exit $?; }; sleep 0.1; done; "
+               "echo 'the daemon served the mount instead of refusing it'; "
+               "mountpoint -q /sys/fs/fuse/connections || mount -t fusectl none /sys/fs/fuse/connections; "
+               "dev=$(awk -v m='" + real + "' '$5 == m {print $3}' /proc/self/mountinfo | tail -n 1); "
+               "[ -z \"$dev\" ] || echo 1 > /sys/fs/fuse/connections/${dev#*:}/abort; "
+               "fusermount3 -uz '" + real + "'; kill -9 $pid; wait $pid; exit 99",
+               seconds(60));
+}
+
+void ExpectRefusedBeforeMounting(const ShellResult& r, const std::string& message, const std::string& backing) {
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find(message), std::string::npos) << r.output;
+  // Refused before the backing directory was locked or touched.
+  EXPECT_FALSE(std::filesystem::exists(backing + "/.hpfs.lock")) << backing;
+  EXPECT_FALSE(std::filesystem::exists(backing + "/.hpfs-trash")) << backing;
+}
+
+TEST_F(SafetyTest, MountPointAtOrInsideTheBackingDirectoryIsRefused) {
+  std::filesystem::create_directories(B("inner/mnt"));
+  ASSERT_EQ(::symlink(backing_.c_str(), S("alias").c_str()), 0);
+  ExpectRefusedBeforeMounting(RunRefused(backing_, backing_), "is the backing directory itself", backing_);
+  ExpectRefusedBeforeMounting(RunRefused(backing_, B("inner/mnt")),
+                              "mount point " + B("inner/mnt") + " is inside the backing directory " + backing_,
+                              backing_);
+  // Real paths are compared: a symlink to the backing directory is no way round.
+  ExpectRefusedBeforeMounting(RunRefused(backing_, S("alias/inner/mnt")),
+                              "mount point " + B("inner/mnt") + " is inside the backing directory", backing_);
+  // The other way round the mount would hide the backing directory.
+  ExpectRefusedBeforeMounting(RunRefused(B("inner"), backing_), "is inside the mount point " + backing_, B("inner"));
+}
+
+TEST_F(SafetyTest, MountPointInsideABindMountOfTheBackingDirectoryIsRefused) {
+  ASSERT_EQ(::geteuid(), 0u) << "a bind mount needs root";
+  std::filesystem::create_directories(B("mnt"));
+  std::filesystem::create_directories(S("bind"));
+  ASSERT_EQ(Shell("mount --bind '" + backing_ + "' '" + S("bind") + "'").exit_code, 0);
+  struct Unbind {
+    std::string path;
+    ~Unbind() { Shell("umount -l '" + path + "'", seconds(20)); }
+  } unbind{S("bind")};
+  // Mount propagation may show a mount made at bind/mnt at backing/mnt too.
+  ExpectRefusedBeforeMounting(RunRefused(backing_, S("bind/mnt")), "is inside the backing directory " + backing_,
+                              backing_);
+}
+
+// The backing directory is on an hpfs mount, and the mount point is inside
+// what that mount stores it in: serving a request would go through the
+// other daemon back into this mount.
+TEST_F(SafetyTest, MountPointInsideWhereAnHpfsMountStoresTheBackingIsRefused) {
+  Mount();
+  RUN_OK("mkdir -p inner/sub");
+  const std::string backing = M("inner");
+  const std::string mountpoint = B("inner/sub");
+  auto r = RunRefused(backing, mountpoint);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("mount point " + mountpoint + " is inside the backing directory " + backing +
+                          " (stored in " + B("inner") + " by the hpfs mount it is on)"),
+            std::string::npos)
+      << r.output;
+  // The outer mount is unharmed.
+  EXPECT_EQ(Run("ls inner").output, "sub\n");
 }
 
 // --- listings ---
