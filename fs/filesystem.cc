@@ -103,6 +103,9 @@ bool IsFormatName(std::string_view name) {
   return name == fmt_::kMetaName || name == fmt_::kMetaTempName;
 }
 
+// How many plain files a warning names before "...".
+constexpr size_t kPlainFilesNamed = 5;
+
 bool Later(const timespec& a, const timespec& b) {
   return a.tv_sec != b.tv_sec ? a.tv_sec > b.tv_sec : a.tv_nsec > b.tv_nsec;
 }
@@ -215,6 +218,30 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(const std::string& backing_
     ::closedir(dir);
   }
 
+  // Plain files at the top are what a directory of existing logs holds: the
+  // mount shows none of them, so say so now rather than at the first `ls`.
+  std::vector<std::string> plain_files;
+  {
+    const int dup_fd = ::fcntl(root->get(), F_DUPFD_CLOEXEC, 0);
+    if (dup_fd < 0) return LastErrno();
+    DIR* dir = ::fdopendir(dup_fd);
+    if (dir == nullptr) {
+      ::close(dup_fd);
+      return LastErrno();
+    }
+    while (dirent* d = ::readdir(dir)) {
+      if (HiddenIn(/*parent_is_root=*/true, d->d_name)) continue;
+      if (d->d_type == DT_REG) {
+        plain_files.emplace_back(d->d_name);
+      } else if (d->d_type == DT_UNKNOWN) {
+        if (auto entry = StatAt(root->get(), d->d_name); entry && S_ISREG(entry->st_mode)) {
+          plain_files.emplace_back(d->d_name);
+        }
+      }
+    }
+    ::closedir(dir);
+  }
+
   struct stat st;
   if (::fstat(root->get(), &st) != 0) return LastErrno();
   auto root_fd_copy = OpenAt(root->get(), ".", O_RDONLY | O_DIRECTORY);
@@ -226,7 +253,28 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(const std::string& backing_
     spdlog::info("{} entries left in {} by the last mount will be deleted", leftovers.size(), fmt_::kTrashName);
   }
   for (auto& name : leftovers) fs->deleter_.Enqueue(std::move(name));
+  fs->WarnOfPlainFiles(st, "", plain_files);
   return fs;
+}
+
+void Filesystem::WarnOfPlainFiles(const struct stat& dir, const std::string& where,
+                                  const std::vector<std::string>& names) {
+  if (names.empty()) return;
+  {
+    std::lock_guard lock(plain_files_mu_);
+    if (!plain_files_logged_.emplace(dir.st_dev, dir.st_ino).second) return;
+  }
+  std::vector<std::string> sorted = names;
+  std::sort(sorted.begin(), sorted.end());
+  std::string listed;
+  for (size_t i = 0; i < sorted.size() && i < kPlainFilesNamed; ++i) {
+    listed += (i == 0 ? "'" : ", '") + sorted[i] + "'";
+  }
+  if (sorted.size() > kPlainFilesNamed) listed += ", ...";
+  spdlog::warn("{} plain file{} in {} {} not shown by the mount ({}): a file here is a directory holding {}; "
+               "unmount and run `hpfsctl import` to turn each into a file of the mount in place",
+               sorted.size(), sorted.size() == 1 ? "" : "s", where.empty() ? backing_dir_ : backing_dir_ + "/" + where,
+               sorted.size() == 1 ? "is" : "are", listed, fmt_::kMetaName);
 }
 
 void Filesystem::StartDeleter() { deleter_.Start(); }
@@ -810,6 +858,9 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Filesystem::Create(InodeId
     if (err == EEXIST && !(flags & O_EXCL)) {
       // Lost a race with another creator: open what is there, as open(2) would.
       auto entry = Lookup(parent_id, name);
+      // The name is taken by a backing entry the mount does not show (a
+      // plain file): it exists, it just cannot be opened through the mount.
+      if (!entry && entry.error() == std::errc::no_such_file_or_directory) return Errno(EEXIST);
       if (!entry) return std::unexpected(entry.error());
       auto handle = OpenFile(entry->id, flags & ~O_TRUNC);
       if (!handle) {
@@ -1084,6 +1135,7 @@ Result<void> Filesystem::RefreshDir(DirHandle& handle) {
   entries.push_back(DirEntry{".", dir_inode.backing_ino, DT_DIR});
   struct stat parent_st;
   entries.push_back(DirEntry{"..", ::fstatat(fd, "..", &parent_st, 0) == 0 ? parent_st.st_ino : 0, DT_DIR});
+  std::vector<std::string> plain_files;
   errno = 0;
   while (dirent* d = ::readdir(dir)) {
     const std::string_view name = d->d_name;
@@ -1092,16 +1144,24 @@ Result<void> Filesystem::RefreshDir(DirHandle& handle) {
     if (type == DT_UNKNOWN) {
       auto st = StatAt(fd, name);
       if (!st) continue;
-      type = S_ISDIR(st->st_mode) ? DT_DIR : S_ISLNK(st->st_mode) ? DT_LNK : DT_UNKNOWN;
+      type = S_ISDIR(st->st_mode) ? DT_DIR : S_ISLNK(st->st_mode) ? DT_LNK : S_ISREG(st->st_mode) ? DT_REG : DT_UNKNOWN;
     }
     if (type == DT_DIR) {
       if (IsHPFileDir(fd, name)) type = DT_REG;
     } else if (type != DT_LNK) {
-      continue;  // plain backing files, fifos...: not part of the format
+      // Plain backing files, fifos...: not part of the format.
+      if (type == DT_REG) plain_files.emplace_back(name);
+      continue;
     }
     entries.push_back(DirEntry{Str(name), d->d_ino, type});
   }
   ::closedir(dir);
+  if (!plain_files.empty()) {
+    struct stat dir_st;
+    if (::fstat(fd, &dir_st) == 0) {
+      WarnOfPlainFiles(dir_st, dir_inode.id == kRootInode ? "" : DisplayName(dir_inode), plain_files);
+    }
+  }
   handle.entries = std::move(entries);
   handle.listed_once = false;
   return {};

@@ -202,6 +202,10 @@ class Filesystem {
   Result<void> RefreshDir(DirHandle& handle);
   Result<void> FsyncDir(InodeId id);
 
+  // Names the mount never shows in a directory (at the top when
+  // `parent_is_root`): ".", "..", the reserved and the format names.
+  static bool HiddenIn(bool parent_is_root, std::string_view name);
+
   // --- user.hpfs.* extended attributes (only served with Config::xattr) ---
   // Other names: ENODATA. On a directory: ENODATA.
   Result<std::string> GetXattr(InodeId id, std::string_view name);
@@ -253,7 +257,9 @@ class Filesystem {
   Result<struct stat> StatVisibleAt(int parent_fd, bool parent_is_root, std::string_view name, Kind* kind);
   Result<Kind> Classify(int parent_fd, std::string_view name, const struct stat& st);
   bool Hidden(const Inode& parent, std::string_view name) const;
-  static bool HiddenIn(bool parent_is_root, std::string_view name);
+  // Logs at warn, once per directory and mount, the plain files `names` of
+  // the backing directory `dir` (shown as `where`): the mount cannot show them.
+  void WarnOfPlainFiles(const struct stat& dir, const std::string& where, const std::vector<std::string>& names);
   Result<void> CheckNewName(const Inode& parent, std::string_view name) const;
   // Moves the file entry `name` of `parent_fd` into the trash and queues its
   // deletion once no handle has it open and the kernel has forgotten it.
@@ -302,6 +308,9 @@ class Filesystem {
   // Files whose damage was already logged at warn (load_mu_): a file is
   // loaded again after the kernel forgot it, and by the retention walk.
   std::set<std::pair<dev_t, ino_t>> damage_logged_;
+  // Directories whose plain files were already logged at warn.
+  std::mutex plain_files_mu_;
+  std::set<std::pair<dev_t, ino_t>> plain_files_logged_;  // plain_files_mu_
   std::mutex invalidator_mu_;
   std::function<void(InodeId, uint64_t, uint64_t)> invalidate_;
 

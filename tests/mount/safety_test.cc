@@ -212,5 +212,47 @@ TEST_F(SafetyTest, ListingAtTheDescriptorLimitNamesEveryEntry) {
   EXPECT_EQ(after.output, std::to_string(kFiles) + "\n") << after.output;
 }
 
+// --- plain files in the backing directory ---
+
+// Logs that were there before hpfs: the mount names them, refuses their
+// names to new files, and `hpfsctl import` makes them files of the mount.
+TEST_F(SafetyTest, PlainFilesAreReportedRefusedAsNewNamesAndImportedInPlace) {
+  ASSERT_EQ(Shell("seq 1 200000 > '" + B("syslog") + "' && echo auth > '" + B("auth.log") + "' && chmod 640 '" +
+                  B("syslog") + "' && touch -d '2020-01-02 03:04:05' '" + B("syslog") + "'")
+                .exit_code,
+            0);
+  Mount();
+  EXPECT_NE(daemon_->Log().find("[warning] 2 plain files in " + backing_ +
+                                " are not shown by the mount ('auth.log', 'syslog')"),
+            std::string::npos)
+      << daemon_->Log();
+  EXPECT_EQ(Run("ls").output, "");
+  for (const std::string create : {"echo x >> syslog", "touch syslog", "mkdir syslog", "ln -s x syslog"}) {
+    auto r = Run(create);
+    EXPECT_NE(r.exit_code, 0) << create;
+    EXPECT_NE(r.output.find("File exists"), std::string::npos) << create << ": " << r.output;
+  }
+  // Refused while mounted, like check.
+  const std::string ctl = "'" + CtlPath() + "' ";
+  auto busy = Shell(ctl + "import '" + B("syslog") + "'");
+  EXPECT_EQ(busy.exit_code, 1);
+  EXPECT_NE(busy.output.find("in use by a running hpfs daemon"), std::string::npos) << busy.output;
+  ASSERT_NO_FATAL_FAILURE(Unmount());
+
+  auto imported = Shell(ctl + "import '" + B("syslog") + "' '" + B("auth.log") + "'");
+  ASSERT_EQ(imported.exit_code, 0) << imported.output;
+  Mount();
+  EXPECT_EQ(Run("ls").output, "auth.log\nsyslog\n");
+  RUN_OK("cmp <(seq 1 200000) syslog");
+  EXPECT_EQ(Run("stat -c '%a %y' syslog").output, "640 2020-01-02 03:04:05.000000000 +0000\n");
+  RUN_OK("echo more >> syslog && echo more >> auth.log");
+  EXPECT_EQ(Run("tail -n 2 syslog").output, "200000\nmore\n");
+  EXPECT_EQ(Run("cat auth.log").output, "auth\nmore\n");
+  ASSERT_NO_FATAL_FAILURE(Unmount());
+  auto check = Shell(ctl + "check '" + backing_ + "'");
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+  EXPECT_NE(check.output.find("checked 2 HPFiles: 2 ok"), std::string::npos) << check.output;
+}
+
 }  // namespace
 }  // namespace hpfs::mount_test
