@@ -94,6 +94,32 @@ bool IsHPFileDir(int parent_fd, std::string_view name) {
   return found;
 }
 
+struct ListedEntry {
+  std::string name;
+  ino_t ino;
+  unsigned char type;  // d_type: DT_UNKNOWN when the filesystem does not say
+};
+
+// The entries of the directory `dir_fd`, "." and ".." left out. Read through
+// a descriptor of its own: a dup would share the directory position with
+// `dir_fd`, which other threads may be listing too.
+Result<std::vector<ListedEntry>> ListEntries(int dir_fd) {
+  const int own_fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (own_fd < 0) return LastErrno();
+  DIR* dir = ::fdopendir(own_fd);
+  if (dir == nullptr) {
+    ::close(own_fd);
+    return LastErrno();
+  }
+  std::vector<ListedEntry> entries;
+  while (dirent* d = ::readdir(dir)) {
+    std::string_view n = d->d_name;
+    if (n != "." && n != "..") entries.push_back(ListedEntry{std::string(n), d->d_ino, d->d_type});
+  }
+  ::closedir(dir);
+  return entries;
+}
+
 bool IsReservedAtRoot(std::string_view name) {
   return name == fmt_::kLockName || name == fmt_::kTrashName;
 }
@@ -202,44 +228,24 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(const std::string& backing_
   // Whatever is in the trash was unlinked while open, or replaced, during the
   // last mount: nothing can reach it any more. Listed now, before this mount
   // puts anything there, and deleted by the deleter once it runs.
+  auto trash_entries = ListEntries(trash->get());
+  if (!trash_entries) return std::unexpected(trash_entries.error());
   std::vector<std::string> leftovers;
-  {
-    const int dup_fd = ::fcntl(trash->get(), F_DUPFD_CLOEXEC, 0);
-    if (dup_fd < 0) return LastErrno();
-    DIR* dir = ::fdopendir(dup_fd);
-    if (dir == nullptr) {
-      ::close(dup_fd);
-      return LastErrno();
-    }
-    while (dirent* d = ::readdir(dir)) {
-      std::string_view n = d->d_name;
-      if (n != "." && n != "..") leftovers.emplace_back(n);
-    }
-    ::closedir(dir);
-  }
+  for (auto& entry : *trash_entries) leftovers.push_back(std::move(entry.name));
 
   // Plain files at the top are what a directory of existing logs holds: the
   // mount shows none of them, so say so now rather than at the first `ls`.
+  auto top_entries = ListEntries(root->get());
+  if (!top_entries) return std::unexpected(top_entries.error());
   std::vector<std::string> plain_files;
-  {
-    const int dup_fd = ::fcntl(root->get(), F_DUPFD_CLOEXEC, 0);
-    if (dup_fd < 0) return LastErrno();
-    DIR* dir = ::fdopendir(dup_fd);
-    if (dir == nullptr) {
-      ::close(dup_fd);
-      return LastErrno();
+  for (auto& entry : *top_entries) {
+    if (HiddenIn(/*parent_is_root=*/true, entry.name)) continue;
+    bool regular = entry.type == DT_REG;
+    if (entry.type == DT_UNKNOWN) {
+      auto st = StatAt(root->get(), entry.name);
+      regular = st && S_ISREG(st->st_mode);
     }
-    while (dirent* d = ::readdir(dir)) {
-      if (HiddenIn(/*parent_is_root=*/true, d->d_name)) continue;
-      if (d->d_type == DT_REG) {
-        plain_files.emplace_back(d->d_name);
-      } else if (d->d_type == DT_UNKNOWN) {
-        if (auto entry = StatAt(root->get(), d->d_name); entry && S_ISREG(entry->st_mode)) {
-          plain_files.emplace_back(d->d_name);
-        }
-      }
-    }
-    ::closedir(dir);
+    if (regular) plain_files.push_back(std::move(entry.name));
   }
 
   struct stat st;
@@ -1124,23 +1130,17 @@ Result<std::unique_ptr<DirHandle>> Filesystem::OpenDir(InodeId id) {
 Result<void> Filesystem::RefreshDir(DirHandle& handle) {
   const Inode& dir_inode = *handle.inode;
   const int fd = dir_inode.fd.get();
-  const int dup_fd = ::openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dup_fd < 0) return LastErrno();
-  DIR* dir = ::fdopendir(dup_fd);
-  if (dir == nullptr) {
-    ::close(dup_fd);
-    return LastErrno();
-  }
+  auto listed = ListEntries(fd);
+  if (!listed) return std::unexpected(listed.error());
   std::vector<DirEntry> entries;
   entries.push_back(DirEntry{".", dir_inode.backing_ino, DT_DIR});
   struct stat parent_st;
   entries.push_back(DirEntry{"..", ::fstatat(fd, "..", &parent_st, 0) == 0 ? parent_st.st_ino : 0, DT_DIR});
   std::vector<std::string> plain_files;
-  errno = 0;
-  while (dirent* d = ::readdir(dir)) {
-    const std::string_view name = d->d_name;
+  for (auto& listed_entry : *listed) {
+    const std::string_view name = listed_entry.name;
     if (Hidden(dir_inode, name)) continue;
-    unsigned char type = d->d_type;
+    unsigned char type = listed_entry.type;
     if (type == DT_UNKNOWN) {
       auto st = StatAt(fd, name);
       if (!st) continue;
@@ -1153,9 +1153,8 @@ Result<void> Filesystem::RefreshDir(DirHandle& handle) {
       if (type == DT_REG) plain_files.emplace_back(name);
       continue;
     }
-    entries.push_back(DirEntry{Str(name), d->d_ino, type});
+    entries.push_back(DirEntry{std::move(listed_entry.name), listed_entry.ino, type});
   }
-  ::closedir(dir);
   if (!plain_files.empty()) {
     struct stat dir_st;
     if (::fstat(fd, &dir_st) == 0) {
@@ -1373,19 +1372,12 @@ Result<hpfile::Fd> Filesystem::OpenBackingDir(const std::string& rel) const {
 void Filesystem::ListForWalk(const std::string& rel) {
   auto dir_fd = OpenBackingDir(rel);
   if (!dir_fd) return;  // gone since it was listed: nothing to walk
-  const int dup_fd = ::fcntl(dir_fd->get(), F_DUPFD_CLOEXEC, 0);
-  if (dup_fd < 0) return;
-  DIR* dir = ::fdopendir(dup_fd);
-  if (dir == nullptr) {
-    ::close(dup_fd);
-    return;
-  }
-  std::vector<std::pair<std::string, unsigned char>> entries;
-  while (dirent* d = ::readdir(dir)) entries.emplace_back(d->d_name, d->d_type);
-  ::closedir(dir);
+  auto entries = ListEntries(dir_fd->get());
+  if (!entries) return;
   // Sorted, so a pass that stops midway and the next one see the same order.
-  std::sort(entries.begin(), entries.end());
-  for (const auto& [name, type] : entries) {
+  std::sort(entries->begin(), entries->end(),
+            [](const ListedEntry& a, const ListedEntry& b) { return a.name < b.name; });
+  for (const auto& [name, ino, type] : *entries) {
     if (HiddenIn(rel.empty(), name)) continue;
     if (type != DT_DIR && type != DT_UNKNOWN) continue;
     auto st = StatAt(dir_fd->get(), name);

@@ -86,6 +86,14 @@ class PlainFilesTest : public ::testing::Test {
     return served;
   }
 
+  // What the next mount does with the trash: it deletes what it finds.
+  void EmptyTrashByMounting() {
+    auto fs = Filesystem::Open(dir_.path(), Config{});
+    ASSERT_TRUE(fs);
+    (*fs)->StartDeleter();
+    (*fs)->WaitForDeletions();
+  }
+
   testing::TempDir dir_;
 };
 
@@ -263,12 +271,7 @@ TEST_F(PlainFilesTest, ACrashBeforeTheSwapLeavesThePlainFileAndATrashLeftover) {
   std::ofstream(trash + "/import.1/" + std::string(fmt_::kMetaName)) << "format=1\nsegment_size=67108864\nhead=0\n";
   ASSERT_EQ(::link(B("syslog").c_str(), (trash + "/import.1/" + hpfile::FormatSegmentName({0, 5})).c_str()), 0);
   Check();
-  {
-    auto fs = Filesystem::Open(dir_.path(), Config{});
-    ASSERT_TRUE(fs);
-    (*fs)->StartDeleter();
-    (*fs)->WaitForDeletions();
-  }
+  EmptyTrashByMounting();
   EXPECT_TRUE(ListBacking(trash).empty());
   std::ifstream in(B("syslog"));
   EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "data\n");
@@ -284,12 +287,7 @@ TEST_F(PlainFilesTest, ACrashAfterTheSwapLeavesTheImportedFileAndASecondLinkInTh
   const std::string segment = B("syslog/" + hpfile::FormatSegmentName({0, 5}));
   ASSERT_EQ(::link(segment.c_str(), (trash + "/import.2").c_str()), 0);
   Check();
-  {
-    auto fs = Filesystem::Open(dir_.path(), Config{});
-    ASSERT_TRUE(fs);
-    (*fs)->StartDeleter();
-    (*fs)->WaitForDeletions();
-  }
+  EmptyTrashByMounting();
   EXPECT_TRUE(ListBacking(trash).empty());
   EXPECT_EQ(Serve("syslog").content, "data\n");
   Check();

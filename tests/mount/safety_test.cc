@@ -17,19 +17,7 @@ namespace {
 
 using std::chrono::seconds;
 
-class SafetyTest : public MountedTest {
- protected:
-  // Runs `script` in the mount point under `set -e -o pipefail`.
-  ShellResult Run(const std::string& script, seconds timeout = seconds(120)) {
-    return Shell("set -e -o pipefail; cd '" + mnt_ + "'; " + script, timeout);
-  }
-};
-
-#define RUN_OK(script)                                                                \
-  do {                                                                                \
-    const auto run_ok_result = Run(script);                                           \
-    ASSERT_EQ(run_ok_result.exit_code, 0) << (script) << "\n" << run_ok_result.output; \
-  } while (0)
+using SafetyTest = MountedTest;
 
 // --- set-user-ID and set-group-ID bits ---
 
@@ -92,7 +80,10 @@ TEST_F(SetIdTest, WriterWithFsetidKeepsTheBitsAndOwnersWithoutItDoNot) {
   // Root holds CAP_FSETID: its appends keep every bit, as on ext4.
   EXPECT_EQ(ModeAfter("root", "6777", "", "echo x >>"), "6777\n");
   // An owner without the capability loses them, as on ext4.
-  RUN_OK("touch own && chown 65534:65534 own");
+  {
+    const auto ran = Run("touch own && chown 65534:65534 own");
+    ASSERT_EQ(ran.exit_code, 0) << ran.output;
+  }
   EXPECT_EQ(ModeAfter("own", "6755", kAsNobody, "echo x >>"), "755\n");
 }
 
@@ -156,7 +147,10 @@ TEST_F(SafetyTest, MountPointInsideABindMountOfTheBackingDirectoryIsRefused) {
 // other daemon back into this mount.
 TEST_F(SafetyTest, MountPointInsideWhereAnHpfsMountStoresTheBackingIsRefused) {
   Mount();
-  RUN_OK("mkdir -p inner/sub");
+  {
+    const auto ran = Run("mkdir -p inner/sub");
+    ASSERT_EQ(ran.exit_code, 0) << ran.output;
+  }
   const std::string backing = M("inner");
   const std::string mountpoint = B("inner/sub");
   auto r = RunRefused(backing, mountpoint);
@@ -177,7 +171,10 @@ TEST_F(SafetyTest, MountPointInsideWhereAnHpfsMountStoresTheBackingIsRefused) {
 TEST_F(SafetyTest, ListingAtTheDescriptorLimitNamesEveryEntry) {
   constexpr int kFiles = 300;
   Mount();
-  RUN_OK("for i in $(seq 1 " + std::to_string(kFiles) + "); do : > f$i; done");
+  {
+    const auto ran = Run("for i in $(seq 1 " + std::to_string(kFiles) + "); do : > f$i; done");
+    ASSERT_EQ(ran.exit_code, 0) << ran.output;
+  }
   // A fresh daemon: no name of the directory has been looked up yet.
   ASSERT_NO_FATAL_FAILURE(Unmount());
   ASSERT_NO_FATAL_FAILURE(Mount());
@@ -243,9 +240,15 @@ TEST_F(SafetyTest, PlainFilesAreReportedRefusedAsNewNamesAndImportedInPlace) {
   ASSERT_EQ(imported.exit_code, 0) << imported.output;
   Mount();
   EXPECT_EQ(Run("ls").output, "auth.log\nsyslog\n");
-  RUN_OK("cmp <(seq 1 200000) syslog");
+  {
+    const auto ran = Run("cmp <(seq 1 200000) syslog");
+    ASSERT_EQ(ran.exit_code, 0) << ran.output;
+  }
   EXPECT_EQ(Run("stat -c '%a %y' syslog").output, "640 2020-01-02 03:04:05.000000000 +0000\n");
-  RUN_OK("echo more >> syslog && echo more >> auth.log");
+  {
+    const auto ran = Run("echo more >> syslog && echo more >> auth.log");
+    ASSERT_EQ(ran.exit_code, 0) << ran.output;
+  }
   EXPECT_EQ(Run("tail -n 2 syslog").output, "200000\nmore\n");
   EXPECT_EQ(Run("cat auth.log").output, "auth\nmore\n");
   ASSERT_NO_FATAL_FAILURE(Unmount());
