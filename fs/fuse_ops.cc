@@ -327,9 +327,9 @@ void OnWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t
                                  std::span(reinterpret_cast<const std::byte*>(buf), size), append, CallerOf(req),
                                  &setid_cleared);
     // The kernel keeps the old mode cached after a direct write, so the next
-    // stat would still show the bits. Dropping the cached attributes only
-    // touches no page and waits for nothing (no write-back cache here), so
-    // unlike a page invalidation it is safe inside this inode's request.
+    // stat would still show the bits. An attributes-only invalidation
+    // touches no page and waits for nothing (there is no write-back cache),
+    // so unlike a page invalidation it is safe inside this inode's request.
     if (setid_cleared && ctx.session != nullptr) {
       if (const int rc = fuse_lowlevel_notify_inval_inode(ctx.session, ino, -1, 0); rc != 0 && rc != -ENOENT) {
         spdlog::debug("attribute invalidation of inode {}: {}", ino, std::strerror(-rc));
