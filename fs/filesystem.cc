@@ -18,6 +18,7 @@
 #include "core/format.h"
 #include "core/meta.h"
 #include "core/segment_name.h"
+#include "fs/setid.h"
 
 namespace hpfs {
 namespace {
@@ -93,6 +94,32 @@ bool IsHPFileDir(int parent_fd, std::string_view name) {
   return found;
 }
 
+struct ListedEntry {
+  std::string name;
+  ino_t ino;
+  unsigned char type;  // d_type: DT_UNKNOWN when the filesystem does not say
+};
+
+// The entries of the directory `dir_fd`, "." and ".." left out. Read through
+// a descriptor of its own: a dup would share the directory position with
+// `dir_fd`, which other threads may be listing too.
+Result<std::vector<ListedEntry>> ListEntries(int dir_fd) {
+  const int own_fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (own_fd < 0) return LastErrno();
+  DIR* dir = ::fdopendir(own_fd);
+  if (dir == nullptr) {
+    ::close(own_fd);
+    return LastErrno();
+  }
+  std::vector<ListedEntry> entries;
+  while (dirent* d = ::readdir(dir)) {
+    std::string_view n = d->d_name;
+    if (n != "." && n != "..") entries.push_back(ListedEntry{std::string(n), d->d_ino, d->d_type});
+  }
+  ::closedir(dir);
+  return entries;
+}
+
 bool IsReservedAtRoot(std::string_view name) {
   return name == fmt_::kLockName || name == fmt_::kTrashName;
 }
@@ -101,6 +128,9 @@ bool IsReservedAtRoot(std::string_view name) {
 bool IsFormatName(std::string_view name) {
   return name == fmt_::kMetaName || name == fmt_::kMetaTempName;
 }
+
+// How many plain files a warning names before "...".
+constexpr size_t kPlainFilesNamed = 5;
 
 bool Later(const timespec& a, const timespec& b) {
   return a.tv_sec != b.tv_sec ? a.tv_sec > b.tv_sec : a.tv_nsec > b.tv_nsec;
@@ -198,20 +228,24 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(const std::string& backing_
   // Whatever is in the trash was unlinked while open, or replaced, during the
   // last mount: nothing can reach it any more. Listed now, before this mount
   // puts anything there, and deleted by the deleter once it runs.
+  auto trash_entries = ListEntries(trash->get());
+  if (!trash_entries) return std::unexpected(trash_entries.error());
   std::vector<std::string> leftovers;
-  {
-    const int dup_fd = ::fcntl(trash->get(), F_DUPFD_CLOEXEC, 0);
-    if (dup_fd < 0) return LastErrno();
-    DIR* dir = ::fdopendir(dup_fd);
-    if (dir == nullptr) {
-      ::close(dup_fd);
-      return LastErrno();
+  for (auto& entry : *trash_entries) leftovers.push_back(std::move(entry.name));
+
+  // Plain files at the top are what a directory of existing logs holds: the
+  // mount shows none of them, so say so now rather than at the first `ls`.
+  auto top_entries = ListEntries(root->get());
+  if (!top_entries) return std::unexpected(top_entries.error());
+  std::vector<std::string> plain_files;
+  for (auto& entry : *top_entries) {
+    if (HiddenIn(/*parent_is_root=*/true, entry.name)) continue;
+    bool regular = entry.type == DT_REG;
+    if (entry.type == DT_UNKNOWN) {
+      auto st = StatAt(root->get(), entry.name);
+      regular = st && S_ISREG(st->st_mode);
     }
-    while (dirent* d = ::readdir(dir)) {
-      std::string_view n = d->d_name;
-      if (n != "." && n != "..") leftovers.emplace_back(n);
-    }
-    ::closedir(dir);
+    if (regular) plain_files.push_back(std::move(entry.name));
   }
 
   struct stat st;
@@ -225,7 +259,28 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(const std::string& backing_
     spdlog::info("{} entries left in {} by the last mount will be deleted", leftovers.size(), fmt_::kTrashName);
   }
   for (auto& name : leftovers) fs->deleter_.Enqueue(std::move(name));
+  fs->WarnOfPlainFiles(st, "", plain_files);
   return fs;
+}
+
+void Filesystem::WarnOfPlainFiles(const struct stat& dir, const std::string& where,
+                                  const std::vector<std::string>& names) {
+  if (names.empty()) return;
+  {
+    std::lock_guard lock(plain_files_mu_);
+    if (!plain_files_logged_.emplace(dir.st_dev, dir.st_ino).second) return;
+  }
+  std::vector<std::string> sorted = names;
+  std::sort(sorted.begin(), sorted.end());
+  std::string listed;
+  for (size_t i = 0; i < sorted.size() && i < kPlainFilesNamed; ++i) {
+    listed += (i == 0 ? "'" : ", '") + sorted[i] + "'";
+  }
+  if (sorted.size() > kPlainFilesNamed) listed += ", ...";
+  spdlog::warn("{} plain file{} in {} {} not shown by the mount ({}): a file here is a directory holding {}; "
+               "unmount and run `hpfsctl import` to turn each into a file of the mount in place",
+               sorted.size(), sorted.size() == 1 ? "" : "s", where.empty() ? backing_dir_ : backing_dir_ + "/" + where,
+               sorted.size() == 1 ? "is" : "are", listed, fmt_::kMetaName);
 }
 
 void Filesystem::StartDeleter() { deleter_.Start(); }
@@ -809,6 +864,9 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Filesystem::Create(InodeId
     if (err == EEXIST && !(flags & O_EXCL)) {
       // Lost a race with another creator: open what is there, as open(2) would.
       auto entry = Lookup(parent_id, name);
+      // The name is taken by a backing entry the mount does not show (a
+      // plain file): it exists, it just cannot be opened through the mount.
+      if (!entry && entry.error() == std::errc::no_such_file_or_directory) return Errno(EEXIST);
       if (!entry) return std::unexpected(entry.error());
       auto handle = OpenFile(entry->id, flags & ~O_TRUNC);
       if (!handle) {
@@ -885,7 +943,7 @@ Result<ReadPlan> Filesystem::Read(FileHandle& handle, uint64_t offset, size_t si
 }
 
 Result<size_t> Filesystem::Write(FileHandle& handle, uint64_t offset, std::span<const std::byte> data,
-                                 bool append) {
+                                 bool append, const Caller& writer, bool* setid_cleared) {
   auto file = handle.inode->File();
   if (!file) return Errno(EIO);
   if (data.empty()) return size_t{0};
@@ -895,6 +953,11 @@ Result<size_t> Filesystem::Write(FileHandle& handle, uint64_t offset, std::span<
   // gap with zeros first, as a growing ftruncate would: that is what cp and
   // rsync do for a sparse source, and nothing written is changed by it.
   if (!append && offset < size) return Errno(EPERM);
+  // As on a local filesystem, the bits go before the bytes land: a write
+  // that fails after this has still cleared them.
+  auto dropped = DropSetIdForWriter(*handle.inode, *file, writer);
+  if (!dropped) return std::unexpected(dropped.error());
+  if (setid_cleared != nullptr) *setid_cleared = *dropped;
   if (!append && offset > size) {
     if (auto grown = file->Truncate(offset); !grown) return std::unexpected(grown.error());
   }
@@ -1041,6 +1104,22 @@ Result<void> Filesystem::ApplySet(const Inode& inode, hpfile::HPFile& file, cons
   return {};
 }
 
+Result<bool> Filesystem::DropSetIdForWriter(const Inode& inode, hpfile::HPFile& file, const Caller& writer) {
+  const hpfile::Meta meta = file.GetMeta();
+  const mode_t mode = meta.mode.value_or(kDefaultFileMode);
+  if ((mode & (S_ISUID | S_ISGID)) == 0) return false;  // nearly every write: no /proc read
+  gid_t file_gid = kNoGroup;
+  if (meta.gid) {
+    file_gid = *meta.gid;
+  } else if (struct stat st; ::fstat(inode.fd.get(), &st) == 0) {
+    file_gid = st.st_gid;
+  }
+  const mode_t kept = ModeAfterWrite(mode, file_gid, CredentialsOfThread(writer.pid));
+  if (kept == mode) return false;
+  if (auto r = file.UpdateMeta([kept](hpfile::Meta& m) { m.mode = kept; }); !r) return std::unexpected(r.error());
+  return true;
+}
+
 Result<void> Filesystem::IoctlSet(FileHandle& handle, const hpfs_set& request) {
   auto file = handle.inode->File();
   if (!file) return Errno(EIO);
@@ -1062,35 +1141,37 @@ Result<std::unique_ptr<DirHandle>> Filesystem::OpenDir(InodeId id) {
 Result<void> Filesystem::RefreshDir(DirHandle& handle) {
   const Inode& dir_inode = *handle.inode;
   const int fd = dir_inode.fd.get();
-  const int dup_fd = ::openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dup_fd < 0) return LastErrno();
-  DIR* dir = ::fdopendir(dup_fd);
-  if (dir == nullptr) {
-    ::close(dup_fd);
-    return LastErrno();
-  }
+  auto listed = ListEntries(fd);
+  if (!listed) return std::unexpected(listed.error());
   std::vector<DirEntry> entries;
   entries.push_back(DirEntry{".", dir_inode.backing_ino, DT_DIR});
   struct stat parent_st;
   entries.push_back(DirEntry{"..", ::fstatat(fd, "..", &parent_st, 0) == 0 ? parent_st.st_ino : 0, DT_DIR});
-  errno = 0;
-  while (dirent* d = ::readdir(dir)) {
-    const std::string_view name = d->d_name;
+  std::vector<std::string> plain_files;
+  for (auto& listed_entry : *listed) {
+    const std::string_view name = listed_entry.name;
     if (Hidden(dir_inode, name)) continue;
-    unsigned char type = d->d_type;
+    unsigned char type = listed_entry.type;
     if (type == DT_UNKNOWN) {
       auto st = StatAt(fd, name);
       if (!st) continue;
-      type = S_ISDIR(st->st_mode) ? DT_DIR : S_ISLNK(st->st_mode) ? DT_LNK : DT_UNKNOWN;
+      type = S_ISDIR(st->st_mode) ? DT_DIR : S_ISLNK(st->st_mode) ? DT_LNK : S_ISREG(st->st_mode) ? DT_REG : DT_UNKNOWN;
     }
     if (type == DT_DIR) {
       if (IsHPFileDir(fd, name)) type = DT_REG;
     } else if (type != DT_LNK) {
-      continue;  // plain backing files, fifos...: not part of the format
+      // Plain backing files, fifos...: not part of the format.
+      if (type == DT_REG) plain_files.emplace_back(name);
+      continue;
     }
-    entries.push_back(DirEntry{Str(name), d->d_ino, type});
+    entries.push_back(DirEntry{std::move(listed_entry.name), listed_entry.ino, type});
   }
-  ::closedir(dir);
+  if (!plain_files.empty()) {
+    struct stat dir_st;
+    if (::fstat(fd, &dir_st) == 0) {
+      WarnOfPlainFiles(dir_st, dir_inode.id == kRootInode ? "" : DisplayName(dir_inode), plain_files);
+    }
+  }
   handle.entries = std::move(entries);
   handle.listed_once = false;
   return {};
@@ -1302,19 +1383,12 @@ Result<hpfile::Fd> Filesystem::OpenBackingDir(const std::string& rel) const {
 void Filesystem::ListForWalk(const std::string& rel) {
   auto dir_fd = OpenBackingDir(rel);
   if (!dir_fd) return;  // gone since it was listed: nothing to walk
-  const int dup_fd = ::fcntl(dir_fd->get(), F_DUPFD_CLOEXEC, 0);
-  if (dup_fd < 0) return;
-  DIR* dir = ::fdopendir(dup_fd);
-  if (dir == nullptr) {
-    ::close(dup_fd);
-    return;
-  }
-  std::vector<std::pair<std::string, unsigned char>> entries;
-  while (dirent* d = ::readdir(dir)) entries.emplace_back(d->d_name, d->d_type);
-  ::closedir(dir);
+  auto entries = ListEntries(dir_fd->get());
+  if (!entries) return;
   // Sorted, so a pass that stops midway and the next one see the same order.
-  std::sort(entries.begin(), entries.end());
-  for (const auto& [name, type] : entries) {
+  std::sort(entries->begin(), entries->end(),
+            [](const ListedEntry& a, const ListedEntry& b) { return a.name < b.name; });
+  for (const auto& [name, ino, type] : *entries) {
     if (HiddenIn(rel.empty(), name)) continue;
     if (type != DT_DIR && type != DT_UNKNOWN) continue;
     auto st = StatAt(dir_fd->get(), name);

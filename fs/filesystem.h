@@ -53,6 +53,7 @@ using Result = hpfile::Result<T>;
 struct Caller {
   uid_t uid = 0;
   gid_t gid = 0;
+  pid_t pid = 0;  // the calling thread; 0: unknown (the kernel's own requests)
 };
 
 struct Entry {
@@ -177,7 +178,11 @@ class Filesystem {
   // Appends `data` when `offset` is the end of file or `append` is set (then
   // the true end is used, whatever `offset` says); otherwise EPERM and nothing
   // is written. Returns the bytes written (all of them). EIO for a damaged file.
-  Result<size_t> Write(FileHandle& handle, uint64_t offset, std::span<const std::byte> data, bool append);
+  // Before the bytes land, the set-user-ID and set-group-ID bits go as
+  // fs/setid.h says for `writer` (unknown, the default: without privilege);
+  // `*setid_cleared`, when given, tells whether that changed the mode.
+  Result<size_t> Write(FileHandle& handle, uint64_t offset, std::span<const std::byte> data, bool append,
+                       const Caller& writer = {}, bool* setid_cleared = nullptr);
   Result<void> Fsync(FileHandle& handle);
   // Drops the handle; the last one of an unlinked file queues its storage
   // for deletion.
@@ -196,6 +201,10 @@ class Filesystem {
   // Lists the directory again (rewinddir).
   Result<void> RefreshDir(DirHandle& handle);
   Result<void> FsyncDir(InodeId id);
+
+  // Names the mount never shows in a directory (at the top when
+  // `parent_is_root`): ".", "..", the reserved and the format names.
+  static bool HiddenIn(bool parent_is_root, std::string_view name);
 
   // --- user.hpfs.* extended attributes (only served with Config::xattr) ---
   // Other names: ENODATA. On a directory: ENODATA.
@@ -250,7 +259,9 @@ class Filesystem {
   Result<struct stat> StatVisibleAt(int parent_fd, bool parent_is_root, std::string_view name, Kind* kind);
   Result<Kind> Classify(int parent_fd, std::string_view name, const struct stat& st);
   bool Hidden(const Inode& parent, std::string_view name) const;
-  static bool HiddenIn(bool parent_is_root, std::string_view name);
+  // Logs at warn, once per directory and mount, the plain files `names` of
+  // the backing directory `dir` (shown as `where`): the mount cannot show them.
+  void WarnOfPlainFiles(const struct stat& dir, const std::string& where, const std::vector<std::string>& names);
   Result<void> CheckNewName(const Inode& parent, std::string_view name) const;
   // Moves the file entry `name` of `parent_fd` into the trash and queues its
   // deletion once no handle has it open and the kernel has forgotten it.
@@ -264,6 +275,9 @@ class Filesystem {
   void SetFileTimes(const Inode& inode, const hpfile::HPFile& file, const timespec times[2]);
   void TouchFile(const Inode& inode, const hpfile::HPFile& file);
   Result<void> ApplySet(const Inode& inode, hpfile::HPFile& file, const hpfs_set& request);
+  // Clears the set-ID bits `writer` may not keep across a write (fs/setid.h);
+  // true when the mode changed.
+  Result<bool> DropSetIdForWriter(const Inode& inode, hpfile::HPFile& file, const Caller& writer);
   Result<Entry> MakeEntry(const std::shared_ptr<Inode>& inode);
   // The backing path of a file, relative to BACKING, for log lines.
   std::string DisplayName(const Inode& inode) const;
@@ -296,6 +310,9 @@ class Filesystem {
   // Files whose damage was already logged at warn (load_mu_): a file is
   // loaded again after the kernel forgot it, and by the retention walk.
   std::set<std::pair<dev_t, ino_t>> damage_logged_;
+  // Directories whose plain files were already logged at warn.
+  std::mutex plain_files_mu_;
+  std::set<std::pair<dev_t, ino_t>> plain_files_logged_;  // plain_files_mu_
   std::mutex invalidator_mu_;
   std::function<void(InodeId, uint64_t, uint64_t)> invalidate_;
 

@@ -21,7 +21,7 @@ SessionContext& Ctx(fuse_req_t req) { return *static_cast<SessionContext*>(fuse_
 
 Caller CallerOf(fuse_req_t req) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
-  return Caller{ctx->uid, ctx->gid};
+  return Caller{ctx->uid, ctx->gid, ctx->pid};
 }
 
 int Errno(const std::error_code& ec) { return ec.value() > 0 ? ec.value() : EIO; }
@@ -121,6 +121,10 @@ void OnInit(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_ASYNC_READ);
   // Write-back caching would turn appends into read-modify-write of pages.
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  // Not claiming to clear set-ID bits keeps the kernel doing it for
+  // truncate, chown and cached writes (a setattr of the mode); direct writes
+  // are the daemon's to handle either way (fs/setid.h).
+  conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
   conn->max_write = kMaxRequestSize;
   conn->max_readahead = kMaxRequestSize;
   conn->time_gran = 1;
@@ -312,13 +316,25 @@ void OnRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* 
   });
 }
 
-void OnWrite(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
+void OnWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
   Guarded(req, [&] {
+    SessionContext& ctx = Ctx(req);
     FileHandle* handle = HandleOf(fi);
     // fi->flags carries the descriptor's current flags (fcntl may set O_APPEND later).
     const bool append = ((fi->flags | handle->flags) & O_APPEND) != 0;
-    auto written = Ctx(req).fs->Write(*handle, off < 0 ? 0 : static_cast<uint64_t>(off),
-                                      std::span(reinterpret_cast<const std::byte*>(buf), size), append);
+    bool setid_cleared = false;
+    auto written = ctx.fs->Write(*handle, off < 0 ? 0 : static_cast<uint64_t>(off),
+                                 std::span(reinterpret_cast<const std::byte*>(buf), size), append, CallerOf(req),
+                                 &setid_cleared);
+    // The kernel keeps the old mode cached after a direct write, so the next
+    // stat would still show the bits. An attributes-only invalidation
+    // touches no page and waits for nothing (there is no write-back cache),
+    // so unlike a page invalidation it is safe inside this inode's request.
+    if (setid_cleared && ctx.session != nullptr) {
+      if (const int rc = fuse_lowlevel_notify_inval_inode(ctx.session, ino, -1, 0); rc != 0 && rc != -ENOENT) {
+        spdlog::debug("attribute invalidation of inode {}: {}", ino, std::strerror(-rc));
+      }
+    }
     if (!written) {
       fuse_reply_err(req, Errno(written.error()));
       return;
@@ -380,16 +396,19 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
     } else {
       fuse_entry_param e;
       std::memset(&e, 0, sizeof e);
+      // Node id 0 hands out no inode: the kernel lists the name and looks it
+      // up itself when asked. "." and ".." it knows already; an entry whose
+      // lookup failed (EMFILE at the descriptor limit, or removed since the
+      // listing) stays in the listing that way, so a later stat reports the
+      // error instead of the name silently missing from `ls -l`.
+      e.attr.st_ino = de.ino;
+      e.attr.st_mode = DTTOIF(de.type);
       bool looked_up = false;
-      if (de.name == "." || de.name == "..") {
-        // No inode handed out (ino 0): the kernel knows these already.
-        e.attr.st_ino = de.ino;
-        e.attr.st_mode = DTTOIF(de.type);
-      } else {
-        auto entry = ctx.fs->Lookup(ino, de.name);
-        if (!entry) continue;  // gone since the listing, or unreadable
-        e = EntryParam(ctx, *entry);
-        looked_up = true;
+      if (de.name != "." && de.name != "..") {
+        if (auto entry = ctx.fs->Lookup(ino, de.name)) {
+          e = EntryParam(ctx, *entry);
+          looked_up = true;
+        }
       }
       need = fuse_add_direntry_plus(req, buf.data() + used, size - used, de.name.c_str(), &e, next);
       if (need > size - used) {

@@ -13,6 +13,7 @@
 
 #include "fs/ctl/check.h"
 #include "fs/ctl/ctl.h"
+#include "fs/ctl/import.h"
 #include "fs/hpfs_ioctl.h"
 
 namespace hpfs::ctl {
@@ -28,6 +29,8 @@ constexpr std::string_view kMainHelp =
     "  set FILE KEY=VALUE...            change segment_size, retain_bytes, retain_seconds\n"
     "  check [--repair [--truncate-at-gap]] BACKING\n"
     "                                   check (and repair) an unmounted backing directory\n"
+    "  import BACKING/PATH...           turn plain files of an unmounted backing directory\n"
+    "                                   into files of the mount, in place\n"
     "\n"
     "Options:\n"
     "  -h, --help     show this help\n"
@@ -151,6 +154,35 @@ constexpr std::string_view kCheckHelp =
     "  fusermount3 -u /mnt/hpfs && hpfsctl check /var/lib/hpfs/backing\n"
     "  hpfsctl check --repair /var/lib/hpfs/backing; echo $?\n"
     "  hpfsctl check --truncate-at-gap /var/lib/hpfs/backing   # preview only\n";
+
+constexpr std::string_view kImportHelp =
+    "Usage: hpfsctl import BACKING/PATH...\n"
+    "\n"
+    "Turns plain files in the backing directory of an hpfs mount (logs that were\n"
+    "there before hpfs; the mount does not show them) into files of the mount,\n"
+    "in place and without copying: each file becomes the first segment of a new\n"
+    "hpfs file, sealed at its length, with the file's mode, owner and times.\n"
+    "Appends through the mount continue after its last byte.\n"
+    "\n"
+    "BACKING must not be mounted: import refuses while a daemon serves it, and\n"
+    "holds its lock meanwhile. BACKING is the nearest directory above PATH that\n"
+    "hpfs has mounted (it holds .hpfs.lock). Refused: anything but a regular\n"
+    "file with one link, files larger than 1 TiB, reserved names, and files\n"
+    "inside an hpfs file or the trash. Stop the programs that write a file\n"
+    "before importing it. Each import is atomic: after a crash the file is\n"
+    "either still plain or fully imported.\n"
+    "\n"
+    "Options:\n"
+    "  -h, --help  show this help\n"
+    "\n"
+    "Exit status:\n"
+    "  0  every file was imported\n"
+    "  1  some file was refused (the message says why; the others are imported)\n"
+    "  2  usage error\n"
+    "\n"
+    "Examples:\n"
+    "  fusermount3 -u /mnt/hpfs\n"
+    "  hpfsctl import /var/lib/hpfs/backing/syslog /var/lib/hpfs/backing/nginx/*.log\n";
 
 bool IsHelp(std::string_view arg) { return arg == "-h" || arg == "--help"; }
 
@@ -295,6 +327,30 @@ int Check(const std::vector<std::string>& args) {
   return CheckBacking(operands[0], options, std::cout, std::cerr);
 }
 
+int Import(const std::vector<std::string>& args) {
+  std::vector<std::string> paths;
+  bool options_done = false;
+  for (const std::string& arg : args) {
+    if (!options_done && IsHelp(arg)) {
+      std::cout << kImportHelp;
+      return kExitOk;
+    }
+    if (!options_done && arg == "--") {
+      options_done = true;
+    } else if (!options_done && arg.starts_with("-")) {
+      std::cerr << "hpfsctl import: unknown option '" << arg << "'\n" << kImportHelp;
+      return kExitUsage;
+    } else {
+      paths.push_back(arg);
+    }
+  }
+  if (paths.empty()) {
+    std::cerr << "hpfsctl import: no BACKING/PATH given\n" << kImportHelp;
+    return kExitUsage;
+  }
+  return ImportFiles(paths, std::cout, std::cerr);
+}
+
 int Main(int argc, char** argv) {
   if (argc < 2) {
     std::cerr << kMainHelp;
@@ -313,6 +369,7 @@ int Main(int argc, char** argv) {
   if (command == "stat") return Stat(args);
   if (command == "set") return Set(args);
   if (command == "check") return Check(args);
+  if (command == "import") return Import(args);
   std::cerr << "hpfsctl: unknown command '" << command << "'\n" << kMainHelp;
   return kExitUsage;
 }

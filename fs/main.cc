@@ -35,6 +35,7 @@
 #include "fs/filesystem.h"
 #include "fs/fuse_ops.h"
 #include "fs/log_file.h"
+#include "fs/mount_point.h"
 #include "fs/options.h"
 
 #ifndef HPFS_VERSION
@@ -249,6 +250,10 @@ int Run(int argc, char* argv[]) {
   struct stat st;
   if (stat(backing.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     std::fprintf(stderr, "hpfs: backing %s is not a directory\n", backing.c_str());
+    return kExitFailure;
+  }
+  if (const auto problem = hpfs::MountPointProblem(backing, opts.mountpoint)) {
+    std::fprintf(stderr, "hpfs: %s\n", problem->c_str());
     return kExitFailure;
   }
 

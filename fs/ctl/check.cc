@@ -165,8 +165,10 @@ void Checker::WalkDir(const std::string& path, const std::string& rel, bool top)
     if (stdfs::is_symlink(st)) continue;
     if (!stdfs::is_directory(st)) {
       // The mount neither shows nor touches it; worth knowing, not an error.
-      out_ << child_rel << ": warning: stray " << (stdfs::is_regular_file(st) ? "file" : "special file")
-           << ", not part of the store (the mount does not show it)\n";
+      const bool regular = stdfs::is_regular_file(st);
+      out_ << child_rel << ": warning: stray " << (regular ? "file" : "special file")
+           << ", not part of the store (the mount does not show it"
+           << (regular ? "; `hpfsctl import` makes it a file of the mount" : "") << ")\n";
       continue;
     }
     const auto inner = SortedEntries(child, ec);

@@ -335,4 +335,8 @@ void MountedTest::Unmount() {
   ASSERT_FALSE(IsMountPoint(mnt_));
 }
 
+ShellResult MountedTest::Run(const std::string& script, std::chrono::seconds timeout) {
+  return Shell("set -e -o pipefail; cd '" + mnt_ + "'; " + script, timeout);
+}
+
 }  // namespace hpfs::mount_test

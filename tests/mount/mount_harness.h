@@ -138,6 +138,8 @@ class MountedTest : public ::testing::Test {
   void Mount(std::vector<std::string> options = {"-o", "segment_size=1M"});
   // Stops the daemon with SIGTERM; it must exit 0 and leave no mount behind.
   void Unmount();
+  // Runs `script` in the mount point under `set -e -o pipefail`.
+  ShellResult Run(const std::string& script, std::chrono::seconds timeout = std::chrono::seconds(120));
 
   std::string M(const std::string& name) const { return mnt_ + "/" + name; }
   std::string B(const std::string& name) const { return backing_ + "/" + name; }
