@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Debian packages needed to build hpfs, run its tests and use the helper scripts.
-# Sourced by scripts/*; `hpfs_ensure_deps [PACKAGE...]` installs whatever is missing.
+# Sourced by scripts/lib.sh; `hpfs_ensure_deps [PACKAGE...]` installs whatever is missing.
 
 HPFS_DEPS=(
   meson
@@ -21,6 +21,7 @@ HPFS_DEPS=(
 
 # What scripts/package needs to build and check the .debs, on top of the package's
 # own Build-Depends (packaging/debian/control), which it installs with apt-get build-dep.
+# shellcheck disable=SC2034 # read by the scripts that source this file
 HPFS_PACKAGE_DEPS=(
   build-essential
   dpkg-dev

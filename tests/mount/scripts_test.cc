@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -34,17 +35,29 @@ std::string BuildRoot() {
 
 std::string Script(const std::string& name) { return SourceRoot() + "/scripts/" + name; }
 
-// The last line of the comment block a script's usage() prints: from line 2
-// up to the first line that is not a comment.
-std::string LastHeaderLine(const std::string& path) {
+// The comment block a script's --help prints: from line 2 up to the first
+// line that is not a comment, each without its "# ".
+std::string Header(const std::string& path) {
   std::ifstream in(path);
-  std::string line, last;
+  std::string line, header;
   std::getline(in, line);  // #!
   while (std::getline(in, line) && line.starts_with("#")) {
-    std::string text = line.substr(line.starts_with("# ") ? 2 : 1);
-    if (!text.empty()) last = text;
+    header += line.substr(line.starts_with("# ") ? 2 : 1) + "\n";
   }
-  return last;
+  return header;
+}
+
+// The commands in scripts/: its executable files (lib.sh and deps.sh are
+// sourced, not run).
+std::vector<std::string> ScriptNames() {
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(SourceRoot() + "/scripts")) {
+    if (entry.is_regular_file() && ::access(entry.path().c_str(), X_OK) == 0) {
+      names.push_back(entry.path().filename());
+    }
+  }
+  std::ranges::sort(names);
+  return names;
 }
 
 int CountLines(const std::string& text) {
@@ -54,13 +67,17 @@ int CountLines(const std::string& text) {
 }
 
 TEST(ScriptsHelpTest, EachScriptPrintsItsWholeHeader) {
-  for (const std::string name : {"mount", "umount", "test", "bench", "package", "retain-example"}) {
+  const auto names = ScriptNames();
+  for (const std::string known : {"mount", "umount", "test", "bench", "package", "retain-example"}) {
+    EXPECT_NE(std::ranges::find(names, known), names.end()) << known;
+  }
+  for (const auto& name : names) {
     SCOPED_TRACE(name);
-    const std::string last = LastHeaderLine(Script(name));
-    ASSERT_FALSE(last.empty());
+    const std::string header = Header(Script(name));
+    ASSERT_GE(CountLines(header), 3) << "scripts/" << name << " has no header comment to print as its help";
     auto help = Shell("'" + Script(name) + "' --help", seconds(30));
     EXPECT_EQ(help.exit_code, 0) << help.output;
-    EXPECT_NE(help.output.find(last), std::string::npos) << "missing: " << last << "\n" << help.output;
+    EXPECT_EQ(help.output, header);
   }
 }
 
@@ -146,7 +163,9 @@ TEST_F(ScriptsTest, MountAsAUserWhoCannotOpenDevFuseExplainsBeforeCreatingAnythi
   // the checkout may lie under a directory only its owner can enter.
   ASSERT_EQ(::chmod(scratch_.path().c_str(), 0755), 0);
   std::filesystem::create_directories(S("tree/scripts"));
-  std::filesystem::copy_file(Script("mount"), S("tree/scripts/mount"));
+  for (const std::string name : {"mount", "lib.sh", "deps.sh"}) {
+    std::filesystem::copy_file(Script(name), S("tree/scripts/" + name));
+  }
   ASSERT_EQ(Shell("chmod -R a+rX '" + S("tree") + "' && : > '" + S("no-fuse") + "' && chmod 0600 '" +
                   S("no-fuse") + "'").exit_code,
             0);
