@@ -27,9 +27,10 @@ Result<void> CreateStore(Io& io, const std::string& dir, Meta meta) {
 
 }  // namespace
 
-HPFile::HPFile(Io& io, std::string dir, const Options& options)
+HPFile::HPFile(Io& io, std::string dir, Fd dir_lock, const Options& options)
     : io_(io),
       dir_(std::move(dir)),
+      dir_lock_(std::move(dir_lock)),
       write_buffer_size_(options.write_buffer_size),
       discard_segment_(options.discard_segment),
       on_retention_(options.on_retention),
@@ -57,10 +58,18 @@ Result<std::unique_ptr<HPFile>> HPFile::Open(const std::string& dir, const Optio
   auto st = io.Stat(dir);
   if (!st && !IsErrno(st.error(), ENOENT)) return std::unexpected(st.error());
   if (st && !S_ISDIR(st->st_mode)) return Errno(ENOTDIR);
+  if (!st) {
+    if (!options.create_if_missing) return Errno(ENOENT);
+    if (auto made = io.Mkdir(dir, 0755); !made && !IsErrno(made.error(), EEXIST)) return std::unexpected(made.error());
+  }
+  // Before anything is read: recovery and creation change the directory, and
+  // so would a second owner's writes (EBUSY).
+  auto lock = LockDirectory(io, dir);
+  if (!lock) return std::unexpected(lock.error());
 
   auto scan = ScanStore(io, dir);
-  if (!st || (scan && !scan->has_meta && scan->segments.empty() && scan->problems.empty())) {
-    // Nothing there yet, or an empty directory: a new file.
+  if (scan && !scan->has_meta && scan->segments.empty() && scan->problems.empty()) {
+    // An empty directory: a new file.
     if (!options.create_if_missing) return Errno(ENOENT);
     if (auto created = CreateStore(io, dir, options.initial_meta); !created) return std::unexpected(created.error());
     scan = ScanStore(io, dir);
@@ -68,7 +77,7 @@ Result<std::unique_ptr<HPFile>> HPFile::Open(const std::string& dir, const Optio
   if (!scan) return std::unexpected(scan.error());
 
   RecoveryPlan plan = PlanRecovery(*scan);
-  std::unique_ptr<HPFile> file(new HPFile(io, dir, options));
+  std::unique_ptr<HPFile> file(new HPFile(io, dir, std::move(*lock), options));
   file->meta_ = scan->meta.value_or(Meta{});
   if (!plan.damage) {
     if (auto applied = ApplyRecovery(io, dir, file->meta_, plan); !applied) return std::unexpected(applied.error());
@@ -519,8 +528,19 @@ Result<void> HPFile::ShrinkLocked(uint64_t n) {
   return {};
 }
 
+bool HPFile::TruncateLeavesNoSegment(uint64_t n) const { return n < Size() && n <= Head(); }
+
 Result<void> HPFile::Truncate(uint64_t n) {
-  std::lock_guard lock(writer_mu_);
+  // A truncate that leaves no segment writes the meta, under sync_mu_, which
+  // is taken before writer_mu_ (as Sync takes them): so the check is repeated
+  // once both are held.
+  std::unique_lock sync_lock(sync_mu_, std::defer_lock);
+  std::unique_lock lock(writer_mu_);
+  while (TruncateLeavesNoSegment(n) && !sync_lock.owns_lock()) {
+    lock.unlock();
+    sync_lock.lock();
+    lock.lock();
+  }
   if (auto ok = CheckWritable(); !ok) return ok;
   if (n > format::kMaxFileSize) return Errno(EFBIG);
   const uint64_t size = Size();
@@ -534,6 +554,13 @@ Result<void> HPFile::Truncate(uint64_t n) {
     return {};
   }
 
+  if (TruncateLeavesNoSegment(n)) {
+    // With no segment left, only the meta's head says where the file ends;
+    // it must say n before the segments go, or a crash would reopen the file
+    // shorter (offsets handed out again) or with later appends below the
+    // old head. Written first, a failure changes nothing.
+    if (auto recorded = WriteMetaWithHeadSyncLocked(n); !recorded) return recorded;
+  }
   // Odd while bytes may change under a reader (see PreReader).
   truncate_generation_.fetch_add(1, std::memory_order_acq_rel);
   Result<void> status;
@@ -611,6 +638,12 @@ Result<void> HPFile::PruneHeadLocked(uint64_t n) {
     head_.store(new_head, std::memory_order_release);
     std::lock_guard meta_lock(meta_mu_);
     meta_dirty_ = true;
+  }
+  // The end of a file without segments lives only in the meta, which this
+  // does not write: so the last segment never goes before an empty tail at
+  // the new head takes its place (the next append would create it anyway).
+  if (!segments_.empty() && segments_.back()->slot_end() <= new_head) {
+    if (auto added = AddSegmentLocked(new_head); !added) return added;
   }
   // Runs even when the head did not move: it finishes a prune whose deletions
   // failed before.
@@ -753,6 +786,16 @@ Result<void> HPFile::WriteMetaIfDirtySyncLocked() {
     meta_dirty_ = true;
   }
   return written;
+}
+
+Result<void> HPFile::WriteMetaWithHeadSyncLocked(uint64_t head) {
+  Meta meta;
+  {
+    std::lock_guard lock(meta_mu_);
+    meta = meta_;
+  }
+  meta.head = head;
+  return WriteMetaAtomically(io_, dir_, meta);
 }
 
 Result<void> HPFile::WriteMetaIfDirty() {

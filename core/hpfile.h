@@ -195,7 +195,7 @@ class HPFile {
   uint64_t TruncateGeneration() const { return truncate_generation_.load(std::memory_order_acquire); }
 
  private:
-  HPFile(Io& io, std::string dir, const Options& options);
+  HPFile(Io& io, std::string dir, Fd dir_lock, const Options& options);
 
   // A contiguous piece of one segment: virtual [begin, end). end == 0: none.
   struct Piece {
@@ -239,6 +239,8 @@ class HPFile {
   [[nodiscard]] Result<void> TrimOverhangLocked();
   [[nodiscard]] Result<void> FlushLocked();
   [[nodiscard]] Result<void> ShrinkLocked(uint64_t n);
+  // Truncate(n) would delete every segment.
+  bool TruncateLeavesNoSegment(uint64_t n) const;
   [[nodiscard]] Result<void> PruneHeadLocked(uint64_t n);
   // Drops up to `max_segments` segments the retention policy lets go.
   RetentionResult RetainLocked(int64_t now, uint64_t max_segments);
@@ -258,6 +260,8 @@ class HPFile {
   // Writes the meta if it changed since it was last written. Takes sync_mu_.
   [[nodiscard]] Result<void> WriteMetaIfDirty();
   [[nodiscard]] Result<void> WriteMetaIfDirtySyncLocked();
+  // Writes the meta with `head` in place of Head(); sync_mu_ held.
+  [[nodiscard]] Result<void> WriteMetaWithHeadSyncLocked(uint64_t head);
   // Releases the part of the oldest segment below the head, now or, with
   // Options::defer_head_punch, at the next PunchBelowHead.
   [[nodiscard]] Result<void> PunchBelowHeadLocked();
@@ -275,6 +279,10 @@ class HPFile {
 
   Io& io_;
   const std::string dir_;
+  // Open on dir_ for the object's whole life, holding its lock: the
+  // ownership of the directory (see Open). Declared early so that it is
+  // released last, after every write the destructor makes.
+  const Fd dir_lock_;
   const size_t write_buffer_size_;
   const std::function<Result<void>(const std::string&)> discard_segment_;
   const std::function<void(const RetentionResult&)> on_retention_;
@@ -293,7 +301,8 @@ class HPFile {
   std::atomic<uint64_t> truncate_generation_{0};
   mutable FdCache fd_cache_;  // guarded by map_mu_ (see fd_cache.h)
 
-  // One mutation at a time. Never held across an fsync.
+  // One mutation at a time. Held across an fsync only by a truncate that
+  // leaves no segment (the meta is written first; see Truncate).
   mutable std::mutex writer_mu_;
   // The writer's read-write descriptor and the segment it belongs to.
   std::shared_ptr<Segment> tail_segment_;   // writer_mu_
@@ -320,7 +329,8 @@ class HPFile {
   std::vector<std::byte> buffer_;
   std::atomic<uint64_t> flushed_size_{0};
 
-  // Serializes Sync and meta writes; held across fsync, but only they take it.
+  // Serializes Sync and meta writes; held across fsync, but only they (and a
+  // truncate that writes the meta) take it. Taken before writer_mu_.
   std::mutex sync_mu_;
 
   std::optional<std::string> damage_;

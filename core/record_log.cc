@@ -9,6 +9,7 @@
 #include <cstring>
 #include <map>
 #include <string_view>
+#include <thread>
 #include <utility>
 
 #include "core/hpfile.h"
@@ -365,8 +366,81 @@ struct FrozenFile {
 
 }  // namespace
 
+// A log directory's ownership in this process: the descriptor holding its
+// lock, held by the open RecordLog and by every snapshot taken through it,
+// so that no other process can open the log (and change bytes in place)
+// while a snapshot may read them; a RecordLog opened again in this process
+// takes it over, snapshots included, and protects them as its own.
+struct RecordLogOwner {
+  ~RecordLogOwner();
+
+  Fd lock;
+  std::pair<dev_t, ino_t> key;  // of the directory
+  // A RecordLog object has the directory open. Guarded by OwnerRegistry::mu.
+  bool log_open = false;
+  std::mutex mu;
+  std::vector<std::weak_ptr<RecordSnapshotState>> snapshots;  // mu
+
+  // The live snapshots of generation `generation`.
+  std::vector<std::shared_ptr<RecordSnapshotState>> LiveSnapshots(uint64_t generation);
+  void AddSnapshot(std::weak_ptr<RecordSnapshotState> snapshot);
+};
+
+namespace {
+
+// The owners alive in this process, by directory identity.
+struct OwnerRegistry {
+  std::mutex mu;
+  std::map<std::pair<dev_t, ino_t>, std::weak_ptr<RecordLogOwner>> owners;  // mu
+
+  static OwnerRegistry& Get() {
+    static OwnerRegistry* registry = new OwnerRegistry;  // never destroyed: snapshots may outlive statics
+    return *registry;
+  }
+
+  // The owner of DIR for a RecordLog about to open it: the one a closed log
+  // of this process left to its snapshots, or a new one holding the lock.
+  // EBUSY when a RecordLog object has it open, or another process holds it.
+  Result<std::shared_ptr<RecordLogOwner>> Acquire(Io& io, const std::string& dir) {
+    auto fd = Fd::Open(io, dir, O_RDONLY | O_DIRECTORY);
+    if (!fd) return std::unexpected(fd.error());
+    auto st = io.Fstat(fd->get());
+    if (!st) return std::unexpected(st.error());
+    const std::pair<dev_t, ino_t> key{st->st_dev, st->st_ino};
+    std::unique_lock lock(mu);
+    for (auto it = owners.find(key); it != owners.end(); it = owners.find(key)) {
+      if (auto owner = it->second.lock()) {
+        if (owner->log_open) return Errno(EBUSY);
+        owner->log_open = true;
+        return owner;
+      }
+      // Its last holder is letting go: once its destructor has closed the
+      // descriptor (and erased the entry) the lock is free.
+      lock.unlock();
+      std::this_thread::yield();
+      lock.lock();
+    }
+    if (auto locked = io.TryLockExclusive(fd->get()); !locked) return std::unexpected(locked.error());
+    auto owner = std::make_shared<RecordLogOwner>();
+    owner->lock = std::move(*fd);
+    owner->key = key;
+    owner->log_open = true;
+    owners[key] = owner;
+    return owner;
+  }
+
+  void Release(RecordLogOwner& owner) {
+    std::lock_guard lock(mu);
+    owner.log_open = false;
+  }
+};
+
+}  // namespace
+
 struct RecordSnapshotState {
   Io* io = nullptr;
+  // Keeps the log's directory locked while the snapshot lives.
+  std::shared_ptr<RecordLogOwner> owner;
   uint64_t generation = 0;
   uint32_t element_size = 0;
   uint64_t base = 0;
@@ -419,9 +493,38 @@ uint64_t RecordSnapshot::Size() const { return state_->end; }
 RecordLog::RecordLog(Io& io, std::string dir, const RecordLogOptions& options)
     : io_(io), dir_(std::move(dir)), options_(options), element_size_(options.element_size) {}
 
+RecordLogOwner::~RecordLogOwner() {
+  OwnerRegistry& registry = OwnerRegistry::Get();
+  std::lock_guard guard(registry.mu);
+  lock.Reset();
+  if (auto it = registry.owners.find(key); it != registry.owners.end() && it->second.expired()) {
+    registry.owners.erase(it);
+  }
+}
+
+std::vector<std::shared_ptr<RecordSnapshotState>> RecordLogOwner::LiveSnapshots(uint64_t generation) {
+  std::vector<std::shared_ptr<RecordSnapshotState>> live;
+  std::lock_guard lock(mu);
+  std::erase_if(snapshots, [](const std::weak_ptr<RecordSnapshotState>& w) { return w.expired(); });
+  for (auto& weak : snapshots) {
+    if (auto state = weak.lock(); state && state->generation == generation) live.push_back(std::move(state));
+  }
+  return live;
+}
+
+void RecordLogOwner::AddSnapshot(std::weak_ptr<RecordSnapshotState> snapshot) {
+  std::lock_guard lock(mu);
+  std::erase_if(snapshots, [](const std::weak_ptr<RecordSnapshotState>& w) { return w.expired(); });
+  snapshots.push_back(std::move(snapshot));
+}
+
 RecordLog::~RecordLog() {
   // An unused compaction result would only be removed by the next Open.
   if (tmp_) tmp_->gen->obsolete.store(true);
+  // The files close before the directory can pass to a log opened next.
+  tmp_.reset();
+  gen_.reset();
+  if (owner_) OwnerRegistry::Get().Release(*owner_);
 }
 
 Result<std::unique_ptr<RecordLog>> RecordLog::Open(const std::string& dir, const RecordLogOptions& options) {
@@ -437,6 +540,11 @@ Result<std::unique_ptr<RecordLog>> RecordLog::Open(const std::string& dir, const
     if (auto made = io.Mkdir(dir, 0755); !made && !IsErrno(made.error(), EEXIST)) return std::unexpected(made.error());
     if (auto synced = SyncDir(io, ParentDir(dir)); !synced) return std::unexpected(synced.error());
   }
+  // Before recovery, which deletes what it does not recognize, such as a
+  // compaction another owner is writing.
+  auto owner = OwnerRegistry::Get().Acquire(io, dir);
+  if (!owner) return std::unexpected(owner.error());
+  log->owner_ = std::move(*owner);
   auto current = io.Stat(dir + "/" + std::string(rf::kCurrentName));
   if (!current && !IsErrno(current.error(), ENOENT)) return std::unexpected(current.error());
   Result<void> opened = current ? log->OpenExisting() : Result<void>{};
@@ -793,14 +901,7 @@ Result<uint64_t> RecordLog::DataOffsetOf(const RecordGeneration& gen, uint64_t p
 Result<void> RecordLog::PreserveForSnapshots(bool index, const std::string& segment_path, uint64_t begin,
                                              uint64_t end) {
   if (begin >= end) return {};
-  std::vector<std::shared_ptr<RecordSnapshotState>> live;
-  {
-    std::lock_guard lock(snapshots_mu_);
-    std::erase_if(snapshots_, [](const std::weak_ptr<RecordSnapshotState>& w) { return w.expired(); });
-    for (auto& weak : snapshots_) {
-      if (auto state = weak.lock(); state && state->generation == gen_->number) live.push_back(std::move(state));
-    }
-  }
+  std::vector<std::shared_ptr<RecordSnapshotState>> live = owner_->LiveSnapshots(gen_->number);
   if (live.empty()) return {};
   // A snapshot may see other files at these offsets (a truncate deleted the
   // ones it holds and appends made new ones): only the segment about to be
@@ -1119,6 +1220,7 @@ Result<void> RecordLog::Compact(std::span<const uint64_t> positions) {
 Result<RecordSnapshot> RecordLog::Snapshot() const {
   auto state = std::make_shared<RecordSnapshotState>();
   state->io = &io_;
+  state->owner = owner_;
   state->element_size = element_size_;
   // Held shared throughout: the figures, the generation and the pending
   // elements stay put, and a prune cannot start destroying bytes before this
@@ -1152,11 +1254,7 @@ Result<RecordSnapshot> RecordLog::Snapshot() const {
       }
     }
   }
-  {
-    std::lock_guard list(snapshots_mu_);
-    std::erase_if(snapshots_, [](const std::weak_ptr<RecordSnapshotState>& w) { return w.expired(); });
-    snapshots_.push_back(state);
-  }
+  owner_->AddSnapshot(state);
   return RecordSnapshot(std::move(state));
 }
 

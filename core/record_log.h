@@ -54,6 +54,7 @@ struct RecordLogOptions {
 
 struct RecordGeneration;
 struct RecordSnapshotState;
+struct RecordLogOwner;
 
 // A read-only view of a log as it was when taken, pending elements included.
 // Stays valid, and unchanged, while the log appends, flushes, rewinds, prunes
@@ -194,6 +195,9 @@ class RecordLog {
 
   Io& io_;
   const std::string dir_;
+  // The directory's lock and the live snapshots, shared with the snapshots
+  // (see Open). Declared early so that it is released last.
+  std::shared_ptr<RecordLogOwner> owner_;
   const RecordLogOptions options_;
   uint32_t element_size_ = 0;
 
@@ -212,8 +216,6 @@ class RecordLog {
   // Bumped before anything destroys bytes readers may be reading (truncate,
   // prune, generation switch); a read that saw it change starts over.
   std::atomic<uint64_t> change_seq_{0};
-  mutable std::mutex snapshots_mu_;
-  mutable std::vector<std::weak_ptr<RecordSnapshotState>> snapshots_;  // snapshots_mu_
 
   // Data offset where the next flushed element starts (variable-size only).
   uint64_t data_end_ = 0;  // writer_mu_
