@@ -1,6 +1,7 @@
 #include "core/record_log.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -394,7 +395,18 @@ struct OwnerRegistry {
   std::map<std::pair<dev_t, ino_t>, std::weak_ptr<RecordLogOwner>> owners;  // mu
 
   static OwnerRegistry& Get() {
-    static OwnerRegistry* registry = new OwnerRegistry;  // never destroyed: snapshots may outlive statics
+    // Never destroyed: snapshots may outlive the statics.
+    static OwnerRegistry* const registry = [] {
+      auto* made = new OwnerRegistry;
+      // A forked child inherits the descriptors, not the ownership: its
+      // opens must find the logs locked, as any other process does.
+      ::pthread_atfork([] { Get().mu.lock(); }, [] { Get().mu.unlock(); },
+                       [] {
+                         Get().owners.clear();
+                         Get().mu.unlock();
+                       });
+      return made;
+    }();
     return *registry;
   }
 
