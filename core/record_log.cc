@@ -709,6 +709,21 @@ Result<void> RecordLog::Recover() {
   uint64_t first = gen.First();
   uint64_t end = gen.End();
   if (first < end) {
+    // An unflushed prune to the end punched every entry, the last one too.
+    Entry entry;
+    auto at_last = gen.ProbeEntry(end - 1, entry);
+    if (!at_last) return std::unexpected(at_last.error());
+    auto at_first = gen.ProbeEntry(first, entry);
+    if (!at_first) return std::unexpected(at_first.error());
+    if (*at_last == EntryState::kZero && *at_first == EntryState::kZero) {
+      recovery_log_.push_back("finished an interrupted prune: first position " + std::to_string(first) + " -> " +
+                              std::to_string(end));
+      if (auto pruned = index.PruneHead(gen.IndexOffset(end)); !pruned) return pruned;
+      if (auto pruned = data.PruneHead(data.Size()); !pruned) return pruned;
+      first = end;
+    }
+  }
+  if (first < end) {
     // The index may point past the data only by the entries a lost data sync
     // left behind: cut back to the last element whose bytes exist.
     auto last = valid_entry(end - 1);

@@ -790,25 +790,31 @@ bool CrashAfterLogSteps(const std::string& dir, const RecordLogOptions& options,
   });
 }
 
-// A write-ahead log that consumed everything it wrote: with full segments,
-// the prune emptied the data file (and, for variable-size elements, the
-// index) of every segment.
+// A write-ahead log that consumed everything it wrote. With 8 elements the
+// segments are full and the prune emptied the data file (and, for
+// variable-size elements, the index) of every segment; with 7 the tails are
+// not full, and the prune punched every index entry.
 TEST_P(RecordLogTest, PruneToTheEndSurvivesACrashAndNoPositionIsHandedOutTwice) {
   RecordLogOptions small = RecordOptions(fixed() ? 32 : 0, 64, &no_flush_);
   const auto element = [](uint64_t id) { return SeededBytes(id, 0, 32); };
-  ASSERT_TRUE(CrashAfterLogSteps(path(), small, [&](RecordLog& log) {
-    for (uint64_t id = 0; id < 8; ++id) {
-      if (!log.Append(element(id))) return false;
-    }
-    return log.Flush() && log.PruneHead(8) && log.First() == 8;
-  }));
-  ASSERT_OK_AND_ASSIGN(auto log, RecordLog::Open(path(), small));
-  EXPECT_EQ(log->Size(), 8u);
-  ASSERT_OK_AND_ASSIGN(const uint64_t position, log->Append(element(8)));
-  EXPECT_EQ(position, 8u);
-  ASSERT_OK(log->Flush());
-  ASSERT_OK_AND_ASSIGN(auto got, log->Read(8));
-  EXPECT_EQ(got, element(8));
+  for (const uint64_t count : {8u, 7u}) {
+    SCOPED_TRACE(std::to_string(count) + " elements");
+    const std::string dir = path() + std::to_string(count);
+    ASSERT_TRUE(CrashAfterLogSteps(dir, small, [&](RecordLog& log) {
+      for (uint64_t id = 0; id < count; ++id) {
+        if (!log.Append(element(id))) return false;
+      }
+      return log.Flush() && log.PruneHead(count) && log.First() == count;
+    }));
+    ASSERT_OK_AND_ASSIGN(auto log, RecordLog::Open(dir, small));
+    EXPECT_FALSE(log->Damage().has_value()) << *log->Damage();
+    EXPECT_EQ(log->Size(), count);
+    ASSERT_OK_AND_ASSIGN(const uint64_t position, log->Append(element(count)));
+    EXPECT_EQ(position, count);
+    ASSERT_OK(log->Flush());
+    ASSERT_OK_AND_ASSIGN(auto got, log->Read(count));
+    EXPECT_EQ(got, element(count));
+  }
 }
 
 TEST_P(RecordLogTest, ASecondOpenOfAnOpenLogFailsWithEbusyAndLosesNothing) {

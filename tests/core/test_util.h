@@ -259,6 +259,32 @@ class ForwardingIo : public Io {
   Io& base_;
 };
 
+// Forwards to another Io until told to die: after a given number of further
+// calls every call fails with EIO, as if the process were gone at that point
+// and nothing it did afterwards reached the disk. Close still closes.
+class DyingIo final : public ForwardingIo {
+ public:
+  explicit DyingIo(Io& base) : ForwardingIo(base) {}
+  void DieAfter(uint64_t calls) {
+    dying_ = true;
+    remaining_ = calls;
+  }
+  void Revive() { dying_ = false; }
+
+ protected:
+  // Counts the call when dying; EIO once the countdown has run out.
+  Result<void> Admit() override {
+    if (!dying_) return {};
+    if (remaining_ == 0) return Errno(EIO);
+    --remaining_;
+    return {};
+  }
+
+ private:
+  bool dying_ = false;
+  uint64_t remaining_ = 0;
+};
+
 // Reports fsync and fdatasync done without flushing anything. FaultIo
 // simulates what a sync makes durable by itself, so skipping the disk flush
 // underneath keeps tests that sync thousands of times fast. A closed
