@@ -93,7 +93,13 @@ class HPFile {
   // file damaged instead (see Damage); recovery never deletes data to fix one,
   // and never rebuilds a lost meta (its owner and mode cannot be guessed):
   // that is PlanRepair's, on an operator's request.
-  // Errors: ENOENT (no HPFile and !create_if_missing), ENOTDIR, EACCES, EIO...
+  // One object owns a directory: Open takes an flock on DIR (through a
+  // descriptor held for the object's life, CloseDescriptors included) before
+  // it reads anything, and fails with EBUSY while another HPFile, in this
+  // process or another, has it open. The lock follows the directory through
+  // renames, and the kernel drops it when the owner closes or dies.
+  // Errors: ENOENT (no HPFile and !create_if_missing), ENOTDIR, EACCES,
+  // EBUSY, EIO...
   [[nodiscard]] static Result<std::unique_ptr<HPFile>> Open(const std::string& dir, const Options& options = {});
   ~HPFile();
   HPFile(const HPFile&) = delete;
@@ -130,6 +136,10 @@ class HPFile {
   // n < Size(): drops the tail (segments wholly at or above n are deleted
   // newest first; the one holding n is cut). n > Size(): appends zeros, sparse.
   // n < Head(): leaves an empty file with Head() == Size() == n.
+  // n <= Head() deletes every segment, so the meta records n as the head
+  // first (durably, with the writer lock held), and a crash cannot reopen
+  // the file shorter or hide later appends below an old head; if that write
+  // fails, nothing changes.
   // EIO for a damaged file, EFBIG past format::kMaxFileSize.
   [[nodiscard]] Result<void> Truncate(uint64_t n);
 
@@ -137,7 +147,10 @@ class HPFile {
   // new head are deleted (cost grows with their number, never with bytes); the
   // part of the first remaining segment below the head is released with
   // FALLOC_FL_PUNCH_HOLE where the backing filesystem supports it (with
-  // Options::defer_head_punch, by the next PunchBelowHead instead).
+  // Options::defer_head_punch, by the next PunchBelowHead instead). When the
+  // new head is the end of a full tail, an empty tail is created there
+  // first: the new head reaches the meta only at the next Sync, and until
+  // then the segments are what tells a reopen where the file ends.
   // EIO for a damaged file.
   [[nodiscard]] Result<void> PruneHead(uint64_t n);
 
@@ -183,11 +196,14 @@ class HPFile {
   // What recovery did when the file was opened, one sentence per action.
   const std::vector<std::string>& RecoveryLog() const { return recovery_log_; }
   const std::string& dir() const { return dir_; }
-  // Descriptors currently open for this file (cache plus the writer's).
+  // Segment descriptors currently open for this file (cache plus the
+  // writer's); the directory lock's descriptor is not counted.
   size_t OpenDescriptors() const;
-  // Closes every descriptor the file holds (after writing the write buffer);
-  // later calls open what they need again. For a caller that keeps many
-  // files open but idle and must bound its descriptors. Extents already
+  // Closes every segment descriptor the file holds (after writing the write
+  // buffer); later calls open what they need again. For a caller that keeps
+  // many files open but idle and must bound its descriptors. The directory
+  // lock's descriptor stays, since closing it would give up the ownership
+  // (see Open): an idle open HPFile costs one descriptor. Extents already
   // handed out keep theirs.
   [[nodiscard]] Result<void> CloseDescriptors();
   // Changes each time a truncate starts or finishes (odd while one runs).

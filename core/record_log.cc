@@ -843,23 +843,28 @@ Result<void> RecordLog::ReadInto(uint64_t position, std::vector<std::byte>& out)
   return result;
 }
 
-Result<void> RecordLog::ReadOnce(uint64_t position, std::vector<std::byte>& out, uint64_t& seq) const {
-  std::shared_ptr<RecordGeneration> gen;
-  {
-    std::shared_lock lock(mu_);
-    seq = change_seq_.load(std::memory_order_acquire);
-    if (position < first_.load()) return Errno(ENODATA);
-    const uint64_t from_files = rewind_.value_or(flushed_end_.load());
-    if (position >= from_files) {
-      const uint64_t i = position - from_files;
-      if (i >= pending_.ends.size()) return Errno(ERANGE);
-      const uint64_t from = i == 0 ? 0 : pending_.ends[i - 1];
-      out.assign(pending_.bytes.begin() + static_cast<std::ptrdiff_t>(from),
-                 pending_.bytes.begin() + static_cast<std::ptrdiff_t>(pending_.ends[i]));
-      return {};
-    }
-    gen = gen_;
+Result<std::shared_ptr<RecordGeneration>> RecordLog::StartRead(uint64_t position, std::vector<std::byte>& out,
+                                                                uint64_t& seq) const {
+  std::shared_lock lock(mu_);
+  seq = change_seq_.load(std::memory_order_acquire);
+  if (position < first_.load()) return Errno(ENODATA);
+  const uint64_t from_files = rewind_.value_or(flushed_end_.load());
+  if (position >= from_files) {
+    const uint64_t i = position - from_files;
+    if (i >= pending_.ends.size()) return Errno(ERANGE);
+    const uint64_t from = i == 0 ? 0 : pending_.ends[i - 1];
+    out.assign(pending_.bytes.begin() + static_cast<std::ptrdiff_t>(from),
+               pending_.bytes.begin() + static_cast<std::ptrdiff_t>(pending_.ends[i]));
+    return nullptr;
   }
+  return gen_;
+}
+
+Result<void> RecordLog::ReadOnce(uint64_t position, std::vector<std::byte>& out, uint64_t& seq) const {
+  auto started = StartRead(position, out, seq);
+  if (!started) return std::unexpected(started.error());
+  if (!*started) return {};
+  const std::shared_ptr<RecordGeneration>& gen = *started;
   uint64_t offset = 0;
   if (gen->fixed()) {
     out.resize(element_size_);
@@ -1283,6 +1288,61 @@ Result<RecordSnapshot> RecordLog::Snapshot() const {
   }
   owner_->AddSnapshot(state);
   return RecordSnapshot(std::move(state));
+}
+
+// ---- zero-copy reads -------------------------------------------------------------------
+
+RecordReader::RecordReader(const RecordLog& log, size_t buffer_size)
+    : log_(log), buffer_size_(std::max<size_t>(buffer_size, kEntrySize)) {}
+
+Result<RecordView> RecordReader::Read(uint64_t position) {
+  Result<RecordView> result = Errno(EIO);
+  for (int attempt = 0; attempt < kReadAttempts; ++attempt) {
+    uint64_t seq = 0;
+    result = ReadOnce(position, seq);
+    // As in RecordLog::ReadInto: bytes read while a prune or truncate ran
+    // may be a mix. The buffers go too, for the same reason.
+    if (log_.change_seq_.load(std::memory_order_acquire) == seq) return result;
+    gen_.reset();
+  }
+  return result;
+}
+
+Result<RecordView> RecordReader::ReadOnce(uint64_t position, uint64_t& seq) {
+  auto pending = std::make_shared<std::vector<std::byte>>();
+  auto started = log_.StartRead(position, *pending, seq);
+  if (!started) return std::unexpected(started.error());
+  if (!*started) return RecordView{.buffer = pending, .bytes = *pending};
+  if (*started != gen_ || seq != seq_) {
+    // Bytes may have changed in place since the buffers were filled.
+    gen_ = std::move(*started);
+    seq_ = seq;
+    data_.filled = 0;
+    index_.filled = 0;
+  }
+  const RecordGeneration& gen = *gen_;
+  if (gen.fixed()) return View(data_, *gen.data, gen.FixedOffset(position), gen.element_size);
+  auto raw = View(index_, *gen.index, gen.IndexOffset(position), kEntrySize);
+  if (!raw) return std::unexpected(raw.error());
+  Entry entry;
+  if (DecodeEntry(raw->bytes.data(), position, entry) != EntryState::kValid) return Errno(EIO);
+  return View(data_, *gen.data, entry.offset, entry.size);
+}
+
+Result<RecordView> RecordReader::View(ReadAhead& ahead, const HPFile& file, uint64_t offset, uint64_t length) const {
+  if (offset < ahead.start || offset + length > ahead.start + ahead.filled) {
+    // A buffer a caller still holds a view of is left to it.
+    if (!ahead.buffer || ahead.buffer.use_count() > 1) ahead.buffer = std::make_shared<std::vector<std::byte>>();
+    ahead.buffer->resize(std::max<uint64_t>(buffer_size_, length));
+    ahead.filled = 0;
+    auto n = file.ReadAt(offset, *ahead.buffer);
+    if (!n) return std::unexpected(n.error());
+    ahead.start = offset;
+    ahead.filled = *n;
+    if (*n < length) return Errno(EIO);
+  }
+  return RecordView{.buffer = ahead.buffer,
+                    .bytes = std::span<const std::byte>(*ahead.buffer).subspan(offset - ahead.start, length)};
 }
 
 }  // namespace hpfile

@@ -7,6 +7,8 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <ranges>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -904,6 +906,65 @@ TEST_P(RecordLogTest, ALiveSnapshotKeepsOtherProcessesOut) {
   ExpectElements(*snap, 0, Ids(0, 10), element_size());
   snap.reset();
   EXPECT_TRUE(other_process_prunes());
+}
+
+// ---- RecordReader ----------------------------------------------------------------------------
+
+TEST_P(RecordLogTest, ReaderReturnsEveryElementFromOneBufferPerScan) {
+  auto log = OpenLog();
+  ASSERT_NE(log, nullptr);
+  AppendIds(*log, 0, 300, element_size());
+  ASSERT_OK(log->Flush());
+  AppendIds(*log, 300, 305, element_size());  // pending
+  RecordReader reader(*log);
+  std::set<const std::vector<std::byte>*> buffers;
+  for (uint64_t position = 0; position < 305; ++position) {
+    ASSERT_OK_AND_ASSIGN(RecordView view, reader.Read(position));
+    ASSERT_TRUE(std::ranges::equal(view.bytes, ElementFor(position, element_size()))) << "position " << position;
+    if (position < 300) buffers.insert(view.buffer.get());
+  }
+  // Every flushed element came out of the one buffer the first read filled.
+  EXPECT_EQ(buffers.size(), 1u);
+  EXPECT_ERRNO(reader.Read(305), ERANGE);
+}
+
+TEST_P(RecordLogTest, ReaderViewStaysValidWhileHeld) {
+  auto log = OpenLog();
+  ASSERT_NE(log, nullptr);
+  AppendIds(*log, 0, 200, element_size());
+  ASSERT_OK(log->Flush());
+  RecordReader reader(*log, /*buffer_size=*/64);
+  ASSERT_OK_AND_ASSIGN(RecordView first, reader.Read(0));
+  for (uint64_t position = 199; position > 0; --position) {
+    ASSERT_OK_AND_ASSIGN(RecordView view, reader.Read(position));
+    ASSERT_TRUE(std::ranges::equal(view.bytes, ElementFor(position, element_size()))) << "position " << position;
+  }
+  EXPECT_TRUE(std::ranges::equal(first.bytes, ElementFor(0, element_size())));
+}
+
+// Buffered bytes that a prune, a flushed rewind or a compaction replaced are
+// never served.
+TEST_P(RecordLogTest, ReaderNeverReturnsReplacedElements) {
+  auto log = OpenLog();
+  ASSERT_NE(log, nullptr);
+  AppendIds(*log, 0, 50, element_size());
+  ASSERT_OK(log->Flush());
+  RecordReader reader(*log);
+  ASSERT_OK(reader.Read(40));
+
+  ASSERT_OK(log->Rewind(40));
+  AppendIds(*log, 1000, 1010, element_size());
+  ASSERT_OK(log->Flush());
+  ASSERT_OK_AND_ASSIGN(RecordView replaced, reader.Read(40));
+  EXPECT_TRUE(std::ranges::equal(replaced.bytes, ElementFor(1000, element_size())));
+
+  ASSERT_OK(log->PruneHead(10));
+  EXPECT_ERRNO(reader.Read(9), ENODATA);
+
+  const std::vector<uint64_t> removed{10};
+  ASSERT_OK(log->Compact(removed));
+  ASSERT_OK_AND_ASSIGN(RecordView moved, reader.Read(10));
+  EXPECT_TRUE(std::ranges::equal(moved.bytes, ElementFor(11, element_size())));
 }
 
 }  // namespace
