@@ -507,6 +507,19 @@ Result<void> HPFile::ShrinkLocked(uint64_t n) {
   sync_low_water_ = std::min(sync_low_water_, n);
   durable_size_.store(std::min(DurableSize(), n), std::memory_order_release);
 
+  // Without segments only the meta says where the file ends, and a crash
+  // must not find it saying an older head: the file would reopen shorter,
+  // or with later appends below its head.
+  auto record_head = [&] {
+    {
+      std::lock_guard lock(meta_mu_);
+      meta_dirty_ = true;
+    }
+    return WriteMetaIfDirtySyncLocked();
+  };
+  if (segments_.empty() && n < old_head) {
+    if (auto recorded = record_head(); !recorded) return fail(old_size, recorded.error());
+  }
   // Newest first, so an interruption leaves a contiguous run.
   uint64_t end = old_size;
   for (;;) {
@@ -514,6 +527,20 @@ Result<void> HPFile::ShrinkLocked(uint64_t n) {
     std::shared_ptr<Segment> newest = segments_.back();
     // Once n reaches down to the head, the file is empty and keeps no segment.
     if (newest->base < n && n > Head()) break;
+    if (segments_.size() == 1) {
+      // The last segment keeps the end until the meta does: it is cut to the
+      // new end and synced (a power loss must not bring its bytes back under
+      // the lower head), then the meta is written, and only then it goes.
+      const uint64_t cut_end = std::max(n, newest->base);
+      auto fd = TailFdLocked();
+      Result<void> recorded = fd ? io_.Ftruncate(*fd, cut_end - newest->base) : std::unexpected(fd.error());
+      if (recorded) {
+        end = cut_end;
+        recorded = io_.Fdatasync(*fd);
+      }
+      if (recorded) recorded = record_head();
+      if (!recorded) return fail(end, recorded.error());
+    }
     if (auto removed = DiscardSegmentFile(newest->path); !removed) return fail(end, removed.error());
     DropSegmentLocked(/*newest=*/true);
     end = newest->base;
@@ -554,13 +581,6 @@ Result<void> HPFile::Truncate(uint64_t n) {
     return {};
   }
 
-  if (TruncateLeavesNoSegment(n)) {
-    // With no segment left, only the meta's head says where the file ends;
-    // it must say n before the segments go, or a crash would reopen the file
-    // shorter (offsets handed out again) or with later appends below the
-    // old head. Written first, a failure changes nothing.
-    if (auto recorded = WriteMetaWithHeadSyncLocked(n); !recorded) return recorded;
-  }
   // Odd while bytes may change under a reader (see PreReader).
   truncate_generation_.fetch_add(1, std::memory_order_acq_rel);
   Result<void> status;
@@ -786,16 +806,6 @@ Result<void> HPFile::WriteMetaIfDirtySyncLocked() {
     meta_dirty_ = true;
   }
   return written;
-}
-
-Result<void> HPFile::WriteMetaWithHeadSyncLocked(uint64_t head) {
-  Meta meta;
-  {
-    std::lock_guard lock(meta_mu_);
-    meta = meta_;
-  }
-  meta.head = head;
-  return WriteMetaAtomically(io_, dir_, meta);
 }
 
 Result<void> HPFile::WriteMetaIfDirty() {

@@ -136,10 +136,11 @@ class HPFile {
   // n < Size(): drops the tail (segments wholly at or above n are deleted
   // newest first; the one holding n is cut). n > Size(): appends zeros, sparse.
   // n < Head(): leaves an empty file with Head() == Size() == n.
-  // n <= Head() deletes every segment, so the meta records n as the head
-  // first (durably, with the writer lock held), and a crash cannot reopen
-  // the file shorter or hide later appends below an old head; if that write
-  // fails, nothing changes.
+  // n <= Head() deletes every segment, so before the last one goes it is cut
+  // to the new end and synced, and the meta records n as the head (durably,
+  // with the writer lock held): a crash cannot reopen the file shorter than n
+  // or hide later appends below an old head. On failure the file ends where
+  // its segments then end, never below n.
   // EIO for a damaged file, EFBIG past format::kMaxFileSize.
   [[nodiscard]] Result<void> Truncate(uint64_t n);
 
@@ -254,6 +255,8 @@ class HPFile {
   // A failed append could not cut the tail back: retry before writing more.
   [[nodiscard]] Result<void> TrimOverhangLocked();
   [[nodiscard]] Result<void> FlushLocked();
+  // The shrinking part of Truncate; sync_mu_ held when n <= Head() (it
+  // writes the meta).
   [[nodiscard]] Result<void> ShrinkLocked(uint64_t n);
   // Truncate(n) would delete every segment.
   bool TruncateLeavesNoSegment(uint64_t n) const;
@@ -276,8 +279,6 @@ class HPFile {
   // Writes the meta if it changed since it was last written. Takes sync_mu_.
   [[nodiscard]] Result<void> WriteMetaIfDirty();
   [[nodiscard]] Result<void> WriteMetaIfDirtySyncLocked();
-  // Writes the meta with `head` in place of Head(); sync_mu_ held.
-  [[nodiscard]] Result<void> WriteMetaWithHeadSyncLocked(uint64_t head);
   // Releases the part of the oldest segment below the head, now or, with
   // Options::defer_head_punch, at the next PunchBelowHead.
   [[nodiscard]] Result<void> PunchBelowHeadLocked();

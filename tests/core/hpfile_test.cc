@@ -1512,7 +1512,21 @@ TEST_F(HPFileTest, AppendAfterATruncateBelowTheHeadSurvivesACrash) {
   EXPECT_EQ(got, SeededBytes(7, 50, 100));
 }
 
-TEST_F(HPFileTest, TruncateBelowTheHeadFailingToWriteTheMetaChangesNothing) {
+// Here the first truncate leaves no segment, and the second has none to cut.
+TEST_F(HPFileTest, AppendAfterATruncateBelowTheHeadOfAFileWithoutSegmentsSurvivesACrash) {
+  ASSERT_TRUE(CrashAfterSteps(Dir(), 128, [](HPFile& file) {
+    return file.Append(PatternBytes(0, 256)) && file.PruneHead(200) && file.Truncate(200) &&
+           file.Segments().empty() && file.Truncate(50) && file.Append(SeededBytes(7, 50, 100));
+  }));
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(128)));
+  EXPECT_EQ(file->Head(), 50u);
+  EXPECT_EQ(file->Size(), 150u);
+  ASSERT_OK_AND_ASSIGN(auto got, ReadRange(*file, 50, 100));
+  EXPECT_EQ(got, SeededBytes(7, 50, 100));
+}
+
+// The meta cannot be written: the last segment stays, and keeps the end.
+TEST_F(HPFileTest, TruncateBelowTheHeadFailingToWriteTheMetaKeepsTheEndOnDisk) {
   FaultIo io;
   Options options = OptionsWithSegmentSize(128);
   options.io = &io;
@@ -1521,11 +1535,15 @@ TEST_F(HPFileTest, TruncateBelowTheHeadFailingToWriteTheMetaChangesNothing) {
   ASSERT_OK(file->PruneHead(200));
   io.FailNthCall(1, ENOSPC, static_cast<IoOpMask>(IoOp::kPwrite));
   EXPECT_ERRNO(file->Truncate(50), ENOSPC);
-  EXPECT_EQ(file->Head(), 200u);
-  EXPECT_EQ(file->Size(), 256u);
-  ASSERT_OK_AND_ASSIGN(auto got, ReadRange(*file, 200, 56));
-  EXPECT_EQ(got, PatternBytes(200, 56));
+  EXPECT_EQ(file->Size(), 128u) << "cut to the last segment's base";
+  EXPECT_EQ(file->Head(), 128u);
+  EXPECT_EQ(SegmentFilesOnDisk(Dir()), std::vector<std::string>{SegmentFileName(128, 128)});
   testing::ExpectWellFormed(*file);
+  io.Heal();
+  ASSERT_OK(file->Truncate(50));
+  EXPECT_EQ(file->Size(), 50u);
+  ASSERT_OK_AND_ASSIGN(const uint64_t offset, file->Append(PatternBytes(50, 10)));
+  EXPECT_EQ(offset, 50u);
 }
 
 // ---- ownership ---------------------------------------------------------------

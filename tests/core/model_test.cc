@@ -113,12 +113,6 @@ struct Model {
   }
 
   void Truncate(uint64_t n) {
-    // A truncate to or below the head records the new head at once, ahead of
-    // deleting the segments: if those deletions are lost, the old segments
-    // come back under a lower head, their punched bytes as zeros.
-    if (n <= head) {
-      for (uint64_t i = n; i < std::min<uint64_t>(head, size()); ++i) AllowZero(i);
-    }
     if (n <= size()) {
       data.resize(n);
     } else {
