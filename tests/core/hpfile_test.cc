@@ -1515,7 +1515,7 @@ TEST_F(HPFileTest, AppendAfterATruncateBelowTheHeadSurvivesACrash) {
 // Here the first truncate leaves no segment, and the second has none to cut.
 TEST_F(HPFileTest, AppendAfterATruncateBelowTheHeadOfAFileWithoutSegmentsSurvivesACrash) {
   ASSERT_TRUE(CrashAfterSteps(Dir(), 128, [](HPFile& file) {
-    return file.Append(PatternBytes(0, 256)) && file.PruneHead(200) && file.Truncate(200) &&
+    return file.Append(PatternBytes(0, 256)) && file.PruneHead(200) && file.Sync() && file.Truncate(200) &&
            file.Segments().empty() && file.Truncate(50) && file.Append(SeededBytes(7, 50, 100));
   }));
   ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(128)));
