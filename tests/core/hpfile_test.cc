@@ -1499,30 +1499,23 @@ TEST_F(HPFileTest, TruncateToTheHeadKeepsTheEndAcrossACrash) {
 }
 
 // The new head must be in the meta before anything is appended below the old
-// one, or the appended bytes reopen below the head (ENODATA).
+// one, or the appended bytes reopen below the head (ENODATA). Emptied first,
+// the file has no segment left to cut when it is truncated below the head.
 TEST_F(HPFileTest, AppendAfterATruncateBelowTheHeadSurvivesACrash) {
-  ASSERT_TRUE(CrashAfterSteps(Dir(), 128, [](HPFile& file) {
-    return file.Append(PatternBytes(0, 256)) && file.PruneHead(200) && file.Sync() && file.Truncate(50) &&
-           file.Append(SeededBytes(7, 50, 100));
-  }));
-  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(128)));
-  EXPECT_EQ(file->Head(), 50u);
-  EXPECT_EQ(file->Size(), 150u);
-  ASSERT_OK_AND_ASSIGN(auto got, ReadRange(*file, 50, 100));
-  EXPECT_EQ(got, SeededBytes(7, 50, 100));
-}
-
-// Here the first truncate leaves no segment, and the second has none to cut.
-TEST_F(HPFileTest, AppendAfterATruncateBelowTheHeadOfAFileWithoutSegmentsSurvivesACrash) {
-  ASSERT_TRUE(CrashAfterSteps(Dir(), 128, [](HPFile& file) {
-    return file.Append(PatternBytes(0, 256)) && file.PruneHead(200) && file.Sync() && file.Truncate(200) &&
-           file.Segments().empty() && file.Truncate(50) && file.Append(SeededBytes(7, 50, 100));
-  }));
-  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(128)));
-  EXPECT_EQ(file->Head(), 50u);
-  EXPECT_EQ(file->Size(), 150u);
-  ASSERT_OK_AND_ASSIGN(auto got, ReadRange(*file, 50, 100));
-  EXPECT_EQ(got, SeededBytes(7, 50, 100));
+  for (const bool emptied_first : {false, true}) {
+    SCOPED_TRACE(emptied_first ? "emptied first" : "with segments");
+    const std::string dir = tmp_.Sub(emptied_first ? "emptied" : "file");
+    ASSERT_TRUE(CrashAfterSteps(dir, 128, [&](HPFile& file) {
+      return file.Append(PatternBytes(0, 256)) && file.PruneHead(200) && file.Sync() &&
+             (!emptied_first || (file.Truncate(200) && file.Segments().empty())) && file.Truncate(50) &&
+             file.Append(SeededBytes(7, 50, 100));
+    }));
+    ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(dir, OptionsWithSegmentSize(128)));
+    EXPECT_EQ(file->Head(), 50u);
+    EXPECT_EQ(file->Size(), 150u);
+    ASSERT_OK_AND_ASSIGN(auto got, ReadRange(*file, 50, 100));
+    EXPECT_EQ(got, SeededBytes(7, 50, 100));
+  }
 }
 
 // The meta cannot be written: the last segment stays, and keeps the end.
