@@ -319,7 +319,7 @@ class HPFile {
   mutable FdCache fd_cache_;  // guarded by map_mu_ (see fd_cache.h)
 
   // One mutation at a time. Held across an fsync only by a truncate that
-  // leaves no segment (the meta is written first; see Truncate).
+  // leaves no segment (it writes the meta before the last one goes).
   mutable std::mutex writer_mu_;
   // The writer's read-write descriptor and the segment it belongs to.
   std::shared_ptr<Segment> tail_segment_;   // writer_mu_
