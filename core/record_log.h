@@ -257,8 +257,9 @@ struct RecordView {
 // returns views into it. A sequential scan costs one pread per buffer, not
 // one or two per element. A view held by the caller keeps its buffer; the
 // reader then fills a new one. Never returns bytes a prune, rewind or
-// compaction has replaced since they were read. Not thread-safe: one
-// reader per thread. The log must outlive it.
+// compaction has replaced since they were read. After a compaction the
+// reader keeps the old generation's files until its next Read. Not
+// thread-safe: one reader per thread. The log must outlive it.
 class RecordReader {
  public:
   explicit RecordReader(const RecordLog& log, size_t buffer_size = 1 << 20);
