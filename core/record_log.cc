@@ -1309,10 +1309,13 @@ Result<RecordView> RecordReader::Read(uint64_t position) {
 }
 
 Result<RecordView> RecordReader::ReadOnce(uint64_t position, uint64_t& seq) {
-  auto pending = std::make_shared<std::vector<std::byte>>();
-  auto started = log_.StartRead(position, *pending, seq);
+  std::vector<std::byte> pending;  // allocates only for a pending element
+  auto started = log_.StartRead(position, pending, seq);
   if (!started) return std::unexpected(started.error());
-  if (!*started) return RecordView{.buffer = pending, .bytes = *pending};
+  if (!*started) {
+    auto buffer = std::make_shared<const std::vector<std::byte>>(std::move(pending));
+    return RecordView{.buffer = buffer, .bytes = *buffer};
+  }
   if (*started != gen_ || seq != seq_) {
     // Bytes may have changed in place since the buffers were filled.
     gen_ = std::move(*started);
