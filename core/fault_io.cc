@@ -211,6 +211,8 @@ Result<void> FaultIo::Rmdir(const std::string& path) {
   return base_.Rmdir(path);
 }
 
+Result<void> FaultIo::TryLockExclusive(int fd) { return base_.TryLockExclusive(fd); }
+
 Result<std::vector<std::string>> FaultIo::ListDir(const std::string& path) {
   if (int err = Inject(IoOp::kListDir)) return Errno(err);
   return base_.ListDir(path);

@@ -92,6 +92,8 @@ class FaultIo final : public Io {
   Result<void> Mkdir(const std::string& path, mode_t mode) override;
   Result<void> Rmdir(const std::string& path) override;
   Result<std::vector<std::string>> ListDir(const std::string& path) override;
+  // Never fails by injection: a lock is not a change of the store.
+  Result<void> TryLockExclusive(int fd) override;
 
  private:
   // Counts the call; returns the errno to fail it with, or 0.

@@ -34,9 +34,10 @@ bool FitsMaxFileSize(uint64_t start, uint64_t length) {
 
 }  // namespace
 
-HPFile::HPFile(Io& io, std::string dir, const Options& options)
+HPFile::HPFile(Io& io, std::string dir, Fd dir_lock, const Options& options)
     : io_(io),
       dir_(std::move(dir)),
+      dir_lock_(std::move(dir_lock)),
       write_buffer_size_(options.write_buffer_size),
       discard_segment_(options.discard_segment),
       on_retention_(options.on_retention),
@@ -64,10 +65,18 @@ Result<std::unique_ptr<HPFile>> HPFile::Open(const std::string& dir, const Optio
   auto st = io.Stat(dir);
   if (!st && !IsErrno(st.error(), ENOENT)) return std::unexpected(st.error());
   if (st && !S_ISDIR(st->st_mode)) return Errno(ENOTDIR);
+  if (!st) {
+    if (!options.create_if_missing) return Errno(ENOENT);
+    if (auto made = io.Mkdir(dir, 0755); !made && !IsErrno(made.error(), EEXIST)) return std::unexpected(made.error());
+  }
+  // Before anything is read: recovery and creation change the directory, and
+  // so would a second owner's writes (EBUSY).
+  auto lock = LockDirectory(io, dir);
+  if (!lock) return std::unexpected(lock.error());
 
   auto scan = ScanStore(io, dir);
-  if (!st || (scan && !scan->has_meta && scan->segments.empty() && scan->problems.empty())) {
-    // Nothing there yet, or an empty directory: a new file.
+  if (scan && !scan->has_meta && scan->segments.empty() && scan->problems.empty()) {
+    // An empty directory: a new file.
     if (!options.create_if_missing) return Errno(ENOENT);
     if (auto created = CreateStore(io, dir, options.initial_meta); !created) return std::unexpected(created.error());
     scan = ScanStore(io, dir);
@@ -75,7 +84,7 @@ Result<std::unique_ptr<HPFile>> HPFile::Open(const std::string& dir, const Optio
   if (!scan) return std::unexpected(scan.error());
 
   RecoveryPlan plan = PlanRecovery(*scan);
-  std::unique_ptr<HPFile> file(new HPFile(io, dir, options));
+  std::unique_ptr<HPFile> file(new HPFile(io, dir, std::move(*lock), options));
   file->meta_ = scan->meta.value_or(Meta{});
   if (!plan.damage) {
     if (auto applied = ApplyRecovery(io, dir, file->meta_, plan); !applied) return std::unexpected(applied.error());
@@ -392,11 +401,7 @@ Result<uint64_t> HPFile::ExtendLocked(const std::byte* data, uint64_t length) {
   const uint64_t start = flushed_size_.load(std::memory_order_relaxed);
   if (!FitsMaxFileSize(start, length)) return Errno(EFBIG);
   if (auto trimmed = TrimOverhangLocked(); !trimmed) return std::unexpected(trimmed.error());
-  uint64_t segment_size;
-  {
-    std::lock_guard lock(meta_mu_);
-    segment_size = meta_.segment_size;
-  }
+  const uint64_t segment_size = CurrentSegmentSize();
   if (auto replaced = DropEmptyWideTailLocked(start, segment_size); !replaced) {
     return std::unexpected(replaced.error());
   }
@@ -551,6 +556,19 @@ Result<void> HPFile::ShrinkLocked(uint64_t n) {
   sync_low_water_ = std::min(sync_low_water_, n);
   durable_size_.store(std::min(DurableSize(), n), std::memory_order_release);
 
+  // Without segments only the meta says where the file ends, and a crash
+  // must not find it saying an older head: the file would reopen shorter,
+  // or with later appends below its head.
+  auto record_head = [&] {
+    {
+      std::lock_guard lock(meta_mu_);
+      meta_dirty_ = true;
+    }
+    return WriteMetaIfDirtySyncLocked();
+  };
+  if (segments_.empty() && n < old_head) {
+    if (auto recorded = record_head(); !recorded) return fail(old_size, recorded.error());
+  }
   // Newest first, so an interruption leaves a contiguous run.
   uint64_t end = old_size;
   for (;;) {
@@ -558,6 +576,20 @@ Result<void> HPFile::ShrinkLocked(uint64_t n) {
     std::shared_ptr<Segment> newest = segments_.back();
     // Once n reaches down to the head, the file is empty and keeps no segment.
     if (newest->base < n && n > Head()) break;
+    if (segments_.size() == 1) {
+      // The last segment keeps the end until the meta does: it is cut to the
+      // new end and synced (a power loss must not bring its bytes back under
+      // the lower head), then the meta is written, and only then it goes.
+      const uint64_t cut_end = std::max(n, newest->base);
+      auto fd = TailFdLocked();
+      Result<void> recorded = fd ? io_.Ftruncate(*fd, cut_end - newest->base) : std::unexpected(fd.error());
+      if (recorded) {
+        end = cut_end;
+        recorded = io_.Fdatasync(*fd);
+      }
+      if (recorded) recorded = record_head();
+      if (!recorded) return fail(end, recorded.error());
+    }
     if (auto removed = DiscardSegmentFile(newest->path); !removed) return fail(end, removed.error());
     DropSegmentLocked(/*newest=*/true);
     end = newest->base;
@@ -572,8 +604,19 @@ Result<void> HPFile::ShrinkLocked(uint64_t n) {
   return {};
 }
 
+bool HPFile::TruncateLeavesNoSegment(uint64_t n) const { return n < Size() && n <= Head(); }
+
 Result<void> HPFile::Truncate(uint64_t n) {
-  std::lock_guard lock(writer_mu_);
+  // A truncate that leaves no segment writes the meta, under sync_mu_, which
+  // is taken before writer_mu_ (as Sync takes them): so the check is repeated
+  // once both are held.
+  std::unique_lock sync_lock(sync_mu_, std::defer_lock);
+  std::unique_lock lock(writer_mu_);
+  while (TruncateLeavesNoSegment(n) && !sync_lock.owns_lock()) {
+    lock.unlock();
+    sync_lock.lock();
+    lock.lock();
+  }
   if (auto ok = CheckWritable(); !ok) return ok;
   const uint64_t size = Size();
   if (n == size) return {};
@@ -664,6 +707,12 @@ Result<void> HPFile::PruneHeadLocked(uint64_t n) {
     head_.store(new_head, std::memory_order_release);
     std::lock_guard meta_lock(meta_mu_);
     meta_dirty_ = true;
+  }
+  // The end of a file without segments lives only in the meta, which this
+  // does not write: so the last segment never goes before an empty tail at
+  // the new head takes its place (the next append would create it anyway).
+  if (!segments_.empty() && segments_.back()->slot_end() <= new_head) {
+    if (auto added = AddSegmentLocked(new_head, CurrentSegmentSize()); !added) return added;
   }
   // Runs even when the head did not move: it finishes a prune whose deletions
   // failed before.
@@ -780,6 +829,11 @@ Result<void> HPFile::EditMeta(const std::function<void(Meta&)>& edit) {
     meta_ = std::move(old);
   }
   return written;
+}
+
+uint64_t HPFile::CurrentSegmentSize() const {
+  std::lock_guard lock(meta_mu_);
+  return meta_.segment_size;
 }
 
 Meta HPFile::GetMeta() const {

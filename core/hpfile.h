@@ -94,7 +94,13 @@ class HPFile {
   // file damaged instead (see Damage); recovery never deletes data to fix one,
   // and never rebuilds a lost meta (its owner and mode cannot be guessed):
   // that is PlanRepair's, on an operator's request.
-  // Errors: ENOENT (no HPFile and !create_if_missing), ENOTDIR, EACCES, EIO...
+  // One object owns a directory: Open takes an flock on DIR (through a
+  // descriptor held for the object's life, CloseDescriptors included) before
+  // it reads anything, and fails with EBUSY while another HPFile, in this
+  // process or another, has it open. The lock follows the directory through
+  // renames, and the kernel drops it when the owner closes or dies.
+  // Errors: ENOENT (no HPFile and !create_if_missing), ENOTDIR, EACCES,
+  // EBUSY, EIO...
   [[nodiscard]] static Result<std::unique_ptr<HPFile>> Open(const std::string& dir, const Options& options = {});
   ~HPFile();
   HPFile(const HPFile&) = delete;
@@ -169,6 +175,11 @@ class HPFile {
   // n < Size(): drops the tail (segments wholly at or above n are deleted
   // newest first; the one holding n is cut). n > Size(): appends zeros, sparse.
   // n < Head(): leaves an empty file with Head() == Size() == n.
+  // n <= Head() deletes every segment, so before the last one goes it is cut
+  // to the new end and synced, and the meta records n as the head (durably,
+  // with the writer lock held): a crash cannot reopen the file shorter than n
+  // or hide later appends below an old head. On failure the file ends where
+  // its segments then end, never below n.
   // EIO for a damaged file, EFBIG past format::kMaxFileSize.
   [[nodiscard]] Result<void> Truncate(uint64_t n);
 
@@ -176,7 +187,10 @@ class HPFile {
   // new head are deleted (cost grows with their number, never with bytes); the
   // part of the first remaining segment below the head is released with
   // FALLOC_FL_PUNCH_HOLE where the backing filesystem supports it (with
-  // Options::defer_head_punch, by the next PunchBelowHead instead).
+  // Options::defer_head_punch, by the next PunchBelowHead instead). When the
+  // new head is the end of a full tail, an empty tail is created there
+  // first: the new head reaches the meta only at the next Sync, and until
+  // then the segments are what tells a reopen where the file ends.
   // EIO for a damaged file.
   [[nodiscard]] Result<void> PruneHead(uint64_t n);
 
@@ -223,11 +237,14 @@ class HPFile {
   // What recovery did when the file was opened, one sentence per action.
   const std::vector<std::string>& RecoveryLog() const { return recovery_log_; }
   const std::string& dir() const { return dir_; }
-  // Descriptors currently open for this file (cache plus the writer's).
+  // Segment descriptors currently open for this file (cache plus the
+  // writer's); the directory lock's descriptor is not counted.
   size_t OpenDescriptors() const;
-  // Closes every descriptor the file holds (after writing the write buffer);
-  // later calls open what they need again. For a caller that keeps many
-  // files open but idle and must bound its descriptors. Extents already
+  // Closes every segment descriptor the file holds (after writing the write
+  // buffer); later calls open what they need again. For a caller that keeps
+  // many files open but idle and must bound its descriptors. The directory
+  // lock's descriptor stays, since closing it would give up the ownership
+  // (see Open): an idle open HPFile costs one descriptor. Extents already
   // handed out keep theirs.
   [[nodiscard]] Result<void> CloseDescriptors();
   // Changes each time a truncate starts or finishes (odd while one runs).
@@ -235,7 +252,7 @@ class HPFile {
   uint64_t TruncateGeneration() const { return truncate_generation_.load(std::memory_order_acquire); }
 
  private:
-  HPFile(Io& io, std::string dir, const Options& options);
+  HPFile(Io& io, std::string dir, Fd dir_lock, const Options& options);
 
   // A contiguous piece of one segment: virtual [begin, end). end == 0: none.
   struct Piece {
@@ -278,7 +295,11 @@ class HPFile {
   // A failed append could not cut the tail back: retry before writing more.
   [[nodiscard]] Result<void> TrimOverhangLocked();
   [[nodiscard]] Result<void> FlushLocked();
+  // The shrinking part of Truncate; sync_mu_ held when n <= Head() (it
+  // writes the meta).
   [[nodiscard]] Result<void> ShrinkLocked(uint64_t n);
+  // Truncate(n) would delete every segment.
+  bool TruncateLeavesNoSegment(uint64_t n) const;
   [[nodiscard]] Result<void> PruneHeadLocked(uint64_t n);
   // Drops up to `max_segments` segments the retention policy lets go.
   RetentionResult RetainLocked(int64_t now, uint64_t max_segments);
@@ -289,6 +310,8 @@ class HPFile {
   [[nodiscard]] Result<int> TailFdLocked();
   // Creates an empty segment at `base` of `capacity` and makes it the tail.
   [[nodiscard]] Result<void> AddSegmentLocked(uint64_t base, uint64_t capacity);
+  // The capacity of segments created from now on (the meta's segment_size).
+  uint64_t CurrentSegmentSize() const;
   // The capacity of the segment a grow by `remaining` bytes of zeros creates
   // next: the whole slots of `segment_size` before the last one, within
   // gap_capacity_limit_; `segment_size` when there are none.
@@ -327,6 +350,10 @@ class HPFile {
 
   Io& io_;
   const std::string dir_;
+  // Open on dir_ for the object's whole life, holding its lock: the
+  // ownership of the directory (see Open). Declared early so that it is
+  // released last, after every write the destructor makes.
+  const Fd dir_lock_;
   const size_t write_buffer_size_;
   const std::function<Result<void>(const std::string&)> discard_segment_;
   const std::function<void(const RetentionResult&)> on_retention_;
@@ -345,7 +372,8 @@ class HPFile {
   std::atomic<uint64_t> truncate_generation_{0};
   mutable FdCache fd_cache_;  // guarded by map_mu_ (see fd_cache.h)
 
-  // One mutation at a time. Never held across an fsync.
+  // One mutation at a time. Held across an fsync only by a truncate that
+  // leaves no segment (it writes the meta before the last one goes).
   mutable std::mutex writer_mu_;
   // The writer's read-write descriptor and the segment it belongs to.
   std::shared_ptr<Segment> tail_segment_;   // writer_mu_
@@ -375,7 +403,8 @@ class HPFile {
   std::vector<std::byte> buffer_;
   std::atomic<uint64_t> flushed_size_{0};
 
-  // Serializes Sync and meta writes; held across fsync, but only they take it.
+  // Serializes Sync and meta writes; held across fsync, but only they (and a
+  // truncate that writes the meta) take it. Taken before writer_mu_.
   std::mutex sync_mu_;
   // Set once, by the first fdatasync that failed; the text is written before
   // the flag and never changed after it.

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -108,6 +109,12 @@ Result<std::vector<std::string>> PosixIo::ListDir(const std::string& path) {
   return names;
 }
 
+Result<void> PosixIo::TryLockExclusive(int fd) {
+  if (RetryOnEintr([&] { return ::flock(fd, LOCK_EX | LOCK_NB); }) == 0) return {};
+  if (errno == EWOULDBLOCK) return Errno(EBUSY);
+  return LastErrno();
+}
+
 Result<size_t> ReadFull(Io& io, int fd, std::span<std::byte> buf, uint64_t offset) {
   size_t done = 0;
   while (done < buf.size()) {
@@ -160,6 +167,13 @@ std::string ParentDir(const std::string& path) {
   if (slash == std::string::npos) return ".";
   if (slash == 0) return "/";
   return trimmed.substr(0, slash);
+}
+
+Result<Fd> LockDirectory(Io& io, const std::string& dir) {
+  auto fd = Fd::Open(io, dir, O_RDONLY | O_DIRECTORY);
+  if (!fd) return std::unexpected(fd.error());
+  if (auto locked = io.TryLockExclusive(fd->get()); !locked) return std::unexpected(locked.error());
+  return fd;
 }
 
 Result<void> SyncDir(Io& io, const std::string& path) {

@@ -49,6 +49,11 @@ class Io {
   [[nodiscard]] virtual Result<void> Rmdir(const std::string& path) = 0;
   // Names in a directory, without "." and "..", in no particular order.
   [[nodiscard]] virtual Result<std::vector<std::string>> ListDir(const std::string& path) = 0;
+  // flock(LOCK_EX | LOCK_NB): an advisory lock on the file `fd` refers to,
+  // held until the last descriptor of this open (this open(2), not the file)
+  // is closed, or the process dies. EBUSY while another open holds it, in
+  // this process or another.
+  [[nodiscard]] virtual Result<void> TryLockExclusive(int fd) = 0;
 };
 
 // The real thing. Stateless; Default() is a process-wide instance.
@@ -72,6 +77,7 @@ class PosixIo final : public Io {
   [[nodiscard]] Result<void> Mkdir(const std::string& path, mode_t mode) override;
   [[nodiscard]] Result<void> Rmdir(const std::string& path) override;
   [[nodiscard]] Result<std::vector<std::string>> ListDir(const std::string& path) override;
+  [[nodiscard]] Result<void> TryLockExclusive(int fd) override;
 };
 
 // Reads until `buf` is full or EOF. Returns the byte count; short only at EOF.
@@ -103,6 +109,10 @@ class Fd {
 
 // fsync of a directory: makes creations, deletions and renames in it durable.
 [[nodiscard]] Result<void> SyncDir(Io& io, const std::string& path);
+
+// Opens the directory `dir` and takes TryLockExclusive on it: who holds the
+// descriptor owns the directory. EBUSY when another owner holds it.
+[[nodiscard]] Result<Fd> LockDirectory(Io& io, const std::string& dir);
 
 // The directory holding `path` ("." for a bare name), ignoring trailing
 // slashes: where a creation, deletion or rename of `path` must be synced.

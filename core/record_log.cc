@@ -1,6 +1,7 @@
 #include "core/record_log.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <cstring>
 #include <map>
 #include <string_view>
+#include <thread>
 #include <utility>
 
 #include "core/hpfile.h"
@@ -365,8 +367,92 @@ struct FrozenFile {
 
 }  // namespace
 
+// A log directory's ownership in this process: the descriptor holding its
+// lock, held by the open RecordLog and by every snapshot taken through it,
+// so that no other process can open the log (and change bytes in place)
+// while a snapshot may read them; a RecordLog opened again in this process
+// takes it over, snapshots included, and protects them as its own.
+struct RecordLogOwner {
+  ~RecordLogOwner();
+
+  Fd lock;
+  std::pair<dev_t, ino_t> key;  // of the directory
+  // A RecordLog object has the directory open. Guarded by OwnerRegistry::mu.
+  bool log_open = false;
+  std::mutex mu;
+  std::vector<std::weak_ptr<RecordSnapshotState>> snapshots;  // mu
+
+  // The live snapshots of generation `generation`.
+  std::vector<std::shared_ptr<RecordSnapshotState>> LiveSnapshots(uint64_t generation);
+  void AddSnapshot(std::weak_ptr<RecordSnapshotState> snapshot);
+};
+
+namespace {
+
+// The owners alive in this process, by directory identity.
+struct OwnerRegistry {
+  std::mutex mu;
+  std::map<std::pair<dev_t, ino_t>, std::weak_ptr<RecordLogOwner>> owners;  // mu
+
+  static OwnerRegistry& Get() {
+    // Never destroyed: snapshots may outlive the statics.
+    static OwnerRegistry* const registry = [] {
+      auto* made = new OwnerRegistry;
+      // A forked child inherits the descriptors, not the ownership: its
+      // opens must find the logs locked, as any other process does.
+      ::pthread_atfork([] { Get().mu.lock(); }, [] { Get().mu.unlock(); },
+                       [] {
+                         Get().owners.clear();
+                         Get().mu.unlock();
+                       });
+      return made;
+    }();
+    return *registry;
+  }
+
+  // The owner of DIR for a RecordLog about to open it: the one a closed log
+  // of this process left to its snapshots, or a new one holding the lock.
+  // EBUSY when a RecordLog object has it open, or another process holds it.
+  Result<std::shared_ptr<RecordLogOwner>> Acquire(Io& io, const std::string& dir) {
+    auto fd = Fd::Open(io, dir, O_RDONLY | O_DIRECTORY);
+    if (!fd) return std::unexpected(fd.error());
+    auto st = io.Fstat(fd->get());
+    if (!st) return std::unexpected(st.error());
+    const std::pair<dev_t, ino_t> key{st->st_dev, st->st_ino};
+    std::unique_lock lock(mu);
+    for (auto it = owners.find(key); it != owners.end(); it = owners.find(key)) {
+      if (auto owner = it->second.lock()) {
+        if (owner->log_open) return Errno(EBUSY);
+        owner->log_open = true;
+        return owner;
+      }
+      // Its last holder is letting go: once its destructor has closed the
+      // descriptor (and erased the entry) the lock is free.
+      lock.unlock();
+      std::this_thread::yield();
+      lock.lock();
+    }
+    if (auto locked = io.TryLockExclusive(fd->get()); !locked) return std::unexpected(locked.error());
+    auto owner = std::make_shared<RecordLogOwner>();
+    owner->lock = std::move(*fd);
+    owner->key = key;
+    owner->log_open = true;
+    owners[key] = owner;
+    return owner;
+  }
+
+  void Release(RecordLogOwner& owner) {
+    std::lock_guard lock(mu);
+    owner.log_open = false;
+  }
+};
+
+}  // namespace
+
 struct RecordSnapshotState {
   Io* io = nullptr;
+  // Keeps the log's directory locked while the snapshot lives.
+  std::shared_ptr<RecordLogOwner> owner;
   uint64_t generation = 0;
   uint32_t element_size = 0;
   uint64_t base = 0;
@@ -419,9 +505,38 @@ uint64_t RecordSnapshot::Size() const { return state_->end; }
 RecordLog::RecordLog(Io& io, std::string dir, const RecordLogOptions& options)
     : io_(io), dir_(std::move(dir)), options_(options), element_size_(options.element_size) {}
 
+RecordLogOwner::~RecordLogOwner() {
+  OwnerRegistry& registry = OwnerRegistry::Get();
+  std::lock_guard guard(registry.mu);
+  lock.Reset();
+  if (auto it = registry.owners.find(key); it != registry.owners.end() && it->second.expired()) {
+    registry.owners.erase(it);
+  }
+}
+
+std::vector<std::shared_ptr<RecordSnapshotState>> RecordLogOwner::LiveSnapshots(uint64_t generation) {
+  std::vector<std::shared_ptr<RecordSnapshotState>> live;
+  std::lock_guard lock(mu);
+  std::erase_if(snapshots, [](const std::weak_ptr<RecordSnapshotState>& w) { return w.expired(); });
+  for (auto& weak : snapshots) {
+    if (auto state = weak.lock(); state && state->generation == generation) live.push_back(std::move(state));
+  }
+  return live;
+}
+
+void RecordLogOwner::AddSnapshot(std::weak_ptr<RecordSnapshotState> snapshot) {
+  std::lock_guard lock(mu);
+  std::erase_if(snapshots, [](const std::weak_ptr<RecordSnapshotState>& w) { return w.expired(); });
+  snapshots.push_back(std::move(snapshot));
+}
+
 RecordLog::~RecordLog() {
   // An unused compaction result would only be removed by the next Open.
   if (tmp_) tmp_->gen->obsolete.store(true);
+  // The files close before the directory can pass to a log opened next.
+  tmp_.reset();
+  gen_.reset();
+  if (owner_) OwnerRegistry::Get().Release(*owner_);
 }
 
 Result<std::unique_ptr<RecordLog>> RecordLog::Open(const std::string& dir, const RecordLogOptions& options) {
@@ -437,6 +552,11 @@ Result<std::unique_ptr<RecordLog>> RecordLog::Open(const std::string& dir, const
     if (auto made = io.Mkdir(dir, 0755); !made && !IsErrno(made.error(), EEXIST)) return std::unexpected(made.error());
     if (auto synced = SyncDir(io, ParentDir(dir)); !synced) return std::unexpected(synced.error());
   }
+  // Before recovery, which deletes what it does not recognize, such as a
+  // compaction another owner is writing.
+  auto owner = OwnerRegistry::Get().Acquire(io, dir);
+  if (!owner) return std::unexpected(owner.error());
+  log->owner_ = std::move(*owner);
   auto current = io.Stat(dir + "/" + std::string(rf::kCurrentName));
   if (!current && !IsErrno(current.error(), ENOENT)) return std::unexpected(current.error());
   Result<void> opened = current ? log->OpenExisting() : Result<void>{};
@@ -589,6 +709,21 @@ Result<void> RecordLog::Recover() {
   uint64_t first = gen.First();
   uint64_t end = gen.End();
   if (first < end) {
+    // An unflushed prune to the end punched every entry, the last one too.
+    Entry entry;
+    auto at_last = gen.ProbeEntry(end - 1, entry);
+    if (!at_last) return std::unexpected(at_last.error());
+    auto at_first = gen.ProbeEntry(first, entry);
+    if (!at_first) return std::unexpected(at_first.error());
+    if (*at_last == EntryState::kZero && *at_first == EntryState::kZero) {
+      recovery_log_.push_back("finished an interrupted prune: first position " + std::to_string(first) + " -> " +
+                              std::to_string(end));
+      if (auto pruned = index.PruneHead(gen.IndexOffset(end)); !pruned) return pruned;
+      if (auto pruned = data.PruneHead(data.Size()); !pruned) return pruned;
+      first = end;
+    }
+  }
+  if (first < end) {
     // The index may point past the data only by the entries a lost data sync
     // left behind: cut back to the last element whose bytes exist.
     auto last = valid_entry(end - 1);
@@ -708,23 +843,28 @@ Result<void> RecordLog::ReadInto(uint64_t position, std::vector<std::byte>& out)
   return result;
 }
 
-Result<void> RecordLog::ReadOnce(uint64_t position, std::vector<std::byte>& out, uint64_t& seq) const {
-  std::shared_ptr<RecordGeneration> gen;
-  {
-    std::shared_lock lock(mu_);
-    seq = change_seq_.load(std::memory_order_acquire);
-    if (position < first_.load()) return Errno(ENODATA);
-    const uint64_t from_files = rewind_.value_or(flushed_end_.load());
-    if (position >= from_files) {
-      const uint64_t i = position - from_files;
-      if (i >= pending_.ends.size()) return Errno(ERANGE);
-      const uint64_t from = i == 0 ? 0 : pending_.ends[i - 1];
-      out.assign(pending_.bytes.begin() + static_cast<std::ptrdiff_t>(from),
-                 pending_.bytes.begin() + static_cast<std::ptrdiff_t>(pending_.ends[i]));
-      return {};
-    }
-    gen = gen_;
+Result<std::shared_ptr<RecordGeneration>> RecordLog::StartRead(uint64_t position, std::vector<std::byte>& out,
+                                                                uint64_t& seq) const {
+  std::shared_lock lock(mu_);
+  seq = change_seq_.load(std::memory_order_acquire);
+  if (position < first_.load()) return Errno(ENODATA);
+  const uint64_t from_files = rewind_.value_or(flushed_end_.load());
+  if (position >= from_files) {
+    const uint64_t i = position - from_files;
+    if (i >= pending_.ends.size()) return Errno(ERANGE);
+    const uint64_t from = i == 0 ? 0 : pending_.ends[i - 1];
+    out.assign(pending_.bytes.begin() + static_cast<std::ptrdiff_t>(from),
+               pending_.bytes.begin() + static_cast<std::ptrdiff_t>(pending_.ends[i]));
+    return nullptr;
   }
+  return gen_;
+}
+
+Result<void> RecordLog::ReadOnce(uint64_t position, std::vector<std::byte>& out, uint64_t& seq) const {
+  auto started = StartRead(position, out, seq);
+  if (!started) return std::unexpected(started.error());
+  if (!*started) return {};
+  const std::shared_ptr<RecordGeneration>& gen = *started;
   uint64_t offset = 0;
   if (gen->fixed()) {
     out.resize(element_size_);
@@ -793,14 +933,7 @@ Result<uint64_t> RecordLog::DataOffsetOf(const RecordGeneration& gen, uint64_t p
 Result<void> RecordLog::PreserveForSnapshots(bool index, const std::string& segment_path, uint64_t begin,
                                              uint64_t end) {
   if (begin >= end) return {};
-  std::vector<std::shared_ptr<RecordSnapshotState>> live;
-  {
-    std::lock_guard lock(snapshots_mu_);
-    std::erase_if(snapshots_, [](const std::weak_ptr<RecordSnapshotState>& w) { return w.expired(); });
-    for (auto& weak : snapshots_) {
-      if (auto state = weak.lock(); state && state->generation == gen_->number) live.push_back(std::move(state));
-    }
-  }
+  std::vector<std::shared_ptr<RecordSnapshotState>> live = owner_->LiveSnapshots(gen_->number);
   if (live.empty()) return {};
   // A snapshot may see other files at these offsets (a truncate deleted the
   // ones it holds and appends made new ones): only the segment about to be
@@ -1119,6 +1252,7 @@ Result<void> RecordLog::Compact(std::span<const uint64_t> positions) {
 Result<RecordSnapshot> RecordLog::Snapshot() const {
   auto state = std::make_shared<RecordSnapshotState>();
   state->io = &io_;
+  state->owner = owner_;
   state->element_size = element_size_;
   // Held shared throughout: the figures, the generation and the pending
   // elements stay put, and a prune cannot start destroying bytes before this
@@ -1152,12 +1286,66 @@ Result<RecordSnapshot> RecordLog::Snapshot() const {
       }
     }
   }
-  {
-    std::lock_guard list(snapshots_mu_);
-    std::erase_if(snapshots_, [](const std::weak_ptr<RecordSnapshotState>& w) { return w.expired(); });
-    snapshots_.push_back(state);
-  }
+  owner_->AddSnapshot(state);
   return RecordSnapshot(std::move(state));
+}
+
+// ---- zero-copy reads -------------------------------------------------------------------
+
+RecordReader::RecordReader(const RecordLog& log, size_t buffer_size)
+    : log_(log), buffer_size_(std::max<size_t>(buffer_size, kEntrySize)) {}
+
+Result<RecordView> RecordReader::Read(uint64_t position) {
+  Result<RecordView> result = Errno(EIO);
+  for (int attempt = 0; attempt < kReadAttempts; ++attempt) {
+    uint64_t seq = 0;
+    result = ReadOnce(position, seq);
+    // As in RecordLog::ReadInto: bytes read while a prune or truncate ran
+    // may be a mix. The buffers go too, for the same reason.
+    if (log_.change_seq_.load(std::memory_order_acquire) == seq) return result;
+    gen_.reset();
+  }
+  return result;
+}
+
+Result<RecordView> RecordReader::ReadOnce(uint64_t position, uint64_t& seq) {
+  std::vector<std::byte> pending;  // allocates only for a pending element
+  auto started = log_.StartRead(position, pending, seq);
+  if (!started) return std::unexpected(started.error());
+  if (!*started) {
+    auto buffer = std::make_shared<const std::vector<std::byte>>(std::move(pending));
+    return RecordView{.buffer = buffer, .bytes = *buffer};
+  }
+  if (*started != gen_ || seq != seq_) {
+    // Bytes may have changed in place since the buffers were filled.
+    gen_ = std::move(*started);
+    seq_ = seq;
+    data_.filled = 0;
+    index_.filled = 0;
+  }
+  const RecordGeneration& gen = *gen_;
+  if (gen.fixed()) return View(data_, *gen.data, gen.FixedOffset(position), gen.element_size);
+  auto raw = View(index_, *gen.index, gen.IndexOffset(position), kEntrySize);
+  if (!raw) return std::unexpected(raw.error());
+  Entry entry;
+  if (DecodeEntry(raw->bytes.data(), position, entry) != EntryState::kValid) return Errno(EIO);
+  return View(data_, *gen.data, entry.offset, entry.size);
+}
+
+Result<RecordView> RecordReader::View(ReadAhead& ahead, const HPFile& file, uint64_t offset, uint64_t length) const {
+  if (offset < ahead.start || offset + length > ahead.start + ahead.filled) {
+    // A buffer a caller still holds a view of is left to it.
+    if (!ahead.buffer || ahead.buffer.use_count() > 1) ahead.buffer = std::make_shared<std::vector<std::byte>>();
+    ahead.buffer->resize(std::max<uint64_t>(buffer_size_, length));
+    ahead.filled = 0;
+    auto n = file.ReadAt(offset, *ahead.buffer);
+    if (!n) return std::unexpected(n.error());
+    ahead.start = offset;
+    ahead.filled = *n;
+    if (*n < length) return Errno(EIO);
+  }
+  return RecordView{.buffer = ahead.buffer,
+                    .bytes = std::span<const std::byte>(*ahead.buffer).subspan(offset - ahead.start, length)};
 }
 
 }  // namespace hpfile

@@ -52,13 +52,18 @@ struct RecordLogOptions {
   size_t max_open_segments = 64;
 };
 
+class HPFile;
 struct RecordGeneration;
 struct RecordSnapshotState;
+struct RecordLogOwner;
 
 // A read-only view of a log as it was when taken, pending elements included.
 // Stays valid, and unchanged, while the log appends, flushes, rewinds, prunes
-// and compacts, and after the log is closed. Copyable (copies share the view);
-// safe to read from any number of threads.
+// and compacts, and after the log is closed: it holds the log directory's
+// lock (see RecordLog::Open), so no other process can open the log while it
+// lives, and a log opened again in this process protects it as the first
+// one did. Copyable (copies share the view); safe to read from any number of
+// threads.
 class RecordSnapshot {
  public:
   // The element at `position`. ENODATA below First(), ERANGE at or past
@@ -77,6 +82,8 @@ class RecordSnapshot {
 };
 
 class RecordLog {
+  friend class RecordReader;
+
  public:
   // Opens the log in `dir`, creating it if allowed. Recovery runs first: an
   // interrupted compaction or creation is rolled back, a torn element or index
@@ -86,8 +93,13 @@ class RecordLog {
   // Anything else (a bad index entry inside the log, a damaged HPFile, an
   // unreadable CURRENT) opens the log damaged: reads work where they can,
   // mutations fail with EIO, Damage() says why.
+  // One object owns a log: Open takes an flock on DIR before recovery and
+  // fails with EBUSY while another RecordLog, in this process or another,
+  // has it open, or while a snapshot taken through a log of another process
+  // lives. The kernel drops the lock when the owner (and its snapshots) go,
+  // or the process dies; a forked child does not inherit the ownership.
   // Errors: ENOENT (no log and !create_if_missing), EINVAL (element_size
-  // differs from the log's, bad segment size), EACCES, EIO...
+  // differs from the log's, bad segment size), EACCES, EBUSY, EIO...
   [[nodiscard]] static Result<std::unique_ptr<RecordLog>> Open(const std::string& dir,
                                                                const RecordLogOptions& options = {});
   ~RecordLog();
@@ -179,6 +191,11 @@ class RecordLog {
                                                                           bool create);
   [[nodiscard]] Result<void> WriteCurrent(uint64_t generation, uint64_t base);
   [[nodiscard]] Result<void> ReadOnce(uint64_t position, std::vector<std::byte>& out, uint64_t& seq) const;
+  // The start of every read of `position`: ENODATA or ERANGE; or a pending
+  // element, copied into `out` (and null returned); or the generation whose
+  // files hold it. `seq` is change_seq_ as of the figures used.
+  [[nodiscard]] Result<std::shared_ptr<RecordGeneration>> StartRead(uint64_t position, std::vector<std::byte>& out,
+                                                                     uint64_t& seq) const;
   // Brings the files back to the flushed elements [.., end) (after a rewind
   // or a failed Flush): index first and synced, so it never points past data.
   [[nodiscard]] Result<void> CutTo(uint64_t end);
@@ -196,6 +213,9 @@ class RecordLog {
 
   Io& io_;
   const std::string dir_;
+  // The directory's lock and the live snapshots, shared with the snapshots
+  // (see Open). Declared early so that it is released last.
+  std::shared_ptr<RecordLogOwner> owner_;
   const RecordLogOptions options_;
   uint32_t element_size_ = 0;
 
@@ -214,8 +234,6 @@ class RecordLog {
   // Bumped before anything destroys bytes readers may be reading (truncate,
   // prune, generation switch); a read that saw it change starts over.
   std::atomic<uint64_t> change_seq_{0};
-  mutable std::mutex snapshots_mu_;
-  mutable std::vector<std::weak_ptr<RecordSnapshotState>> snapshots_;  // snapshots_mu_
 
   // Data offset where the next flushed element starts (variable-size only).
   uint64_t data_end_ = 0;  // writer_mu_
@@ -225,6 +243,50 @@ class RecordLog {
 
   std::optional<std::string> damage_;
   std::vector<std::string> recovery_log_;
+};
+
+// An element's bytes, valid for as long as the view is held: it shares the
+// buffer they lie in.
+struct RecordView {
+  std::shared_ptr<const std::vector<std::byte>> buffer;
+  std::span<const std::byte> bytes;
+};
+
+// Reads without a copy per element, for one thread (the way qmdb's
+// PreReader and Grin's mmap-backed reads are used): one large read fills a
+// buffer with the elements from the one asked for onwards (and, for
+// variable-size elements, another with their index entries), and Read
+// returns views into it. A sequential scan costs one pread per buffer, not
+// one or two per element. A view held by the caller keeps its buffer; the
+// reader then fills a new one. Never returns bytes a prune, rewind or
+// compaction has replaced since they were read. After a compaction the
+// reader keeps the old generation's files until its next Read. Not
+// thread-safe: one reader per thread. The log must outlive it.
+class RecordReader {
+ public:
+  explicit RecordReader(const RecordLog& log, size_t buffer_size = 1 << 20);
+  // The element at `position`; same errors as RecordLog::Read. A pending
+  // element is copied, into a buffer of its own.
+  [[nodiscard]] Result<RecordView> Read(uint64_t position);
+
+ private:
+  // Bytes [start, start + filled) of one HPFile of generation `gen_`.
+  struct ReadAhead {
+    std::shared_ptr<std::vector<std::byte>> buffer;
+    uint64_t start = 0;
+    size_t filled = 0;
+  };
+  [[nodiscard]] Result<RecordView> ReadOnce(uint64_t position, uint64_t& seq);
+  // [offset, offset + length) of `file`, from `ahead` or read into it.
+  [[nodiscard]] Result<RecordView> View(ReadAhead& ahead, const HPFile& file, uint64_t offset,
+                                        uint64_t length) const;
+
+  const RecordLog& log_;
+  const size_t buffer_size_;
+  std::shared_ptr<RecordGeneration> gen_;  // what the buffers were read from
+  uint64_t seq_ = 0;                       // the log's change counter then
+  ReadAhead data_;
+  ReadAhead index_;
 };
 
 }  // namespace hpfile

@@ -93,8 +93,10 @@ struct ReadFiles {
   }
 };
 
-std::shared_ptr<ReadFiles> MakeReadFiles(const Config& config, const Elements& elements, size_t count) {
-  const std::string name = elements.element_size != 0 ? "fixed" : "variable";
+// `workload` names the files: a log has one owner, and each workload keeps its own open.
+std::shared_ptr<ReadFiles> MakeReadFiles(const Config& config, const Elements& elements, size_t count,
+                                         const std::string& workload) {
+  const std::string name = workload + (elements.element_size != 0 ? "-fixed" : "-variable");
   std::fprintf(stderr, "record_bench: writing %zu %s elements to a plain file and a record log\n", count,
                elements.Name().c_str());
   auto files = std::make_shared<ReadFiles>();
@@ -174,12 +176,15 @@ Workload AppendWorkload(const Config& config, std::shared_ptr<const Elements> el
   return w;
 }
 
-Workload RandomReadWorkload(const Config& config, std::shared_ptr<const Elements> elements, size_t stored) {
+// Reads of `stored` elements at positions in random order, or, `sequential`,
+// in order from the first (where a RecordReader serves them from its buffer).
+Workload ReadWorkload(const Config& config, std::shared_ptr<const Elements> elements, size_t stored,
+                      bool sequential) {
   auto files = std::make_shared<std::shared_ptr<ReadFiles>>();
   auto positions = std::make_shared<std::vector<uint64_t>>(config.random_reads);
   std::mt19937_64 rng(stored);
   std::uniform_int_distribution<uint64_t> position(0, stored - 1);
-  for (uint64_t& p : *positions) p = position(rng);
+  for (size_t i = 0; i < positions->size(); ++i) (*positions)[i] = sequential ? i % stored : position(rng);
   const size_t count = config.random_reads;
   auto bytes_read = [files, positions] {
     uint64_t bytes = 0;
@@ -187,7 +192,10 @@ Workload RandomReadWorkload(const Config& config, std::shared_ptr<const Elements
     return bytes;
   };
 
-  Workload w{"random read " + elements->Name(), {}, [=, &config] { *files = MakeReadFiles(config, *elements, stored); }};
+  const std::string order = sequential ? "sequential" : "random";
+  Workload w{order + " read " + elements->Name(),
+             {},
+             [=, &config] { *files = MakeReadFiles(config, *elements, stored, order); }};
   w.variants.push_back({"pread(2), offsets in memory", false, [=] {
                           const ReadFiles& f = **files;
                           std::vector<std::byte> buf(1024);
@@ -215,6 +223,17 @@ Workload RandomReadWorkload(const Config& config, std::shared_ptr<const Elements
                           for (uint64_t p : *positions) Must(snapshot.ReadInto(p, buf), "RecordSnapshot::ReadInto");
                           return watch.Stop(count, bytes_read());
                         }});
+  if (sequential) {
+    w.variants.push_back({"RecordReader::Read (views)", true, [=] {
+                            RecordReader reader(*(*files)->log);
+                            // Touches each element, as a caller of the copying reads does.
+                            volatile std::byte first{};
+                            const Stopwatch watch;
+                            for (uint64_t p : *positions) first = Must(reader.Read(p), "RecordReader::Read").bytes.front();
+                            (void)first;
+                            return watch.Stop(count, bytes_read());
+                          }});
+  }
   return w;
 }
 
@@ -243,8 +262,10 @@ int Main(int argc, char** argv) {
   std::vector<Workload> all;
   all.push_back(AppendWorkload(config, fixed));
   all.push_back(AppendWorkload(config, variable));
-  all.push_back(RandomReadWorkload(config, fixed, config.fixed_elements));
-  all.push_back(RandomReadWorkload(config, variable, config.variable_elements));
+  all.push_back(ReadWorkload(config, fixed, config.fixed_elements, /*sequential=*/false));
+  all.push_back(ReadWorkload(config, variable, config.variable_elements, /*sequential=*/false));
+  all.push_back(ReadWorkload(config, fixed, config.fixed_elements, /*sequential=*/true));
+  all.push_back(ReadWorkload(config, variable, config.variable_elements, /*sequential=*/true));
   std::vector<Workload> workloads = SelectWorkloads(std::move(all), config.only);
   RunRounds(workloads, config.warmup_rounds, config.rounds);
 

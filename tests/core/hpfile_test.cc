@@ -13,6 +13,7 @@
 #include <thread>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,6 +37,7 @@ using testing::PatternBytes;
 using testing::ReadFileBytes;
 using testing::ReadFileText;
 using testing::ReadRange;
+using testing::RunInChildThatCrashes;
 using testing::SeededBytes;
 using testing::SegmentFileName;
 using testing::SegmentFilesOnDisk;
@@ -1038,6 +1040,7 @@ class PausingPunchIo final : public Io {
   Result<void> Mkdir(const std::string& path, mode_t mode) override { return base_.Mkdir(path, mode); }
   Result<void> Rmdir(const std::string& path) override { return base_.Rmdir(path); }
   Result<std::vector<std::string>> ListDir(const std::string& path) override { return base_.ListDir(path); }
+  Result<void> TryLockExclusive(int fd) override { return base_.TryLockExclusive(fd); }
 
  private:
   Io& base_ = PosixIo::Default();
@@ -1670,6 +1673,162 @@ TEST_F(HPFileTest, CloseDescriptorsLeavesNoneOpenAndTheFileKeepsWorking) {
   auto reopened = HPFile::Open(Dir(), options);
   ASSERT_TRUE(reopened);
   ExpectContent(**reopened, model);
+}
+
+// ---- offsets across a process crash ----------------------------------------
+// The child process dies with _exit after the steps: what it wrote stays in
+// the kernel, but nothing is closed or written by a destructor.
+
+// Opens the file in the child and runs `steps` on it; false on any error.
+bool CrashAfterSteps(const std::string& dir, uint64_t segment_size,
+                     const std::function<bool(HPFile&)>& steps) {
+  return RunInChildThatCrashes([&] {
+    auto file = HPFile::Open(dir, OptionsWithSegmentSize(segment_size));
+    if (!file) return false;
+    const bool done = steps(**file);
+    // Leaked: a crash runs no destructor (which would write the meta).
+    (void)file->release();
+    return done;
+  });
+}
+
+class PruneToTheEndTest : public HPFileTest, public ::testing::WithParamInterface<uint64_t> {};
+
+// With a full tail, the prune deleted every segment and only the meta (not
+// yet written) knew where the file ended.
+TEST_P(PruneToTheEndTest, TheEndSurvivesACrashAndNoOffsetIsHandedOutTwice) {
+  const uint64_t length = GetParam();
+  ASSERT_TRUE(CrashAfterSteps(Dir(), 128, [&](HPFile& file) {
+    return file.Append(PatternBytes(0, length)) && file.Sync() && file.PruneHead(length) &&
+           file.Head() == length;
+  }));
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(128)));
+  EXPECT_EQ(file->Size(), length);
+  EXPECT_LE(file->Head(), length);
+  ASSERT_OK_AND_ASSIGN(const uint64_t offset, file->Append(PatternBytes(length, 10)));
+  EXPECT_EQ(offset, length);
+  testing::ExpectWellFormed(*file);
+}
+
+INSTANTIATE_TEST_SUITE_P(Lengths, PruneToTheEndTest, ::testing::Values(256u, 200u, 128u),
+                         [](const auto& info) { return "Bytes" + std::to_string(info.param); });
+
+TEST_F(HPFileTest, PruneToTheEndOfAFullTailLeavesAnEmptyTailAtTheHead) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(128)));
+  ASSERT_OK(file->Append(PatternBytes(0, 256)));
+  ASSERT_OK(file->PruneHead(256));
+  EXPECT_EQ(SegmentFilesOnDisk(Dir()), std::vector<std::string>{SegmentFileName(256, 128)});
+  testing::ExpectWellFormed(*file);
+  ASSERT_OK_AND_ASSIGN(const uint64_t offset, file->Append(PatternBytes(256, 10)));
+  EXPECT_EQ(offset, 256u);
+  ASSERT_OK_AND_ASSIGN(auto got, ReadRange(*file, 256, 10));
+  EXPECT_EQ(got, PatternBytes(256, 10));
+}
+
+// A truncate to the head deletes every segment: the unsynced head of an
+// earlier prune must not be what the file reopens at.
+TEST_F(HPFileTest, TruncateToTheHeadKeepsTheEndAcrossACrash) {
+  ASSERT_TRUE(CrashAfterSteps(Dir(), 128, [](HPFile& file) {
+    return file.Append(PatternBytes(0, 256)) && file.Sync() && file.PruneHead(200) && file.Truncate(200);
+  }));
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(128)));
+  EXPECT_EQ(file->Size(), 200u);
+  ASSERT_OK_AND_ASSIGN(const uint64_t offset, file->Append(PatternBytes(200, 10)));
+  EXPECT_EQ(offset, 200u);
+}
+
+// The new head must be in the meta before anything is appended below the old
+// one, or the appended bytes reopen below the head (ENODATA). Emptied first,
+// the file has no segment left to cut when it is truncated below the head.
+TEST_F(HPFileTest, AppendAfterATruncateBelowTheHeadSurvivesACrash) {
+  for (const bool emptied_first : {false, true}) {
+    SCOPED_TRACE(emptied_first ? "emptied first" : "with segments");
+    const std::string dir = tmp_.Sub(emptied_first ? "emptied" : "file");
+    ASSERT_TRUE(CrashAfterSteps(dir, 128, [&](HPFile& file) {
+      return file.Append(PatternBytes(0, 256)) && file.PruneHead(200) && file.Sync() &&
+             (!emptied_first || (file.Truncate(200) && file.Segments().empty())) && file.Truncate(50) &&
+             file.Append(SeededBytes(7, 50, 100));
+    }));
+    ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(dir, OptionsWithSegmentSize(128)));
+    EXPECT_EQ(file->Head(), 50u);
+    EXPECT_EQ(file->Size(), 150u);
+    ASSERT_OK_AND_ASSIGN(auto got, ReadRange(*file, 50, 100));
+    EXPECT_EQ(got, SeededBytes(7, 50, 100));
+  }
+}
+
+// The meta cannot be written: the last segment stays, and keeps the end.
+TEST_F(HPFileTest, TruncateBelowTheHeadFailingToWriteTheMetaKeepsTheEndOnDisk) {
+  FaultIo io;
+  Options options = OptionsWithSegmentSize(128);
+  options.io = &io;
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
+  ASSERT_OK(file->Append(PatternBytes(0, 256)));
+  ASSERT_OK(file->PruneHead(200));
+  io.FailNthCall(1, ENOSPC, static_cast<IoOpMask>(IoOp::kPwrite));
+  EXPECT_ERRNO(file->Truncate(50), ENOSPC);
+  EXPECT_EQ(file->Size(), 128u) << "cut to the last segment's base";
+  EXPECT_EQ(file->Head(), 128u);
+  EXPECT_EQ(SegmentFilesOnDisk(Dir()), std::vector<std::string>{SegmentFileName(128, 128)});
+  testing::ExpectWellFormed(*file);
+  io.Heal();
+  ASSERT_OK(file->Truncate(50));
+  EXPECT_EQ(file->Size(), 50u);
+  ASSERT_OK_AND_ASSIGN(const uint64_t offset, file->Append(PatternBytes(50, 10)));
+  EXPECT_EQ(offset, 50u);
+}
+
+// ---- ownership ---------------------------------------------------------------
+
+TEST_F(HPFileTest, SecondOpenOfAnOpenFileFailsWithEbusy) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir()));
+  ASSERT_OK(file->Append(PatternBytes(0, 10)));
+  EXPECT_ERRNO(HPFile::Open(Dir()), EBUSY);
+  Result<std::unique_ptr<HPFile>> from_thread = Errno(EINVAL);
+  std::thread([&] { from_thread = HPFile::Open(Dir()); }).join();
+  EXPECT_ERRNO(from_thread, EBUSY);
+  // The refused opens changed nothing, and the file works on.
+  ASSERT_OK(file->Append(PatternBytes(10, 10)));
+  EXPECT_EQ(file->Size(), 20u);
+  file.reset();
+  ASSERT_OK_AND_ASSIGN(auto reopened, HPFile::Open(Dir()));
+  EXPECT_EQ(reopened->Size(), 20u);
+}
+
+TEST_F(HPFileTest, CloseDescriptorsKeepsOwnership) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir()));
+  ASSERT_OK(file->Append(PatternBytes(0, 10)));
+  ASSERT_OK(file->CloseDescriptors());
+  EXPECT_ERRNO(HPFile::Open(Dir()), EBUSY);
+}
+
+TEST_F(HPFileTest, AnotherProcessGetsEbusyUntilTheOwnerCloses) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir()));
+  const std::string dir = Dir();
+  EXPECT_TRUE(RunInChildThatCrashes([&] {
+    auto other = HPFile::Open(dir);
+    return !other && other.error().value() == EBUSY;
+  }));
+  file.reset();
+  EXPECT_TRUE(RunInChildThatCrashes([&] { return HPFile::Open(dir).has_value(); }));
+}
+
+TEST_F(HPFileTest, TheKernelReleasesOwnershipWhenTheOwnerDies) {
+  ASSERT_TRUE(CrashAfterSteps(Dir(), 128, [](HPFile& file) { return file.Append(PatternBytes(0, 10)).has_value(); }));
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir()));
+  EXPECT_EQ(file->Size(), 10u);
+}
+
+// The lock belongs to the directory, not to its name: a file renamed while
+// open stays owned, and a new file at the old name is another file.
+TEST_F(HPFileTest, OwnershipFollowsARenamedDirectory) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir()));
+  const std::string moved = tmp_.Sub("moved");
+  ASSERT_EQ(::rename(Dir().c_str(), moved.c_str()), 0);
+  EXPECT_ERRNO(HPFile::Open(moved), EBUSY);
+  ASSERT_OK_AND_ASSIGN(auto fresh, HPFile::Open(Dir()));
+  ASSERT_OK(fresh->Append(PatternBytes(0, 5)));
+  EXPECT_EQ(fresh->Size(), 5u);
 }
 
 }  // namespace

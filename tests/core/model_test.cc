@@ -2,8 +2,9 @@
 // virtual file. Many short sequences of random operations, with segments of
 // 1..64 bytes so that rolls, multi-segment appends and whole-segment prunes
 // and truncates happen all the time, interleaved with clean reopens,
-// simulated power losses (FaultIo), and process deaths partway through an
-// operation followed by a power loss.
+// simulated power losses (FaultIo), process deaths partway through an
+// operation followed by a power loss, and process deaths (the kernel keeping
+// every write) right after a prune or truncate that empties the file.
 //
 // Every sequence is determined by its seed. The failure message names it; to
 // replay one: HPFILE_MODEL_SEED=<seed> core_model_test (a comma-separated list
@@ -28,7 +29,7 @@
 namespace hpfile {
 namespace {
 
-using testing::ForwardingIo;
+using testing::DyingIo;
 using testing::NoFlushIo;
 using testing::TempDir;
 
@@ -52,32 +53,6 @@ size_t OpsPerSequence() {
   if (const char* env = std::getenv("HPFILE_MODEL_OPS"); env != nullptr && *env != '\0') return std::stoul(env);
   return kDefaultOpsPerSequence;
 }
-
-// Forwards to another Io until told to die: after a given number of further
-// calls every call fails with EIO, as if the process were gone at that point
-// and nothing it did afterwards reached the disk. Close still closes.
-class DyingIo final : public ForwardingIo {
- public:
-  explicit DyingIo(Io& base) : ForwardingIo(base) {}
-  void DieAfter(uint64_t calls) {
-    dying_ = true;
-    remaining_ = calls;
-  }
-  void Revive() { dying_ = false; }
-
- protected:
-  // Counts the call when dying; EIO once the countdown has run out.
-  Result<void> Admit() override {
-    if (!dying_) return {};
-    if (remaining_ == 0) return Errno(EIO);
-    --remaining_;
-    return {};
-  }
-
- private:
-  bool dying_ = false;
-  uint64_t remaining_ = 0;
-};
 
 // What the test knows about the file. `data[i]` is virtual byte i; bytes
 // below the head keep whatever they last were (nobody may read them).
@@ -237,9 +212,55 @@ class ModelRun {
     if (pick < 73) return DoSetSegmentSize();
     if (pick < 82) return DoSync();
     if (pick < 84) return DoFlush();
-    if (pick < 89) return DoReopen();
-    if (pick < 94) return DoCrashDuringOperation();
+    if (pick < 89) return DoReopen(/*crash=*/false);
+    if (pick < 92) return DoCrashDuringOperation();
+    if (pick < 96) return DoProcessCrashAfterEmptying();
     return DoPowerLoss();
+  }
+
+  // Appends `n` random bytes, in the file and the model.
+  void AppendRandom(size_t n) {
+    const std::string bytes = RandomBytes(n);
+    Log("Append(" + std::to_string(n) + ") at " + std::to_string(model_.size()));
+    auto offset = file_->Append(std::as_bytes(std::span(bytes)));
+    ASSERT_TRUE(offset.has_value()) << offset.error().message();
+    EXPECT_EQ(*offset, model_.size());
+    model_.Append(bytes);
+  }
+
+  // The sequences that once lost the end of the file, then a process crash
+  // (not a power loss: the kernel keeps everything written): a prune to the
+  // end of a full tail, or a truncate below the head and an append.
+  void DoProcessCrashAfterEmptying() {
+    if (Chance(0.5)) {
+      if (model_.size() == model_.head) AppendRandom(Uniform(1, 16));
+      if (::testing::Test::HasFailure()) return;
+      // Buffered bytes have no segment yet.
+      auto flushed = file_->Flush();
+      ASSERT_TRUE(flushed.has_value()) << flushed.error().message();
+      ASSERT_FALSE(file_->Segments().empty());
+      const SegmentInfo tail = file_->Segments().back();
+      if (tail.base + tail.capacity > model_.size()) AppendRandom(tail.base + tail.capacity - model_.size());
+      if (::testing::Test::HasFailure()) return;
+      const uint64_t n = model_.size();
+      Log("PruneHead(" + std::to_string(n) + ") to the end of a full tail");
+      auto pruned = file_->PruneHead(n);
+      ASSERT_TRUE(pruned.has_value()) << pruned.error().message();
+      model_.PruneHead(n);
+    } else {
+      const uint64_t n = model_.head > 0 ? Uniform(0, model_.head - 1) : Uniform(0, model_.size());
+      Log("Truncate(" + std::to_string(n) + ") size " + std::to_string(model_.size()) + " head " +
+          std::to_string(model_.head));
+      auto truncated = file_->Truncate(n);
+      ASSERT_TRUE(truncated.has_value()) << truncated.error().message();
+      model_.Truncate(n);
+      AppendRandom(Uniform(1, 2 * kMaxSegment));
+      if (::testing::Test::HasFailure()) return;
+    }
+    // Everything in the kernel, so the crash may lose nothing.
+    auto flushed = file_->Flush();
+    ASSERT_TRUE(flushed.has_value()) << flushed.error().message();
+    DoReopen(/*crash=*/true);
   }
 
   void DoAppend() {
@@ -402,11 +423,16 @@ class ModelRun {
     return options;
   }
 
-  void DoReopen() {
+  // Closes and reopens the file; with `crash`, the process dies instead of
+  // closing it: nothing more reaches the kernel, not even the destructor's
+  // writes, but what was written stays (no power loss).
+  void DoReopen(bool crash) {
     Options options = OpenAgain();
-    Log("reopen" + Describe(options));
+    Log(std::string(crash ? "process crash, then reopen" : "reopen") + Describe(options));
     pre_reader_.reset();
+    if (crash) dying_.DieAfter(0);
     file_.reset();
+    dying_.Revive();
     ASSERT_EQ(io_.OpenDescriptors(), 0u) << "descriptors left open by a closed HPFile";
     auto opened = HPFile::Open(dir_, options);
     ASSERT_TRUE(opened.has_value()) << opened.error().message();
@@ -414,11 +440,11 @@ class ModelRun {
     write_buffer_size_ = options.write_buffer_size;
     EXPECT_FALSE(file_->Damage().has_value()) << *file_->Damage();
     EXPECT_EQ(file_->GetMeta().segment_size, model_.segment_size);
-    EXPECT_EQ(file_->Size(), model_.size()) << "a clean close and reopen changed the size";
+    EXPECT_EQ(file_->Size(), model_.size()) << "a close or process crash and reopen changed the size";
     EXPECT_LE(file_->DurableSize(), file_->Size());
     if (!model_.head_unsynced) {
       EXPECT_EQ(file_->Head(), model_.head);
-      EXPECT_TRUE(file_->RecoveryLog().empty()) << "recovery acted after a clean close with nothing pending: "
+      EXPECT_TRUE(file_->RecoveryLog().empty()) << "recovery acted after a close with nothing pending: "
                                                 << file_->RecoveryLog().front();
     } else {
       // The head is durable only through Sync; an unsynced move may be lost,

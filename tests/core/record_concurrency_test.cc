@@ -84,6 +84,30 @@ class RecordConcurrencyTest : public ::testing::TestWithParam<uint32_t> {
     }
   }
 
+  // Scans with a RecordReader until `stop`, from the head to the end and
+  // over again; counts whole elements read.
+  void ViewReader(const RecordLog& log, const std::atomic<bool>& stop, std::atomic<uint64_t>& reads) {
+    RecordReader reader(log, /*buffer_size=*/4096);
+    std::vector<std::byte> element;
+    uint64_t position = 0;
+    while (!stop.load(std::memory_order_relaxed)) {
+      if (position < log.First() || position >= log.SizeUnsynced()) position = log.First();
+      auto got = reader.Read(position);
+      if (!got) {
+        const int err = got.error().value();
+        ASSERT_TRUE(err == ENODATA || err == ERANGE) << "position " << position << ": " << got.error().message();
+        position = log.First();
+        continue;
+      }
+      element.assign(got->bytes.begin(), got->bytes.end());
+      Tag tag;
+      ASSERT_TRUE(Whole(element, element_size(), tag)) << "position " << position;
+      ASSERT_EQ(tag.position, position);
+      ++position;
+      reads.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
   // Takes snapshots until `stop` and reads each whole: every element intact,
   // ids growing with positions.
   void SnapshotReader(const RecordLog& log, const std::atomic<bool>& stop, bool positions_fixed,
@@ -128,12 +152,14 @@ TEST_P(RecordConcurrencyTest, ReadersSeeWholeElementsWhileTheWriterAppendsRewind
     readers.emplace_back([&, t] { PlainReader(*log, stop, /*positions_fixed=*/true, t, reads); });
   }
   readers.emplace_back([&] { SnapshotReader(*log, stop, /*positions_fixed=*/true, snapshots); });
+  std::atomic<uint64_t> view_reads{0};
+  readers.emplace_back([&] { ViewReader(*log, stop, view_reads); });
 
   std::mt19937_64 rng(42);
   uint64_t next_id = 1;
   // At least 300 rounds, and on until the readers have had their turn.
   auto more = [&](int round) {
-    return (round < 300 || reads.load() < 100 || snapshots.load() < 3) && round < 100000;
+    return (round < 300 || reads.load() < 100 || view_reads.load() < 100 || snapshots.load() < 3) && round < 100000;
   };
   for (int round = 0; more(round) && !::testing::Test::HasFailure(); ++round) {
     const int appends = static_cast<int>(rng() % 20) + 1;
@@ -165,6 +191,7 @@ TEST_P(RecordConcurrencyTest, ReadersSeeWholeElementsWhileTheWriterAppendsRewind
   stop.store(true);
   for (std::thread& reader : readers) reader.join();
   EXPECT_GT(reads.load(), 0u);
+  EXPECT_GT(view_reads.load(), 0u);
   EXPECT_GT(snapshots.load(), 0u);
 }
 

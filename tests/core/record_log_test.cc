@@ -6,7 +6,11 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <ranges>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -55,8 +59,10 @@ class RecordLogTest : public ::testing::TestWithParam<uint32_t> {
     }
   }
 
-  // Every position in [first, first + ids.size()) holds the element ids[i].
-  static void ExpectElements(const RecordLog& log, uint64_t first, const std::vector<uint64_t>& ids,
+  // Every position in [first, first + ids.size()) holds the element ids[i],
+  // in a log or a snapshot.
+  template <class Reader>
+  static void ExpectElements(const Reader& log, uint64_t first, const std::vector<uint64_t>& ids,
                              uint32_t element_size) {
     for (size_t i = 0; i < ids.size(); ++i) {
       auto got = log.Read(first + i);
@@ -792,6 +798,195 @@ TEST_P(RecordLogTest, PowerLossAfterFlushKeepsEveryFlushedElement) {
   EXPECT_GE(log->First(), 20u);
   EXPECT_LE(log->First(), 50u);
   ExpectElements(*log, log->First(), Ids(log->First(), 100), element_size());
+}
+
+// ---- positions across a process crash; ownership; snapshots across a reopen ----
+
+// The child opens the log, runs `steps` and dies with _exit, closing nothing.
+bool CrashAfterLogSteps(const std::string& dir, const RecordLogOptions& options,
+                        const std::function<bool(RecordLog&)>& steps) {
+  return RunInChildThatCrashes([&] {
+    auto log = RecordLog::Open(dir, options);
+    if (!log) return false;
+    const bool done = steps(**log);
+    (void)log->release();
+    return done;
+  });
+}
+
+// A write-ahead log that consumed everything it wrote. With 8 elements the
+// segments are full and the prune emptied the data file (and, for
+// variable-size elements, the index) of every segment; with 7 the tails are
+// not full, and the prune punched every index entry.
+TEST_P(RecordLogTest, PruneToTheEndSurvivesACrashAndNoPositionIsHandedOutTwice) {
+  RecordLogOptions small = RecordOptions(fixed() ? 32 : 0, 64, &no_flush_);
+  const auto element = [](uint64_t id) { return SeededBytes(id, 0, 32); };
+  for (const uint64_t count : {8u, 7u}) {
+    SCOPED_TRACE(std::to_string(count) + " elements");
+    const std::string dir = path() + std::to_string(count);
+    ASSERT_TRUE(CrashAfterLogSteps(dir, small, [&](RecordLog& log) {
+      for (uint64_t id = 0; id < count; ++id) {
+        if (!log.Append(element(id))) return false;
+      }
+      return log.Flush() && log.PruneHead(count) && log.First() == count;
+    }));
+    ASSERT_OK_AND_ASSIGN(auto log, RecordLog::Open(dir, small));
+    EXPECT_FALSE(log->Damage().has_value()) << *log->Damage();
+    EXPECT_EQ(log->Size(), count);
+    ASSERT_OK_AND_ASSIGN(const uint64_t position, log->Append(element(count)));
+    EXPECT_EQ(position, count);
+    ASSERT_OK(log->Flush());
+    ASSERT_OK_AND_ASSIGN(auto got, log->Read(count));
+    EXPECT_EQ(got, element(count));
+  }
+}
+
+TEST_P(RecordLogTest, ASecondOpenOfAnOpenLogFailsWithEbusyAndLosesNothing) {
+  auto a = OpenLog();
+  ASSERT_NE(a, nullptr);
+  AppendIds(*a, 0, 20, element_size());
+  ASSERT_OK(a->Flush());
+  const std::vector<uint64_t> removed{3};
+  ASSERT_OK(a->WriteTmpPruned(removed));
+
+  EXPECT_ERRNO(RecordLog::Open(path(), options(&no_flush_)), EBUSY);
+  Result<std::unique_ptr<RecordLog>> from_thread = Errno(EINVAL);
+  std::thread([&] { from_thread = RecordLog::Open(path(), options(&no_flush_)); }).join();
+  EXPECT_ERRNO(from_thread, EBUSY);
+  const RecordLogOptions child_options = options(&no_flush_);
+  EXPECT_TRUE(RunInChildThatCrashes([&] {
+    auto b = RecordLog::Open(path(), child_options);
+    return !b && b.error().value() == EBUSY;
+  }));
+
+  // The compaction the refused opens would have deleted goes through.
+  ASSERT_OK(a->ReplaceWithTmp());
+  AppendIds(*a, 19, 25, element_size());
+  ASSERT_OK(a->Flush());
+  a.reset();
+  auto reopened = OpenLog();
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_FALSE(reopened->Damage().has_value());
+  std::vector<uint64_t> ids = Ids(0, 3);
+  for (uint64_t id = 4; id < 20; ++id) ids.push_back(id);
+  for (uint64_t id = 19; id < 25; ++id) ids.push_back(id);
+  ExpectElements(*reopened, 0, ids, element_size());
+}
+
+TEST_P(RecordLogTest, TheKernelReleasesTheLogWhenItsOwnerDies) {
+  const RecordLogOptions child_options = options(&no_flush_);
+  ASSERT_TRUE(CrashAfterLogSteps(path(), child_options, [&](RecordLog& log) {
+    return log.Append(ElementFor(0, element_size())) && log.Flush();
+  }));
+  auto log = OpenLog();
+  ASSERT_NE(log, nullptr);
+  ExpectElements(*log, 0, {0}, element_size());
+}
+
+// A snapshot outlives the log object that took it: a log opened again in
+// this process protects it as its own.
+TEST_P(RecordLogTest, SnapshotKeepsItsViewAcrossAReopenOfTheLog) {
+  auto log = OpenLog();
+  ASSERT_NE(log, nullptr);
+  AppendIds(*log, 0, 10, element_size());
+  ASSERT_OK(log->Flush());
+  ASSERT_OK_AND_ASSIGN(RecordSnapshot snap, log->Snapshot());
+  log.reset();
+
+  log = OpenLog();
+  ASSERT_NE(log, nullptr);
+  ASSERT_OK(log->PruneHead(5));
+  ASSERT_OK(log->Rewind(7));
+  ASSERT_OK(log->Flush());
+  AppendIds(*log, 100, 101, element_size());
+  ASSERT_OK(log->Flush());
+
+  ExpectElements(snap, 0, Ids(0, 10), element_size());
+}
+
+// Another process cannot change in place what a snapshot reads: the
+// snapshot holds the log's lock until it goes.
+TEST_P(RecordLogTest, ALiveSnapshotKeepsOtherProcessesOut) {
+  auto log = OpenLog();
+  ASSERT_NE(log, nullptr);
+  AppendIds(*log, 0, 10, element_size());
+  ASSERT_OK(log->Flush());
+  std::optional<RecordSnapshot> snap;
+  {
+    ASSERT_OK_AND_ASSIGN(RecordSnapshot taken, log->Snapshot());
+    snap = std::move(taken);
+  }
+  log.reset();
+  const RecordLogOptions child_options = options(&no_flush_);
+  auto other_process_prunes = [&] {
+    return RunInChildThatCrashes([&] {
+      auto other = RecordLog::Open(path(), child_options);
+      return other && (*other)->PruneHead(10) && (*other)->Flush();
+    });
+  };
+  EXPECT_FALSE(other_process_prunes());
+  ExpectElements(*snap, 0, Ids(0, 10), element_size());
+  snap.reset();
+  EXPECT_TRUE(other_process_prunes());
+}
+
+// ---- RecordReader ----------------------------------------------------------------------------
+
+TEST_P(RecordLogTest, ReaderReturnsEveryElementFromOneBufferPerScan) {
+  auto log = OpenLog();
+  ASSERT_NE(log, nullptr);
+  AppendIds(*log, 0, 300, element_size());
+  ASSERT_OK(log->Flush());
+  AppendIds(*log, 300, 305, element_size());  // pending
+  RecordReader reader(*log);
+  std::set<const std::vector<std::byte>*> buffers;
+  for (uint64_t position = 0; position < 305; ++position) {
+    ASSERT_OK_AND_ASSIGN(RecordView view, reader.Read(position));
+    ASSERT_TRUE(std::ranges::equal(view.bytes, ElementFor(position, element_size()))) << "position " << position;
+    if (position < 300) buffers.insert(view.buffer.get());
+  }
+  // Every flushed element came out of the one buffer the first read filled.
+  EXPECT_EQ(buffers.size(), 1u);
+  EXPECT_ERRNO(reader.Read(305), ERANGE);
+}
+
+TEST_P(RecordLogTest, ReaderViewStaysValidWhileHeld) {
+  auto log = OpenLog();
+  ASSERT_NE(log, nullptr);
+  AppendIds(*log, 0, 200, element_size());
+  ASSERT_OK(log->Flush());
+  RecordReader reader(*log, /*buffer_size=*/64);
+  ASSERT_OK_AND_ASSIGN(RecordView first, reader.Read(0));
+  for (uint64_t position = 199; position > 0; --position) {
+    ASSERT_OK_AND_ASSIGN(RecordView view, reader.Read(position));
+    ASSERT_TRUE(std::ranges::equal(view.bytes, ElementFor(position, element_size()))) << "position " << position;
+  }
+  EXPECT_TRUE(std::ranges::equal(first.bytes, ElementFor(0, element_size())));
+}
+
+// Buffered bytes that a prune, a flushed rewind or a compaction replaced are
+// never served.
+TEST_P(RecordLogTest, ReaderNeverReturnsReplacedElements) {
+  auto log = OpenLog();
+  ASSERT_NE(log, nullptr);
+  AppendIds(*log, 0, 50, element_size());
+  ASSERT_OK(log->Flush());
+  RecordReader reader(*log);
+  ASSERT_OK(reader.Read(40));
+
+  ASSERT_OK(log->Rewind(40));
+  AppendIds(*log, 1000, 1010, element_size());
+  ASSERT_OK(log->Flush());
+  ASSERT_OK_AND_ASSIGN(RecordView replaced, reader.Read(40));
+  EXPECT_TRUE(std::ranges::equal(replaced.bytes, ElementFor(1000, element_size())));
+
+  ASSERT_OK(log->PruneHead(10));
+  EXPECT_ERRNO(reader.Read(9), ENODATA);
+
+  const std::vector<uint64_t> removed{10};
+  ASSERT_OK(log->Compact(removed));
+  ASSERT_OK_AND_ASSIGN(RecordView moved, reader.Read(10));
+  EXPECT_TRUE(std::ranges::equal(moved.bytes, ElementFor(11, element_size())));
 }
 
 }  // namespace

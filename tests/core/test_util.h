@@ -9,6 +9,7 @@
 #include <linux/falloc.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +20,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <ostream>
@@ -136,6 +138,29 @@ inline std::optional<size_t> FirstDifference(std::span<const std::byte> a,
 }
 
 // ---------------------------------------------------------------------------
+// Process crashes.
+
+// Runs `body` in a forked child that then ends with _exit, running no
+// destructor: a process crash at the end of `body`. The kernel keeps what the
+// child wrote (unlike a power loss), and releases its locks. `body` returns
+// false to report a failure of its own. True when the child ran it through.
+inline bool RunInChildThatCrashes(const std::function<bool()>& body) {
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ADD_FAILURE() << "fork: " << std::strerror(errno);
+    return false;
+  }
+  if (pid == 0) ::_exit(body() ? 0 : 1);
+  int status = 0;
+  if (::waitpid(pid, &status, 0) != pid) {
+    ADD_FAILURE() << "waitpid: " << std::strerror(errno);
+    return false;
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+// ---------------------------------------------------------------------------
 // Temporary directories.
 
 // A fresh directory under /tmp, removed with everything in it on destruction.
@@ -216,6 +241,9 @@ class ForwardingIo : public Io {
   Result<std::vector<std::string>> ListDir(const std::string& path) override {
     return Forward([&] { return base_.ListDir(path); });
   }
+  Result<void> TryLockExclusive(int fd) override {
+    return Forward([&] { return base_.TryLockExclusive(fd); });
+  }
 
  protected:
   // Runs before every forwarded call; an error is returned in its place.
@@ -229,6 +257,32 @@ class ForwardingIo : public Io {
   }
 
   Io& base_;
+};
+
+// Forwards to another Io until told to die: after a given number of further
+// calls every call fails with EIO, as if the process were gone at that point
+// and nothing it did afterwards reached the disk. Close still closes.
+class DyingIo final : public ForwardingIo {
+ public:
+  explicit DyingIo(Io& base) : ForwardingIo(base) {}
+  void DieAfter(uint64_t calls) {
+    dying_ = true;
+    remaining_ = calls;
+  }
+  void Revive() { dying_ = false; }
+
+ protected:
+  // Counts the call when dying; EIO once the countdown has run out.
+  Result<void> Admit() override {
+    if (!dying_) return {};
+    if (remaining_ == 0) return Errno(EIO);
+    --remaining_;
+    return {};
+  }
+
+ private:
+  bool dying_ = false;
+  uint64_t remaining_ = 0;
 };
 
 // Reports fsync and fdatasync done without flushing anything. FaultIo
