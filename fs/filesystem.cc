@@ -379,9 +379,8 @@ Result<std::shared_ptr<hpfile::HPFile>> Filesystem::OpenHPFile(const std::shared
   };
   // "/." makes the path resolve through the magic link even for callers that
   // lstat it (hpfile::PosixIo::Stat does).
-  auto file = hpfile::HPFile::Open(ProcFdPath(dir_fd) + "/.", options);
-  if (!file) return std::unexpected(file.error());
-  return std::shared_ptr<hpfile::HPFile>(std::move(*file));
+  return open_files_.SharedOrOpen({inode->backing_dev, inode->backing_ino},
+                                  [&] { return hpfile::HPFile::Open(ProcFdPath(dir_fd) + "/.", options); });
 }
 
 Result<std::shared_ptr<Inode>> Filesystem::LoadChild(const Inode& parent, std::string_view name) {

@@ -41,6 +41,7 @@
 #include "core/result.h"
 #include "fs/hpfs_ioctl.h"
 #include "fs/inode_table.h"
+#include "fs/open_files.h"
 #include "fs/options.h"
 #include "fs/trash_deleter.h"
 
@@ -303,6 +304,7 @@ class Filesystem {
   const hpfile::Fd root_fd_;
   const hpfile::Fd trash_fd_;
   InodeTable inodes_;
+  OpenFiles open_files_;
   std::atomic<uint64_t> trash_counter_{0};
   // Loading a file inode opens its HPFile; two threads must not open the
   // same one at once (recovery would run twice), so loads are serialized.

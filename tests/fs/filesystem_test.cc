@@ -131,6 +131,37 @@ TEST_F(FilesystemTest, ForgetOfOpenFileKeepsItUsable) {
   fs_->Release(std::move(handle));
 }
 
+// The retention pass holds a file's HPFile while it enforces limits, and the
+// kernel may forget the inode meanwhile: the next lookup must share that
+// HPFile (an HPFile owns its directory; opening a second one fails).
+TEST_F(FilesystemTest, LookupAfterForgetSharesTheHPFileAnotherHolderKeeps) {
+  const InodeId id = MakeFile("a", "data");
+  const std::shared_ptr<hpfile::HPFile> held = fs_->inodes().Get(id)->File();
+  ASSERT_NE(held, nullptr);
+  fs_->Forget(id, 1);
+  ASSERT_EQ(fs_->inodes().Get(id), nullptr);
+
+  auto again = fs_->Lookup(kRootInode, "a");
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_EQ(fs_->inodes().Get(again->id)->File(), held);
+  auto handle = OpenOk(again->id, O_WRONLY | O_APPEND);
+  ASSERT_NE(handle, nullptr);
+  ASSERT_TRUE(fs_->Write(*handle, 4, Bytes("more"), true));
+  fs_->Release(std::move(handle));
+  EXPECT_EQ(held->Size(), 8u);
+}
+
+// Once the last holder lets go, a lookup opens the directory afresh.
+TEST_F(FilesystemTest, LookupAfterTheLastHolderClosedOpensTheFileAgain) {
+  const InodeId id = MakeFile("a", "data");
+  std::weak_ptr<hpfile::HPFile> was = fs_->inodes().Get(id)->File();
+  fs_->Forget(id, 1);
+  EXPECT_TRUE(was.expired());
+  auto again = fs_->Lookup(kRootInode, "a");
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_EQ(again->attr.st_size, 4);
+}
+
 TEST_F(FilesystemTest, StInoIsStableAcrossRemount) {
   const InodeId file = MakeFile("a", "x");
   auto dir = fs_->Mkdir(kRootInode, "d", 0755, caller_);
