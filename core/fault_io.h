@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // An Io for tests: injects errors into chosen calls and simulates power loss.
 //
 // Power loss follows the model of LevelDB's fault-injection test, made

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Bounded set of read descriptors for segments, so a file with any number of
 // segments needs at most `limit` of them. Eviction follows the CLOCK policy:
 // a close approximation of least-recently-used whose hit path only sets a flag,

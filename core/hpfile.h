@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // HPFile: a head-prunable file. One large virtual file stored as a directory of
 // segment files (layout in format.h and docs/FORMAT.md). Bytes are only ever
 // appended at the end; the head can be pruned and the tail truncated, and byte N

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The one gateway between libhpfile and the operating system.
 //
 // Every system call the library makes goes through an Io object, so tests can

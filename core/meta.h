@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // hpfile.meta: the per-file key=value record (format.h names the keys).
 #pragma once
 

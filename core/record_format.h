@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Record log format 1: every name, key and constant of a record log's on-disk
 // layout (docs/RECORDS.md). No logic.
 #pragma once

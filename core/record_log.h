@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // RecordLog: an append-only log of elements addressed by 0-based position, on
 // top of HPFile (the capability of Grin's AppendOnlyFile, without its full-file
 // rewrite to prune the head, its remove-then-rename replace and its single

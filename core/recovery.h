@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What opening an HPFile finds in its directory and what it does about it.
 // HPFile::Open applies the plan; a checking tool can print it without applying.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Error handling shared by every libhpfile API: results carry an errno value so
 // that a caller (the FUSE layer in particular) can hand it to the kernel as is.
 #pragma once

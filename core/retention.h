@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Retention: the rule that decides which sealed segments a file's retention
 // limits (Meta::retain_bytes, Meta::retain_seconds) let go. Like Kafka's
 // retention.bytes and retention.ms, it only ever drops whole segments from the

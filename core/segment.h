@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // One segment file of an HPFile and the offset arithmetic over a run of them.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Segment file names: the only code that formats or parses them.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A log kept in an HPFile: append records, read one back by its offset, drop
 // old records from the head, make everything durable. Built and run by the
 // test suite, so it always compiles against the current library.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A record log of variable-size elements: append, read back by position,
 // rewind, prune the head, compact, and read a snapshot while the log moves on.
 // Built and run by the test suite, so it always compiles against the current

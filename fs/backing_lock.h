@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The single-mount lock: the daemon that serves a backing directory holds an
 // exclusive flock on BACKING/.hpfs.lock for as long as it runs, so a second
 // daemon (or `hpfsctl check`) on the same directory fails at once.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The hpfs namespace and POSIX semantics, without libfuse: every operation the
 // daemon serves is a method here that decides the outcome and the errno, so
 // it can be tested without a kernel mount. fuse_ops.cc only translates.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The libfuse low-level callbacks: each turns one request into a call on the
 // Filesystem and its result into exactly one reply. No decisions live here.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /* Public interface of hpfs's per-file ioctls (used by hpfsctl and by any
  * program that opens a file on an hpfs mount). C and C++.
  *

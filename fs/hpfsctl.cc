@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // hpfsctl: inspect and change files on an hpfs mount (stat, set) and check
 // or repair an unmounted backing directory (check).
 #include <fcntl.h>

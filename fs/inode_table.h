@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The inodes the kernel knows about, with their lookup counts.
 //
 // Inode ids (the FUSE node ids) are handed out by this table and never reused

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What the running kernel's FUSE does that hpfs depends on, decided once.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The daemon's log file (-o log_file=PATH) and its rotation. logrotate
 // renames the file and sends SIGHUP; the daemon then opens PATH again, so
 // messages go on in the new file and the old one can be compressed.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // hpfs [options] BACKING MOUNTPOINT
 //
 // Order matters here: everything that can fail for a reason the user can fix

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Mount points that would make the daemon serve itself. A request is served
 // by touching the backing directory; if the mount point is below it, a
 // listing or a lookup reaches the mount again and waits for the very threads

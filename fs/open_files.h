@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The HPFiles the daemon has open, one per backing directory.
 //
 // An HPFile owns its directory: a second HPFile::Open of it fails with EBUSY.

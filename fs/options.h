@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The hpfs-specific mount options (`-o segment_size=...` and friends) and the
 // settings they produce. FUSE's own options are left to libfuse.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The set-user-ID and set-group-ID bits of a file across a write, as a local
 // filesystem keeps them (Linux's setattr_should_drop_suidgid): a writer
 // without CAP_FSETID clears S_ISUID, and S_ISGID when the file is

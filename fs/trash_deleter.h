@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Deletes entries of the trash (.hpfs-trash: files unlinked or replaced, and
 // pruned segments) on a thread of its own, so that `rm` of a file with a
 // million segments returns as soon as the file has left its name, and the

@@ -2,6 +2,8 @@
 # Debian packages needed to build hpfs, run its tests and use the helper scripts.
 # Sourced by scripts/lib.sh; `hpfs_ensure_deps [PACKAGE...]` installs whatever is missing.
 
+# SPDX-License-Identifier: Apache-2.0
+
 HPFS_DEPS=(
   meson
   ninja-build

@@ -6,6 +6,8 @@
 # HPFS_DEPS, HPFS_PACKAGE_DEPS and hpfs_ensure_deps. Nothing runs, so a script
 # can still check its arguments and the machine before it installs or builds.
 
+# SPDX-License-Identifier: Apache-2.0
+
 # The source tree: the parent of the folder this file is in, wherever the
 # script is called from.
 hpfs_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `hpfsctl check`: the offline check (and safe repair) of a backing directory
 // that no daemon serves. It reports each HPFile with the same scan and
 // recovery plan that opening the file applies (core/recovery.h), so what it

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The parts of hpfsctl that are pure functions of their input: parsing the
 // `set` assignments and printing `stat` results. The command-line driver
 // (fs/hpfsctl.cc) does the opening and the ioctls.

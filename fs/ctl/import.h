@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `hpfsctl import`: turns plain files of a backing directory (logs that were
 // there before hpfs, which the mount does not show) into HPFiles in place.
 // Nothing is copied: the file becomes the first segment of the new HPFile,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Timing harness shared by the micro-benchmarks: the common flags, a scratch
 // directory removed on every way out, wall and CPU time per run, interleaved
 // rounds (variants of a workload back to back, in reversed order every other

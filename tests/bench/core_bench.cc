@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Micro-benchmark of libhpfile against the raw system calls it wraps, on one
 // plain file in the same directory of the same filesystem.
 //

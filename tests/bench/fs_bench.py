@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Filesystem workloads on a native directory and on an hpfs mount over the
 same filesystem, interleaved round by round (native, hpfs, native, hpfs...).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Micro-benchmark of record logs (core/record_log.h) against the raw system
 // calls on one plain file in the same directory: appends of 32-byte fixed-size
 // and 100-700-byte variable-size elements made durable every batch, and random

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Readers racing a writer, a pruner, a truncater and a syncer.
 //
 // Every byte the file ever holds at offset N is PatternByte(N): the truncater

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Every mutating HPFile operation, with each of its backing-store calls failed
 // in turn: for N = 1, 2, ... the Nth mutating call fails (ENOSPC, then EIO)
 // until the operation runs without reaching an Nth call. After each failure

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A file with far more segments than max_open_segments must be readable
 // everywhere while the process's descriptor count stays bounded by the limit
 // plus the writer's tail descriptor.

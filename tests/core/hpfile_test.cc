@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // HPFile's documented contract, method by method, at its boundaries, against
 // the real filesystem (PosixIo) in a temporary directory.
 #include "core/hpfile.h"

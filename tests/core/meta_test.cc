@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // hpfile.meta parsing, writing and atomic replacement.
 #include <gtest/gtest.h>
 

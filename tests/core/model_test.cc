@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Randomized model test: HPFile against a std::string holding the whole
 // virtual file. Many short sequences of random operations, with segments of
 // 1..64 bytes so that rolls, multi-segment appends and whole-segment prunes

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // PreReader: same answers as HPFile::ReadAt, whatever it has cached.
 #include <cstddef>
 #include <cstdint>

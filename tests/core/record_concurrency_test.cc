@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Readers and snapshot readers of a RecordLog running beside its writer. Every
 // element carries its id and the position it was appended at, so a reader
 // can tell a whole element from a torn or mixed one without a model. Sized

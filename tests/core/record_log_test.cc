@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unit tests of RecordLog: every call's edge cases, recovery of each crash
 // signature, and crashes at every step of a flush and of a compaction.
 #include "core/record_log.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Randomized model test of RecordLog: long random sequences of appends, reads,
 // flushes, discards, rewinds, prunes, compactions, snapshots, reopens, process
 // crashes after a prune to the end, and power losses, each checked against an

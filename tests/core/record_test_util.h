@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Shared by the record log tests: elements whose bytes are a function
 // of an id, so any element read anywhere can be checked.
 #pragma once

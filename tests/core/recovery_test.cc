@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // HPFile::Open on backing directories built by hand: crash signatures are
 // repaired and logged; anything no crash can produce opens the file damaged,
 // readable where data exists, refusing every mutation, and with every file in

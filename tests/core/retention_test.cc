@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Retention in the library: the policy rule (core/retention.h), its
 // enforcement by HPFile::ApplyRetention, and the check at each segment roll
 // inside Append, against the real filesystem in a temporary directory.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Segment names and the offset-to-segment mapping: the arithmetic every other
 // part of the library relies on.
 #include <gtest/gtest.h>

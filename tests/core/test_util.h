@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Helpers shared by the libhpfile tests: temporary directories, byte patterns
 // that make every byte a function of its offset, plain POSIX file access for
 // building and inspecting backing directories by hand, and checks of the

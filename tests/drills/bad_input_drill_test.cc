@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Backing directories in states no crash leaves: a gap, an overlong segment,
 // junk names, garbage or missing meta, a segment that cannot be read, stray
 // temporary files. Each one must mount without crashing the daemon, be named

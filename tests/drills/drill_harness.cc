@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "tests/drills/drill_harness.h"
 
 #include <dirent.h>

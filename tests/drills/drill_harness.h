@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What the mounted drills share: the mount fixture with hpfsctl at hand, a
 // byte pattern written and checked through the mount (every byte a function
 // of its offset, so truncating and appending again writes the same bytes, and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The backing filesystem fills up under a writer, through the mount: the
 // backing directory is a 4 MiB tmpfs. Appends must fail with ENOSPC and show
 // nothing of themselves, readers must never see a byte of a failed write,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Several users on one mount: hpfs run by root with allow_other (it always
 // adds default_permissions), and a second user (uid 65534) working in a
 // shared sticky directory next to files of root and of a third user (65533).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Power loss at every step of every multi-step change. For each operation
 // (segment roll, prune, truncate, meta replace, sync) the drill first counts
 // the backing-store calls the operation makes (N); then, for k = 1 .. N + 1,

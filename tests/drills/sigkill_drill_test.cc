@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The daemon killed with SIGKILL in the middle of each kind of operation:
 // an append stream, segment rolls, head prunes, truncates, rename-replace,
 // unlink while open. Each drill runs its operations on threads through the

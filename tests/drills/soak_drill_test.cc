@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A sustained mixed load through the mount for HPFS_SOAK_SECONDS (60 by
 // default): one appender that now and then truncates its tail and appends the
 // same bytes again, three readers checking every byte they read, and the

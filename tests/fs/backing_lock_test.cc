@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "fs/backing_lock.h"
 
 #include <gtest/gtest.h>

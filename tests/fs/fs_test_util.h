@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Helpers for the fs-layer tests: a scratch backing directory and shortcuts
 // around Filesystem calls whose own behaviour is not under test.
 #pragma once

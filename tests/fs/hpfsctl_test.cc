@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // hpfsctl's parsing and printing, and `check` on backing directories built by
 // hand (no mount needed: check works on unmounted directories).
 #include <sys/stat.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Plain files in a backing directory: what the filesystem layer answers for
 // their names, and `hpfsctl import`, which turns them into HPFiles in place.
 #include "fs/ctl/import.h"

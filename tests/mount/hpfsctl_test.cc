@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // hpfsctl against a real mount (stat, set) and against the backing directory
 // of a stopped daemon (check). Each test owns its scratch directories and
 // daemon; the harness unmounts whatever happens.

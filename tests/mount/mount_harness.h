@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Mount-test harness: runs the hpfs daemon in the foreground as a child on a
 // scratch backing directory, waits for the mount to appear, runs shell
 // commands with timeouts, and always takes the mount down again, also when a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Real-mount tests: the standard tools a user would run against an hpfs mount.
 // Each test owns its scratch directories and its daemon; the harness unmounts
 // and reaps the daemon whatever happens.

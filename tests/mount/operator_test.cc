@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The daemon as an operator runs it: who may use a mount root made, where its
 // messages go and how logrotate rotates them, and how long an unmount takes.
 #include <signal.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Retention on a real mount: the daemon's background pass reaches files the
 // kernel never looked up, segment rolls enforce the mount-wide defaults, the
 // kernel's cached pages of a dropped range are invalidated, and the cron

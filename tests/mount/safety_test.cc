@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Real-mount tests of what must never go wrong quietly: privileges surviving
 // another user's write, a mount that would serve itself, a listing missing
 // entries, and files of the backing directory the mount cannot show.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The helper scripts as a newcomer meets them: their --help, scripts/mount
 // as a user who may not open /dev/fuse and as root, scripts/umount on a busy
 // mount; and what else a newcomer reads first: hpfs --help next to hpfs(8),
@@ -123,6 +124,27 @@ TEST(LicenseTest, SourceTreeCarriesApacheTwoEverywhereItIsLookedFor) {
   ASSERT_NE(last_section, std::string::npos);
   EXPECT_TRUE(readme.substr(last_section).starts_with("\n## License\n")) << readme.substr(last_section);
   EXPECT_NE(readme.find("Apache\nLicense, Version 2.0: see [LICENSE](LICENSE)", last_section), std::string::npos);
+}
+
+// Every source file says its license where tools look for it (REUSE, SPDX).
+TEST(LicenseTest, EverySourceFileCarriesAnSpdxLine) {
+  const std::string tag = "SPDX-License-Identifier: Apache-2.0";
+  std::vector<std::string> missing;
+  size_t checked = 0;
+  for (const char* top : {"core", "fs", "tests", "docs", "scripts"}) {
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(SourceRoot() + "/" + top)) {
+      if (!entry.is_regular_file()) continue;
+      const std::filesystem::path& path = entry.path();
+      const std::string ext = path.extension().string();
+      const bool script = std::string(top) == "scripts";
+      if (!script && ext != ".cc" && ext != ".h" && ext != ".py" && path.filename() != "meson.build") continue;
+      if (path.string().find("__pycache__") != std::string::npos) continue;
+      ++checked;
+      if (ReadFile(path.string()).find(tag) == std::string::npos) missing.push_back(path.string());
+    }
+  }
+  EXPECT_GT(checked, 50u);
+  EXPECT_TRUE(missing.empty()) << missing.size() << " files without \"" << tag << "\", e.g. " << missing.front();
 }
 
 class ScriptsTest : public MountedTest {

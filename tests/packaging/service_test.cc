@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // hpfs under a service manager and mount(8): the readiness datagrams of a
 // Type=notify unit, and the fstab options that belong to mount(8) and
 // mount.fuse3 rather than to the daemon.
