@@ -740,6 +740,9 @@ Result<struct stat> Filesystem::SetAttr(InodeId id, const AttrChange& change, Fi
   if (!file) return Errno(ENOENT);
   if (change.size) {
     std::lock_guard lock(inode.write_mu);
+    // The kernel takes the size from this answer: its end and the stored
+    // one meet again.
+    inode.writeback.broken.reset();
     if (*change.size != file->Size()) {
       if (auto r = file->Truncate(*change.size); !r) return std::unexpected(r.error());
       TouchFile(inode, *file);
@@ -1012,6 +1015,11 @@ Result<hpfs_stat> Filesystem::IoctlStat(FileHandle& handle) {
   out.segment_size = meta.segment_size;
   out.retain_bytes = meta.retain_bytes.value_or(0);
   out.retain_seconds = meta.retain_seconds.value_or(0);
+  if (config_.writeback) {
+    out.flags |= HPFS_STAT_WRITEBACK;
+    std::lock_guard lock(handle.inode->write_mu);
+    out.held_bytes = static_cast<uint32_t>(std::min<uint64_t>(handle.inode->writeback.held_bytes, UINT32_MAX));
+  }
   if (const auto& damage = file->Damage()) {
     out.flags |= HPFS_STAT_DAMAGED;
     const size_t n = std::min(damage->size(), sizeof(out.damage) - 1);

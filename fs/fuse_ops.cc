@@ -108,7 +108,7 @@ void ReplyAttr(fuse_req_t req, const Result<struct stat>& st) {
 // --- callbacks ---
 
 void OnInit(void* userdata, fuse_conn_info* conn) {
-  (void)userdata;
+  const bool writeback = static_cast<SessionContext*>(userdata)->fs->config().writeback;
   auto want = [conn](unsigned cap) {
     if (conn->capable & cap) conn->want |= cap;
   };
@@ -119,8 +119,13 @@ void OnInit(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_ATOMIC_O_TRUNC);
   want(FUSE_CAP_PARALLEL_DIROPS);
   want(FUSE_CAP_ASYNC_READ);
-  // Write-back caching would turn appends into read-modify-write of pages.
-  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  // Write-back caching turns appends into re-sent pages, which only the
+  // write-back mode's comparing writes accept (fs/writeback.h).
+  if (writeback) {
+    want(FUSE_CAP_WRITEBACK_CACHE);
+  } else {
+    conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  }
   conn->max_write = kMaxRequestSize;
   conn->max_readahead = kMaxRequestSize;
   conn->time_gran = 1;
@@ -232,7 +237,18 @@ void SetOpenFlags(SessionContext& ctx, fuse_file_info* fi, std::unique_ptr<FileH
   // keep the page cache and every kind of mapping. Readers' cached
   // pages stay correct only where the kernel invalidates the pages a direct
   // write lands on.
-  if ((fi->flags & O_ACCMODE) != O_RDONLY && DirectWritesKeepCachesCoherent()) fi->direct_io = 1;
+  const bool writable = (fi->flags & O_ACCMODE) != O_RDONLY;
+  if (ctx.fs->config().writeback && writable) {
+    // Write-back mode: O_APPEND handles write into the page cache, which
+    // close flushes. Any other writable handle stays direct, so a write
+    // below the end still fails with EPERM at write(2), where its caller
+    // sees it, not later at write-back.
+    fi->noflush = 0;
+    fi->direct_io = (fi->flags & O_APPEND) == 0;
+    if (!fi->direct_io) ctx.cached_writers.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (writable && DirectWritesKeepCachesCoherent()) fi->direct_io = 1;
 }
 
 void OnCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
@@ -315,6 +331,21 @@ void OnRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* 
 void OnWrite(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
   Guarded(req, [&] {
     FileHandle* handle = HandleOf(fi);
+    SessionContext& ctx = Ctx(req);
+    if (ctx.fs->config().writeback) {
+      // The kernel owns the size in this mode and has placed the write
+      // (O_APPEND too): the offset is the truth, never "the end".
+      ctx.fs->WriteBack(*handle, off < 0 ? 0 : static_cast<uint64_t>(off),
+                        std::span(reinterpret_cast<const std::byte*>(buf), size), fi->writepage != 0,
+                        [req](Result<size_t> written) {
+                          if (!written) {
+                            fuse_reply_err(req, Errno(written.error()));
+                          } else {
+                            fuse_reply_write(req, *written);
+                          }
+                        });
+      return;
+    }
     // fi->flags carries the descriptor's current flags (fcntl may set O_APPEND later).
     const bool append = ((fi->flags | handle->flags) & O_APPEND) != 0;
     auto written = Ctx(req).fs->Write(*handle, off < 0 ? 0 : static_cast<uint64_t>(off),
@@ -332,6 +363,11 @@ void OnFlush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 
 void OnRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   Guarded(req, [&] {
     SessionContext& ctx = Ctx(req);
+    // The flags of the open, not fi->flags, which fcntl may have changed since.
+    const int open_flags = HandleOf(fi)->flags;
+    if (ctx.fs->config().writeback && (open_flags & O_ACCMODE) != O_RDONLY && (open_flags & O_APPEND)) {
+      ctx.cached_writers.fetch_sub(1, std::memory_order_relaxed);
+    }
     ctx.fs->Release(Reclaim<FileHandle>(ctx, fi->fh));
     fuse_reply_err(req, 0);
   });

@@ -21,6 +21,7 @@
 
 #include "core/hpfile.h"
 #include "core/io.h"
+#include "fs/writeback.h"
 
 namespace hpfs {
 
@@ -63,6 +64,8 @@ struct Inode {
   // Held across "check the offset, then append" and across size changes, so
   // a write at EOF cannot race a truncate or another write at the same offset.
   std::mutex write_mu;
+  // Write-back mode: writes that came before the bytes in front of them.
+  WritebackQueue writeback;  // write_mu
 
   std::shared_ptr<hpfile::HPFile> File() const {
     std::lock_guard lock(mu);
