@@ -218,6 +218,12 @@ void OnLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   Guarded(req, [&] { ReplyEntry(req, Ctx(req).fs->Link(ino, newparent, newname), false); });
 }
 
+// Write-back mode: the handles (by their open flags) whose writes the page
+// cache collects.
+bool WritesThroughPageCache(int open_flags) {
+  return (open_flags & O_ACCMODE) == O_WRONLY && (open_flags & O_APPEND) != 0;
+}
+
 void SetOpenFlags(SessionContext& ctx, fuse_file_info* fi, std::unique_ptr<FileHandle> handle) {
   fi->fh = Adopt(ctx, std::move(handle));
   // File bytes never change once written (only the head and the tail move,
@@ -239,12 +245,13 @@ void SetOpenFlags(SessionContext& ctx, fuse_file_info* fi, std::unique_ptr<FileH
   // write lands on.
   const bool writable = (fi->flags & O_ACCMODE) != O_RDONLY;
   if (ctx.fs->config().writeback && writable) {
-    // Write-back mode: O_APPEND handles write into the page cache, which
-    // close flushes. Any other writable handle stays direct, so a write
-    // below the end still fails with EPERM at write(2), where its caller
-    // sees it, not later at write-back.
+    // Write-back mode: write-only O_APPEND handles (loggers, >>) write into
+    // the page cache, which close flushes; they cannot be mapped at all.
+    // Every other writable handle stays direct, so a write below the end
+    // still fails with EPERM at write(2), where its caller sees it, and a
+    // shared mapping of it is refused.
     fi->noflush = 0;
-    fi->direct_io = (fi->flags & O_APPEND) == 0;
+    fi->direct_io = !WritesThroughPageCache(fi->flags);
     if (!fi->direct_io) ctx.cached_writers.fetch_add(1, std::memory_order_relaxed);
     return;
   }
@@ -364,8 +371,7 @@ void OnRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   Guarded(req, [&] {
     SessionContext& ctx = Ctx(req);
     // The flags of the open, not fi->flags, which fcntl may have changed since.
-    const int open_flags = HandleOf(fi)->flags;
-    if (ctx.fs->config().writeback && (open_flags & O_ACCMODE) != O_RDONLY && (open_flags & O_APPEND)) {
+    if (ctx.fs->config().writeback && WritesThroughPageCache(HandleOf(fi)->flags)) {
       ctx.cached_writers.fetch_sub(1, std::memory_order_relaxed);
     }
     ctx.fs->Release(Reclaim<FileHandle>(ctx, fi->fh));
