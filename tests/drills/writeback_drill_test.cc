@@ -106,6 +106,8 @@ TEST_F(WritebackDrill, EnospcReachesFsyncAndLosesNothingBeforeIt) {
 
   // Every fsynced byte is there and right; nothing of the failed write shows.
   auto stat = StatOf("f");
+  EXPECT_EQ(stat["mode"], "writeback");
+  EXPECT_EQ(stat["held_bytes"], "0");
   const uint64_t stored = std::stoull(stat["size"]);
   EXPECT_GE(stored, synced);
   EXPECT_LT(stored, synced + kChunk);
