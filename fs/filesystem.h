@@ -303,6 +303,12 @@ class Filesystem {
   void BreakQueueLocked(Inode& inode, std::error_code error, Completions& completions);
   void FailHeldLocked(WritebackQueue& queue, std::error_code error, Completions& completions);
   static void Complete(Completions& completions);
+  // Truncate in write-back mode: true when `size` is above the stored end and
+  // became a pending grow (WritebackQueue::grow_to); EFBIG past the largest size.
+  Result<bool> DeferGrowLocked(Inode& inode, hpfile::HPFile& file, uint64_t size);
+  // Lands a pending grow: zeros up to it, then the held writes it reached.
+  void LandGrowLocked(Inode& inode, hpfile::HPFile& file, Completions& completions);
+  void LandGrow(Inode& inode, hpfile::HPFile& file);
   void RequestCommit();
 
   // Retention.

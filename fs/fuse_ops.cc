@@ -225,6 +225,7 @@ bool WritesThroughPageCache(int open_flags) {
 }
 
 void SetOpenFlags(SessionContext& ctx, fuse_file_info* fi, std::unique_ptr<FileHandle> handle) {
+  Inode* const handle_inode = handle->inode.get();
   fi->fh = Adopt(ctx, std::move(handle));
   // File bytes never change once written (only the head and the tail move,
   // and those changes come through this kernel), so cached pages stay valid.
@@ -252,10 +253,23 @@ void SetOpenFlags(SessionContext& ctx, fuse_file_info* fi, std::unique_ptr<FileH
     // shared mapping of it is refused.
     fi->noflush = 0;
     fi->direct_io = !WritesThroughPageCache(fi->flags);
-    if (!fi->direct_io) ctx.cached_writers.fetch_add(1, std::memory_order_relaxed);
+    if (!fi->direct_io) {
+      ctx.cached_writers.fetch_add(1, std::memory_order_relaxed);
+      handle_inode->cached_writers.fetch_add(1, std::memory_order_relaxed);
+    }
     return;
   }
   if (writable && DirectWritesKeepCachesCoherent()) fi->direct_io = 1;
+}
+
+void ReleaseFileHandle(SessionContext& ctx, fuse_file_info* fi) {
+  std::unique_ptr<FileHandle> handle = Reclaim<FileHandle>(ctx, fi->fh);
+  // The flags of the open, not fi->flags, which fcntl may have changed since.
+  if (ctx.fs->config().writeback && WritesThroughPageCache(handle->flags)) {
+    ctx.cached_writers.fetch_sub(1, std::memory_order_relaxed);
+    handle->inode->cached_writers.fetch_sub(1, std::memory_order_relaxed);
+  }
+  ctx.fs->Release(std::move(handle));
 }
 
 void OnCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
@@ -269,7 +283,7 @@ void OnCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
     const fuse_entry_param e = EntryParam(ctx, created->first);
     SetOpenFlags(ctx, fi, std::move(created->second));
     if (fuse_reply_create(req, &e, fi) != 0) {
-      ctx.fs->Release(Reclaim<FileHandle>(ctx, fi->fh));
+      ReleaseFileHandle(ctx, fi);
       ctx.fs->Forget(e.ino, 1);
     }
   });
@@ -284,7 +298,7 @@ void OnOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       return;
     }
     SetOpenFlags(ctx, fi, std::move(*handle));
-    if (fuse_reply_open(req, fi) != 0) ctx.fs->Release(Reclaim<FileHandle>(ctx, fi->fh));
+    if (fuse_reply_open(req, fi) != 0) ReleaseFileHandle(ctx, fi);
   });
 }
 
@@ -370,11 +384,7 @@ void OnFlush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 
 void OnRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   Guarded(req, [&] {
     SessionContext& ctx = Ctx(req);
-    // The flags of the open, not fi->flags, which fcntl may have changed since.
-    if (ctx.fs->config().writeback && WritesThroughPageCache(HandleOf(fi)->flags)) {
-      ctx.cached_writers.fetch_sub(1, std::memory_order_relaxed);
-    }
-    ctx.fs->Release(Reclaim<FileHandle>(ctx, fi->fh));
+    ReleaseFileHandle(ctx, fi);
     fuse_reply_err(req, 0);
   });
 }

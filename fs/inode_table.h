@@ -11,6 +11,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -66,6 +67,9 @@ struct Inode {
   std::mutex write_mu;
   // Write-back mode: writes that came before the bytes in front of them.
   WritebackQueue writeback;  // write_mu
+  // Write-back mode: open handles that write through the page cache; while
+  // there are none the kernel holds no dirty page of the file.
+  std::atomic<int> cached_writers{0};
 
   std::shared_ptr<hpfile::HPFile> File() const {
     std::lock_guard lock(mu);

@@ -14,6 +14,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/format.h"
 #include "fs/filesystem.h"
 
 namespace hpfs {
@@ -77,7 +78,45 @@ Result<size_t> Filesystem::StoreWriteBackLocked(Inode& inode, hpfile::HPFile& fi
     auto start = file.AppendAt(offset + split.append_from, data.subspan(split.append_from));
     if (!start) return std::unexpected(start.error());
   }
+  // The bytes a pending grow was waiting for are all here.
+  if (const uint64_t grow = inode.writeback.grow_to.load(); grow != 0 && file.Size() >= grow) {
+    inode.writeback.grow_to.store(0);
+  }
   return data.size();
+}
+
+Result<bool> Filesystem::DeferGrowLocked(Inode& inode, hpfile::HPFile& file, uint64_t size) {
+  WritebackQueue& queue = inode.writeback;
+  if (size <= file.Size()) {
+    queue.grow_to.store(0);
+    return false;
+  }
+  if (size > hpfile::format::kMaxFileSize) return Errno(EFBIG);
+  queue.grow_to.store(size);
+  queue.grow_commit = commits_started_.load(std::memory_order_relaxed);
+  return true;
+}
+
+void Filesystem::LandGrowLocked(Inode& inode, hpfile::HPFile& file, Completions& completions) {
+  WritebackQueue& queue = inode.writeback;
+  const uint64_t target = queue.grow_to.exchange(0);
+  if (target == 0) return;
+  if (file.Size() < target) {
+    if (auto grown = file.Truncate(target); !grown) {
+      BreakQueueLocked(inode, grown.error(), completions);
+      return;
+    }
+  }
+  DrainHeldLocked(inode, file, completions);
+}
+
+void Filesystem::LandGrow(Inode& inode, hpfile::HPFile& file) {
+  Completions completions;
+  {
+    std::lock_guard lock(inode.write_mu);
+    LandGrowLocked(inode, file, completions);
+  }
+  Complete(completions);
 }
 
 HeldWrite Filesystem::TakeFirstHeldLocked(WritebackQueue& queue) {
@@ -158,12 +197,20 @@ void Filesystem::WriteBack(FileHandle& handle, uint64_t offset, std::span<const 
   const bool direct = !cached;
   Completions completions;
   bool held_direct = false;
+  bool answered = false;  // `done` is held or in `completions`
   {
     std::unique_lock lock(inode.write_mu);
+    // A write reaching past a pending grow comes after the truncate's own
+    // write-back finished: nothing else will fill the grown range.
+    if (const uint64_t grow = inode.writeback.grow_to.load(); grow != 0 && offset + data.size() > grow) {
+      LandGrowLocked(inode, *file, completions);
+    }
     if (offset > file->Size()) {
       if (auto held = HoldLocked(inode, offset, data, direct, done); !held) {
         completions.emplace_back(std::move(done), std::unexpected(held.error()));
+        answered = true;
       } else {
+        answered = true;
         held_direct = direct;
       }
     } else if (cached) {
@@ -171,15 +218,12 @@ void Filesystem::WriteBack(FileHandle& handle, uint64_t offset, std::span<const 
       Result<size_t> stored = StoreWriteBackLocked(inode, *file, offset, data);
       const bool extends = offset + data.size() > end_before;
       completions.emplace_back(std::move(done), stored);
+      answered = true;
       if (!stored && extends) BreakQueueLocked(inode, stored.error(), completions);
       DrainHeldLocked(inode, *file, completions);
     }
   }
-  if (direct && !completions.empty()) {
-    Complete(completions);
-    return;
-  }
-  if (direct && !held_direct) {
+  if (!answered) {
     // At or below the kernel's end of file, which in this mode is also the
     // stored one (the bytes below the offset were written back first): the
     // rules of a direct write are those of the default mode.
@@ -207,6 +251,7 @@ bool Filesystem::FinishCommit(uint64_t commit) {
     {
       std::lock_guard lock(inode->write_mu);
       WritebackQueue& queue = inode->writeback;
+      if (queue.grow_to.load() != 0 && queue.grow_commit < commit) LandGrowLocked(*inode, *file, completions);
       while (!queue.held.empty()) {
         const auto& [offset, first] = *queue.held.begin();
         // Only a direct write may have a gap of zeros in front of it, and
@@ -239,6 +284,7 @@ void Filesystem::FailHeldWrites(std::error_code error) {
     Completions completions;
     {
       std::lock_guard lock(inode->write_mu);
+      if (auto file = inode->File()) LandGrowLocked(*inode, *file, completions);
       FailHeldLocked(inode->writeback, error, completions);
     }
     Complete(completions);

@@ -5,6 +5,7 @@
 // These are the per-file pieces the Filesystem keeps for that.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -43,6 +44,14 @@ struct WritebackQueue {
   // is ahead of the stored end and the bytes in between will not come again,
   // so later writes past the end fail the same way instead of waiting.
   std::optional<std::error_code> broken;
+  // A truncate to above the stored end, not yet landed (0: none). The kernel
+  // answers it first and only then sends its dirty pages below the new size,
+  // so zeros written at once would stand where those bytes belong. Landed
+  // (the rest up to it zeros) once the end reaches it, a write past it comes
+  // (the kernel sent everything below first), an fsync, or a commit that
+  // began after it. Written under write_mu; read without it for stat.
+  std::atomic<uint64_t> grow_to{0};
+  uint64_t grow_commit = 0;  // the commits started when it was set
 };
 
 // Where `data`, written at `offset`, meets a file that ends at `end`.

@@ -281,5 +281,45 @@ TEST_F(WritebackTest, CommitNeverZeroFillsInFrontOfACachedWrite) {
   fs_->FailHeldWrites(std::make_error_code(std::errc::io_error));
 }
 
+TEST_F(WritebackTest, TruncateAboveTheEndWaitsForTheKernelsBytesBelowIt) {
+  ASSERT_EQ(CachedWrite(0, "ab")->written, 2u);
+  // The kernel answers the truncate first, then sends its dirty bytes below
+  // the new size: zeros stored at once would refuse them.
+  AttrChange change;
+  change.size = 10;
+  auto st = fs_->SetAttr(handle_->inode->id, change, handle_.get());
+  ASSERT_TRUE(st) << st.error().message();
+  EXPECT_EQ(st->st_size, 10);
+  EXPECT_EQ(CachedWrite(0, "abcd")->written, 4u);
+  EXPECT_EQ(Content(), "abcd");
+  // A write reaching past the new size comes after all of them: the rest of
+  // the grow is zeros.
+  EXPECT_EQ(CachedWrite(8, std::string("\0\0XY", 4))->written, 4u);
+  EXPECT_EQ(Content(), std::string("abcd\0\0\0\0\0\0XY", 12));
+}
+
+TEST_F(WritebackTest, FsyncLandsAPendingGrow) {
+  ASSERT_EQ(CachedWrite(0, "ab")->written, 2u);
+  AttrChange change;
+  change.size = 6;
+  ASSERT_TRUE(fs_->SetAttr(handle_->inode->id, change, handle_.get()));
+  EXPECT_EQ(Content(), "ab");
+  ASSERT_TRUE(fs_->Fsync(*handle_));
+  EXPECT_EQ(Content(), std::string("ab\0\0\0\0", 6));
+}
+
+TEST_F(WritebackTest, ShrinkingTruncateCancelsAPendingGrow) {
+  ASSERT_EQ(CachedWrite(0, "abcd")->written, 4u);
+  AttrChange change;
+  change.size = 100;
+  ASSERT_TRUE(fs_->SetAttr(handle_->inode->id, change, handle_.get()));
+  change.size = 2;
+  auto st = fs_->SetAttr(handle_->inode->id, change, handle_.get());
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->st_size, 2);
+  ASSERT_TRUE(fs_->Fsync(*handle_));
+  EXPECT_EQ(Content(), "ab");
+}
+
 }  // namespace
 }  // namespace hpfs
