@@ -490,8 +490,15 @@ Result<void> HPFile::Flush() {
   return FlushLocked();
 }
 
-Result<uint64_t> HPFile::Append(std::span<const std::byte> data) {
+Result<uint64_t> HPFile::Append(std::span<const std::byte> data) { return AppendWithRetention(std::nullopt, data); }
+
+Result<uint64_t> HPFile::AppendAt(uint64_t expected_end, std::span<const std::byte> data) {
+  return AppendWithRetention(expected_end, data);
+}
+
+Result<uint64_t> HPFile::AppendWithRetention(std::optional<uint64_t> expected_end, std::span<const std::byte> data) {
   std::unique_lock lock(writer_mu_);
+  if (expected_end && *expected_end != Size()) return Errno(ESTALE);
   const uint64_t created_before = segments_created_;
   Result<uint64_t> start = AppendLocked(data);
   // A roll is when retention can have something new to drop: everything the

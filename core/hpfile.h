@@ -112,6 +112,12 @@ class HPFile {
   // (ENOSPC, EIO; EIO for a damaged file; EFBIG past format::kMaxFileSize)
   // nothing of `data` is visible and the file's size is unchanged.
   [[nodiscard]] Result<uint64_t> Append(std::span<const std::byte> data);
+  // Append, but only if the file ends at `expected_end` when the writer's
+  // turn comes: the check and the write happen in one turn of the writer
+  // lock, so no other append, truncate or prune can come between them.
+  // ESTALE, with nothing written, when the end is elsewhere; otherwise as
+  // Append.
+  [[nodiscard]] Result<uint64_t> AppendAt(uint64_t expected_end, std::span<const std::byte> data);
 
   // Reads up to buf.size() bytes at `offset` into `buf`. Returns the count,
   // which is short only at the end of the file (0 at or past it). Sees every
@@ -289,6 +295,10 @@ class HPFile {
 
   [[nodiscard]] Result<void> CheckWritable() const;
   [[nodiscard]] Result<uint64_t> AppendLocked(std::span<const std::byte> data);
+  // Append and AppendAt: appends unless `expected_end` is given and is not
+  // the end, then lets retention drop what a roll made droppable.
+  [[nodiscard]] Result<uint64_t> AppendWithRetention(std::optional<uint64_t> expected_end,
+                                                     std::span<const std::byte> data);
   // Writes `length` bytes at the end of the backing files: `data` when given,
   // sparse zeros when null. Rolls segments as needed. On failure the backing
   // files are put back as they were. Returns the new end.

@@ -470,7 +470,8 @@ Result<struct stat> Filesystem::StatFile(const Inode& inode, const hpfile::HPFil
   st.st_mode = S_IFREG | (meta.mode.value_or(kDefaultFileMode) & 07777);
   if (meta.uid) st.st_uid = *meta.uid;
   if (meta.gid) st.st_gid = *meta.gid;
-  st.st_size = static_cast<off_t>(file.Size());
+  // A grow that write-back mode has not landed yet is the size already.
+  st.st_size = static_cast<off_t>(std::max(file.Size(), inode.writeback.grow_to.load(std::memory_order_relaxed)));
   st.st_blksize = kFileBlockSize;
   st.st_rdev = 0;
 
@@ -795,6 +796,16 @@ Result<struct stat> Filesystem::SetAttr(InodeId id, const AttrChange& change, Fi
   if (!file) return Errno(ENOENT);
   if (change.size) {
     std::lock_guard lock(inode.write_mu);
+    // The kernel takes the size from this answer: its end and the stored
+    // one meet again.
+    inode.writeback.broken.reset();
+    if (config_.writeback) {
+      if (auto deferred = DeferGrowLocked(inode, *file, *change.size); !deferred) {
+        return std::unexpected(deferred.error());
+      } else if (*deferred) {
+        return Stat(inode);
+      }
+    }
     if (*change.size != file->Size()) {
       if (auto r = file->Truncate(*change.size); !r) return std::unexpected(r.error());
       TouchFile(inode, *file);
@@ -973,6 +984,7 @@ Result<size_t> Filesystem::Write(FileHandle& handle, uint64_t offset, std::span<
 Result<void> Filesystem::Fsync(FileHandle& handle) {
   auto file = handle.inode->File();
   if (!file) return {};
+  if (config_.writeback) LandGrow(*handle.inode, *file);
   const bool failed_before = file->SyncFailure().has_value();
   auto synced = file->Sync();
   if (!synced && !failed_before) {
@@ -1022,6 +1034,9 @@ Result<void> Filesystem::Fallocate(FileHandle& handle, int mode, uint64_t offset
     case 0: {
       std::lock_guard lock(handle.inode->write_mu);
       if (end <= file->Size()) return {};
+      // Write-back mode: the kernel answers this before it sends the dirty
+      // pages below `end`, and zeros stored now would refuse them later.
+      if (config_.writeback && handle.inode->cached_writers.load() > 0) return Errno(EOPNOTSUPP);
       if (auto r = file->Truncate(end); !r) return r;
       TouchFile(*handle.inode, *file);
       return {};
@@ -1075,6 +1090,11 @@ Result<hpfs_stat> Filesystem::IoctlStat(FileHandle& handle) {
   out.segment_size = meta.segment_size;
   out.retain_bytes = meta.retain_bytes.value_or(0);
   out.retain_seconds = meta.retain_seconds.value_or(0);
+  if (config_.writeback) {
+    out.flags |= HPFS_STAT_WRITEBACK;
+    std::lock_guard lock(handle.inode->write_mu);
+    out.held_bytes = static_cast<uint32_t>(std::min<uint64_t>(handle.inode->writeback.held_bytes, UINT32_MAX));
+  }
   if (const auto& damage = file->Damage()) {
     out.flags |= HPFS_STAT_DAMAGED;
     const size_t n = std::min(damage->size(), sizeof(out.damage) - 1);

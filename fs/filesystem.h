@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -45,6 +46,7 @@
 #include "fs/open_files.h"
 #include "fs/options.h"
 #include "fs/trash_deleter.h"
+#include "fs/writeback.h"
 
 namespace hpfs {
 
@@ -236,6 +238,32 @@ class Filesystem {
   // Stops and joins that thread (the destructor does too).
   void StopRetention();
 
+  // --- write-back mode (Config::writeback; fs/writeback.h) ---
+  // A WRITE at `offset`: `cached` when the kernel's page cache sends it
+  // (FUSE_WRITE_CACHE), otherwise from a direct handle. The bytes below the
+  // file's end must equal the stored ones, and only the rest is appended; a
+  // write that would change a stored byte is refused with EPERM, logged with
+  // the file and range, and nothing of it is written. A write that starts
+  // past the end is held until the bytes in front of it come (cached ones:
+  // never zeros; a direct one: zeros once a commit that began after it
+  // brought nothing, see FinishCommit). `done` gets the outcome, exactly once.
+  // `writer` is whose set-ID bits rule applies to a direct write (cached
+  // ones: the kernel clears the bits itself, with a setattr).
+  void WriteBack(FileHandle& handle, uint64_t offset, std::span<const std::byte> data, bool cached,
+                 const Caller& writer, WriteDone done);
+  // Bytes held out of order over the mount, and of one file.
+  uint64_t HeldWriteBytes() const;
+  // A commit makes the kernel send every dirty page and waits for the
+  // answers: BeginCommit before it, FinishCommit with its number after.
+  // FinishCommit lands direct writes held since before the commit began
+  // behind a gap of zeros; true when direct writes are still held.
+  uint64_t BeginCommit();
+  bool FinishCommit(uint64_t commit);
+  // Called when a direct write is held, so that a commit comes soon.
+  void SetCommitRequester(std::function<void()> request);
+  // Fails every held write with `error` (shutdown: their bytes cannot come).
+  void FailHeldWrites(std::error_code error);
+
   // Syncs every file the kernel knows (shutdown), with one syncfs of the
   // backing filesystem for all of them plus the metas that changed. Returns
   // the first error, after trying all.
@@ -284,6 +312,25 @@ class Filesystem {
   // The backing path of a file, relative to BACKING, for log lines.
   std::string DisplayName(const Inode& inode) const;
 
+  // Write-back mode (fs/writeback.cc); the *Locked ones hold inode.write_mu.
+  using Completions = std::vector<std::pair<WriteDone, Result<size_t>>>;
+  Result<size_t> StoreWriteBackLocked(Inode& inode, hpfile::HPFile& file, uint64_t offset,
+                                      std::span<const std::byte> data);
+  Result<void> HoldLocked(Inode& inode, uint64_t offset, std::span<const std::byte> data, bool direct,
+                          WriteDone& done);
+  HeldWrite TakeFirstHeldLocked(WritebackQueue& queue);
+  void DrainHeldLocked(Inode& inode, hpfile::HPFile& file, Completions& completions);
+  void BreakQueueLocked(Inode& inode, std::error_code error, Completions& completions);
+  void FailHeldLocked(WritebackQueue& queue, std::error_code error, Completions& completions);
+  static void Complete(Completions& completions);
+  // Truncate in write-back mode: true when `size` is above the stored end and
+  // became a pending grow (WritebackQueue::grow_to); EFBIG past the largest size.
+  Result<bool> DeferGrowLocked(Inode& inode, hpfile::HPFile& file, uint64_t size);
+  // Lands a pending grow: zeros up to it, then the held writes it reached.
+  void LandGrowLocked(Inode& inode, hpfile::HPFile& file, Completions& completions);
+  void LandGrow(Inode& inode, hpfile::HPFile& file);
+  void RequestCommit();
+
   // Retention.
   // Called by an HPFile after each enforcement: logs it, and queues the
   // invalidation of the dropped range for the retention thread, since a
@@ -330,6 +377,12 @@ class Filesystem {
   std::mutex walk_mu_;
   std::deque<std::string> walk_dirs_;   // walk_mu_
   std::deque<std::string> walk_files_;  // walk_mu_
+  // Write-back mode.
+  std::atomic<uint64_t> held_bytes_{0};
+  std::atomic<bool> reorder_bound_warned_{false};
+  std::atomic<uint64_t> commits_started_{0};
+  std::mutex commit_request_mu_;
+  std::function<void()> commit_request_;  // commit_request_mu_
   // Last, so that it finishes (and stops using trash_fd_) before the rest goes.
   TrashDeleter deleter_;
 };

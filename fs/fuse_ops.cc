@@ -109,7 +109,7 @@ void ReplyAttr(fuse_req_t req, const Result<struct stat>& st) {
 // --- callbacks ---
 
 void OnInit(void* userdata, fuse_conn_info* conn) {
-  (void)userdata;
+  const bool writeback = static_cast<SessionContext*>(userdata)->fs->config().writeback;
   auto want = [conn](unsigned cap) {
     if (conn->capable & cap) conn->want |= cap;
   };
@@ -120,8 +120,13 @@ void OnInit(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_ATOMIC_O_TRUNC);
   want(FUSE_CAP_PARALLEL_DIROPS);
   want(FUSE_CAP_ASYNC_READ);
-  // Write-back caching would turn appends into read-modify-write of pages.
-  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  // Write-back caching turns appends into re-sent pages, which only the
+  // write-back mode's comparing writes accept (fs/writeback.h).
+  if (writeback) {
+    want(FUSE_CAP_WRITEBACK_CACHE);
+  } else {
+    conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  }
   // Not claiming to clear set-ID bits keeps the kernel doing it for
   // truncate, chown and cached writes (a setattr of the mode); direct writes
   // are the daemon's to handle either way (fs/setid.h).
@@ -218,7 +223,14 @@ void OnLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   Guarded(req, [&] { ReplyEntry(req, Ctx(req).fs->Link(ino, newparent, newname), false); });
 }
 
+// Write-back mode: the handles (by their open flags) whose writes the page
+// cache collects.
+bool WritesThroughPageCache(int open_flags) {
+  return (open_flags & O_ACCMODE) == O_WRONLY && (open_flags & O_APPEND) != 0;
+}
+
 void SetOpenFlags(SessionContext& ctx, fuse_file_info* fi, std::unique_ptr<FileHandle> handle) {
+  Inode* const handle_inode = handle->inode.get();
   fi->fh = Adopt(ctx, std::move(handle));
   // File bytes never change once written (only the head and the tail move,
   // and those changes come through this kernel), so cached pages stay valid.
@@ -237,7 +249,32 @@ void SetOpenFlags(SessionContext& ctx, fuse_file_info* fi, std::unique_ptr<FileH
   // keep the page cache and every kind of mapping. Readers' cached
   // pages stay correct only where the kernel invalidates the pages a direct
   // write lands on.
-  if ((fi->flags & O_ACCMODE) != O_RDONLY && DirectWritesKeepCachesCoherent()) fi->direct_io = 1;
+  const bool writable = (fi->flags & O_ACCMODE) != O_RDONLY;
+  if (ctx.fs->config().writeback && writable) {
+    // Write-back mode: write-only O_APPEND handles (loggers, >>) write into
+    // the page cache, which close flushes; they cannot be mapped at all.
+    // Every other writable handle stays direct, so a write below the end
+    // still fails with EPERM at write(2), where its caller sees it, and a
+    // shared mapping of it is refused.
+    fi->noflush = 0;
+    fi->direct_io = !WritesThroughPageCache(fi->flags);
+    if (!fi->direct_io) {
+      ctx.cached_writers.fetch_add(1, std::memory_order_relaxed);
+      handle_inode->cached_writers.fetch_add(1, std::memory_order_relaxed);
+    }
+    return;
+  }
+  if (writable && DirectWritesKeepCachesCoherent()) fi->direct_io = 1;
+}
+
+void ReleaseFileHandle(SessionContext& ctx, fuse_file_info* fi) {
+  std::unique_ptr<FileHandle> handle = Reclaim<FileHandle>(ctx, fi->fh);
+  // The flags of the open, not fi->flags, which fcntl may have changed since.
+  if (ctx.fs->config().writeback && WritesThroughPageCache(handle->flags)) {
+    ctx.cached_writers.fetch_sub(1, std::memory_order_relaxed);
+    handle->inode->cached_writers.fetch_sub(1, std::memory_order_relaxed);
+  }
+  ctx.fs->Release(std::move(handle));
 }
 
 void OnCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
@@ -251,7 +288,7 @@ void OnCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
     const fuse_entry_param e = EntryParam(ctx, created->first);
     SetOpenFlags(ctx, fi, std::move(created->second));
     if (fuse_reply_create(req, &e, fi) != 0) {
-      ctx.fs->Release(Reclaim<FileHandle>(ctx, fi->fh));
+      ReleaseFileHandle(ctx, fi);
       ctx.fs->Forget(e.ino, 1);
     }
   });
@@ -266,7 +303,7 @@ void OnOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       return;
     }
     SetOpenFlags(ctx, fi, std::move(*handle));
-    if (fuse_reply_open(req, fi) != 0) ctx.fs->Release(Reclaim<FileHandle>(ctx, fi->fh));
+    if (fuse_reply_open(req, fi) != 0) ReleaseFileHandle(ctx, fi);
   });
 }
 
@@ -321,6 +358,20 @@ void OnWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t
   Guarded(req, [&] {
     SessionContext& ctx = Ctx(req);
     FileHandle* handle = HandleOf(fi);
+    if (ctx.fs->config().writeback) {
+      // The kernel owns the size in this mode and has placed the write
+      // (O_APPEND too): the offset is the truth, never "the end".
+      ctx.fs->WriteBack(*handle, off < 0 ? 0 : static_cast<uint64_t>(off),
+                        std::span(reinterpret_cast<const std::byte*>(buf), size), fi->writepage != 0,
+                        CallerOf(req), [req](Result<size_t> written) {
+                          if (!written) {
+                            fuse_reply_err(req, Errno(written.error()));
+                          } else {
+                            fuse_reply_write(req, *written);
+                          }
+                        });
+      return;
+    }
     // fi->flags carries the descriptor's current flags (fcntl may set O_APPEND later).
     const bool append = ((fi->flags | handle->flags) & O_APPEND) != 0;
     bool setid_cleared = false;
@@ -349,7 +400,7 @@ void OnFlush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 
 void OnRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   Guarded(req, [&] {
     SessionContext& ctx = Ctx(req);
-    ctx.fs->Release(Reclaim<FileHandle>(ctx, fi->fh));
+    ReleaseFileHandle(ctx, fi);
     fuse_reply_err(req, 0);
   });
 }

@@ -5,6 +5,7 @@
 
 #include <fuse_lowlevel.h>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <unordered_set>
@@ -29,6 +30,10 @@ struct SessionContext {
   std::mutex handles_mu;
   std::unordered_set<FileHandle*> file_handles;
   std::unordered_set<DirHandle*> dir_handles;
+
+  // Write-back mode: open handles that write through the page cache. While
+  // there are none the kernel holds no dirty pages (close flushes them).
+  std::atomic<int> cached_writers{0};
 };
 
 // Releases every handle the kernel did not release before the session ended:

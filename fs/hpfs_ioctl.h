@@ -17,6 +17,7 @@
 
 /* hpfs_stat.flags */
 #define HPFS_STAT_DAMAGED (1u << 0)
+#define HPFS_STAT_WRITEBACK (1u << 1) /* mounted with -o writeback */
 
 struct hpfs_stat {
   uint64_t head;           /* first readable byte; [0, head) reads as zeros */
@@ -27,7 +28,7 @@ struct hpfs_stat {
   uint64_t retain_bytes;   /* 0: no byte limit */
   uint64_t retain_seconds; /* 0: no age limit */
   uint32_t flags;          /* HPFS_STAT_* */
-  uint32_t reserved;
+  uint32_t held_bytes;      /* -o writeback: bytes that came out of order, waiting for the bytes before them */
   char damage[HPFS_DAMAGE_MAX]; /* why the file is damaged, NUL-terminated; "" if not */
 };
 

@@ -12,6 +12,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -22,6 +23,7 @@
 
 #include "core/hpfile.h"
 #include "core/io.h"
+#include "fs/writeback.h"
 
 namespace hpfs {
 
@@ -64,6 +66,11 @@ struct Inode {
   // Held across "check the offset, then append" and across size changes, so
   // a write at EOF cannot race a truncate or another write at the same offset.
   std::mutex write_mu;
+  // Write-back mode: writes that came before the bytes in front of them.
+  WritebackQueue writeback;  // write_mu
+  // Write-back mode: open handles that write through the page cache; while
+  // there are none the kernel holds no dirty page of the file.
+  std::atomic<int> cached_writers{0};
 
   std::shared_ptr<hpfile::HPFile> File() const {
     std::lock_guard lock(mu);

@@ -33,6 +33,7 @@
 #include <spdlog/spdlog.h>
 
 #include "fs/backing_lock.h"
+#include "fs/commit_thread.h"
 #include "fs/filesystem.h"
 #include "fs/fuse_ops.h"
 #include "fs/log_file.h"
@@ -345,6 +346,12 @@ int Run(int argc, char* argv[]) {
     if (rc != 0 && rc != -ENOENT) spdlog::debug("cache invalidation of inode {}: {}", id, std::strerror(-rc));
   });
   (*fs)->StartRetention(kRetentionInterval, kRetentionWalkPerPass);
+  std::unique_ptr<hpfs::CommitThread> commit;
+  if (state.options.config.writeback) {
+    commit = std::make_unique<hpfs::CommitThread>(
+        **fs, opts.mountpoint, std::chrono::seconds(state.options.config.commit_seconds),
+        [&context] { return context.cached_writers.load(std::memory_order_relaxed) > 0; });
+  }
 
   int rc;
   if (opts.singlethread) {
@@ -369,7 +376,11 @@ int Run(int argc, char* argv[]) {
   // The loop returns the signal number when a signal ended it.
   const bool clean = rc == 0 || rc == SIGINT || rc == SIGTERM;
   if (auto r = (*fs)->SyncAll(); !r) spdlog::error("sync at unmount failed: {}", r.error().message());
+  // Writes held for bytes that will not come now fail; a commit still in
+  // progress ends with the mount.
+  (*fs)->FailHeldWrites(std::make_error_code(std::errc::io_error));
   fuse_session_unmount(se);
+  commit.reset();
   fuse_remove_signal_handlers(se);
   spdlog::info("unmounted {}", opts.mountpoint);
   // The mount is gone; storage of files unlinked during it is freed now. A

@@ -67,6 +67,19 @@ std::expected<bool, std::string> ApplyHpfsOption(std::string_view option, Daemon
     options.config.xattr = true;
     return true;
   }
+  if (key == "writeback") {
+    if (has_value) return std::unexpected("hpfs: option 'writeback' takes no value");
+    options.config.writeback = true;
+    return true;
+  }
+  if (key == "commit") {
+    auto seconds = ParseDuration(value);
+    if (!has_value || !seconds) {
+      return std::unexpected(BadValue(key, value, "seconds with optional s/m/h/d suffix, 0 for the kernel's own"));
+    }
+    options.config.commit_seconds = *seconds;
+    return true;
+  }
   if (key == "segment_size") {
     auto size = ParseSize(value);
     if (!has_value || !size || !ValidSegmentSetting(*size)) return std::unexpected(BadValue(key, value, kSegmentSizeRange));
@@ -125,6 +138,11 @@ std::string HpfsOptionsHelp() {
          "hpfs options for the mount:\n"
          "    -o xattr               serve user.hpfs.* extended attributes (default off:\n"
          "                           xattr calls fail with ENOSYS, which keeps writes fast)\n"
+         "    -o writeback           let the kernel collect appends in its page cache and\n"
+         "                           send them in batches (fast small appends; a daemon\n"
+         "                           crash loses up to the commit interval)\n"
+         "    -o commit=SECONDS      with writeback: write dirty pages back at least this\n"
+         "                           often (default 1; 0: when the kernel decides)\n"
          "    -o log_level=LEVEL     trace, debug, info, warn, error, critical or off\n"
          "                           (default info; -d means debug)\n"
          "    -o log_file=PATH       log to PATH instead of syslog or stderr; reopened\n"

@@ -24,6 +24,16 @@ struct Config {
   std::optional<uint64_t> retain_seconds;
   // Answer user.hpfs.* xattrs instead of ENOSYS.
   bool xattr = false;
+  // The kernel's write-back cache (docs/FILESYSTEM.md, "Write-back mode"):
+  // appends wait in its page cache and reach the daemon in batches.
+  bool writeback = false;
+  // Write-back mode: the daemon makes the kernel write back dirty pages at
+  // least this often; 0 leaves it to the kernel's own write-back.
+  uint64_t commit_seconds = 1;
+  // Write-back mode: bytes of WRITE requests that arrived before the bytes
+  // in front of them, held until those come, over the whole mount. Past it a
+  // further early request fails with EIO (the writer sees it at fsync).
+  uint64_t reorder_bound = uint64_t{64} << 20;
   // Segment descriptors each open file keeps cached. Small: a mount may hold
   // many files open at once.
   size_t max_open_segments = 8;

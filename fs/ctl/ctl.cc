@@ -19,6 +19,9 @@ std::string Damage(const hpfs_stat& st) {
   return reason;
 }
 
+// How the mount takes writes: "writeback" (-o writeback) or "writethrough".
+std::string Mode(const hpfs_stat& st) { return (st.flags & HPFS_STAT_WRITEBACK) ? "writeback" : "writethrough"; }
+
 std::string BadValue(std::string_view arg, std::string_view expected) {
   return "bad value in '" + std::string(arg) + "' (expected " + std::string(expected) + ")";
 }
@@ -74,6 +77,8 @@ std::string FormatStatText(const hpfs_stat& st, const std::optional<std::string>
   line("durable_size", std::to_string(st.durable_size));
   line("segments", std::to_string(st.segments));
   out += FormatSettingsText(st);
+  line("mode", Mode(st));
+  line("held_bytes", std::to_string(st.held_bytes));
   std::string damage = Damage(st);
   for (char& c : damage) {
     if (c == '\n' || c == '\r') c = ' ';
@@ -99,6 +104,8 @@ std::string FormatStatJson(const hpfs_stat& st, std::string_view name) {
   number("segment_size", st.segment_size);
   number("retain_bytes", st.retain_bytes);
   number("retain_seconds", st.retain_seconds);
+  out += ", \"mode\": " + JsonQuote(Mode(st));
+  number("held_bytes", st.held_bytes);
   const std::string damage = Damage(st);
   out += ", \"damaged\": " + (damage.empty() ? std::string("null") : JsonQuote(damage)) + "}";
   return out;

@@ -236,6 +236,36 @@ TEST_F(HPFileTest, AppendReturnsStartOffsets) {
   testing::ExpectWellFormed(*file);
 }
 
+TEST_F(HPFileTest, AppendAtTheExpectedEndAppends) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(16)));
+  Model model;
+  auto first = SeededBytes(1, 0, 10);
+  ASSERT_OK_AND_ASSIGN(uint64_t offset, file->AppendAt(0, first));
+  EXPECT_EQ(offset, 0u);
+  model.Append(first);
+  auto second = SeededBytes(2, 10, 20);
+  ASSERT_OK_AND_ASSIGN(offset, file->AppendAt(10, second));
+  EXPECT_EQ(offset, 10u);
+  model.Append(second);
+  ExpectContent(*file, model);
+  testing::ExpectWellFormed(*file);
+}
+
+TEST_F(HPFileTest, AppendAtAnotherEndFailsWithESTALEAndWritesNothing) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(16)));
+  Model model;
+  auto data = SeededBytes(1, 0, 10);
+  ASSERT_OK(file->Append(data));
+  model.Append(data);
+  for (uint64_t wrong_end : {0u, 9u, 11u, 1000u}) {
+    auto r = file->AppendAt(wrong_end, SeededBytes(3, 10, 5));
+    ASSERT_FALSE(r.has_value()) << "end " << wrong_end;
+    EXPECT_EQ(r.error().value(), ESTALE);
+  }
+  EXPECT_EQ(file->Size(), 10u);
+  ExpectContent(*file, model);
+}
+
 TEST_F(HPFileTest, ZeroLengthAppendReturnsEndAndChangesNothing) {
   ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(16)));
   ASSERT_OK_AND_ASSIGN(uint64_t offset, file->Append({}));

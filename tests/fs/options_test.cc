@@ -45,6 +45,18 @@ TEST(ApplyHpfsOptionTest, SetsEachOption) {
   EXPECT_EQ(options.log_level, "debug");
 }
 
+TEST(ApplyHpfsOptionTest, WritebackIsOffByDefaultAndCommitsEverySecond) {
+  DaemonOptions options;
+  EXPECT_FALSE(options.config.writeback);
+  EXPECT_EQ(options.config.commit_seconds, 1u);
+  EXPECT_EQ(ApplyHpfsOption("writeback", options), true);
+  EXPECT_EQ(ApplyHpfsOption("commit=5m", options), true);
+  EXPECT_TRUE(options.config.writeback);
+  EXPECT_EQ(options.config.commit_seconds, 300u);
+  EXPECT_EQ(ApplyHpfsOption("commit=0", options), true);
+  EXPECT_EQ(options.config.commit_seconds, 0u);
+}
+
 TEST(ApplyHpfsOptionTest, ZeroRetentionMeansNone) {
   DaemonOptions options;
   ASSERT_EQ(ApplyHpfsOption("retain_bytes=0", options), true);
@@ -86,7 +98,7 @@ TEST(ApplyHpfsOptionTest, TakesTheLogFile) {
 TEST(ApplyHpfsOptionTest, BadValuesFailNamingTheOption) {
   for (const char* bad : {"segment_size=abc", "segment_size=0", "segment_size=1", "segment_size=4095", "segment_size=2T", "segment_size",
                           "retain_bytes=x", "retain_seconds=1y", "log_level=loud", "xattr=1", "log_file",
-                          "log_file=", "allow_other=1", "noallow_other=yes"}) {
+                          "log_file=", "allow_other=1", "noallow_other=yes", "writeback=1", "commit", "commit=soon"}) {
     DaemonOptions options;
     auto r = ApplyHpfsOption(bad, options);
     ASSERT_FALSE(r) << bad;

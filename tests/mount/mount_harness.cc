@@ -315,7 +315,18 @@ void MountedTest::TearDown() {
   daemon_.reset();
 }
 
+namespace {
+std::string ModeOptions() {
+  const char* mode = std::getenv("HPFS_MOUNT_OPTIONS");
+  return mode == nullptr ? "" : mode;
+}
+}  // namespace
+
+bool WritebackMode() { return ModeOptions().find("writeback") != std::string::npos; }
+
 void MountedTest::Mount(std::vector<std::string> options) {
+  // The same tests run in another mode of the daemon (meson's mount_writeback).
+  if (const std::string mode = ModeOptions(); !mode.empty()) options.insert(options.end(), {"-o", mode});
   daemon_ = std::make_unique<Daemon>(backing_, mnt_, scratch_.path() + "/daemon.log");
   std::string error;
   ASSERT_TRUE(daemon_->Start(options, &error)) << error;

@@ -69,6 +69,10 @@ class ScratchDir {
 
 bool IsMountPoint(const std::string& path);
 
+// True when the tests run with -o writeback ($HPFS_MOUNT_OPTIONS): errors of
+// buffered appends then show at fsync and close rather than at write(2).
+bool WritebackMode();
+
 // One daemon serving `backing` at `mountpoint`.
 class Daemon {
  public:

@@ -1,0 +1,304 @@
+// Write-back mode of the Filesystem (the methods declared under "write-back
+// mode" in fs/filesystem.h) and its helpers.
+//
+// Invariant: a held write starts beyond its file's end. Every change that
+// moves the end forward drains the held writes it reached, in offset order,
+// before it lets go of the file's write_mu.
+#include "fs/writeback.h"
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include <spdlog/spdlog.h>
+
+#include "core/format.h"
+#include "fs/filesystem.h"
+
+namespace hpfs {
+
+using hpfile::Errno;
+
+WritebackSplit SplitAtEnd(uint64_t offset, size_t length, uint64_t end) {
+  WritebackSplit split;
+  if (offset > end) {
+    split.starts_past_end = true;
+    return split;
+  }
+  split.compare_length = std::min<uint64_t>(length, end - offset);
+  split.append_from = split.compare_length;
+  return split;
+}
+
+Result<std::optional<uint64_t>> FirstDifference(const hpfile::HPFile& file, uint64_t offset,
+                                               std::span<const std::byte> data) {
+  const uint64_t head = file.Head();
+  const size_t skip = offset < head ? static_cast<size_t>(std::min<uint64_t>(head - offset, data.size())) : 0;
+  std::array<std::byte, 64 * 1024> stored;
+  for (size_t done = skip; done < data.size();) {
+    const size_t want = std::min(stored.size(), data.size() - done);
+    auto got = file.ReadAt(offset + done, std::span(stored.data(), want));
+    if (!got) {
+      // A prune between Head() and the read: those bytes count as equal too.
+      if (got.error().value() == ENODATA) {
+        const uint64_t new_head = file.Head();
+        done = std::max<size_t>(done, static_cast<size_t>(std::min<uint64_t>(new_head - offset, data.size())));
+        continue;
+      }
+      return std::unexpected(got.error());
+    }
+    // A truncate came first: what is no longer stored cannot differ.
+    if (*got == 0) return std::nullopt;
+    if (std::memcmp(stored.data(), data.data() + done, *got) != 0) {
+      for (size_t i = 0; i < *got; ++i) {
+        if (stored[i] != data[done + i]) return offset + done + i;
+      }
+    }
+    done += *got;
+  }
+  return std::nullopt;
+}
+
+Result<size_t> Filesystem::StoreWriteBackLocked(Inode& inode, hpfile::HPFile& file, uint64_t offset,
+                                                std::span<const std::byte> data) {
+  const WritebackSplit split = SplitAtEnd(offset, data.size(), file.Size());
+  if (split.compare_length > 0) {
+    auto differs = FirstDifference(file, offset, data.first(split.compare_length));
+    if (!differs) return std::unexpected(differs.error());
+    if (*differs) {
+      spdlog::error("{}: refused a write of [{}, {}): it would change the stored byte at {} (the file only "
+                    "grows at its end)",
+                    DisplayName(inode), offset, offset + data.size(), **differs);
+      return Errno(EPERM);
+    }
+  }
+  if (split.append_from < data.size()) {
+    auto start = file.AppendAt(offset + split.append_from, data.subspan(split.append_from));
+    if (!start) return std::unexpected(start.error());
+  }
+  // The bytes a pending grow was waiting for are all here.
+  if (const uint64_t grow = inode.writeback.grow_to.load(); grow != 0 && file.Size() >= grow) {
+    inode.writeback.grow_to.store(0);
+  }
+  return data.size();
+}
+
+Result<bool> Filesystem::DeferGrowLocked(Inode& inode, hpfile::HPFile& file, uint64_t size) {
+  WritebackQueue& queue = inode.writeback;
+  if (size <= file.Size()) {
+    queue.grow_to.store(0);
+    return false;
+  }
+  if (size > hpfile::format::kMaxFileSize) return Errno(EFBIG);
+  queue.grow_to.store(size);
+  queue.grow_commit = commits_started_.load(std::memory_order_relaxed);
+  return true;
+}
+
+void Filesystem::LandGrowLocked(Inode& inode, hpfile::HPFile& file, Completions& completions) {
+  WritebackQueue& queue = inode.writeback;
+  const uint64_t target = queue.grow_to.exchange(0);
+  if (target == 0) return;
+  if (file.Size() < target) {
+    if (auto grown = file.Truncate(target); !grown) {
+      BreakQueueLocked(inode, grown.error(), completions);
+      return;
+    }
+  }
+  DrainHeldLocked(inode, file, completions);
+}
+
+void Filesystem::LandGrow(Inode& inode, hpfile::HPFile& file) {
+  Completions completions;
+  {
+    std::lock_guard lock(inode.write_mu);
+    LandGrowLocked(inode, file, completions);
+  }
+  Complete(completions);
+}
+
+HeldWrite Filesystem::TakeFirstHeldLocked(WritebackQueue& queue) {
+  auto node = queue.held.extract(queue.held.begin());
+  queue.held_bytes -= node.mapped().data.size();
+  held_bytes_.fetch_sub(node.mapped().data.size(), std::memory_order_relaxed);
+  return std::move(node.mapped());
+}
+
+void Filesystem::DrainHeldLocked(Inode& inode, hpfile::HPFile& file, Completions& completions) {
+  WritebackQueue& queue = inode.writeback;
+  while (!queue.held.empty() && queue.held.begin()->first <= file.Size()) {
+    const uint64_t end_before = file.Size();
+    const uint64_t offset = queue.held.begin()->first;
+    HeldWrite held = TakeFirstHeldLocked(queue);
+    Result<size_t> stored = StoreWriteBackLocked(inode, file, offset, held.data);
+    const bool extends = offset + held.data.size() > end_before;
+    completions.emplace_back(std::move(held.done), stored);
+    if (!stored && extends) BreakQueueLocked(inode, stored.error(), completions);
+  }
+}
+
+void Filesystem::BreakQueueLocked(Inode& inode, std::error_code error, Completions& completions) {
+  WritebackQueue& queue = inode.writeback;
+  if (!queue.broken) {
+    spdlog::error("{}: a write-back past the stored end failed ({}); writes past the end of this file fail "
+                  "until it is truncated or the daemon restarts",
+                  DisplayName(inode), error.message());
+  }
+  queue.broken = error;
+  FailHeldLocked(queue, error, completions);
+}
+
+void Filesystem::FailHeldLocked(WritebackQueue& queue, std::error_code error, Completions& completions) {
+  for (auto& [offset, held] : queue.held) {
+    held_bytes_.fetch_sub(held.data.size(), std::memory_order_relaxed);
+    completions.emplace_back(std::move(held.done), std::unexpected(error));
+  }
+  queue.held.clear();
+  queue.held_bytes = 0;
+}
+
+void Filesystem::Complete(Completions& completions) {
+  for (auto& [done, result] : completions) done(result);
+  completions.clear();
+}
+
+Result<void> Filesystem::HoldLocked(Inode& inode, uint64_t offset, std::span<const std::byte> data, bool direct,
+                                    WriteDone& done) {
+  WritebackQueue& queue = inode.writeback;
+  if (queue.broken && !direct) return std::unexpected(*queue.broken);
+  if (queue.held.contains(offset)) return Errno(EIO);  // the kernel sends each page once at a time
+  const uint64_t held = held_bytes_.load(std::memory_order_relaxed);
+  if (held + data.size() > config_.reorder_bound) {
+    if (!reorder_bound_warned_.exchange(true)) {
+      spdlog::warn("{}: the write-back reorder buffer is full ({} bytes held out of order, the bound); a write "
+                   "of [{}, {}) fails with EIO",
+                   DisplayName(inode), held, offset, offset + data.size());
+    }
+    return Errno(EIO);
+  }
+  if (held + data.size() <= config_.reorder_bound / 2) reorder_bound_warned_.store(false);
+  HeldWrite entry{std::vector<std::byte>(data.begin(), data.end()), nullptr, direct,
+                  commits_started_.load(std::memory_order_relaxed)};
+  entry.done = std::move(done);
+  queue.held_bytes += data.size();
+  held_bytes_.fetch_add(data.size(), std::memory_order_relaxed);
+  queue.held.emplace(offset, std::move(entry));
+  return {};
+}
+
+void Filesystem::WriteBack(FileHandle& handle, uint64_t offset, std::span<const std::byte> data, bool cached,
+                           const Caller& writer, WriteDone done) {
+  Inode& inode = *handle.inode;
+  auto file = inode.File();
+  if (!file) return done(Errno(EIO));
+  if (data.empty()) return done(size_t{0});
+  const bool direct = !cached;
+  Completions completions;
+  bool held_direct = false;
+  bool answered = false;  // `done` is held or in `completions`
+  {
+    std::unique_lock lock(inode.write_mu);
+    // A write reaching past a pending grow comes after the truncate's own
+    // write-back finished: nothing else will fill the grown range.
+    if (const uint64_t grow = inode.writeback.grow_to.load(); grow != 0 && offset + data.size() > grow) {
+      LandGrowLocked(inode, *file, completions);
+    }
+    if (offset > file->Size()) {
+      if (auto held = HoldLocked(inode, offset, data, direct, done); !held) {
+        completions.emplace_back(std::move(done), std::unexpected(held.error()));
+        answered = true;
+      } else {
+        answered = true;
+        held_direct = direct;
+      }
+    } else if (cached) {
+      const uint64_t end_before = file->Size();
+      Result<size_t> stored = StoreWriteBackLocked(inode, *file, offset, data);
+      const bool extends = offset + data.size() > end_before;
+      completions.emplace_back(std::move(done), stored);
+      answered = true;
+      if (!stored && extends) BreakQueueLocked(inode, stored.error(), completions);
+      DrainHeldLocked(inode, *file, completions);
+    }
+  }
+  if (!answered) {
+    // At or below the kernel's end of file, which in this mode is also the
+    // stored one (the bytes below the offset were written back first): the
+    // rules of a direct write are those of the default mode.
+    Result<size_t> written = Write(handle, offset, data, /*append=*/false, writer);
+    {
+      std::lock_guard lock(inode.write_mu);
+      completions.emplace_back(std::move(done), written);
+      DrainHeldLocked(inode, *file, completions);
+    }
+  }
+  Complete(completions);
+  if (held_direct) RequestCommit();
+}
+
+uint64_t Filesystem::HeldWriteBytes() const { return held_bytes_.load(std::memory_order_relaxed); }
+
+uint64_t Filesystem::BeginCommit() { return commits_started_.fetch_add(1, std::memory_order_relaxed) + 1; }
+
+bool Filesystem::FinishCommit(uint64_t commit) {
+  bool direct_still_held = false;
+  for (const auto& inode : inodes_.Snapshot()) {
+    auto file = inode->File();
+    if (!file) continue;
+    Completions completions;
+    {
+      std::lock_guard lock(inode->write_mu);
+      WritebackQueue& queue = inode->writeback;
+      if (queue.grow_to.load() != 0 && queue.grow_commit < commit) LandGrowLocked(*inode, *file, completions);
+      while (!queue.held.empty()) {
+        const auto& [offset, first] = *queue.held.begin();
+        // Only a direct write may have a gap of zeros in front of it, and
+        // only once a commit that began after it shows no cached bytes come.
+        if (!first.direct || first.commit_generation >= commit) break;
+        const uint64_t end = file->Size();
+        const uint64_t at = offset;
+        HeldWrite held = TakeFirstHeldLocked(queue);
+        Result<size_t> written = [&]() -> Result<size_t> {
+          if (auto grown = file->Truncate(at); !grown) return std::unexpected(grown.error());
+          auto start = file->AppendAt(at, held.data);
+          if (!start) {
+            (void)file->Truncate(end);
+            return std::unexpected(start.error());
+          }
+          return held.data.size();
+        }();
+        completions.emplace_back(std::move(held.done), written);
+        DrainHeldLocked(*inode, *file, completions);
+      }
+      for (const auto& [offset, held] : queue.held) direct_still_held = direct_still_held || held.direct;
+    }
+    Complete(completions);
+  }
+  return direct_still_held;
+}
+
+void Filesystem::FailHeldWrites(std::error_code error) {
+  for (const auto& inode : inodes_.Snapshot()) {
+    Completions completions;
+    {
+      std::lock_guard lock(inode->write_mu);
+      if (auto file = inode->File()) LandGrowLocked(*inode, *file, completions);
+      FailHeldLocked(inode->writeback, error, completions);
+    }
+    Complete(completions);
+  }
+}
+
+void Filesystem::SetCommitRequester(std::function<void()> request) {
+  std::lock_guard lock(commit_request_mu_);
+  commit_request_ = std::move(request);
+}
+
+void Filesystem::RequestCommit() {
+  std::lock_guard lock(commit_request_mu_);
+  if (commit_request_) commit_request_();
+}
+
+}  // namespace hpfs

@@ -1,0 +1,286 @@
+// Write-back mode (-o writeback) under failure: a SIGKILL of the daemon in
+// the middle of a stream of log lines, and a backing filesystem that fills
+// up. What the mode promises: the file holds exactly a prefix of what was
+// written, every fsynced byte is there, lines older than the commit interval
+// (with generous slack) are there, and errors reach the writer at fsync.
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <random>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "tests/core/test_util.h"
+#include "tests/drills/drill_harness.h"
+
+namespace hpfs::drills {
+namespace {
+
+using std::chrono::seconds;
+using Clock = std::chrono::steady_clock;
+
+class WritebackDrill : public DrillTest {
+ protected:
+  std::string ReadBack(const std::string& name) {
+    std::ifstream in(M(name), std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+};
+
+TEST_F(WritebackDrill, SigkillKeepsAPrefixWithEveryFsyncedLineAndEveryLineOlderThanTheCommit) {
+  Mount({"-o", "writeback,commit=1,segment_size=1M"});
+  const int fd = ::open(M("app.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  // What was written, with the time each line's write returned.
+  std::string written;
+  std::vector<std::pair<size_t, Clock::time_point>> line_ends;
+  size_t fsynced = 0;
+  const auto start = Clock::now();
+  for (uint64_t i = 0; Clock::now() - start < seconds(6); ++i) {
+    const std::string line = "line " + std::to_string(i) + " " + std::string(i % 97, 'x') + "\n";
+    ASSERT_EQ(::write(fd, line.data(), line.size()), static_cast<ssize_t>(line.size())) << std::strerror(errno);
+    written += line;
+    line_ends.emplace_back(written.size(), Clock::now());
+    if (i % 5000 == 4999) {
+      ASSERT_EQ(::fsync(fd), 0) << std::strerror(errno);
+      fsynced = written.size();
+    }
+  }
+  const auto killed_at = Clock::now();
+  KillDaemon();
+  ::close(fd);  // its flush fails on the dead mount; the bytes are the kernel's to drop
+  Mount({"-o", "writeback,commit=1,segment_size=1M"});
+  const std::string stored = ReadBack("app.log");
+
+  ASSERT_LE(stored.size(), written.size());
+  // Exactly a prefix (it may end inside the last line), so no zeros, no gap.
+  const size_t mismatch =
+      std::mismatch(stored.begin(), stored.end(), written.begin()).first - stored.begin();
+  EXPECT_EQ(mismatch, stored.size()) << "the stored file differs from what was written at byte " << mismatch;
+  EXPECT_GE(stored.size(), fsynced) << "an fsynced line is missing";
+  // The commit interval is 1 s; the slack covers a busy machine.
+  const auto old_enough = killed_at - seconds(4);
+  size_t must_have = 0;
+  for (const auto& [end, when] : line_ends) {
+    if (when <= old_enough) must_have = end;
+  }
+  EXPECT_GT(must_have, 0u) << "the writer ran too briefly to check the commit interval";
+  EXPECT_GE(stored.size(), must_have) << "a line written more than 4 s before the kill is missing ("
+                                      << written.size() - stored.size() << " bytes lost of " << written.size()
+                                      << ")";
+}
+
+TEST_F(WritebackDrill, EnospcReachesFsyncAndLosesNothingBeforeIt) {
+  mount_test::TmpfsMount tmpfs(backing_, "4m");
+  ASSERT_TRUE(tmpfs.ok()) << tmpfs.error();
+  Mount({"-o", "writeback,segment_size=256K"});
+  constexpr size_t kChunk = 64 << 10;
+  int fd = ::open(M("f").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  uint64_t synced = 0;
+  int fsync_error = 0;
+  for (int i = 0; i < 200 && fsync_error == 0; ++i) {
+    const ssize_t n = AppendPattern(fd, synced, kChunk);
+    ASSERT_EQ(n, static_cast<ssize_t>(kChunk)) << "the page cache takes the append: " << std::strerror(errno);
+    if (::fsync(fd) == 0) {
+      synced += kChunk;
+    } else {
+      fsync_error = errno;
+    }
+  }
+  EXPECT_EQ(fsync_error, ENOSPC);
+  ::close(fd);
+
+  // Every fsynced byte is there and right; nothing of the failed write shows.
+  auto stat = StatOf("f");
+  EXPECT_EQ(stat["mode"], "writeback");
+  EXPECT_EQ(stat["held_bytes"], "0");
+  const uint64_t stored = std::stoull(stat["size"]);
+  EXPECT_GE(stored, synced);
+  EXPECT_LT(stored, synced + kChunk);
+  const int reader = ::open(M("f").c_str(), O_RDONLY);
+  ASSERT_GE(reader, 0);
+  EXPECT_EQ(VerifyPattern(reader, 0, stored, 0), std::nullopt);
+  ::close(reader);
+
+  // Space back (the head punched), the sizes brought together by a truncate
+  // to the stored end: appends go on.
+  const auto punch = Run("fallocate --punch-hole --keep-size -o 0 -l " + std::to_string(stored / 2) +
+                         " f && truncate -s " + std::to_string(stored) + " f");
+  ASSERT_EQ(punch.exit_code, 0) << punch.output;
+  fd = ::open(M("f").c_str(), O_WRONLY | O_APPEND);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(AppendPattern(fd, stored, 1000), 1000);
+  EXPECT_EQ(::fsync(fd), 0) << std::strerror(errno);
+  ::close(fd);
+  EXPECT_EQ(std::stoull(StatOf("f")["size"]), stored + 1000);
+  Unmount();
+}
+
+// Seeded model-based torture through a write-back mount: buffered O_APPEND
+// writes of 1 B to 64 KiB (from this process and from child processes),
+// direct writes at and below the end, reads through a cached and a direct
+// handle, fsync, truncate, head punch, close/reopen and remount, each step
+// checked against an in-memory model. HPFS_TORTURE_SEED picks the run,
+// HPFS_TORTURE_OPS its length (default 2000).
+class WritebackTorture : public WritebackDrill {
+ protected:
+  void OpenHandles() {
+    appender_ = ::open(M("t").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    direct_ = ::open(M("t").c_str(), O_WRONLY);
+    cached_reader_ = ::open(M("t").c_str(), O_RDONLY);
+    direct_reader_ = ::open(M("t").c_str(), O_RDWR);  // read-write: a direct handle
+    ASSERT_TRUE(appender_ >= 0 && direct_ >= 0 && cached_reader_ >= 0 && direct_reader_ >= 0)
+        << std::strerror(errno);
+  }
+  void CloseHandles() {
+    for (int* fd : {&appender_, &direct_, &cached_reader_, &direct_reader_}) {
+      if (*fd >= 0) ::close(*fd);
+      *fd = -1;
+    }
+  }
+  void TearDown() override {
+    CloseHandles();
+    WritebackDrill::TearDown();
+  }
+  // The model's bytes of [offset, offset + length), clipped at its end.
+  std::string Expected(uint64_t offset, uint64_t length) const {
+    if (offset >= model_.size()) return "";
+    std::string out = model_.substr(offset, length);
+    for (uint64_t i = offset; i < std::min<uint64_t>(head_, offset + out.size()); ++i) out[i - offset] = '\0';
+    return out;
+  }
+
+  std::string model_;
+  uint64_t head_ = 0;
+  int appender_ = -1, direct_ = -1, cached_reader_ = -1, direct_reader_ = -1;
+};
+
+TEST_F(WritebackTorture, EveryStepMatchesTheModel) {
+  const char* seed_env = std::getenv("HPFS_TORTURE_SEED");
+  const char* ops_env = std::getenv("HPFS_TORTURE_OPS");
+  const uint64_t seed = seed_env ? std::stoull(seed_env) : 20261203;
+  const int ops = ops_env ? std::stoi(ops_env) : 2000;
+  SCOPED_TRACE("HPFS_TORTURE_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  auto pick = [&rng](uint64_t n) { return n == 0 ? 0 : rng() % n; };
+  const std::vector<std::string> options = {"-o", "writeback,commit=1,segment_size=64K"};
+  Mount(options);
+  OpenHandles();
+  uint64_t next_byte = 0;
+  auto bytes = [&](size_t n) {
+    std::string out(n, '\0');
+    for (char& c : out) c = static_cast<char>('a' + (next_byte++ % 26));
+    return out;
+  };
+  for (int step = 0; step < ops; ++step) {
+    const uint64_t op = pick(100);
+    std::string what;
+    if (op < 40) {  // a buffered append, mostly short
+      const size_t n = pick(4) == 0 ? 1 + pick(64 << 10) : 1 + pick(200);
+      const std::string data = bytes(n);
+      what = "append " + std::to_string(n);
+      ASSERT_EQ(::write(appender_, data.data(), n), static_cast<ssize_t>(n)) << what << ": " << std::strerror(errno);
+      model_ += data;
+    } else if (op < 44) {  // an append from another process
+      const std::string data = bytes(1 + pick(3000));
+      what = "child append " + std::to_string(data.size());
+      const pid_t child = ::fork();
+      ASSERT_GE(child, 0);
+      if (child == 0) {
+        const int fd = ::open(M("t").c_str(), O_WRONLY | O_APPEND);
+        const bool ok = fd >= 0 && ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size()) &&
+                        ::close(fd) == 0;
+        ::_exit(ok ? 0 : 1);
+      }
+      int status = 0;
+      ASSERT_EQ(::waitpid(child, &status, 0), child);
+      ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << what;
+      model_ += data;
+    } else if (op < 50) {  // a direct write at the end
+      const std::string data = bytes(1 + pick(5000));
+      what = "direct write at end " + std::to_string(data.size());
+      ASSERT_EQ(::pwrite(direct_, data.data(), data.size(), static_cast<off_t>(model_.size())),
+                static_cast<ssize_t>(data.size()))
+          << what << ": " << std::strerror(errno);
+      model_ += data;
+    } else if (op < 54 && !model_.empty()) {  // a direct write below the end
+      const uint64_t at = pick(model_.size());
+      what = "direct write below end at " + std::to_string(at);
+      EXPECT_EQ(::pwrite(direct_, "Z", 1, static_cast<off_t>(at)), -1) << what;
+      EXPECT_EQ(errno, EPERM) << what;
+    } else if (op < 74) {  // a read, cached or direct
+      const bool cached = op < 64;
+      const uint64_t at = pick(model_.size() + 10);
+      const size_t n = 1 + pick(70000);
+      what = std::string(cached ? "cached" : "direct") + " read " + std::to_string(n) + " at " + std::to_string(at);
+      std::string got(n, '\0');
+      const ssize_t r = ::pread(cached ? cached_reader_ : direct_reader_, got.data(), n, static_cast<off_t>(at));
+      ASSERT_GE(r, 0) << what << ": " << std::strerror(errno);
+      got.resize(static_cast<size_t>(r));
+      ASSERT_EQ(got, Expected(at, n)) << what << " at step " << step;
+    } else if (op < 80) {
+      what = "fsync";
+      ASSERT_EQ(::fsync(pick(2) ? appender_ : direct_), 0) << std::strerror(errno);
+    } else if (op < 85) {  // truncate, mostly shrinking
+      const uint64_t n = pick(5) == 0 ? model_.size() + pick(10000) : pick(model_.size() + 1);
+      what = "truncate to " + std::to_string(n);
+      ASSERT_EQ(::ftruncate(direct_, static_cast<off_t>(n)), 0) << what << ": " << std::strerror(errno);
+      if (n < model_.size()) {
+        model_.resize(n);
+      } else {
+        model_.append(n - model_.size(), '\0');
+      }
+      head_ = std::min(head_, n);
+    } else if (op < 90 && !model_.empty()) {  // head punch
+      const uint64_t to = std::max<uint64_t>(1, pick(model_.size() + 1));
+      what = "punch head to " + std::to_string(to);
+      ASSERT_EQ(::fallocate(direct_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, static_cast<off_t>(to)), 0)
+          << what << ": " << std::strerror(errno);
+      head_ = std::max(head_, std::min<uint64_t>(to, model_.size()));
+    } else if (op < 99) {
+      what = "close and reopen";
+      ASSERT_EQ(::close(appender_), 0) << std::strerror(errno);
+      appender_ = ::open(M("t").c_str(), O_WRONLY | O_APPEND);
+      ASSERT_GE(appender_, 0);
+    } else {
+      what = "remount";
+      CloseHandles();
+      Unmount();
+      Mount(options);
+      OpenHandles();
+    }
+    struct stat st {};
+    ASSERT_EQ(::fstat(cached_reader_, &st), 0);
+    ASSERT_EQ(static_cast<uint64_t>(st.st_size), model_.size()) << "after " << what << " at step " << step;
+  }
+  // Everything, through a fresh mount.
+  CloseHandles();
+  Unmount();
+  Mount(options);
+  EXPECT_TRUE(ReadBack("t") == Expected(0, model_.size())) << "the file differs from the model after a remount";
+  auto stat = StatOf("t");
+  EXPECT_EQ(stat["held_bytes"], "0");
+  EXPECT_EQ(std::stoull(stat["head"]), head_);
+}
+
+}  // namespace
+}  // namespace hpfs::drills

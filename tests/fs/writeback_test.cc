@@ -1,0 +1,325 @@
+// The write-back mode's WRITE handling (Filesystem::WriteBack): re-sent page
+// prefixes, requests out of order, and writes that would change stored bytes.
+#include <fcntl.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "fs/filesystem.h"
+#include "fs/writeback.h"
+#include "tests/fs/fs_test_util.h"
+
+namespace hpfs {
+namespace {
+
+using testing::Bytes;
+using testing::Materialize;
+using testing::TempDir;
+
+// What a WriteDone saw.
+struct Outcome {
+  bool called = false;
+  std::optional<size_t> written;
+  int error = 0;
+  WriteDone Recorder() {
+    return [this](Result<size_t> r) {
+      EXPECT_FALSE(called) << "WriteDone called twice";
+      called = true;
+      if (r) {
+        written = *r;
+      } else {
+        error = r.error().value();
+      }
+    };
+  }
+};
+
+class WritebackTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config_.segment_size = 4096;
+    config_.writeback = true;
+    Open();
+  }
+
+  void Open() {
+    fs_.reset();
+    auto fs = Filesystem::Open(dir_.path(), config_);
+    ASSERT_TRUE(fs) << fs.error().message();
+    fs_ = std::move(*fs);
+    auto created = fs_->Create(kRootInode, "log", 0644, O_WRONLY | O_CREAT | O_APPEND, Caller{});
+    ASSERT_TRUE(created) << created.error().message();
+    handle_ = std::move(created->second);
+  }
+
+  // A WRITE from the page cache; returns what its WriteDone got (so far).
+  Outcome* CachedWrite(uint64_t offset, const std::string& data) {
+    outcomes_.push_back(std::make_unique<Outcome>());
+    Outcome* outcome = outcomes_.back().get();
+    fs_->WriteBack(*handle_, offset, Bytes(data), /*cached=*/true, Caller{}, outcome->Recorder());
+    return outcome;
+  }
+
+  std::string Content() {
+    auto plan = fs_->Read(*handle_, 0, 1 << 20);
+    EXPECT_TRUE(plan) << plan.error().message();
+    return plan ? Materialize(*plan) : "";
+  }
+
+  uint64_t HeldOfFile() {
+    auto st = fs_->IoctlStat(*handle_);
+    EXPECT_TRUE(st);
+    EXPECT_NE(st->flags & HPFS_STAT_WRITEBACK, 0u);
+    return st->held_bytes;
+  }
+
+  void TearDown() override {
+    if (handle_) fs_->Release(std::move(handle_));
+  }
+
+  TempDir dir_;
+  Config config_;
+  std::unique_ptr<Filesystem> fs_;
+  std::unique_ptr<FileHandle> handle_;
+  std::vector<std::unique_ptr<Outcome>> outcomes_;
+};
+
+TEST(SplitAtEndTest, SaysWhatToCompareAndWhatToAppend) {
+  const WritebackSplit below = SplitAtEnd(0, 10, 20);
+  EXPECT_EQ(below.compare_length, 10u);
+  EXPECT_EQ(below.append_from, 10u);
+  const WritebackSplit across = SplitAtEnd(15, 10, 20);
+  EXPECT_EQ(across.compare_length, 5u);
+  EXPECT_EQ(across.append_from, 5u);
+  const WritebackSplit at = SplitAtEnd(20, 10, 20);
+  EXPECT_EQ(at.compare_length, 0u);
+  EXPECT_EQ(at.append_from, 0u);
+  EXPECT_FALSE(at.starts_past_end);
+  EXPECT_TRUE(SplitAtEnd(21, 10, 20).starts_past_end);
+}
+
+TEST_F(WritebackTest, ResentPrefixIsComparedAndOnlyTheNewTailAppended) {
+  Outcome* first = CachedWrite(0, "line one\n");
+  ASSERT_TRUE(first->called);
+  EXPECT_EQ(first->written, 9u);
+  // The kernel sends the page again from its start, with the next line.
+  Outcome* again = CachedWrite(0, "line one\nline two\n");
+  ASSERT_TRUE(again->called);
+  EXPECT_EQ(again->written, 18u);
+  EXPECT_EQ(Content(), "line one\nline two\n");
+  // A page sent once more with nothing new changes nothing.
+  Outcome* same = CachedWrite(0, "line one\nline two\n");
+  EXPECT_EQ(same->written, 18u);
+  EXPECT_EQ(Content(), "line one\nline two\n");
+}
+
+TEST_F(WritebackTest, ChangedPrefixIsRefusedWithEPERMAndNothingWritten) {
+  ASSERT_EQ(CachedWrite(0, "stored bytes\n")->written, 13u);
+  Outcome* changed = CachedWrite(0, "STORED bytes\nand a tail\n");
+  ASSERT_TRUE(changed->called);
+  EXPECT_EQ(changed->error, EPERM);
+  EXPECT_EQ(Content(), "stored bytes\n");
+  // Wholly below the end and different: refused too.
+  EXPECT_EQ(CachedWrite(7, "BYTES")->error, EPERM);
+  EXPECT_EQ(Content(), "stored bytes\n");
+  // The file goes on growing from the stored end.
+  EXPECT_EQ(CachedWrite(13, "next\n")->written, 5u);
+  EXPECT_EQ(Content(), "stored bytes\nnext\n");
+}
+
+TEST_F(WritebackTest, WriteBeyondTheEndIsHeldUntilTheGapFillsNeverZeroFilled) {
+  ASSERT_EQ(CachedWrite(0, "aaaa")->written, 4u);
+  // Two later pages overtake the one in front of them.
+  Outcome* third = CachedWrite(12, "cccc");
+  Outcome* second = CachedWrite(8, "bbbb");
+  EXPECT_FALSE(third->called);
+  EXPECT_FALSE(second->called);
+  EXPECT_EQ(Content(), "aaaa");
+  EXPECT_EQ(fs_->HeldWriteBytes(), 8u);
+  EXPECT_EQ(HeldOfFile(), 8u);
+  // The missing one comes (re-sending the stored prefix): all land in order.
+  Outcome* first = CachedWrite(0, "aaaaAAAA");
+  EXPECT_EQ(first->written, 8u);
+  EXPECT_EQ(second->written, 4u);
+  EXPECT_EQ(third->written, 4u);
+  EXPECT_EQ(Content(), "aaaaAAAAbbbbcccc");
+  EXPECT_EQ(fs_->HeldWriteBytes(), 0u);
+  EXPECT_EQ(HeldOfFile(), 0u);
+}
+
+TEST_F(WritebackTest, HeldWriteOverlappingTheFilledEndIsComparedToo) {
+  ASSERT_EQ(CachedWrite(0, "0123")->written, 4u);
+  Outcome* late = CachedWrite(6, "67XY");
+  EXPECT_FALSE(late->called);
+  // The gap filler brings 4..8; the held write re-sends 6..8 with different bytes.
+  EXPECT_EQ(CachedWrite(4, "4567")->written, 4u);
+  EXPECT_EQ(late->written, 4u);
+  EXPECT_EQ(Content(), "01234567XY");
+
+  Outcome* wrong = CachedWrite(12, "zz");
+  EXPECT_EQ(CachedWrite(10, "ab")->written, 2u);
+  EXPECT_EQ(wrong->written, 2u);
+  Outcome* changes = CachedWrite(16, "QQ");
+  EXPECT_EQ(CachedWrite(14, "cd")->written, 2u);
+  EXPECT_EQ(changes->written, 2u);
+  Outcome* conflicting = CachedWrite(20, "RR");
+  EXPECT_EQ(CachedWrite(18, "efR")->written, 3u);
+  // Held 20..22 "RR" meets stored byte 20 'R': equal, and 21 is new.
+  EXPECT_EQ(conflicting->written, 2u);
+  EXPECT_EQ(Content(), "01234567XYabzzcdQQefRR");
+}
+
+TEST_F(WritebackTest, HeldWriteThatWouldChangeTheFilledBytesIsRefused) {
+  ASSERT_EQ(CachedWrite(0, "0123")->written, 4u);
+  Outcome* late = CachedWrite(6, "xx89");
+  EXPECT_EQ(CachedWrite(4, "4567")->written, 4u);
+  ASSERT_TRUE(late->called);
+  EXPECT_EQ(late->error, EPERM);
+  EXPECT_EQ(Content(), "01234567");
+}
+
+TEST_F(WritebackTest, ReorderBufferAtItsBoundFailsTheWriteWithEIO) {
+  config_.reorder_bound = 8;
+  Open();
+  ASSERT_EQ(CachedWrite(0, "a")->written, 1u);
+  Outcome* held = CachedWrite(4, "eeee");
+  Outcome* also_held = CachedWrite(8, "iiii");
+  Outcome* over = CachedWrite(12, "m");
+  EXPECT_FALSE(held->called);
+  EXPECT_FALSE(also_held->called);
+  ASSERT_TRUE(over->called);
+  EXPECT_EQ(over->error, EIO);
+  EXPECT_EQ(CachedWrite(1, "bcd")->written, 3u);
+  EXPECT_EQ(held->written, 4u);
+  EXPECT_EQ(also_held->written, 4u);
+  EXPECT_EQ(Content(), "abcdeeeeiiii");
+}
+
+TEST_F(WritebackTest, HeldWritesFailWhenTheWriteInFrontOfThemFails) {
+  ASSERT_EQ(CachedWrite(0, "0123")->written, 4u);
+  Outcome* held = CachedWrite(8, "89");
+  // The gap filler changes a stored byte: refused, and with it the bytes it
+  // was bringing, which the held write waits for.
+  Outcome* filler = CachedWrite(2, "X34567");
+  EXPECT_EQ(filler->error, EPERM);
+  ASSERT_TRUE(held->called);
+  EXPECT_EQ(held->error, EPERM);
+  EXPECT_EQ(fs_->HeldWriteBytes(), 0u);
+  // Later writes past the end fail at once rather than wait for ever...
+  EXPECT_EQ(CachedWrite(10, "ab")->error, EPERM);
+  // ...until a truncate brings the kernel's size and the stored one together.
+  AttrChange change;
+  change.size = 4;
+  ASSERT_TRUE(fs_->SetAttr(handle_->inode->id, change, handle_.get()));
+  Outcome* after = CachedWrite(6, "67");
+  EXPECT_FALSE(after->called);
+  EXPECT_EQ(CachedWrite(4, "45")->written, 2u);
+  EXPECT_EQ(after->written, 2u);
+  EXPECT_EQ(Content(), "01234567");
+}
+
+TEST_F(WritebackTest, FailHeldWritesAnswersEveryHeldWrite) {
+  ASSERT_EQ(CachedWrite(0, "0")->written, 1u);
+  Outcome* held = CachedWrite(4, "4");
+  fs_->FailHeldWrites(std::make_error_code(std::errc::io_error));
+  ASSERT_TRUE(held->called);
+  EXPECT_EQ(held->error, EIO);
+  EXPECT_EQ(fs_->HeldWriteBytes(), 0u);
+  EXPECT_EQ(Content(), "0");
+}
+
+TEST_F(WritebackTest, DirectWriteBelowTheEndIsRefusedAtTheEndAppended) {
+  auto direct = fs_->OpenFile(handle_->inode->id, O_WRONLY);
+  ASSERT_TRUE(direct);
+  ASSERT_EQ(CachedWrite(0, "abc")->written, 3u);
+  Outcome below;
+  fs_->WriteBack(**direct, 1, Bytes("X"), /*cached=*/false, Caller{}, below.Recorder());
+  EXPECT_EQ(below.error, EPERM);
+  Outcome at_end;
+  fs_->WriteBack(**direct, 3, Bytes("d"), /*cached=*/false, Caller{}, at_end.Recorder());
+  EXPECT_EQ(at_end.written, 1u);
+  EXPECT_EQ(Content(), "abcd");
+  fs_->Release(std::move(*direct));
+}
+
+TEST_F(WritebackTest, DirectWritePastTheEndWaitsForCachedBytesThenForACommit) {
+  auto direct = fs_->OpenFile(handle_->inode->id, O_WRONLY);
+  ASSERT_TRUE(direct);
+  ASSERT_EQ(CachedWrite(0, "ab")->written, 2u);
+  Outcome after_cached;
+  fs_->WriteBack(**direct, 4, Bytes("ef"), /*cached=*/false, Caller{}, after_cached.Recorder());
+  EXPECT_FALSE(after_cached.called);
+  // The cached bytes in front of it arrive: it lands behind them.
+  EXPECT_EQ(CachedWrite(0, "abcd")->written, 4u);
+  EXPECT_EQ(after_cached.written, 2u);
+  EXPECT_EQ(Content(), "abcdef");
+
+  // Nothing comes for this one's gap: a commit that began after it was held
+  // shows that none will, and the gap reads as zeros, as in the default mode.
+  Outcome sparse;
+  fs_->WriteBack(**direct, 8, Bytes("ij"), /*cached=*/false, Caller{}, sparse.Recorder());
+  const uint64_t before = fs_->BeginCommit() - 1;
+  EXPECT_TRUE(fs_->FinishCommit(before)) << "still held";
+  EXPECT_FALSE(sparse.called) << "a commit that began before the write proves nothing";
+  const uint64_t commit = fs_->BeginCommit();
+  EXPECT_FALSE(fs_->FinishCommit(commit));
+  EXPECT_EQ(sparse.written, 2u);
+  EXPECT_EQ(Content(), std::string("abcdef\0\0ij", 10));
+  fs_->Release(std::move(*direct));
+}
+
+TEST_F(WritebackTest, CommitNeverZeroFillsInFrontOfACachedWrite) {
+  ASSERT_EQ(CachedWrite(0, "ab")->written, 2u);
+  Outcome* held = CachedWrite(8, "ij");
+  const uint64_t commit = fs_->BeginCommit();
+  EXPECT_FALSE(fs_->FinishCommit(commit));
+  EXPECT_FALSE(held->called);
+  EXPECT_EQ(Content(), "ab");
+  fs_->FailHeldWrites(std::make_error_code(std::errc::io_error));
+}
+
+TEST_F(WritebackTest, TruncateAboveTheEndWaitsForTheKernelsBytesBelowIt) {
+  ASSERT_EQ(CachedWrite(0, "ab")->written, 2u);
+  // The kernel answers the truncate first, then sends its dirty bytes below
+  // the new size: zeros stored at once would refuse them.
+  AttrChange change;
+  change.size = 10;
+  auto st = fs_->SetAttr(handle_->inode->id, change, handle_.get());
+  ASSERT_TRUE(st) << st.error().message();
+  EXPECT_EQ(st->st_size, 10);
+  EXPECT_EQ(CachedWrite(0, "abcd")->written, 4u);
+  EXPECT_EQ(Content(), "abcd");
+  // A write reaching past the new size comes after all of them: the rest of
+  // the grow is zeros.
+  EXPECT_EQ(CachedWrite(8, std::string("\0\0XY", 4))->written, 4u);
+  EXPECT_EQ(Content(), std::string("abcd\0\0\0\0\0\0XY", 12));
+}
+
+TEST_F(WritebackTest, FsyncLandsAPendingGrow) {
+  ASSERT_EQ(CachedWrite(0, "ab")->written, 2u);
+  AttrChange change;
+  change.size = 6;
+  ASSERT_TRUE(fs_->SetAttr(handle_->inode->id, change, handle_.get()));
+  EXPECT_EQ(Content(), "ab");
+  ASSERT_TRUE(fs_->Fsync(*handle_));
+  EXPECT_EQ(Content(), std::string("ab\0\0\0\0", 6));
+}
+
+TEST_F(WritebackTest, ShrinkingTruncateCancelsAPendingGrow) {
+  ASSERT_EQ(CachedWrite(0, "abcd")->written, 4u);
+  AttrChange change;
+  change.size = 100;
+  ASSERT_TRUE(fs_->SetAttr(handle_->inode->id, change, handle_.get()));
+  change.size = 2;
+  auto st = fs_->SetAttr(handle_->inode->id, change, handle_.get());
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->st_size, 2);
+  ASSERT_TRUE(fs_->Fsync(*handle_));
+  EXPECT_EQ(Content(), "ab");
+}
+
+}  // namespace
+}  // namespace hpfs
