@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Write-back mode's commit: a thread of the daemon that makes the kernel
 // write back the mount's dirty pages at least every `interval` (syncfs on the
 // mount), so a daemon crash loses at most about that much of acknowledged

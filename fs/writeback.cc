@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Write-back mode of the Filesystem (the methods declared under "write-back
 // mode" in fs/filesystem.h) and its helpers.
 //

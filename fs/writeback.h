@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Write-back mode (Config::writeback, docs/FILESYSTEM.md "Write-back mode"):
 // the kernel's page cache owns the file size and sends WRITE requests later,
 // from the start of each page, so bytes the daemon stored already come again,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Write-back mode (-o writeback) under failure: a SIGKILL of the daemon in
 // the middle of a stream of log lines, and a backing filesystem that fills
 // up. What the mode promises: the file holds exactly a prefix of what was

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The write-back mode's WRITE handling (Filesystem::WriteBack): re-sent page
 // prefixes, requests out of order, and writes that would change stored bytes.
 #include <fcntl.h>
