@@ -47,6 +47,8 @@ class WritebackTest : public ::testing::Test {
   }
 
   void Open() {
+    // The handle holds the file's HPFile, which owns its directory.
+    if (handle_) fs_->Release(std::move(handle_));
     fs_.reset();
     auto fs = Filesystem::Open(dir_.path(), config_);
     ASSERT_TRUE(fs) << fs.error().message();
