@@ -36,6 +36,7 @@
 #include "fs/commit_thread.h"
 #include "fs/filesystem.h"
 #include "fs/fuse_ops.h"
+#include "fs/graceful_stop.h"
 #include "fs/log_file.h"
 #include "fs/mount_point.h"
 #include "fs/options.h"
@@ -331,6 +332,7 @@ int Run(int argc, char* argv[]) {
   NotifyServiceManager("READY=1");
 
   // Threads only now: they would not survive fuse_daemonize's fork.
+  if (state.options.config.writeback) hpfs::GracefulStop::BlockStopSignals();
   hangup.Start([&log_file] {
     if (!log_file) {
       spdlog::info("SIGHUP: no log file to reopen");
@@ -353,6 +355,9 @@ int Run(int argc, char* argv[]) {
         [&context] { return context.cached_writers.load(std::memory_order_relaxed) > 0; });
   }
 
+  std::unique_ptr<hpfs::GracefulStop> graceful_stop;
+  if (state.options.config.writeback) graceful_stop = std::make_unique<hpfs::GracefulStop>(se, opts.mountpoint);
+
   int rc;
   if (opts.singlethread) {
     rc = fuse_session_loop(se);
@@ -367,6 +372,7 @@ int Run(int argc, char* argv[]) {
     rc = fuse_session_loop_mt(se, config);
     fuse_loop_cfg_destroy(config);
   }
+  graceful_stop.reset();
   NotifyServiceManager("STOPPING=1");
   hangup.Stop();
   (*fs)->StopRetention();

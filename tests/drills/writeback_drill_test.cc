@@ -89,6 +89,32 @@ TEST_F(WritebackDrill, SigkillKeepsAPrefixWithEveryFsyncedLineAndEveryLineOlderT
                                       << ")";
 }
 
+// A clean stop (SIGTERM, what `systemctl stop` sends) has the kernel write
+// back every page it holds before the daemon unmounts: nothing acknowledged
+// is lost. commit=0 leaves write-back to the kernel, which would not send
+// these pages for seconds.
+TEST_F(WritebackDrill, SigtermWritesBackEveryAcknowledgedLineBeforeTheDaemonExits) {
+  Mount({"-o", "writeback,commit=0,segment_size=1M"});
+  const int fd = ::open(M("app.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  std::string written;
+  for (int i = 0; i < 20000; ++i) {
+    const std::string line = "line " + std::to_string(i) + " " + std::string(i % 61, 'y') + "\n";
+    ASSERT_EQ(::write(fd, line.data(), line.size()), static_cast<ssize_t>(line.size())) << std::strerror(errno);
+    written += line;
+  }
+  ASSERT_EQ(::kill(daemon_->pid(), SIGTERM), 0);
+  const int status = daemon_->WaitExit(seconds(60));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  ::close(fd);
+  daemon_->Stop();
+  Mount({"-o", "writeback,commit=0,segment_size=1M"});
+  const std::string stored = ReadBack("app.log");
+  EXPECT_EQ(stored.size(), written.size()) << written.size() - std::min(written.size(), stored.size())
+                                           << " acknowledged bytes lost";
+  EXPECT_TRUE(stored == written) << "the stored file is not what was written";
+}
+
 TEST_F(WritebackDrill, EnospcReachesFsyncAndLosesNothingBeforeIt) {
   mount_test::TmpfsMount tmpfs(backing_, "4m");
   ASSERT_TRUE(tmpfs.ok()) << tmpfs.error();
