@@ -6,7 +6,9 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include <cstring>
+#include <utility>
+
+#include "core/text_file.h"
 
 namespace hpfile {
 namespace {
@@ -96,17 +98,12 @@ Result<void> PosixIo::Rmdir(const std::string& path) { return VoidResult(::rmdir
 Result<std::vector<std::string>> PosixIo::ListDir(const std::string& path) {
   DIR* dir = ::opendir(path.c_str());
   if (dir == nullptr) return LastErrno();
-  std::vector<std::string> names;
-  errno = 0;
-  while (const dirent* entry = ::readdir(dir)) {
-    if (std::strcmp(entry->d_name, ".") != 0 && std::strcmp(entry->d_name, "..") != 0) {
-      names.emplace_back(entry->d_name);
-    }
-    errno = 0;
-  }
-  int err = errno;
+  auto entries = ReadDirEntries(dir);
   ::closedir(dir);
-  if (err != 0) return Errno(err);
+  if (!entries) return std::unexpected(entries.error());
+  std::vector<std::string> names;
+  names.reserve(entries->size());
+  for (DirEntry& entry : *entries) names.push_back(std::move(entry.name));
   return names;
 }
 

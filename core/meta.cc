@@ -1,30 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/meta.h"
 
-#include <fcntl.h>
-
-#include <charconv>
-#include <cstring>
+#include <cstdio>
 #include <set>
+
+#include "core/text_file.h"
 
 namespace hpfile {
 namespace {
-
-std::optional<uint64_t> ParseUnsigned(std::string_view text) {
-  uint64_t value = 0;
-  if (text.empty()) return std::nullopt;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
-  return value;
-}
-
-std::optional<uint32_t> ParseUnsigned32(std::string_view text, int base = 10) {
-  uint32_t value = 0;
-  if (text.empty()) return std::nullopt;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value, base);
-  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
-  return value;
-}
 
 // A garbage meta may hold any bytes: the quoted text goes to terminals and
 // logs, so it is kept printable and short.
@@ -60,21 +43,14 @@ std::expected<Meta, std::string> ParseMeta(std::string_view text) {
   bool has_format = false;
   bool has_segment_size = false;
   std::set<std::string, std::less<>> seen;
-  size_t line_number = 0;
-  while (!text.empty()) {
-    size_t newline = text.find('\n');
-    std::string_view line = text.substr(0, newline);
-    text = newline == std::string_view::npos ? std::string_view() : text.substr(newline + 1);
-    ++line_number;
-    if (line.empty()) continue;
+  for (const KeyValueLine& line : SplitKeyValueLines(text)) {
     auto fail = [&](std::string_view why) {
-      return std::unexpected("hpfile.meta line " + std::to_string(line_number) + " " + Quote(line) + ": " +
+      return std::unexpected("hpfile.meta line " + std::to_string(line.number) + " " + Quote(line.text) + ": " +
                              std::string(why));
     };
-    size_t equals = line.find('=');
-    if (equals == std::string_view::npos || equals == 0) return fail("not key=value");
-    std::string_view key = line.substr(0, equals);
-    std::string_view value = line.substr(equals + 1);
+    if (!line.well_formed()) return fail("not key=value");
+    const std::string_view key = line.key;
+    const std::string_view value = line.value;
     if (!seen.emplace(key).second) return fail("key repeated");
 
     if (key == format::kKeyFormat) {
@@ -117,12 +93,7 @@ std::expected<Meta, std::string> ParseMeta(std::string_view text) {
 
 std::string SerializeMeta(const Meta& meta) {
   std::string text;
-  auto line = [&](std::string_view key, const std::string& value) {
-    text.append(key);
-    text.push_back('=');
-    text.append(value);
-    text.push_back('\n');
-  };
+  auto line = [&](std::string_view key, const std::string& value) { AppendKeyValue(text, key, value); };
   line(format::kKeyFormat, std::to_string(format::kVersion));
   line(format::kKeySegmentSize, std::to_string(meta.segment_size));
   line(format::kKeyHead, std::to_string(meta.head));
@@ -140,47 +111,13 @@ std::string SerializeMeta(const Meta& meta) {
 }
 
 Result<void> WriteMetaAtomically(Io& io, const std::string& dir, const Meta& meta) {
-  const std::string temp_path = dir + "/" + std::string(format::kMetaTempName);
-  const std::string final_path = dir + "/" + std::string(format::kMetaName);
-  const std::string text = SerializeMeta(meta);
-  {
-    auto fd = Fd::Open(io, temp_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (!fd) return std::unexpected(fd.error());
-    auto written = WriteFull(io, fd->get(), std::as_bytes(std::span(text)), 0);
-    if (written) written = io.Fsync(fd->get());
-    if (!written) {
-      fd->Reset();
-      (void)io.Unlink(temp_path);  // best effort; recovery removes it otherwise
-      return written;
-    }
-  }
-  if (auto renamed = io.Rename(temp_path, final_path); !renamed) {
-    (void)io.Unlink(temp_path);
-    return renamed;
-  }
-  return SyncDir(io, dir);
+  return ReplaceFileAtomically(io, dir, format::kMetaName, format::kMetaTempName, SerializeMeta(meta));
 }
 
 Result<std::string> ReadMetaText(Io& io, const std::string& dir) {
   return ReadMetaFile(io, dir + "/" + std::string(format::kMetaName));
 }
 
-Result<std::string> ReadMetaFile(Io& io, const std::string& path) {
-  auto fd = Fd::Open(io, path, O_RDONLY);
-  if (!fd) return std::unexpected(fd.error());
-  std::string text;
-  uint64_t offset = 0;
-  for (;;) {
-    char chunk[4096];
-    auto n = io.Pread(fd->get(), std::as_writable_bytes(std::span(chunk)), offset);
-    if (!n) return std::unexpected(n.error());
-    if (*n == 0) break;
-    text.append(chunk, *n);
-    offset += *n;
-    // A meta file is a few lines; anything this large is not one.
-    if (text.size() > (1 << 20)) return Errno(EFBIG);
-  }
-  return text;
-}
+Result<std::string> ReadMetaFile(Io& io, const std::string& path) { return ReadSmallFile(io, path); }
 
 }  // namespace hpfile

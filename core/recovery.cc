@@ -4,18 +4,29 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cstdio>
 #include <map>
 #include <string_view>
 
 #include "core/format.h"
+#include "core/text_file.h"
 
 namespace hpfile {
 namespace {
 
 std::string Range(uint64_t begin, uint64_t end) {
   return "[" + std::to_string(begin) + ", " + std::to_string(end) + ")";
+}
+
+// Deletes DIR/NAME for each of `names` (one already gone is fine) and makes
+// the deletions durable.
+Result<void> RemoveFiles(Io& io, const std::string& dir, const std::vector<std::string>& names) {
+  for (const std::string& name : names) {
+    auto removed = io.Unlink(dir + "/" + name);
+    if (!removed && !IsErrno(removed.error(), ENOENT)) return removed;
+  }
+  if (!names.empty()) return SyncDir(io, dir);
+  return {};
 }
 
 }  // namespace
@@ -160,12 +171,7 @@ Result<void> ApplyRecovery(Io& io, const std::string& dir, const Meta& meta, con
     updated.head = plan.head;
     if (auto written = WriteMetaAtomically(io, dir, updated); !written) return written;
   }
-  for (const std::string& name : plan.remove) {
-    auto removed = io.Unlink(dir + "/" + name);
-    if (!removed && removed.error() != std::errc::no_such_file_or_directory) return removed;
-  }
-  if (!plan.remove.empty()) return SyncDir(io, dir);
-  return {};
+  return RemoveFiles(io, dir, plan.remove);
 }
 
 namespace {
@@ -178,16 +184,9 @@ std::string Octal(uint32_t mode) {
 
 // The version a meta's format line names, when it has one that parses.
 std::optional<uint64_t> FormatLine(std::string_view text) {
-  while (!text.empty()) {
-    const size_t newline = text.find('\n');
-    std::string_view line = text.substr(0, newline);
-    text = newline == std::string_view::npos ? std::string_view() : text.substr(newline + 1);
-    const std::string prefix = std::string(format::kKeyFormat) + "=";
-    if (!line.starts_with(prefix)) continue;
-    line.remove_prefix(prefix.size());
-    uint64_t version = 0;
-    auto [end, ec] = std::from_chars(line.data(), line.data() + line.size(), version);
-    if (ec == std::errc() && end == line.data() + line.size()) return version;
+  for (const KeyValueLine& line : SplitKeyValueLines(text)) {
+    if (line.key != format::kKeyFormat) continue;
+    if (auto version = ParseUnsigned(line.value)) return version;
   }
   return std::nullopt;
 }
@@ -304,12 +303,7 @@ Result<void> ApplyRepair(Io& io, const std::string& dir, const RepairPlan& plan)
   if (plan.rebuilt_meta) {
     if (auto written = WriteMetaAtomically(io, dir, *plan.rebuilt_meta); !written) return written;
   }
-  for (const std::string& name : plan.remove) {
-    auto removed = io.Unlink(dir + "/" + name);
-    if (!removed && removed.error() != std::errc::no_such_file_or_directory) return removed;
-  }
-  if (!plan.remove.empty()) return SyncDir(io, dir);
-  return {};
+  return RemoveFiles(io, dir, plan.remove);
 }
 
 }  // namespace hpfile

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/segment_name.h"
 
-#include <charconv>
 #include <cstdio>
 
 #include "core/format.h"
+#include "core/text_file.h"
 
 namespace hpfile {
 
@@ -29,13 +29,10 @@ std::optional<SegmentName> ParseSegmentName(std::string_view file_name) {
   if (separator != static_cast<size_t>(format::kSegmentBaseDigits)) return std::nullopt;
   std::string_view base_text = file_name.substr(0, separator);
   std::string_view capacity_text = file_name.substr(separator + 1);
-  auto parse = [](std::string_view text, uint64_t& value) {
-    if (text.empty()) return false;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    return ec == std::errc() && end == text.data() + text.size();
-  };
-  SegmentName name;
-  if (!parse(base_text, name.base) || !parse(capacity_text, name.capacity)) return std::nullopt;
+  const auto base = ParseUnsigned(base_text);
+  const auto capacity = ParseUnsigned(capacity_text);
+  if (!base || !capacity) return std::nullopt;
+  const SegmentName name{.base = *base, .capacity = *capacity};
   if (name.capacity == 0 || name.capacity > format::kMaxSlotEnd) return std::nullopt;
   if (name.base > format::kMaxSlotEnd - name.capacity) return std::nullopt;
   // Exactly one spelling per segment, so two files can never claim one slot.
