@@ -28,11 +28,28 @@ struct DirCloser {
 };
 using DirHandle = std::unique_ptr<DIR, DirCloser>;
 
+// What the visiting listing `list` passes, collected.
+Result<std::vector<DirEntry>> Collect(const std::function<Result<void>(const DirEntryVisitor&)>& list) {
+  std::vector<DirEntry> entries;
+  auto listed = list([&](const DirEntry& entry) {
+    entries.push_back(entry);
+    return true;
+  });
+  if (!listed) return std::unexpected(listed.error());
+  return entries;
+}
+
 }  // namespace
 
 std::optional<uint64_t> ParseUnsigned(std::string_view text, int base) { return ParseWhole<uint64_t>(text, base); }
 
 std::optional<uint32_t> ParseUnsigned32(std::string_view text, int base) { return ParseWhole<uint32_t>(text, base); }
+
+std::optional<KeyValue> SplitKeyValue(std::string_view text) {
+  const size_t equals = text.find('=');
+  if (equals == std::string_view::npos) return std::nullopt;
+  return KeyValue{.key = text.substr(0, equals), .value = text.substr(equals + 1)};
+}
 
 std::vector<KeyValueLine> SplitKeyValueLines(std::string_view text) {
   std::vector<KeyValueLine> lines;
@@ -44,9 +61,9 @@ std::vector<KeyValueLine> SplitKeyValueLines(std::string_view text) {
     ++number;
     if (line.empty()) continue;
     KeyValueLine parsed{.number = number, .text = line};
-    if (const size_t equals = line.find('='); equals != std::string_view::npos) {
-      parsed.key = line.substr(0, equals);
-      parsed.value = line.substr(equals + 1);
+    if (auto pair = SplitKeyValue(line)) {
+      parsed.key = pair->key;
+      parsed.value = pair->value;
     }
     lines.push_back(parsed);
   }
@@ -115,8 +132,7 @@ Result<bool> EnsureDirectory(Io& io, const std::string& dir, bool create) {
   return true;
 }
 
-Result<std::vector<DirEntry>> ReadDirEntries(DIR* dir, ReadDirFunction read_dir) {
-  std::vector<DirEntry> entries;
+Result<void> VisitDirEntries(DIR* dir, const DirEntryVisitor& visit, ReadDirFunction read_dir) {
   for (;;) {
     // readdir returns null both at the end and on failure; only errno tells
     // them apart, so it is cleared before every call.
@@ -124,13 +140,18 @@ Result<std::vector<DirEntry>> ReadDirEntries(DIR* dir, ReadDirFunction read_dir)
     const dirent* entry = read_dir(dir);
     if (entry == nullptr) break;
     const std::string_view name = entry->d_name;
-    if (name != "." && name != "..") entries.push_back({std::string(name), entry->d_ino, entry->d_type});
+    if (name == "." || name == "..") continue;
+    if (!visit(DirEntry{std::string(name), entry->d_ino, entry->d_type})) return {};
   }
   if (errno != 0) return LastErrno();
-  return entries;
+  return {};
 }
 
-Result<std::vector<DirEntry>> ListDirectory(int dir_fd) {
+Result<std::vector<DirEntry>> ReadDirEntries(DIR* dir, ReadDirFunction read_dir) {
+  return Collect([&](const DirEntryVisitor& visit) { return VisitDirEntries(dir, visit, read_dir); });
+}
+
+Result<void> VisitDirectory(int dir_fd, const DirEntryVisitor& visit) {
   const int own_fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (own_fd < 0) return LastErrno();
   DirHandle dir(::fdopendir(own_fd));
@@ -139,7 +160,11 @@ Result<std::vector<DirEntry>> ListDirectory(int dir_fd) {
     ::close(own_fd);
     return Errno(err);
   }
-  return ReadDirEntries(dir.get());
+  return VisitDirEntries(dir.get(), visit);
+}
+
+Result<std::vector<DirEntry>> ListDirectory(int dir_fd) {
+  return Collect([&](const DirEntryVisitor& visit) { return VisitDirectory(dir_fd, visit); });
 }
 
 Result<void> RemoveTreeAt(int dir_fd, const std::string& name) {

@@ -9,7 +9,8 @@
 // or power-cut every step. The ones that take a directory descriptor make
 // their *at(2) calls directly: Io has no descriptor-relative calls.
 //
-// Thread-safety: every function is safe to call from any number of threads.
+// Thread-safety: every function is safe to call from any number of threads
+// (VisitDirEntries and ReadDirEntries on a DIR* of each thread's own).
 #pragma once
 
 #include <dirent.h>
@@ -18,6 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <expected>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -36,6 +38,14 @@ std::optional<uint64_t> ParseUnsigned(std::string_view text, int base = 10);
 std::optional<uint32_t> ParseUnsigned32(std::string_view text, int base = 10);
 
 // ---- key=value lines ----------------------------------------------------------------------
+
+// `text` split at its first '=' (into key and value), for one KEY=VALUE
+// argument or option; nullopt when it has no '='. The key may be empty.
+struct KeyValue {
+  std::string_view key;
+  std::string_view value;
+};
+std::optional<KeyValue> SplitKeyValue(std::string_view text);
 
 // One nonempty line of a key=value text. `key` is what precedes the first
 // '=', `value` what follows it; both are empty when the line has no '='.
@@ -97,15 +107,25 @@ struct DirEntry {
 // readdir(3), or a stand-in for it in tests.
 using ReadDirFunction = dirent* (*)(DIR*);
 
-// Reads the rest of the open directory `dir`, "." and ".." left out. A
-// readdir that fails (returns null with errno set) fails the listing: it is
-// not the end of the directory. `dir` stays open; the caller closes it.
+// Called for each entry of a listing; false stops it there.
+using DirEntryVisitor = std::function<bool(const DirEntry&)>;
+
+// Passes the rest of the open directory `dir`, "." and ".." left out, to
+// `visit` until it returns false. A readdir that fails (returns null with
+// errno set) fails the listing: it is not the end of the directory. `dir`
+// stays open; the caller closes it.
+[[nodiscard]] Result<void> VisitDirEntries(DIR* dir, const DirEntryVisitor& visit,
+                                           ReadDirFunction read_dir = ::readdir);
+// The same, collected.
 [[nodiscard]] Result<std::vector<DirEntry>> ReadDirEntries(DIR* dir, ReadDirFunction read_dir = ::readdir);
 
 // The entries of the directory `dir_fd`, "." and ".." left out, in no
 // particular order. Read through a descriptor of its own: a dup would share
 // the directory position with `dir_fd`, which other threads may be listing.
 [[nodiscard]] Result<std::vector<DirEntry>> ListDirectory(int dir_fd);
+// The same, entry by entry until `visit` returns false: for a scan that can
+// stop at the first entry that decides it.
+[[nodiscard]] Result<void> VisitDirectory(int dir_fd, const DirEntryVisitor& visit);
 
 // Deletes `name` in the directory `dir_fd` and, when it is a directory,
 // everything under it. Symbolic links are removed, never followed. A name

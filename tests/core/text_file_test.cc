@@ -84,6 +84,17 @@ TEST(KeyValueLinesTest, AppendedLinesParseBack) {
   EXPECT_EQ((*lines)[1].value, "7");
 }
 
+TEST(KeyValueTest, SplitsOneArgumentAtItsFirstEquals) {
+  auto pair = SplitKeyValue("retain_bytes=1=2");
+  ASSERT_TRUE(pair.has_value());
+  EXPECT_EQ(pair->key, "retain_bytes");
+  EXPECT_EQ(pair->value, "1=2");
+  auto empty_value = SplitKeyValue("xattr=");
+  ASSERT_TRUE(empty_value.has_value());
+  EXPECT_EQ(empty_value->value, "");
+  EXPECT_FALSE(SplitKeyValue("xattr").has_value());
+}
+
 TEST(ReadSmallFileTest, ReadsAFileLargerThanOneChunkWhole) {
   TempDir dir;
   std::string text;
@@ -211,6 +222,29 @@ TEST(ReadDirEntriesTest, ACleanEndListsEverythingButDotEntries) {
   EXPECT_EQ((*entries)[0].ino, 2u);
   EXPECT_EQ((*entries)[0].type, DT_REG);
   EXPECT_EQ((*entries)[1].name, "b");
+}
+
+TEST(ReadDirEntriesTest, AVisitThatStopsReadsNoFurther) {
+  FakeDir::Reset({"a", "b", "c"}, EIO);
+  std::vector<std::string> seen;
+  ASSERT_OK(VisitDirEntries(
+      nullptr,
+      [&](const DirEntry& entry) {
+        seen.push_back(entry.name);
+        return entry.name != "b";
+      },
+      &FakeDir::Read));
+  EXPECT_EQ(seen, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(FakeDir::next, 2u);
+}
+
+TEST(ListDirectoryTest, VisitingStopsWhenAsked) {
+  TempDir dir;
+  for (const char* name : {"a", "b", "c"}) WriteFileText(dir / name, "x");
+  ASSERT_OK_AND_ASSIGN(Fd fd, Fd::Open(PosixIo::Default(), dir.path(), O_RDONLY | O_DIRECTORY));
+  int visits = 0;
+  ASSERT_OK(VisitDirectory(fd.get(), [&](const DirEntry&) { return ++visits < 2; }));
+  EXPECT_EQ(visits, 2);
 }
 
 TEST(ListDirectoryTest, ListsNamesWithTypes) {
