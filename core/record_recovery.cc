@@ -1,9 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Opening a RecordLog: creating one, or reading CURRENT, removing the
 // generations and temp files a crash left, opening the generation's HPFiles
-// and recovering their contents (docs/RECORDS.md, "Recovery").
-#include <sys/stat.h>
-
+// and recovering their contents (docs/RECORDS.md, "Recovery on open").
 #include <string>
 #include <utility>
 
