@@ -41,17 +41,16 @@
 
 #include "core/hpfile.h"
 #include "core/result.h"
+#include "fs/backing_dir.h"
 #include "fs/hpfs_ioctl.h"
 #include "fs/inode_table.h"
 #include "fs/open_files.h"
 #include "fs/options.h"
+#include "fs/retention_worker.h"
 #include "fs/trash_deleter.h"
 #include "fs/writeback.h"
 
 namespace hpfs {
-
-template <class T>
-using Result = hpfile::Result<T>;
 
 // The process a request comes from; new entries belong to it.
 struct Caller {
@@ -204,6 +203,18 @@ class Filesystem {
   Result<std::unique_ptr<DirHandle>> OpenDir(InodeId id);
   // Lists the directory again (rewinddir).
   Result<void> RefreshDir(DirHandle& handle);
+  // Takes an entry into a readdir reply; false when it does not fit, and then
+  // it must have taken nothing. `looked_up` is the entry's inode (readdirplus
+  // only; nullptr for "." and "..", and for a name whose lookup failed, which
+  // the kernel then looks up itself when asked). `next` is the offset the
+  // listing goes on from after it.
+  using DirSink = std::function<bool(const DirEntry& entry, const Entry* looked_up, off_t next)>;
+  // One readdir (`plus`: readdirplus) reply of `handle` from `offset`: the
+  // entries from there that `add` takes. A read at offset 0 after the first
+  // one is a rewind and lists the directory again. Returns the inodes whose
+  // lookup the reply hands the kernel (plus only), each with one lookup
+  // added: when the reply does not reach the kernel, Forget each once.
+  Result<std::vector<InodeId>> ReadDir(DirHandle& handle, off_t offset, bool plus, const DirSink& add);
   Result<void> FsyncDir(InodeId id);
 
   // Names the mount never shows in a directory (at the top when
@@ -270,6 +281,9 @@ class Filesystem {
   Result<void> SyncAll();
 
  private:
+  // The mode of a file whose meta does not say.
+  static constexpr mode_t kDefaultFileMode = 0644;
+
   Filesystem(const Config& config, std::string backing_dir, hpfile::Fd root_fd, hpfile::Fd trash_fd);
 
   Result<std::shared_ptr<Inode>> GetInode(InodeId id) const;
@@ -341,11 +355,6 @@ class Filesystem {
   // Enforces retention on the file at `rel` (relative to BACKING) if the
   // kernel does not know it and its meta sets a limit.
   void RetainStoredFile(const std::string& rel, int64_t now, RetentionPass& pass);
-  // Queues the visible entries of directory `rel` for the walk.
-  void ListForWalk(const std::string& rel);
-  // Opens directory `rel` below BACKING without following symlinks.
-  Result<hpfile::Fd> OpenBackingDir(const std::string& rel) const;
-  void RetentionLoop(std::chrono::milliseconds interval, size_t max_walk);
 
   const Config config_;
   const std::string backing_dir_;
@@ -366,17 +375,9 @@ class Filesystem {
   std::mutex invalidator_mu_;
   std::function<void(InodeId, uint64_t, uint64_t)> invalidate_;
 
-  // Retention enforcements waiting for their invalidation, and the thread.
-  std::mutex retention_mu_;
-  std::condition_variable retention_cv_;  // an event was queued, or stop
-  std::vector<std::pair<std::weak_ptr<Inode>, hpfile::RetentionResult>> retention_events_;  // retention_mu_
-  bool retention_stop_ = false;  // retention_mu_
-  std::thread retention_thread_;
-  // Where the walk of the store stands: paths relative to BACKING ("" is
-  // BACKING itself) still to visit. One walker at a time.
-  std::mutex walk_mu_;
-  std::deque<std::string> walk_dirs_;   // walk_mu_
-  std::deque<std::string> walk_files_;  // walk_mu_
+  // Where the walk of the store stands, and the retention thread.
+  StoreWalk walk_;
+  RetentionWorker retention_;
   // Write-back mode.
   std::atomic<uint64_t> held_bytes_{0};
   std::atomic<bool> reorder_bound_warned_{false};
@@ -386,12 +387,5 @@ class Filesystem {
   // Last, so that it finishes (and stops using trash_fd_) before the rest goes.
   TrashDeleter deleter_;
 };
-
-// "/proc/self/fd/N": a path that names what descriptor N is open on, wherever
-// it has since been renamed to. HPFiles are opened through it.
-std::string ProcFdPath(int fd);
-
-// Removes `name` in `dir_fd` and everything below it. ENOENT is success.
-Result<void> RemoveTree(int dir_fd, const std::string& name);
 
 }  // namespace hpfs

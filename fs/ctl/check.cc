@@ -16,7 +16,7 @@
 #include "core/format.h"
 #include "core/io.h"
 #include "core/recovery.h"
-#include "core/segment_name.h"
+#include "fs/backing_dir.h"
 #include "fs/backing_lock.h"
 
 namespace hpfs::ctl {
@@ -63,14 +63,6 @@ class Checker {
   Counts counts_;
   int status_ = kCheckClean;
 };
-
-// Only plain files count: what users create through the mount (files,
-// directories "x.seg" included) is a directory or a symlink in the backing tree.
-bool FileOnlyEntry(const stdfs::directory_entry& entry) {
-  std::error_code ec;
-  if (!stdfs::is_regular_file(entry.symlink_status(ec)) || ec) return false;
-  return hpfile::MarksHPFileDirectory(entry.path().filename().string());
-}
 
 std::vector<stdfs::directory_entry> SortedEntries(const std::string& path, std::error_code& ec) {
   std::vector<stdfs::directory_entry> entries;
@@ -172,13 +164,13 @@ void Checker::WalkDir(const std::string& path, const std::string& rel, bool top)
            << (regular ? "; `hpfsctl import` makes it a file of the mount" : "") << ")\n";
       continue;
     }
-    const auto inner = SortedEntries(child, ec);
-    if (ec) {
-      Fail(child_rel, ec, "cannot list");
+    // The daemon's own rule, so that what check reports is what a mount shows.
+    const auto is_file = IsHPFileDir(AT_FDCWD, child);
+    if (!is_file) {
+      Fail(child_rel, is_file.error(), "cannot list");
       continue;
     }
-    const bool is_file = std::any_of(inner.begin(), inner.end(), FileOnlyEntry);
-    if (is_file) {
+    if (*is_file) {
       CheckFile(child, child_rel);
     } else {
       WalkDir(child, child_rel, false);
