@@ -74,7 +74,7 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Filesystem::Create(InodeId
       auto entry = Lookup(parent_id, name);
       // The name is taken by a backing entry the mount does not show (a
       // plain file): it exists, it just cannot be opened through the mount.
-      if (!entry && entry.error() == std::errc::no_such_file_or_directory) return Errno(EEXIST);
+      if (!entry && hpfile::IsErrno(entry.error(), ENOENT)) return Errno(EEXIST);
       if (!entry) return std::unexpected(entry.error());
       auto handle = OpenFile(entry->id, flags & ~O_TRUNC);
       if (!handle) {

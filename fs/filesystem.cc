@@ -260,7 +260,7 @@ Result<std::shared_ptr<Inode>> Filesystem::LoadAt(int parent_fd, bool parent_is_
   }
   const int flags = kind == Kind::kSymlink ? (O_PATH | O_NOFOLLOW) : (O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
   auto fd = OpenAt(parent_fd, name, flags);
-  if (!fd) return std::unexpected(fd.error() == std::errc::too_many_symbolic_link_levels
+  if (!fd) return std::unexpected(hpfile::IsErrno(fd.error(), ELOOP)
                                       ? std::error_code(ENOENT, std::generic_category())
                                       : fd.error());
   struct stat opened;

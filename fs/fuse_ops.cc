@@ -81,7 +81,7 @@ fuse_entry_param EntryParam(const SessionContext& ctx, const Entry& entry) {
 void ReplyEntry(fuse_req_t req, const Result<Entry>& entry, bool negative_ok) {
   SessionContext& ctx = Ctx(req);
   if (!entry) {
-    if (negative_ok && entry.error().value() == ENOENT) {
+    if (negative_ok && hpfile::IsErrno(entry.error(), ENOENT)) {
       // Cache the absence too: every creation goes through this kernel.
       fuse_entry_param e;
       std::memset(&e, 0, sizeof e);

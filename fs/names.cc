@@ -184,7 +184,7 @@ Result<void> Filesystem::Rename(InodeId parent_id, std::string_view name, InodeI
   Kind target_kind;
   auto target = StatVisible(**new_parent, new_name, &target_kind);
   if (!target) {
-    if (target.error() != std::errc::no_such_file_or_directory) return std::unexpected(target.error());
+    if (!hpfile::IsErrno(target.error(), ENOENT)) return std::unexpected(target.error());
     // A hidden backing entry of that name is not replaced behind the user's back.
     return CheckRc(::renameat2(from_fd, from.c_str(), to_fd, to.c_str(), RENAME_NOREPLACE));
   }

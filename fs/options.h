@@ -79,7 +79,7 @@ bool ValidLogLevel(std::string_view level);
 // Applies one option of a `-o` list ("segment_size=64M", "xattr"). Returns
 // false when the option is not an hpfs option (libfuse gets it), true when it
 // was applied, and an error message naming the option when its value is bad.
-std::expected<bool, std::string> ApplyHpfsOption(std::string_view option, DaemonOptions& options);
+[[nodiscard]] std::expected<bool, std::string> ApplyHpfsOption(std::string_view option, DaemonOptions& options);
 
 // Options that mount(8) and mount.fuse3 define for themselves (fstab's
 // nofail, _netdev, x-systemd.*, ...). Both strip most of them before running

@@ -2,7 +2,6 @@
 #include "fs/ctl/check.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -109,15 +108,11 @@ int Checker::Run() {
     }
   } else if (auto fd = hpfile::Fd::Open(io_, lock_path, O_RDONLY); fd) {
     peek_lock = std::move(*fd);
-    int rc;
-    do {
-      rc = ::flock(peek_lock.get(), LOCK_EX | LOCK_NB);
-    } while (rc != 0 && errno == EINTR);
-    if (rc != 0) lock_error = std::error_code(errno, std::generic_category());
-  } else if (fd.error() != std::errc::no_such_file_or_directory) {
+    if (auto locked = io_.TryLockExclusive(peek_lock.get()); !locked) lock_error = locked.error();
+  } else if (!hpfile::IsErrno(fd.error(), ENOENT)) {
     lock_error = fd.error();
   }
-  if (lock_error == std::errc::operation_would_block) {
+  if (hpfile::IsErrno(lock_error, EWOULDBLOCK) || hpfile::IsErrno(lock_error, EBUSY)) {
     err_ << "hpfsctl check: " << backing_ << " is in use by a running hpfs daemon; unmount it first\n";
     return kCheckOperational;
   }
