@@ -116,6 +116,23 @@ uint64_t MetaValue(const hpfile::Meta& meta, const Setting& setting) {
   }
 }
 
+struct SettingTarget {
+  std::shared_ptr<hpfile::HPFile> file;
+  const Setting* setting;
+};
+
+// The file and the setting that changing the attribute `name` of `inode`
+// changes: `unknown` for names that are not hpfs's (or a file without its
+// HPFile), EPERM for the read-only figures.
+Result<SettingTarget> SettingTargetOf(const Inode& inode, std::string_view name, int unknown) {
+  const auto key = HpfsKey(name);
+  auto file = inode.File();
+  if (!key || !file) return Errno(unknown);
+  const Setting* setting = FindSetting(*key);
+  if (setting == nullptr) return Errno(FindFigure(*key) != nullptr ? EPERM : unknown);
+  return SettingTarget{std::move(file), setting};
+}
+
 }  // namespace
 
 Result<std::string> Filesystem::GetXattr(InodeId id, std::string_view name) {
@@ -159,34 +176,28 @@ Result<std::vector<std::string>> Filesystem::ListXattr(InodeId id) {
 Result<void> Filesystem::SetXattr(InodeId id, std::string_view name, std::string_view value) {
   auto inode = GetInode(id);
   if (!inode) return std::unexpected(inode.error());
-  const auto key = HpfsKey(name);
-  auto file = (*inode)->File();
-  if (!key || !file) return Errno(ENOTSUP);
-  const Setting* setting = FindSetting(*key);
-  if (setting == nullptr) return FindFigure(*key) != nullptr ? Errno(EPERM) : Errno(ENOTSUP);
+  auto target = SettingTargetOf(**inode, name, ENOTSUP);
+  if (!target) return std::unexpected(target.error());
   // Values come from setfattr and friends, sometimes with a trailing NUL/newline.
   while (!value.empty() && (value.back() == '\0' || value.back() == '\n')) value.remove_suffix(1);
-  const auto parsed = ParseSetting(*setting, value);
+  const auto parsed = ParseSetting(*target->setting, value);
   if (!parsed) return Errno(EINVAL);
   hpfs_set request{};
-  request.mask = setting->mask;
-  RequestField(request, *setting) = *parsed;
-  return ApplySet(**inode, *file, request);
+  request.mask = target->setting->mask;
+  RequestField(request, *target->setting) = *parsed;
+  return ApplySet(**inode, *target->file, request);
 }
 
 Result<void> Filesystem::RemoveXattr(InodeId id, std::string_view name) {
   auto inode = GetInode(id);
   if (!inode) return std::unexpected(inode.error());
-  const auto key = HpfsKey(name);
-  auto file = (*inode)->File();
-  if (!key || !file) return Errno(ENODATA);
-  const Setting* setting = FindSetting(*key);
-  if (setting == nullptr) return FindFigure(*key) != nullptr ? Errno(EPERM) : Errno(ENODATA);
+  auto target = SettingTargetOf(**inode, name, ENODATA);
+  if (!target) return std::unexpected(target.error());
   // Removing a setting clears it; one that cannot be cleared stays.
-  if (!setting->clearable) return Errno(EPERM);
+  if (!target->setting->clearable) return Errno(EPERM);
   hpfs_set request{};
-  request.mask = setting->mask;
-  return ApplySet(**inode, *file, request);
+  request.mask = target->setting->mask;
+  return ApplySet(**inode, *target->file, request);
 }
 
 }  // namespace hpfs

@@ -307,6 +307,16 @@ class Filesystem {
   [[nodiscard]] Result<struct stat> StatVisible(const Inode& parent, std::string_view name, Kind* kind);
   [[nodiscard]] Result<struct stat> StatVisibleAt(int parent_fd, bool parent_is_root, std::string_view name,
                                                   Kind* kind);
+  // A name of a directory that the mount shows, with what it is.
+  struct VisibleEntry {
+    std::shared_ptr<Inode> parent;
+    struct stat st;
+    Kind kind;
+  };
+  [[nodiscard]] Result<VisibleEntry> FindVisible(InodeId parent_id, std::string_view name);
+  // Drops the inode of the backing entry `st` from the table, if known: its
+  // name is gone.
+  void UnbindBacking(const struct stat& st);
   [[nodiscard]] Result<Kind> Classify(int parent_fd, std::string_view name, const struct stat& st);
   bool Hidden(const Inode& parent, std::string_view name) const;
   // Logs at warn, once per directory and mount, the plain files `names` of

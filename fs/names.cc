@@ -122,34 +122,43 @@ Result<std::string> Filesystem::ReadLink(InodeId id) {
   return buf;
 }
 
-Result<void> Filesystem::Unlink(InodeId parent_id, std::string_view name) {
+Result<Filesystem::VisibleEntry> Filesystem::FindVisible(InodeId parent_id, std::string_view name) {
   auto parent = GetDirectory(parent_id);
   if (!parent) return std::unexpected(parent.error());
-  Kind kind;
-  auto st = StatVisible(**parent, name, &kind);
+  VisibleEntry entry{std::move(*parent), {}, Kind::kDirectory};
+  auto st = StatVisible(*entry.parent, name, &entry.kind);
   if (!st) return std::unexpected(st.error());
-  switch (kind) {
+  entry.st = *st;
+  return entry;
+}
+
+void Filesystem::UnbindBacking(const struct stat& st) {
+  if (auto inode = inodes_.FindByBacking(st.st_dev, st.st_ino)) inodes_.Unbind(*inode);
+}
+
+Result<void> Filesystem::Unlink(InodeId parent_id, std::string_view name) {
+  auto found = FindVisible(parent_id, name);
+  if (!found) return std::unexpected(found.error());
+  const int parent_fd = found->parent->fd.get();
+  switch (found->kind) {
     case Kind::kDirectory:
       return Errno(EISDIR);
     case Kind::kSymlink:
-      if (::unlinkat((*parent)->fd.get(), std::string(name).c_str(), 0) != 0) return LastErrno();
-      if (auto inode = inodes_.FindByBacking(st->st_dev, st->st_ino)) inodes_.Unbind(*inode);
+      if (::unlinkat(parent_fd, std::string(name).c_str(), 0) != 0) return LastErrno();
+      UnbindBacking(found->st);
       return {};
     case Kind::kFile:
       break;
   }
-  return TrashFile((*parent)->fd.get(), name, *st);
+  return TrashFile(parent_fd, name, found->st);
 }
 
 Result<void> Filesystem::Rmdir(InodeId parent_id, std::string_view name) {
-  auto parent = GetDirectory(parent_id);
-  if (!parent) return std::unexpected(parent.error());
-  Kind kind;
-  auto st = StatVisible(**parent, name, &kind);
-  if (!st) return std::unexpected(st.error());
-  if (kind != Kind::kDirectory) return Errno(ENOTDIR);
-  if (::unlinkat((*parent)->fd.get(), std::string(name).c_str(), AT_REMOVEDIR) != 0) return LastErrno();
-  if (auto inode = inodes_.FindByBacking(st->st_dev, st->st_ino)) inodes_.Unbind(*inode);
+  auto found = FindVisible(parent_id, name);
+  if (!found) return std::unexpected(found.error());
+  if (found->kind != Kind::kDirectory) return Errno(ENOTDIR);
+  if (::unlinkat(found->parent->fd.get(), std::string(name).c_str(), AT_REMOVEDIR) != 0) return LastErrno();
+  UnbindBacking(found->st);
   return {};
 }
 
@@ -194,13 +203,13 @@ Result<void> Filesystem::Rename(InodeId parent_id, std::string_view name, InodeI
   if (target_kind == Kind::kDirectory) {
     if (kind != Kind::kDirectory) return Errno(EISDIR);
     if (::renameat(from_fd, from.c_str(), to_fd, to.c_str()) != 0) return LastErrno();
-    if (auto inode = inodes_.FindByBacking(target->st_dev, target->st_ino)) inodes_.Unbind(*inode);
+    UnbindBacking(*target);
     return {};
   }
   if (kind == Kind::kDirectory) return Errno(ENOTDIR);
   if (kind == Kind::kSymlink && target_kind == Kind::kSymlink) {
     if (::renameat(from_fd, from.c_str(), to_fd, to.c_str()) != 0) return LastErrno();
-    if (auto inode = inodes_.FindByBacking(target->st_dev, target->st_ino)) inodes_.Unbind(*inode);
+    UnbindBacking(*target);
     return {};
   }
 
@@ -221,7 +230,7 @@ Result<void> Filesystem::Rename(InodeId parent_id, std::string_view name, InodeI
   }
   if (target_kind == Kind::kFile) return TrashFile(from_fd, from, *target);
   if (::unlinkat(from_fd, from.c_str(), 0) != 0) return LastErrno();
-  if (auto inode = inodes_.FindByBacking(target->st_dev, target->st_ino)) inodes_.Unbind(*inode);
+  UnbindBacking(*target);
   return {};
 }
 
