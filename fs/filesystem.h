@@ -2,6 +2,9 @@
 // The hpfs namespace and POSIX semantics, without libfuse: every operation the
 // daemon serves is a method here that decides the outcome and the errno, so
 // it can be tested without a kernel mount. fuse_ops.cc only translates.
+// The methods live by concern in filesystem.cc (opening, inode loading, the
+// trash), names.cc, attributes.cc, file_ops.cc, directories.cc,
+// file_settings.cc (ioctls and xattrs), retention.cc and writeback.cc.
 //
 // Backing layout (DESIGN.md section 2): a backing directory holding
 // hpfile.meta is a regular file, any other directory is a directory, a
