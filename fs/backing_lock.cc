@@ -2,7 +2,6 @@
 #include "fs/backing_lock.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
 
 #include "core/format.h"
 
@@ -16,11 +15,11 @@ hpfile::Result<BackingLock> BackingLock::Acquire(const std::string& backing_dir)
   // flock, not fcntl locks: it belongs to the open file description, so it
   // survives the daemon's fork into the background and is not dropped when
   // some other descriptor of the file is closed.
-  int rc;
-  do {
-    rc = ::flock(fd->get(), LOCK_EX | LOCK_NB);
-  } while (rc != 0 && errno == EINTR);
-  if (rc != 0) return hpfile::LastErrno();
+  if (auto locked = io.TryLockExclusive(fd->get()); !locked) {
+    // Io says EBUSY for a lock held elsewhere; callers know flock's word.
+    if (hpfile::IsErrno(locked.error(), EBUSY)) return hpfile::Errno(EWOULDBLOCK);
+    return std::unexpected(locked.error());
+  }
   return BackingLock(std::move(*fd));
 }
 

@@ -15,7 +15,7 @@ class BackingLock {
  public:
   // Creates the lock file if needed and takes the lock without waiting.
   // EWOULDBLOCK when another process holds it; other errnos from open(2).
-  static hpfile::Result<BackingLock> Acquire(const std::string& backing_dir);
+  [[nodiscard]] static hpfile::Result<BackingLock> Acquire(const std::string& backing_dir);
 
   BackingLock(BackingLock&&) = default;
   BackingLock& operator=(BackingLock&&) = default;

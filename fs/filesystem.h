@@ -2,6 +2,9 @@
 // The hpfs namespace and POSIX semantics, without libfuse: every operation the
 // daemon serves is a method here that decides the outcome and the errno, so
 // it can be tested without a kernel mount. fuse_ops.cc only translates.
+// The methods live by concern in filesystem.cc (opening, inode loading, the
+// trash), names.cc, attributes.cc, file_ops.cc, directories.cc,
+// file_settings.cc (ioctls and xattrs), retention.cc and writeback.cc.
 //
 // Backing layout (DESIGN.md section 2): a backing directory holding
 // hpfile.meta is a regular file, any other directory is a directory, a
@@ -41,17 +44,16 @@
 
 #include "core/hpfile.h"
 #include "core/result.h"
+#include "fs/backing_dir.h"
 #include "fs/hpfs_ioctl.h"
 #include "fs/inode_table.h"
 #include "fs/open_files.h"
 #include "fs/options.h"
+#include "fs/retention_worker.h"
 #include "fs/trash_deleter.h"
 #include "fs/writeback.h"
 
 namespace hpfs {
-
-template <class T>
-using Result = hpfile::Result<T>;
 
 // The process a request comes from; new entries belong to it.
 struct Caller {
@@ -117,7 +119,7 @@ class Filesystem {
   // Opens the backing directory: creates the trash and queues what the last
   // mount left there for deletion. EINVAL when BACKING is itself an HPFile.
   // The caller holds the BackingLock.
-  static Result<std::unique_ptr<Filesystem>> Open(const std::string& backing_dir, const Config& config);
+  [[nodiscard]] static Result<std::unique_ptr<Filesystem>> Open(const std::string& backing_dir, const Config& config);
   // Stops the retention thread, then finishes the queued deletions (see
   // TrashDeleter) when the deleter runs.
   ~Filesystem();
@@ -142,69 +144,86 @@ class Filesystem {
   // --- names ---
   // ENOENT for missing, hidden and reserved names; ENOTDIR when parent is not
   // a directory; ENAMETOOLONG; ESTALE for an unknown inode id.
-  Result<Entry> Lookup(InodeId parent, std::string_view name);
+  [[nodiscard]] Result<Entry> Lookup(InodeId parent, std::string_view name);
   void Forget(InodeId id, uint64_t n);
   // Reserved names and names of the backing format are refused with EPERM.
-  Result<Entry> Mkdir(InodeId parent, std::string_view name, mode_t mode, const Caller& caller);
-  Result<Entry> Symlink(std::string_view target, InodeId parent, std::string_view name, const Caller& caller);
-  Result<std::string> ReadLink(InodeId id);
+  [[nodiscard]] Result<Entry> Mkdir(InodeId parent, std::string_view name, mode_t mode, const Caller& caller);
+  [[nodiscard]] Result<Entry> Symlink(std::string_view target, InodeId parent, std::string_view name,
+                                      const Caller& caller);
+  [[nodiscard]] Result<std::string> ReadLink(InodeId id);
   // Files: EISDIR for a directory. An open file stays readable and writable
   // through its handles; its storage is freed after the last release.
-  Result<void> Unlink(InodeId parent, std::string_view name);
+  [[nodiscard]] Result<void> Unlink(InodeId parent, std::string_view name);
   // ENOTDIR for a file, ENOTEMPTY, ENOENT.
-  Result<void> Rmdir(InodeId parent, std::string_view name);
+  [[nodiscard]] Result<void> Rmdir(InodeId parent, std::string_view name);
   // flags: 0, RENAME_NOREPLACE or RENAME_EXCHANGE (others EINVAL). Replacing
   // a file is atomic for readers; the replaced file lives on while open.
-  Result<void> Rename(InodeId parent, std::string_view name, InodeId new_parent,
-                      std::string_view new_name, unsigned flags);
+  [[nodiscard]] Result<void> Rename(InodeId parent, std::string_view name, InodeId new_parent,
+                                    std::string_view new_name, unsigned flags);
   // Hard links and device/fifo/socket nodes do not exist here: EPERM. Mknod
   // of a regular file creates an empty file, as Create does (EEXIST if the
   // name exists).
-  Result<Entry> Link(InodeId id, InodeId new_parent, std::string_view new_name);
-  Result<Entry> Mknod(InodeId parent, std::string_view name, mode_t mode, dev_t rdev, const Caller& caller);
+  [[nodiscard]] Result<Entry> Link(InodeId id, InodeId new_parent, std::string_view new_name);
+  [[nodiscard]] Result<Entry> Mknod(InodeId parent, std::string_view name, mode_t mode, dev_t rdev,
+                                    const Caller& caller);
 
   // --- attributes ---
-  Result<struct stat> GetAttr(InodeId id);
+  [[nodiscard]] Result<struct stat> GetAttr(InodeId id);
   // `handle` is the open file the request came through, if any. Size changes
   // of a directory: EISDIR; of a symlink: EINVAL.
-  Result<struct stat> SetAttr(InodeId id, const AttrChange& change, FileHandle* handle);
-  Result<struct statvfs> StatFs();
+  [[nodiscard]] Result<struct stat> SetAttr(InodeId id, const AttrChange& change, FileHandle* handle);
+  [[nodiscard]] Result<struct statvfs> StatFs();
 
   // --- files ---
   // EEXIST (also for O_EXCL when the name exists), EPERM for reserved names.
-  Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Create(InodeId parent, std::string_view name,
-                                                               mode_t mode, int flags, const Caller& caller);
+  [[nodiscard]] Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Create(InodeId parent,
+                                                                             std::string_view name, mode_t mode,
+                                                                             int flags, const Caller& caller);
   // O_TRUNC with a writable mode empties the file. EISDIR for a directory.
-  Result<std::unique_ptr<FileHandle>> OpenFile(InodeId id, int flags);
+  [[nodiscard]] Result<std::unique_ptr<FileHandle>> OpenFile(InodeId id, int flags);
   // Reads nothing itself: says which zeros and backing extents make up
   // [offset, offset + size) clipped at EOF. EIO over a damaged range.
-  Result<ReadPlan> Read(FileHandle& handle, uint64_t offset, size_t size);
+  [[nodiscard]] Result<ReadPlan> Read(FileHandle& handle, uint64_t offset, size_t size);
   // Appends `data` when `offset` is the end of file or `append` is set (then
-  // the true end is used, whatever `offset` says); otherwise EPERM and nothing
-  // is written. Returns the bytes written (all of them). EIO for a damaged file.
+  // the true end is used, whatever `offset` says). An `offset` past the end
+  // fills the gap with zeros first, as a growing ftruncate would; one below
+  // the end (over bytes that exist) is EPERM and nothing is written. Returns
+  // the bytes written (all of them). EIO for a damaged file.
   // Before the bytes land, the set-user-ID and set-group-ID bits go as
   // fs/setid.h says for `writer` (unknown, the default: without privilege);
   // `*setid_cleared`, when given, tells whether that changed the mode.
-  Result<size_t> Write(FileHandle& handle, uint64_t offset, std::span<const std::byte> data, bool append,
-                       const Caller& writer = {}, bool* setid_cleared = nullptr);
-  Result<void> Fsync(FileHandle& handle);
+  [[nodiscard]] Result<size_t> Write(FileHandle& handle, uint64_t offset, std::span<const std::byte> data,
+                                     bool append, const Caller& writer = {}, bool* setid_cleared = nullptr);
+  [[nodiscard]] Result<void> Fsync(FileHandle& handle);
   // Drops the handle; the last one of an unlinked file queues its storage
   // for deletion.
   void Release(std::unique_ptr<FileHandle> handle);
   // DESIGN.md section 4: head punch prunes, mode 0 may grow, KEEP_SIZE is a
   // no-op; every other mode EOPNOTSUPP with nothing changed.
-  Result<void> Fallocate(FileHandle& handle, int mode, uint64_t offset, uint64_t length);
+  [[nodiscard]] Result<void> Fallocate(FileHandle& handle, int mode, uint64_t offset, uint64_t length);
   // SEEK_DATA / SEEK_HOLE: data is [head, size). ENXIO at or past EOF.
-  Result<uint64_t> Lseek(FileHandle& handle, uint64_t offset, int whence);
-  Result<hpfs_stat> IoctlStat(FileHandle& handle);
+  [[nodiscard]] Result<uint64_t> Lseek(FileHandle& handle, uint64_t offset, int whence);
+  [[nodiscard]] Result<hpfs_stat> IoctlStat(FileHandle& handle);
   // EBADF unless the handle is writable; EINVAL for a bad value.
-  Result<void> IoctlSet(FileHandle& handle, const hpfs_set& request);
+  [[nodiscard]] Result<void> IoctlSet(FileHandle& handle, const hpfs_set& request);
 
   // --- directories ---
-  Result<std::unique_ptr<DirHandle>> OpenDir(InodeId id);
+  [[nodiscard]] Result<std::unique_ptr<DirHandle>> OpenDir(InodeId id);
   // Lists the directory again (rewinddir).
-  Result<void> RefreshDir(DirHandle& handle);
-  Result<void> FsyncDir(InodeId id);
+  [[nodiscard]] Result<void> RefreshDir(DirHandle& handle);
+  // Takes an entry into a readdir reply; false when it does not fit, and then
+  // it must have taken nothing. `looked_up` is the entry's inode (readdirplus
+  // only; nullptr for "." and "..", and for a name whose lookup failed, which
+  // the kernel then looks up itself when asked). `next` is the offset the
+  // listing goes on from after it.
+  using DirSink = std::function<bool(const DirEntry& entry, const Entry* looked_up, off_t next)>;
+  // One readdir (`plus`: readdirplus) reply of `handle` from `offset`: the
+  // entries from there that `add` takes. A read at offset 0 after the first
+  // one is a rewind and lists the directory again. Returns the inodes whose
+  // lookup the reply hands the kernel (plus only), each with one lookup
+  // added: when the reply does not reach the kernel, Forget each once.
+  [[nodiscard]] Result<std::vector<InodeId>> ReadDir(DirHandle& handle, off_t offset, bool plus, const DirSink& add);
+  [[nodiscard]] Result<void> FsyncDir(InodeId id);
 
   // Names the mount never shows in a directory (at the top when
   // `parent_is_root`): ".", "..", the reserved and the format names.
@@ -212,12 +231,12 @@ class Filesystem {
 
   // --- user.hpfs.* extended attributes (only served with Config::xattr) ---
   // Other names: ENODATA. On a directory: ENODATA.
-  Result<std::string> GetXattr(InodeId id, std::string_view name);
-  Result<std::vector<std::string>> ListXattr(InodeId id);
+  [[nodiscard]] Result<std::string> GetXattr(InodeId id, std::string_view name);
+  [[nodiscard]] Result<std::vector<std::string>> ListXattr(InodeId id);
   // Read-only keys: EPERM. Unknown names: ENOTSUP. Bad values: EINVAL.
-  Result<void> SetXattr(InodeId id, std::string_view name, std::string_view value);
+  [[nodiscard]] Result<void> SetXattr(InodeId id, std::string_view name, std::string_view value);
   // Clears a retention limit; other names as SetXattr.
-  Result<void> RemoveXattr(InodeId id, std::string_view name);
+  [[nodiscard]] Result<void> RemoveXattr(InodeId id, std::string_view name);
 
   // --- daemon ---
   // --- retention ---
@@ -267,35 +286,49 @@ class Filesystem {
   // Syncs every file the kernel knows (shutdown), with one syncfs of the
   // backing filesystem for all of them plus the metas that changed. Returns
   // the first error, after trying all.
-  Result<void> SyncAll();
+  [[nodiscard]] Result<void> SyncAll();
 
  private:
+  // The mode of a file whose meta does not say.
+  static constexpr mode_t kDefaultFileMode = 0644;
+
   Filesystem(const Config& config, std::string backing_dir, hpfile::Fd root_fd, hpfile::Fd trash_fd);
 
-  Result<std::shared_ptr<Inode>> GetInode(InodeId id) const;
-  Result<std::shared_ptr<Inode>> GetDirectory(InodeId id) const;
+  [[nodiscard]] Result<std::shared_ptr<Inode>> GetInode(InodeId id) const;
+  [[nodiscard]] Result<std::shared_ptr<Inode>> GetDirectory(InodeId id) const;
   // Finds or loads the inode of `name` in `parent`, with one lookup added.
-  Result<std::shared_ptr<Inode>> LoadChild(const Inode& parent, std::string_view name);
+  [[nodiscard]] Result<std::shared_ptr<Inode>> LoadChild(const Inode& parent, std::string_view name);
   // The same, given the parent's backing descriptor.
-  Result<std::shared_ptr<Inode>> LoadAt(int parent_fd, bool parent_is_root, std::string_view name);
+  [[nodiscard]] Result<std::shared_ptr<Inode>> LoadAt(int parent_fd, bool parent_is_root, std::string_view name);
   // Opens the HPFile of `inode` (a file inode whose fd is its backing
   // directory; `mode` and `caller` only matter when `create`).
-  Result<std::shared_ptr<hpfile::HPFile>> OpenHPFile(const std::shared_ptr<Inode>& inode, bool create,
-                                                     mode_t mode, const Caller& caller);
-  Result<struct stat> Stat(const Inode& inode);
-  Result<struct stat> StatFile(const Inode& inode, const hpfile::HPFile& file);
+  [[nodiscard]] Result<std::shared_ptr<hpfile::HPFile>> OpenHPFile(const std::shared_ptr<Inode>& inode, bool create,
+                                                                   mode_t mode, const Caller& caller);
+  [[nodiscard]] Result<struct stat> Stat(const Inode& inode);
+  [[nodiscard]] Result<struct stat> StatFile(const Inode& inode, const hpfile::HPFile& file);
   // The backing entry of `name`, if it is one the mount shows.
-  Result<struct stat> StatVisible(const Inode& parent, std::string_view name, Kind* kind);
-  Result<struct stat> StatVisibleAt(int parent_fd, bool parent_is_root, std::string_view name, Kind* kind);
-  Result<Kind> Classify(int parent_fd, std::string_view name, const struct stat& st);
+  [[nodiscard]] Result<struct stat> StatVisible(const Inode& parent, std::string_view name, Kind* kind);
+  [[nodiscard]] Result<struct stat> StatVisibleAt(int parent_fd, bool parent_is_root, std::string_view name,
+                                                  Kind* kind);
+  // A name of a directory that the mount shows, with what it is.
+  struct VisibleEntry {
+    std::shared_ptr<Inode> parent;
+    struct stat st;
+    Kind kind;
+  };
+  [[nodiscard]] Result<VisibleEntry> FindVisible(InodeId parent_id, std::string_view name);
+  // Drops the inode of the backing entry `st` from the table, if known: its
+  // name is gone.
+  void UnbindBacking(const struct stat& st);
+  [[nodiscard]] Result<Kind> Classify(int parent_fd, std::string_view name, const struct stat& st);
   bool Hidden(const Inode& parent, std::string_view name) const;
   // Logs at warn, once per directory and mount, the plain files `names` of
   // the backing directory `dir` (shown as `where`): the mount cannot show them.
   void WarnOfPlainFiles(const struct stat& dir, const std::string& where, const std::vector<std::string>& names);
-  Result<void> CheckNewName(const Inode& parent, std::string_view name) const;
+  [[nodiscard]] Result<void> CheckNewName(const Inode& parent, std::string_view name) const;
   // Moves the file entry `name` of `parent_fd` into the trash and queues its
   // deletion once no handle has it open and the kernel has forgotten it.
-  Result<void> TrashFile(int parent_fd, std::string_view name, const struct stat& st);
+  [[nodiscard]] Result<void> TrashFile(int parent_fd, std::string_view name, const struct stat& st);
   // Queues an unlinked file's deletion once no handle has it open and the
   // kernel has forgotten it; otherwise does nothing (the last of the two does).
   void DeleteIfUnreachable(std::shared_ptr<Inode> inode);
@@ -304,20 +337,20 @@ class Filesystem {
   // tail segment, where StatFile reads it.
   void SetFileTimes(const Inode& inode, const hpfile::HPFile& file, const timespec times[2]);
   void TouchFile(const Inode& inode, const hpfile::HPFile& file);
-  Result<void> ApplySet(const Inode& inode, hpfile::HPFile& file, const hpfs_set& request);
+  [[nodiscard]] Result<void> ApplySet(const Inode& inode, hpfile::HPFile& file, const hpfs_set& request);
   // Clears the set-ID bits `writer` may not keep across a write (fs/setid.h);
   // true when the mode changed.
-  Result<bool> DropSetIdForWriter(const Inode& inode, hpfile::HPFile& file, const Caller& writer);
-  Result<Entry> MakeEntry(const std::shared_ptr<Inode>& inode);
+  [[nodiscard]] Result<bool> DropSetIdForWriter(const Inode& inode, hpfile::HPFile& file, const Caller& writer);
+  [[nodiscard]] Result<Entry> MakeEntry(const std::shared_ptr<Inode>& inode);
   // The backing path of a file, relative to BACKING, for log lines.
   std::string DisplayName(const Inode& inode) const;
 
   // Write-back mode (fs/writeback.cc); the *Locked ones hold inode.write_mu.
   using Completions = std::vector<std::pair<WriteDone, Result<size_t>>>;
-  Result<size_t> StoreWriteBackLocked(Inode& inode, hpfile::HPFile& file, uint64_t offset,
-                                      std::span<const std::byte> data);
-  Result<void> HoldLocked(Inode& inode, uint64_t offset, std::span<const std::byte> data, bool direct,
-                          WriteDone& done);
+  [[nodiscard]] Result<size_t> StoreWriteBackLocked(Inode& inode, hpfile::HPFile& file, uint64_t offset,
+                                                    std::span<const std::byte> data);
+  [[nodiscard]] Result<void> HoldLocked(Inode& inode, uint64_t offset, std::span<const std::byte> data, bool direct,
+                                        WriteDone& done);
   HeldWrite TakeFirstHeldLocked(WritebackQueue& queue);
   void DrainHeldLocked(Inode& inode, hpfile::HPFile& file, Completions& completions);
   void BreakQueueLocked(Inode& inode, std::error_code error, Completions& completions);
@@ -325,7 +358,7 @@ class Filesystem {
   static void Complete(Completions& completions);
   // Truncate in write-back mode: true when `size` is above the stored end and
   // became a pending grow (WritebackQueue::grow_to); EFBIG past the largest size.
-  Result<bool> DeferGrowLocked(Inode& inode, hpfile::HPFile& file, uint64_t size);
+  [[nodiscard]] Result<bool> DeferGrowLocked(Inode& inode, hpfile::HPFile& file, uint64_t size);
   // Lands a pending grow: zeros up to it, then the held writes it reached.
   void LandGrowLocked(Inode& inode, hpfile::HPFile& file, Completions& completions);
   void LandGrow(Inode& inode, hpfile::HPFile& file);
@@ -341,11 +374,6 @@ class Filesystem {
   // Enforces retention on the file at `rel` (relative to BACKING) if the
   // kernel does not know it and its meta sets a limit.
   void RetainStoredFile(const std::string& rel, int64_t now, RetentionPass& pass);
-  // Queues the visible entries of directory `rel` for the walk.
-  void ListForWalk(const std::string& rel);
-  // Opens directory `rel` below BACKING without following symlinks.
-  Result<hpfile::Fd> OpenBackingDir(const std::string& rel) const;
-  void RetentionLoop(std::chrono::milliseconds interval, size_t max_walk);
 
   const Config config_;
   const std::string backing_dir_;
@@ -366,17 +394,9 @@ class Filesystem {
   std::mutex invalidator_mu_;
   std::function<void(InodeId, uint64_t, uint64_t)> invalidate_;
 
-  // Retention enforcements waiting for their invalidation, and the thread.
-  std::mutex retention_mu_;
-  std::condition_variable retention_cv_;  // an event was queued, or stop
-  std::vector<std::pair<std::weak_ptr<Inode>, hpfile::RetentionResult>> retention_events_;  // retention_mu_
-  bool retention_stop_ = false;  // retention_mu_
-  std::thread retention_thread_;
-  // Where the walk of the store stands: paths relative to BACKING ("" is
-  // BACKING itself) still to visit. One walker at a time.
-  std::mutex walk_mu_;
-  std::deque<std::string> walk_dirs_;   // walk_mu_
-  std::deque<std::string> walk_files_;  // walk_mu_
+  // Where the walk of the store stands, and the retention thread.
+  StoreWalk walk_;
+  RetentionWorker retention_;
   // Write-back mode.
   std::atomic<uint64_t> held_bytes_{0};
   std::atomic<bool> reorder_bound_warned_{false};
@@ -386,12 +406,5 @@ class Filesystem {
   // Last, so that it finishes (and stops using trash_fd_) before the rest goes.
   TrashDeleter deleter_;
 };
-
-// "/proc/self/fd/N": a path that names what descriptor N is open on, wherever
-// it has since been renamed to. HPFiles are opened through it.
-std::string ProcFdPath(int fd);
-
-// Removes `name` in `dir_fd` and everything below it. ENOENT is success.
-Result<void> RemoveTree(int dir_fd, const std::string& name);
 
 }  // namespace hpfs

@@ -81,7 +81,7 @@ fuse_entry_param EntryParam(const SessionContext& ctx, const Entry& entry) {
 void ReplyEntry(fuse_req_t req, const Result<Entry>& entry, bool negative_ok) {
   SessionContext& ctx = Ctx(req);
   if (!entry) {
-    if (negative_ok && entry.error().value() == ENOENT) {
+    if (negative_ok && hpfile::IsErrno(entry.error(), ENOENT)) {
       // Cache the absence too: every creation goes through this kernel.
       fuse_entry_param e;
       std::memset(&e, 0, sizeof e);
@@ -422,22 +422,11 @@ void OnOpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   });
 }
 
-void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi, bool plus) {
+void ReadDir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool plus) {
   SessionContext& ctx = Ctx(req);
-  DirHandle& dir = *DirHandleOf(fi);
-  if (off == 0 && dir.listed_once) {
-    if (auto r = ctx.fs->RefreshDir(dir); !r) {
-      fuse_reply_err(req, Errno(r.error()));
-      return;
-    }
-  }
-  dir.listed_once = true;
   std::vector<char> buf(size);
   size_t used = 0;
-  std::vector<InodeId> counted;  // lookups handed out by this reply
-  for (size_t i = off < 0 ? 0 : static_cast<size_t>(off); i < dir.entries.size(); ++i) {
-    const DirEntry& de = dir.entries[i];
-    const off_t next = static_cast<off_t>(i + 1);
+  auto add = [&](const DirEntry& de, const Entry* looked_up, off_t next) {
     size_t need;
     if (!plus) {
       struct stat st;
@@ -449,40 +438,32 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
       fuse_entry_param e;
       std::memset(&e, 0, sizeof e);
       // Node id 0 hands out no inode: the kernel lists the name and looks it
-      // up itself when asked. "." and ".." it knows already; an entry whose
-      // lookup failed (EMFILE at the descriptor limit, or removed since the
-      // listing) stays in the listing that way, so a later stat reports the
-      // error instead of the name silently missing from `ls -l`.
+      // up itself when asked.
       e.attr.st_ino = de.ino;
       e.attr.st_mode = DTTOIF(de.type);
-      bool looked_up = false;
-      if (de.name != "." && de.name != "..") {
-        if (auto entry = ctx.fs->Lookup(ino, de.name)) {
-          e = EntryParam(ctx, *entry);
-          looked_up = true;
-        }
-      }
+      if (looked_up != nullptr) e = EntryParam(ctx, *looked_up);
       need = fuse_add_direntry_plus(req, buf.data() + used, size - used, de.name.c_str(), &e, next);
-      if (need > size - used) {
-        if (looked_up) ctx.fs->Forget(e.ino, 1);
-        break;
-      }
-      if (looked_up) counted.push_back(e.ino);
     }
-    if (need > size - used) break;
+    if (need > size - used) return false;
     used += need;
+    return true;
+  };
+  auto handed_out = ctx.fs->ReadDir(*DirHandleOf(fi), off, plus, add);
+  if (!handed_out) {
+    fuse_reply_err(req, Errno(handed_out.error()));
+    return;
   }
   if (fuse_reply_buf(req, buf.data(), used) != 0) {
-    for (InodeId id : counted) ctx.fs->Forget(id, 1);
+    for (InodeId id : *handed_out) ctx.fs->Forget(id, 1);
   }
 }
 
-void OnReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
-  Guarded(req, [&] { ReadDir(req, ino, size, off, fi, false); });
+void OnReadDir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  Guarded(req, [&] { ReadDir(req, size, off, fi, false); });
 }
 
-void OnReadDirPlus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
-  Guarded(req, [&] { ReadDir(req, ino, size, off, fi, true); });
+void OnReadDirPlus(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  Guarded(req, [&] { ReadDir(req, size, off, fi, true); });
 }
 
 void OnReleaseDir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {

@@ -278,7 +278,7 @@ int Run(int argc, char* argv[]) {
 
   auto lock = hpfs::BackingLock::Acquire(backing);
   if (!lock) {
-    if (lock.error().value() == EWOULDBLOCK) {
+    if (hpfile::IsErrno(lock.error(), EWOULDBLOCK)) {
       std::fprintf(stderr,
                    "hpfs: %s is already in use by another hpfs process; unmount it first\n"
                    "(a daemon just unmounted may still be finishing deletions)\n",

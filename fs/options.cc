@@ -7,7 +7,7 @@
 #include <limits>
 #include <span>
 
-#include "core/meta.h"
+#include "fs/settings.h"
 
 namespace hpfs {
 namespace {
@@ -47,8 +47,6 @@ std::optional<uint64_t> ParseDuration(std::string_view text) {
   return ParseNumberWithUnit(text, "smhd", kMultipliers);
 }
 
-bool ValidSegmentSetting(uint64_t size) { return size >= kMinSegmentSize && hpfile::ValidSegmentSize(size); }
-
 bool ValidLogLevel(std::string_view level) {
   for (std::string_view name : {"trace", "debug", "info", "warn", "error", "critical", "off"}) {
     if (level == name) return true;
@@ -80,26 +78,10 @@ std::expected<bool, std::string> ApplyHpfsOption(std::string_view option, Daemon
     options.config.commit_seconds = *seconds;
     return true;
   }
-  if (key == "segment_size") {
-    auto size = ParseSize(value);
-    if (!has_value || !size || !ValidSegmentSetting(*size)) return std::unexpected(BadValue(key, value, kSegmentSizeRange));
-    options.config.segment_size = *size;
-    return true;
-  }
-  if (key == "retain_bytes") {
-    auto size = ParseSize(value);
-    if (!has_value || !size) {
-      return std::unexpected(BadValue(key, value, "a size with optional K/M/G/T suffix, 0 for no limit"));
-    }
-    options.config.retain_bytes = *size == 0 ? std::nullopt : std::optional<uint64_t>(*size);
-    return true;
-  }
-  if (key == "retain_seconds") {
-    auto seconds = ParseDuration(value);
-    if (!has_value || !seconds) {
-      return std::unexpected(BadValue(key, value, "seconds with optional s/m/h/d suffix, 0 for no limit"));
-    }
-    options.config.retain_seconds = *seconds == 0 ? std::nullopt : std::optional<uint64_t>(*seconds);
+  if (const Setting* setting = FindSetting(key)) {
+    const auto parsed = has_value ? ParseSetting(*setting, value) : std::nullopt;
+    if (!parsed) return std::unexpected(BadValue(key, value, setting->expected));
+    SetDefault(options.config, *setting, *parsed);
     return true;
   }
   if (key == "allow_other" || key == "noallow_other") {
@@ -132,9 +114,9 @@ std::string HpfsOptionsHelp() {
   return "hpfs options (for files created through this mount; each file keeps its own):\n"
          "    -o segment_size=SIZE   segment size (default 64M; 4K to 1T, K/M/G/T suffixes)\n"
          "    -o retain_bytes=SIZE   keep at least the newest SIZE bytes, drop older\n"
-         "                           segments (default 0: no limit; K/M/G/T suffixes)\n"
+         "                           segments (default 0 or none: no limit; K/M/G/T)\n"
          "    -o retain_seconds=N    drop segments last written more than N seconds ago\n"
-         "                           (default 0: no limit; s/m/h/d suffixes)\n"
+         "                           (default 0 or none: no limit; s/m/h/d suffixes)\n"
          "hpfs options for the mount:\n"
          "    -o xattr               serve user.hpfs.* extended attributes (default off:\n"
          "                           xattr calls fail with ENOSYS, which keeps writes fast)\n"

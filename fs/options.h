@@ -57,13 +57,12 @@ struct DaemonOptions {
 // /etc/fuse.conf and would fail the mount without it.
 bool AllowOther(const DaemonOptions& options, uid_t euid);
 
-// The smallest segment size hpfs takes from its users (the mount option,
-// hpfsctl set, the ioctl, the xattr): a smaller segment holds less than the
-// block its file occupies, and a file of a few MiB would need thousands of
-// segment files. libhpfile itself takes any size from 1 byte.
+// The smallest segment size hpfs takes from its users (fs/settings.h): a
+// smaller segment holds less than the block its file occupies, and a file of
+// a few MiB would need thousands of segment files. libhpfile itself takes
+// any size from 1 byte.
 inline constexpr uint64_t kMinSegmentSize = 4096;
-// kMinSegmentSize to format::kMaxSegmentSize, and how messages name that.
-bool ValidSegmentSetting(uint64_t size);
+// kMinSegmentSize to format::kMaxSegmentSize, as messages name it.
 inline constexpr std::string_view kSegmentSizeRange = "a size from 4K to 1T, with optional K/M/G/T suffix";
 
 // "4096", "64K", "64M", "1G", "1T" (binary multiples, case-insensitive).
@@ -80,7 +79,7 @@ bool ValidLogLevel(std::string_view level);
 // Applies one option of a `-o` list ("segment_size=64M", "xattr"). Returns
 // false when the option is not an hpfs option (libfuse gets it), true when it
 // was applied, and an error message naming the option when its value is bad.
-std::expected<bool, std::string> ApplyHpfsOption(std::string_view option, DaemonOptions& options);
+[[nodiscard]] std::expected<bool, std::string> ApplyHpfsOption(std::string_view option, DaemonOptions& options);
 
 // Options that mount(8) and mount.fuse3 define for themselves (fstab's
 // nofail, _netdev, x-systemd.*, ...). Both strip most of them before running

@@ -43,7 +43,7 @@ Result<std::optional<uint64_t>> FirstDifference(const hpfile::HPFile& file, uint
     auto got = file.ReadAt(offset + done, std::span(stored.data(), want));
     if (!got) {
       // A prune between Head() and the read: those bytes count as equal too.
-      if (got.error().value() == ENODATA) {
+      if (hpfile::IsErrno(got.error(), ENODATA)) {
         const uint64_t new_head = file.Head();
         done = std::max<size_t>(done, static_cast<size_t>(std::min<uint64_t>(new_head - offset, data.size())));
         continue;

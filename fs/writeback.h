@@ -66,7 +66,7 @@ WritebackSplit SplitAtEnd(uint64_t offset, size_t length, uint64_t end);
 // Compares `data` with the file's bytes at `offset` (which must end at or
 // before the file's end). Bytes below the head were stored and pruned: they
 // are taken as equal. Returns the offset of the first differing byte, if any.
-hpfile::Result<std::optional<uint64_t>> FirstDifference(const hpfile::HPFile& file, uint64_t offset,
-                                                       std::span<const std::byte> data);
+[[nodiscard]] hpfile::Result<std::optional<uint64_t>> FirstDifference(const hpfile::HPFile& file, uint64_t offset,
+                                                                      std::span<const std::byte> data);
 
 }  // namespace hpfs

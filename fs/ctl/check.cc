@@ -2,7 +2,6 @@
 #include "fs/ctl/check.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,7 +15,7 @@
 #include "core/format.h"
 #include "core/io.h"
 #include "core/recovery.h"
-#include "core/segment_name.h"
+#include "fs/backing_dir.h"
 #include "fs/backing_lock.h"
 
 namespace hpfs::ctl {
@@ -64,14 +63,6 @@ class Checker {
   int status_ = kCheckClean;
 };
 
-// Only plain files count: what users create through the mount (files,
-// directories "x.seg" included) is a directory or a symlink in the backing tree.
-bool FileOnlyEntry(const stdfs::directory_entry& entry) {
-  std::error_code ec;
-  if (!stdfs::is_regular_file(entry.symlink_status(ec)) || ec) return false;
-  return hpfile::MarksHPFileDirectory(entry.path().filename().string());
-}
-
 std::vector<stdfs::directory_entry> SortedEntries(const std::string& path, std::error_code& ec) {
   std::vector<stdfs::directory_entry> entries;
   for (stdfs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) entries.push_back(*it);
@@ -117,15 +108,11 @@ int Checker::Run() {
     }
   } else if (auto fd = hpfile::Fd::Open(io_, lock_path, O_RDONLY); fd) {
     peek_lock = std::move(*fd);
-    int rc;
-    do {
-      rc = ::flock(peek_lock.get(), LOCK_EX | LOCK_NB);
-    } while (rc != 0 && errno == EINTR);
-    if (rc != 0) lock_error = std::error_code(errno, std::generic_category());
-  } else if (fd.error() != std::errc::no_such_file_or_directory) {
+    if (auto locked = io_.TryLockExclusive(peek_lock.get()); !locked) lock_error = locked.error();
+  } else if (!hpfile::IsErrno(fd.error(), ENOENT)) {
     lock_error = fd.error();
   }
-  if (lock_error == std::errc::operation_would_block) {
+  if (hpfile::IsErrno(lock_error, EWOULDBLOCK) || hpfile::IsErrno(lock_error, EBUSY)) {
     err_ << "hpfsctl check: " << backing_ << " is in use by a running hpfs daemon; unmount it first\n";
     return kCheckOperational;
   }
@@ -172,13 +159,13 @@ void Checker::WalkDir(const std::string& path, const std::string& rel, bool top)
            << (regular ? "; `hpfsctl import` makes it a file of the mount" : "") << ")\n";
       continue;
     }
-    const auto inner = SortedEntries(child, ec);
-    if (ec) {
-      Fail(child_rel, ec, "cannot list");
+    // The daemon's own rule, so that what check reports is what a mount shows.
+    const auto is_file = IsHPFileDir(AT_FDCWD, child);
+    if (!is_file) {
+      Fail(child_rel, is_file.error(), "cannot list");
       continue;
     }
-    const bool is_file = std::any_of(inner.begin(), inner.end(), FileOnlyEntry);
-    if (is_file) {
+    if (*is_file) {
       CheckFile(child, child_rel);
     } else {
       WalkDir(child, child_rel, false);

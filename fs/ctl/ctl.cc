@@ -4,8 +4,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "core/meta.h"
-#include "fs/options.h"
+#include "fs/settings.h"
 
 namespace hpfs::ctl {
 namespace {
@@ -38,28 +37,15 @@ std::expected<hpfs_set, std::string> ParseAssignments(const std::vector<std::str
     }
     const std::string_view key = arg.substr(0, eq);
     const std::string_view value = arg.substr(eq + 1);
-    uint32_t bit = 0;
-    if (key == "segment_size") {
-      bit = HPFS_SET_SEGMENT_SIZE;
-      auto size = ParseSize(value);
-      if (!size || !ValidSegmentSetting(*size)) return std::unexpected(BadValue(arg, kSegmentSizeRange));
-      request.segment_size = *size;
-    } else if (key == "retain_bytes") {
-      bit = HPFS_SET_RETAIN_BYTES;
-      auto size = value == "none" ? std::optional<uint64_t>(0) : ParseSize(value);
-      if (!size) return std::unexpected(BadValue(arg, "a size with optional K/M/G/T suffix, or 0 or none"));
-      request.retain_bytes = *size;
-    } else if (key == "retain_seconds") {
-      bit = HPFS_SET_RETAIN_SECONDS;
-      auto seconds = value == "none" ? std::optional<uint64_t>(0) : ParseDuration(value);
-      if (!seconds) {
-        return std::unexpected(BadValue(arg, "seconds with optional s/m/h/d suffix, or 0 or none"));
-      }
-      request.retain_seconds = *seconds;
-    } else {
+    const Setting* setting = FindSetting(key);
+    if (setting == nullptr) {
       return std::unexpected("unknown key '" + std::string(key) +
                              "' (expected segment_size, retain_bytes or retain_seconds)");
     }
+    const auto parsed = ParseSetting(*setting, value);
+    if (!parsed) return std::unexpected(BadValue(arg, setting->expected));
+    const uint32_t bit = setting->mask;
+    RequestField(request, *setting) = *parsed;
     if (request.mask & bit) return std::unexpected("key '" + std::string(key) + "' given twice");
     request.mask |= bit;
   }

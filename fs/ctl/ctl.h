@@ -25,7 +25,7 @@ inline constexpr int kExitUsage = 2;
 // is checked before anything is returned, so a caller that sends the result
 // sends all of it or nothing. On failure the message names the offending
 // argument (unknown key, bad value, a key given twice, no '=').
-std::expected<hpfs_set, std::string> ParseAssignments(const std::vector<std::string_view>& args);
+[[nodiscard]] std::expected<hpfs_set, std::string> ParseAssignments(const std::vector<std::string_view>& args);
 
 // One file's figures as `key=value` lines, preceded by `file=NAME` when
 // `name` is set. Every line ends in '\n'; newlines in the damage reason are

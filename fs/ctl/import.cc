@@ -103,7 +103,7 @@ class Locks {
     if (held_.contains(backing)) return std::nullopt;
     auto lock = BackingLock::Acquire(backing);
     if (!lock) {
-      if (lock.error() == std::errc::operation_would_block) {
+      if (hpfile::IsErrno(lock.error(), EWOULDBLOCK)) {
         return backing + " is in use by a running hpfs daemon; unmount it first";
       }
       return backing + "/" + std::string(fmt_::kLockName) + ": cannot take the lock: " + lock.error().message();

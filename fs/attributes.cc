@@ -1,0 +1,218 @@
+// SPDX-License-Identifier: Apache-2.0
+// Filesystem: attributes (getattr, setattr, statfs) and how a file's stat is
+// made from its HPFile and backing directory.
+#include "fs/filesystem.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+#include "core/meta.h"
+#include "fs/backing_dir.h"
+
+namespace hpfs {
+namespace {
+
+using hpfile::Errno;
+using hpfile::LastErrno;
+
+// st_blksize reported for files: the largest request the mount takes, so
+// tools that size their buffers by it (cp, dd conv=...) move 1 MiB at a time.
+constexpr blksize_t kFileBlockSize = 1 << 20;
+
+bool Later(const timespec& a, const timespec& b) {
+  return a.tv_sec != b.tv_sec ? a.tv_sec > b.tv_sec : a.tv_nsec > b.tv_nsec;
+}
+
+}  // namespace
+
+Result<struct stat> Filesystem::Stat(const Inode& inode) {
+  struct stat st;
+  switch (inode.kind) {
+    case Kind::kDirectory:
+      if (::fstat(inode.fd.get(), &st) != 0) return LastErrno();
+      return st;
+    case Kind::kSymlink:
+      if (::fstatat(inode.fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return LastErrno();
+      return st;
+    case Kind::kFile:
+      break;
+  }
+  auto file = inode.File();
+  if (!file) {
+    // Deleted: only the kernel's reference is left.
+    if (::fstat(inode.fd.get(), &st) != 0) std::memset(&st, 0, sizeof st);
+    st.st_ino = inode.backing_ino;
+    st.st_mode = S_IFREG;
+    st.st_nlink = 0;
+    st.st_size = 0;
+    st.st_blocks = 0;
+    return st;
+  }
+  return StatFile(inode, *file);
+}
+
+Result<struct stat> Filesystem::StatFile(const Inode& inode, const hpfile::HPFile& file) {
+  struct stat st;
+  if (::fstat(inode.fd.get(), &st) != 0) return LastErrno();
+  const hpfile::Meta meta = file.GetMeta();
+  const auto segments = file.Segments();
+  st.st_mode = S_IFREG | (meta.mode.value_or(kDefaultFileMode) & 07777);
+  if (meta.uid) st.st_uid = *meta.uid;
+  if (meta.gid) st.st_gid = *meta.gid;
+  // A grow that write-back mode has not landed yet is the size already.
+  st.st_size = static_cast<off_t>(std::max(file.Size(), inode.writeback.grow_to.load(std::memory_order_relaxed)));
+  st.st_blksize = kFileBlockSize;
+  st.st_rdev = 0;
+
+  blkcnt_t blocks = 0;
+  std::optional<struct stat> tail;
+  {
+    // Held across a few fstatat calls at most: sealed segments come from the cache.
+    std::lock_guard lock(inode.mu);
+    st.st_nlink = inode.unlinked ? 0 : 1;
+    // Names start with the zero-padded base, so name order is base order:
+    // whatever sorts before the first segment was pruned (by a punch or by
+    // retention) and is gone for good.
+    auto& cached = inode.sealed_blocks;
+    cached.erase(cached.begin(), segments.empty() ? cached.end() : cached.lower_bound(segments.front().file_name));
+    for (size_t i = 0; i < segments.size(); ++i) {
+      const bool sealed_middle = i > 0 && i + 1 < segments.size();
+      if (sealed_middle) {
+        auto it = inode.sealed_blocks.find(segments[i].file_name);
+        if (it != inode.sealed_blocks.end()) {
+          blocks += it->second;
+          continue;
+        }
+      }
+      auto seg = StatAt(inode.fd.get(), segments[i].file_name, 0);
+      if (!seg) continue;  // pruned or truncated away since Segments()
+      blocks += seg->st_blocks;
+      if (sealed_middle) inode.sealed_blocks.emplace(segments[i].file_name, seg->st_blocks);
+      if (i + 1 == segments.size()) tail = *seg;
+    }
+  }
+  st.st_blocks = blocks;
+  // Every append lands in the tail segment, so its times are the file's;
+  // chmod and friends rewrite the meta and must not count as a data change.
+  if (tail) {
+    st.st_mtim = tail->st_mtim;
+    st.st_atim = tail->st_atim;
+    if (Later(tail->st_ctim, st.st_ctim)) st.st_ctim = tail->st_ctim;
+  }
+  return st;
+}
+
+
+void Filesystem::SetFileTimes(const Inode& inode, const hpfile::HPFile& file, const timespec times[2]) {
+  if (::futimens(inode.fd.get(), times) != 0) {
+    spdlog::debug("futimens on a file's backing directory: {}", std::strerror(errno));
+  }
+  const auto segments = file.Segments();
+  if (!segments.empty()) {
+    ::utimensat(inode.fd.get(), segments.back().file_name.c_str(), times, 0);
+  }
+}
+
+void Filesystem::TouchFile(const Inode& inode, const hpfile::HPFile& file) {
+  {
+    // Called after every truncate and prune: a segment name may come back
+    // with other contents, so cached block counts go.
+    std::lock_guard lock(inode.mu);
+    inode.sealed_blocks.clear();
+  }
+  const timespec times[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
+  SetFileTimes(inode, file, times);
+}
+
+
+Result<struct stat> Filesystem::GetAttr(InodeId id) {
+  auto inode = GetInode(id);
+  if (!inode) return std::unexpected(inode.error());
+  return Stat(**inode);
+}
+
+Result<struct stat> Filesystem::SetAttr(InodeId id, const AttrChange& change, FileHandle*) {
+  auto found = GetInode(id);
+  if (!found) return std::unexpected(found.error());
+  Inode& inode = **found;
+  const bool times = change.atime || change.mtime;
+  timespec ts[2] = {change.atime.value_or(timespec{0, UTIME_OMIT}),
+                    change.mtime.value_or(timespec{0, UTIME_OMIT})};
+  const uid_t uid = change.uid.value_or(static_cast<uid_t>(-1));
+  const gid_t gid = change.gid.value_or(static_cast<gid_t>(-1));
+
+  switch (inode.kind) {
+    case Kind::kDirectory:
+      if (change.size) return Errno(EISDIR);
+      if (change.mode && ::fchmod(inode.fd.get(), *change.mode & 07777) != 0) return LastErrno();
+      if ((change.uid || change.gid) && ::fchown(inode.fd.get(), uid, gid) != 0) return LastErrno();
+      if (times && ::futimens(inode.fd.get(), ts) != 0) return LastErrno();
+      return Stat(inode);
+    case Kind::kSymlink:
+      if (change.size) return Errno(EINVAL);
+      if (change.mode) return Errno(EOPNOTSUPP);
+      if ((change.uid || change.gid) &&
+          ::fchownat(inode.fd.get(), "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+        return LastErrno();
+      }
+      // The magic link of an O_PATH descriptor names the symlink itself.
+      if (times && ::utimensat(AT_FDCWD, ProcFdPath(inode.fd.get()).c_str(), ts, 0) != 0) return LastErrno();
+      return Stat(inode);
+    case Kind::kFile:
+      break;
+  }
+
+  auto file = inode.File();
+  if (!file) return Errno(ENOENT);
+  if (change.size) {
+    std::lock_guard lock(inode.write_mu);
+    // The kernel takes the size from this answer: its end and the stored
+    // one meet again.
+    inode.writeback.broken.reset();
+    if (config_.writeback) {
+      if (auto deferred = DeferGrowLocked(inode, *file, *change.size); !deferred) {
+        return std::unexpected(deferred.error());
+      } else if (*deferred) {
+        return Stat(inode);
+      }
+    }
+    if (*change.size != file->Size()) {
+      if (auto r = file->Truncate(*change.size); !r) return std::unexpected(r.error());
+      TouchFile(inode, *file);
+    }
+  }
+  if (change.mode || change.uid || change.gid) {
+    struct stat before;
+    const bool have_before = ::fstat(inode.fd.get(), &before) == 0;
+    auto r = file->UpdateMeta([&](hpfile::Meta& meta) {
+      if (change.mode) meta.mode = *change.mode & 07777;
+      if (change.uid) meta.uid = *change.uid;
+      if (change.gid) meta.gid = *change.gid;
+    });
+    if (!r) return std::unexpected(r.error());
+    // Replacing the meta touched the backing directory, whose times stand for
+    // the file's when it has no segment; an attribute change is not a write.
+    if (have_before && file->Segments().empty() && !times) {
+      const timespec keep[2] = {before.st_atim, before.st_mtim};
+      ::futimens(inode.fd.get(), keep);
+    }
+  }
+  if (times) SetFileTimes(inode, *file, ts);
+  return Stat(inode);
+}
+
+Result<struct statvfs> Filesystem::StatFs() {
+  struct statvfs st;
+  if (::fstatvfs(root_fd_.get(), &st) != 0) return LastErrno();
+  return st;
+}
+
+}  // namespace hpfs

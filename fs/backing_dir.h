@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: Apache-2.0
+// The backing directory as the daemon and hpfsctl see it: descriptor-relative
+// open, stat, listing and removal, and THE rule that tells an HPFile's
+// directory from a plain one (DESIGN.md section 2). The mount and
+// `hpfsctl check` both classify through IsHPFileDir, so what check predicts
+// is what a mount shows.
+//
+// Thread-safety: every function may be called from any number of threads.
+#pragma once
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/io.h"
+#include "core/result.h"
+
+namespace hpfs {
+
+template <class T>
+using Result = hpfile::Result<T>;
+
+// Maps a libc return code (0 or -1 with errno) to a result.
+[[nodiscard]] Result<void> CheckRc(int rc);
+
+// openat(2) with O_CLOEXEC added, retried on EINTR.
+[[nodiscard]] Result<hpfile::Fd> OpenAt(int dir_fd, std::string_view name, int flags);
+[[nodiscard]] Result<struct stat> StatAt(int dir_fd, std::string_view name, int flags = AT_SYMLINK_NOFOLLOW);
+
+// "/proc/self/fd/N": a path that names what descriptor N is open on, wherever
+// it has since been renamed to. HPFiles are opened through it.
+std::string ProcFdPath(int fd);
+
+// The d_type of a file of mode `mode`: DT_REG, DT_DIR, DT_LNK or DT_UNKNOWN
+// for anything else.
+unsigned char DirentType(mode_t mode);
+
+struct ListedEntry {
+  std::string name;
+  ino_t ino = 0;
+  unsigned char type = DT_UNKNOWN;  // d_type: DT_UNKNOWN when the filesystem does not say
+};
+
+// The entries of the directory `dir_fd`, "." and ".." left out, in readdir
+// order. Read through a descriptor of its own: a dup would share the
+// directory position with `dir_fd`, which other threads may be listing too.
+// A readdir that fails midway fails the listing: never a short list.
+[[nodiscard]] Result<std::vector<ListedEntry>> ListEntries(int dir_fd);
+
+// The type of a listed entry of `dir_fd`, asking fstatat when readdir did not
+// say. ENOENT when it went away since the listing.
+[[nodiscard]] Result<unsigned char> EntryType(int dir_fd, const ListedEntry& entry);
+
+// Whether the directory `name` of `parent_fd` (AT_FDCWD: `name` is a path) is
+// an HPFile. It is when it holds a regular hpfile.meta; without one, when it
+// holds a regular file only an HPFile holds (hpfile::MarksHPFileDirectory:
+// it lost its meta and opens damaged, its intact bytes readable) and no
+// directory or symlink, which are what users create in a plain directory.
+// The answer does not depend on the order of the entries, and the common
+// cases cost little: a file with its meta one stat, a plain directory with
+// any file or directory of the mount in it the first entry of a listing.
+[[nodiscard]] Result<bool> IsHPFileDir(int parent_fd, std::string_view name);
+
+// Removes `name` in `dir_fd` and everything below it. ENOENT is success.
+[[nodiscard]] Result<void> RemoveTree(int dir_fd, const std::string& name);
+
+// For tests: the next `count` listings (ListEntries) fail with `error` after
+// their first entry, as a readdir failing midway would.
+void FailListingsForTest(int error, int count = 1);
+
+}  // namespace hpfs

@@ -1,0 +1,295 @@
+// SPDX-License-Identifier: Apache-2.0
+// Filesystem: the operations on open files (create, open, read, write,
+// fsync, release, fallocate, lseek).
+#include "fs/filesystem.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include <spdlog/spdlog.h>
+
+#include "core/format.h"
+#include "core/meta.h"
+#include "fs/backing_dir.h"
+#include "fs/setid.h"
+
+namespace hpfs {
+namespace {
+
+using hpfile::Errno;
+using hpfile::LastErrno;
+
+// Backing directories of files are the daemon's business, not the users'.
+constexpr mode_t kBackingFileDirMode = 0700;
+
+}  // namespace
+
+uint64_t ReadPlan::size() const {
+  uint64_t total = zeros;
+  for (const auto& e : extents) total += e.length;
+  return total;
+}
+
+Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Filesystem::Create(InodeId parent_id,
+                                                                         std::string_view name, mode_t mode,
+                                                                         int flags, const Caller& caller) {
+  auto parent = GetDirectory(parent_id);
+  if (!parent) return std::unexpected(parent.error());
+  if (auto r = CheckNewName(**parent, name); !r) return std::unexpected(r.error());
+  const int pfd = (*parent)->fd.get();
+
+  // Built in the trash and renamed into place, so that the name appears
+  // complete (with its meta) or not at all, also across a crash.
+  const std::string temp = NewTrashName();
+  if (::mkdirat(trash_fd_.get(), temp.c_str(), kBackingFileDirMode) != 0) return LastErrno();
+  auto fd = OpenAt(trash_fd_.get(), temp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  if (!fd) {
+    (void)RemoveTree(trash_fd_.get(), temp);
+    return std::unexpected(fd.error());
+  }
+  struct stat st;
+  if (::fstat(fd->get(), &st) != 0) {
+    const auto error = LastErrno();
+    (void)RemoveTree(trash_fd_.get(), temp);
+    return error;
+  }
+  auto inode = std::make_shared<Inode>(Kind::kFile, st.st_dev, st.st_ino, std::move(*fd));
+  auto file = OpenHPFile(inode, /*create=*/true, mode, caller);
+  if (!file) {
+    (void)RemoveTree(trash_fd_.get(), temp);
+    return std::unexpected(file.error());
+  }
+  if (::renameat2(trash_fd_.get(), temp.c_str(), pfd, std::string(name).c_str(), RENAME_NOREPLACE) != 0) {
+    const int err = errno;
+    file->reset();
+    (void)RemoveTree(trash_fd_.get(), temp);
+    if (err == EEXIST && !(flags & O_EXCL)) {
+      // Lost a race with another creator: open what is there, as open(2) would.
+      auto entry = Lookup(parent_id, name);
+      // The name is taken by a backing entry the mount does not show (a
+      // plain file): it exists, it just cannot be opened through the mount.
+      if (!entry && hpfile::IsErrno(entry.error(), ENOENT)) return Errno(EEXIST);
+      if (!entry) return std::unexpected(entry.error());
+      auto handle = OpenFile(entry->id, flags & ~O_TRUNC);
+      if (!handle) {
+        Forget(entry->id, 1);
+        return std::unexpected(handle.error());
+      }
+      return std::make_pair(*entry, std::move(*handle));
+    }
+    return Errno(err);
+  }
+  inode->file = std::move(*file);
+  inode->open_handles = 1;
+  inode = inodes_.Insert(std::move(inode));
+  auto handle = std::make_unique<FileHandle>(FileHandle{inode, flags});
+  auto entry = MakeEntry(inode);
+  if (!entry) {
+    Release(std::move(handle));
+    return std::unexpected(entry.error());
+  }
+  return std::make_pair(*entry, std::move(handle));
+}
+
+Result<std::unique_ptr<FileHandle>> Filesystem::OpenFile(InodeId id, int flags) {
+  auto found = GetInode(id);
+  if (!found) return std::unexpected(found.error());
+  auto inode = *found;
+  if (inode->kind == Kind::kDirectory) return Errno(EISDIR);
+  if (inode->kind == Kind::kSymlink) return Errno(ELOOP);
+  std::shared_ptr<hpfile::HPFile> file;
+  {
+    std::lock_guard lock(inode->mu);
+    // Unlinked files stay open until the kernel forgets them, so only a
+    // file deleted behind the kernel's back ends up here.
+    if (!inode->file) return Errno(ESTALE);
+    file = inode->file;
+    ++inode->open_handles;
+  }
+  auto handle = std::make_unique<FileHandle>(FileHandle{inode, flags});
+  if (handle->writable() && (flags & O_TRUNC)) {
+    std::lock_guard lock(inode->write_mu);
+    if (file->Size() != 0 || file->Head() != 0) {
+      if (auto r = file->Truncate(0); !r) {
+        Release(std::move(handle));
+        return std::unexpected(r.error());
+      }
+      TouchFile(*inode, *file);
+    }
+  }
+  return handle;
+}
+
+Result<ReadPlan> Filesystem::Read(FileHandle& handle, uint64_t offset, size_t size) {
+  auto file = handle.inode->File();
+  if (!file) return Errno(EIO);
+  // A prune may move the head between reading it and mapping: map again.
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    ReadPlan plan;
+    const uint64_t file_size = file->Size();
+    if (offset >= file_size || size == 0) return plan;
+    const uint64_t end = std::min<uint64_t>(file_size, offset + size);
+    const uint64_t head = file->Head();
+    plan.zeros = offset < head ? std::min(head, end) - offset : 0;
+    const uint64_t data_start = offset + plan.zeros;
+    if (data_start >= end) return plan;
+    auto extents = file->MapRange(data_start, static_cast<size_t>(end - data_start));
+    if (!extents) {
+      if (extents.error() == std::errc::no_message_available || extents.error().value() == ENODATA) continue;
+      return std::unexpected(extents.error());
+    }
+    plan.extents = std::move(*extents);
+    return plan;
+  }
+  return Errno(EAGAIN);
+}
+
+Result<size_t> Filesystem::Write(FileHandle& handle, uint64_t offset, std::span<const std::byte> data,
+                                 bool append, const Caller& writer, bool* setid_cleared) {
+  auto file = handle.inode->File();
+  if (!file) return Errno(EIO);
+  if (data.empty()) return size_t{0};
+  std::lock_guard lock(handle.inode->write_mu);
+  const uint64_t size = file->Size();
+  // Bytes that exist are never overwritten. A write past the end fills the
+  // gap with zeros first, as a growing ftruncate would: that is what cp and
+  // rsync do for a sparse source, and nothing written is changed by it.
+  if (!append && offset < size) return Errno(EPERM);
+  // As on a local filesystem, the bits go before the bytes land: a write
+  // that fails after this has still cleared them.
+  auto dropped = DropSetIdForWriter(*handle.inode, *file, writer);
+  if (!dropped) return std::unexpected(dropped.error());
+  if (setid_cleared != nullptr) *setid_cleared = *dropped;
+  if (!append && offset > size) {
+    if (auto grown = file->Truncate(offset); !grown) return std::unexpected(grown.error());
+  }
+  auto start = file->Append(data);
+  if (!start) {
+    // The write failed as a whole: take the zeros back too.
+    if (!append && offset > size) (void)file->Truncate(size);
+    return std::unexpected(start.error());
+  }
+  return data.size();
+}
+
+Result<void> Filesystem::Fsync(FileHandle& handle) {
+  auto file = handle.inode->File();
+  if (!file) return {};
+  if (config_.writeback) LandGrow(*handle.inode, *file);
+  const bool failed_before = file->SyncFailure().has_value();
+  auto synced = file->Sync();
+  if (!synced && !failed_before) {
+    // Once: from now on every fsync of the file fails the same way.
+    if (auto failure = file->SyncFailure()) {
+      spdlog::error("{}: {}; every fsync of the file fails from now on, until the daemon restarts", file->dir(),
+                    *failure);
+    } else {
+      spdlog::warn("{}: fsync failed: {}", file->dir(), synced.error().message());
+    }
+  }
+  return synced;
+}
+
+void Filesystem::Release(std::unique_ptr<FileHandle> handle) {
+  if (!handle) return;
+  auto inode = std::move(handle->inode);
+  handle.reset();
+  std::shared_ptr<hpfile::HPFile> idle;
+  {
+    std::lock_guard lock(inode->mu);
+    if (--inode->open_handles > 0) return;
+    if (!inode->unlinked || !inode->forgotten) idle = inode->file;
+  }
+  if (idle) {
+    // The kernel keeps the inodes of files it has seen for as long as memory
+    // allows; an idle one holds no segment descriptors, so the daemon's
+    // descriptors grow with open files, not with files ever read.
+    if (auto r = idle->CloseDescriptors(); !r) {
+      spdlog::warn("{}: closing descriptors of an idle file: {}", idle->dir(), r.error().message());
+    }
+    return;
+  }
+  DeleteIfUnreachable(std::move(inode));
+}
+
+Result<void> Filesystem::Fallocate(FileHandle& handle, int mode, uint64_t offset, uint64_t length) {
+  auto file = handle.inode->File();
+  if (!file) return Errno(EIO);
+  if (!handle.writable()) return Errno(EBADF);
+  if (length == 0) return Errno(EINVAL);
+  if (offset > hpfile::format::kMaxFileSize || length > hpfile::format::kMaxFileSize - offset) {
+    return Errno(EFBIG);
+  }
+  const uint64_t end = offset + length;
+  switch (mode) {
+    case 0: {
+      std::lock_guard lock(handle.inode->write_mu);
+      if (end <= file->Size()) return {};
+      // Write-back mode: the kernel answers this before it sends the dirty
+      // pages below `end`, and zeros stored now would refuse them later.
+      if (config_.writeback && handle.inode->cached_writers.load() > 0) return Errno(EOPNOTSUPP);
+      if (auto r = file->Truncate(end); !r) return r;
+      TouchFile(*handle.inode, *file);
+      return {};
+    }
+    case FALLOC_FL_KEEP_SIZE:
+      return {};
+    case FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE: {
+      std::lock_guard lock(handle.inode->write_mu);
+      const uint64_t head = file->Head();
+      if (offset > head) return Errno(EOPNOTSUPP);
+      const uint64_t new_head = std::min(end, file->Size());
+      if (new_head <= head) return {};
+      if (auto r = file->PruneHead(new_head); !r) return r;
+      deleter_.EnqueueHeadPunch(file, handle.inode);
+      TouchFile(*handle.inode, *file);
+      return {};
+    }
+    default:
+      return Errno(EOPNOTSUPP);
+  }
+}
+
+Result<uint64_t> Filesystem::Lseek(FileHandle& handle, uint64_t offset, int whence) {
+  auto file = handle.inode->File();
+  if (!file) return Errno(EIO);
+  const uint64_t size = file->Size();
+  const uint64_t head = file->Head();
+  switch (whence) {
+    case SEEK_DATA: {
+      const uint64_t start = std::max(offset, head);
+      if (start >= size) return Errno(ENXIO);
+      return start;
+    }
+    case SEEK_HOLE:
+      if (offset >= size) return Errno(ENXIO);
+      return offset < head ? offset : size;
+    default:
+      return Errno(EINVAL);
+  }
+}
+
+
+Result<bool> Filesystem::DropSetIdForWriter(const Inode& inode, hpfile::HPFile& file, const Caller& writer) {
+  const hpfile::Meta meta = file.GetMeta();
+  const mode_t mode = meta.mode.value_or(kDefaultFileMode);
+  if ((mode & (S_ISUID | S_ISGID)) == 0) return false;  // nearly every write: no /proc read
+  gid_t file_gid = kNoGroup;
+  if (meta.gid) {
+    file_gid = *meta.gid;
+  } else if (struct stat st; ::fstat(inode.fd.get(), &st) == 0) {
+    file_gid = st.st_gid;
+  }
+  const mode_t kept = ModeAfterWrite(mode, file_gid, CredentialsOfThread(writer.pid));
+  if (kept == mode) return false;
+  if (auto r = file.UpdateMeta([kept](hpfile::Meta& m) { m.mode = kept; }); !r) return std::unexpected(r.error());
+  return true;
+}
+
+}  // namespace hpfs
