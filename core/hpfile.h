@@ -294,6 +294,9 @@ class HPFile {
   uint64_t ReadableEnd(const Segment& segment, uint64_t size) const;
 
   [[nodiscard]] Result<void> CheckWritable() const;
+  // Whether `length` more bytes after `start` stay within the largest file
+  // size; a file an earlier version grew past it may not grow at all.
+  static bool FitsMaxFileSize(uint64_t start, uint64_t length);
   [[nodiscard]] Result<uint64_t> AppendLocked(std::span<const std::byte> data);
   // Append and AppendAt: appends unless `expected_end` is given and is not
   // the end, then lets retention drop what a roll made droppable.
