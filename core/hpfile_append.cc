@@ -120,9 +120,9 @@ Result<void> HPFile::DropEmptyWideTailLocked(uint64_t end, uint64_t segment_size
   return {};
 }
 
-Result<uint64_t> HPFile::ExtendLocked(const std::byte* data, uint64_t length) {
+Result<uint64_t> HPFile::ExtendLocked(uint64_t zeros, std::span<const std::byte> data) {
   const uint64_t start = flushed_size_.load(std::memory_order_relaxed);
-  if (!FitsMaxFileSize(start, length)) return Errno(EFBIG);
+  if (!FitsMaxFileSize(start, zeros) || !FitsMaxFileSize(start + zeros, data.size())) return Errno(EFBIG);
   if (auto trimmed = TrimOverhangLocked(); !trimmed) return std::unexpected(trimmed.error());
   const uint64_t segment_size = CurrentSegmentSize();
   if (auto replaced = DropEmptyWideTailLocked(start, segment_size); !replaced) {
@@ -136,14 +136,16 @@ Result<uint64_t> HPFile::ExtendLocked(const std::byte* data, uint64_t length) {
   const size_t segments_before = segments_.size();
   const uint64_t old_tail_length = segments_before > 0 ? start - segments_.back()->base : 0;
 
-  const uint64_t end = start + length;
+  const uint64_t data_start = start + zeros;
+  const uint64_t end = data_start + data.size();
   uint64_t position = start;
   Result<void> status;
   while (position < end) {
+    const bool filling = position < data_start;
     bool wide_gap_segment = false;
     if (segments_.empty() || position >= segments_.back()->slot_end()) {
       const uint64_t capacity =
-          data == nullptr ? GapSegmentCapacityLocked(end - position, segment_size) : segment_size;
+          filling ? GapSegmentCapacityLocked(data_start - position, segment_size) : segment_size;
       wide_gap_segment = capacity > segment_size;
       if (auto added = AddSegmentLocked(position, capacity); !added) {
         status = std::unexpected(added.error());
@@ -156,9 +158,9 @@ Result<uint64_t> HPFile::ExtendLocked(const std::byte* data, uint64_t length) {
       status = std::unexpected(fd.error());
       break;
     }
-    const uint64_t stop = std::min(end, tail->slot_end());
-    if (data != nullptr) {
-      status = WriteFull(io_, *fd, std::span(data + (position - start), stop - position), position - tail->base);
+    const uint64_t stop = std::min(filling ? data_start : end, tail->slot_end());
+    if (!filling) {
+      status = WriteFull(io_, *fd, data.subspan(position - data_start, stop - position), position - tail->base);
     } else {
       status = io_.Ftruncate(*fd, stop - tail->base);
       if (!status && wide_gap_segment && IsErrno(status.error(), EFBIG)) {
@@ -199,7 +201,7 @@ Result<uint64_t> HPFile::ExtendLocked(const std::byte* data, uint64_t length) {
 
 Result<void> HPFile::FlushLocked() {
   if (buffer_.empty()) return {};
-  auto end = ExtendLocked(buffer_.data(), buffer_.size());
+  auto end = ExtendLocked(0, buffer_);
   if (!end) return std::unexpected(end.error());
   std::lock_guard lock(buffer_mu_);
   flushed_size_.store(*end, std::memory_order_release);
@@ -212,17 +214,19 @@ Result<void> HPFile::Flush() {
   return FlushLocked();
 }
 
-Result<uint64_t> HPFile::Append(std::span<const std::byte> data) { return AppendWithRetention(std::nullopt, data); }
-
-Result<uint64_t> HPFile::AppendAt(uint64_t expected_end, std::span<const std::byte> data) {
-  return AppendWithRetention(expected_end, data);
+Result<uint64_t> HPFile::Append(std::span<const std::byte> data) {
+  return AppendWithRetention(std::nullopt, Gap::kRefuse, data);
 }
 
-Result<uint64_t> HPFile::AppendWithRetention(std::optional<uint64_t> expected_end, std::span<const std::byte> data) {
+Result<uint64_t> HPFile::AppendAt(uint64_t offset, std::span<const std::byte> data, Gap gap) {
+  return AppendWithRetention(offset, gap, data);
+}
+
+Result<uint64_t> HPFile::AppendWithRetention(std::optional<uint64_t> offset, Gap gap,
+                                             std::span<const std::byte> data) {
   std::unique_lock lock(writer_mu_);
-  if (expected_end && *expected_end != Size()) return Errno(ESTALE);
   const uint64_t created_before = segments_created_;
-  Result<uint64_t> start = AppendLocked(data);
+  Result<uint64_t> start = offset ? AppendAtLocked(*offset, gap, data) : AppendLocked(data);
   // A roll is when retention can have something new to drop: everything the
   // policy lets go, since one write larger than several segments makes
   // several droppable at once, and leaving them to the background would let
@@ -256,11 +260,28 @@ inline Result<uint64_t> HPFile::AppendLocked(std::span<const std::byte> data) {
       return start;
     }
   }
-  auto end = ExtendLocked(data.data(), data.size());
+  auto end = ExtendLocked(0, data);
   if (!end) return std::unexpected(end.error());
   flushed_size_.store(*end, std::memory_order_release);
   size_.store(*end, std::memory_order_release);
   return start;
+}
+
+Result<uint64_t> HPFile::AppendAtLocked(uint64_t offset, Gap gap, std::span<const std::byte> data) {
+  const uint64_t size = Size();
+  if (offset == size) return AppendLocked(data);
+  if (offset < size || gap == Gap::kRefuse) return Errno(ESTALE);
+  if (auto ok = CheckWritable(); !ok) return std::unexpected(ok.error());
+  if (data.empty()) return offset;
+  if (!FitsMaxFileSize(size, offset - size) || !FitsMaxFileSize(offset, data.size())) return Errno(EFBIG);
+  // The zeros and the data go in one extension, whose undo takes both back;
+  // it writes after the backing files' end, so the write buffer goes first.
+  if (auto flushed = FlushLocked(); !flushed) return std::unexpected(flushed.error());
+  auto end = ExtendLocked(offset - size, data);
+  if (!end) return std::unexpected(end.error());
+  flushed_size_.store(*end, std::memory_order_release);
+  size_.store(*end, std::memory_order_release);
+  return offset;
 }
 
 }  // namespace hpfile

@@ -100,7 +100,7 @@ Result<void> HPFile::Truncate(uint64_t n) {
   if (n > size) {
     if (!FitsMaxFileSize(size, n - size)) return Errno(EFBIG);
     if (auto flushed = FlushLocked(); !flushed) return flushed;
-    auto end = ExtendLocked(nullptr, n - size);
+    auto end = ExtendLocked(n - size, {});
     if (!end) return std::unexpected(end.error());
     flushed_size_.store(*end, std::memory_order_release);
     size_.store(*end, std::memory_order_release);
