@@ -4,10 +4,10 @@
 // appended at the end; the head can be pruned and the tail truncated, and byte N
 // stays byte N for the whole life of the file.
 //
-// Thread-safety: any number of threads may call the const methods (ReadAt,
-// MapRange, Size, Head, ...) concurrently with each other and with one
-// mutating call at a time; mutating calls (Append, Flush, Truncate, PruneHead,
-// ApplyRetention, SetSegmentSize, UpdateMeta) are serialized internally, so several threads may
+// Thread-safety: any number of threads may call the const methods (PlanRead,
+// ReadAt, MapRange, Size, Head, ...) concurrently with each other and with one
+// mutating call at a time; mutating calls (Append, AppendAt, Flush, Truncate,
+// PruneHead, ApplyRetention, SetSegmentSize, UpdateMeta) are serialized internally, so several threads may
 // issue them but they run one after the other. Sync may run concurrently with
 // all of them: no lock that a reader or an appender needs is held across a disk
 // sync, and readers never wait for another thread's I/O.
