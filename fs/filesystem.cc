@@ -934,12 +934,12 @@ Result<size_t> Filesystem::Write(FileHandle& handle, uint64_t offset, std::span<
   auto file = handle.inode->File();
   if (!file) return Errno(EIO);
   if (data.empty()) return size_t{0};
-  // The conditional append is the only check a write needs: the file's own
-  // writer lock orders it against truncates, prunes and other writes. In
-  // write-back mode the queue compares and appends over several calls under
-  // write_mu, so writes take their turn there too.
-  std::unique_lock queue_lock(handle.inode->write_mu, std::defer_lock);
-  if (config_.writeback) queue_lock.lock();
+  // The conditional append orders the write against truncates, prunes and
+  // other writes by itself; write_mu is for the checks of others that span
+  // several HPFile calls and must not see a write land in between: a
+  // growing fallocate's "past the end?" before its Truncate, and the
+  // write-back queue's compare-then-append.
+  std::lock_guard lock(handle.inode->write_mu);
   // Bytes that exist are never overwritten. A write past the end fills the
   // gap with zeros first, as a growing ftruncate would: that is what cp and
   // rsync do for a sparse source, and nothing written is changed by it.

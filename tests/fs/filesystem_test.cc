@@ -518,6 +518,31 @@ TEST_F(FilesystemTest, FallocateModeZeroGrowsOnlyPastTheEnd) {
   fs_->Release(std::move(handle));
 }
 
+// A growing fallocate checks the end, then grows to its own end: a write
+// landing in between must not be cut off by that grow.
+TEST_F(FilesystemTest, GrowingFallocateRacingAppendsNeverCutsThem) {
+  const InodeId id = MakeFile("a");
+  auto appender = OpenOk(id, O_WRONLY | O_APPEND);
+  auto grower = OpenOk(id, O_RDWR);
+  constexpr int kWrites = 2000;
+  std::atomic<bool> done{false};
+  std::thread grow([&] {
+    while (!done.load()) {
+      auto stat = fs_->IoctlStat(*grower);
+      ASSERT_TRUE(stat);
+      EXPECT_TRUE(fs_->Fallocate(*grower, 0, 0, stat->size + 1));
+    }
+  });
+  for (int i = 0; i < kWrites; ++i) ASSERT_TRUE(fs_->Write(*appender, 0, Bytes("xyz"), true));
+  done = true;
+  grow.join();
+  const std::string all = ReadAll(*appender, 0, 1 << 24);
+  EXPECT_EQ(std::count(all.begin(), all.end(), 'x'), kWrites);
+  EXPECT_EQ(std::count(all.begin(), all.end(), 'z'), kWrites);
+  fs_->Release(std::move(appender));
+  fs_->Release(std::move(grower));
+}
+
 TEST_F(FilesystemTest, FallocateOnReadOnlyHandleIsEbadf) {
   const InodeId id = MakeFile("a", "abc");
   auto handle = OpenOk(id, O_RDONLY);
