@@ -4,10 +4,10 @@
 // appended at the end; the head can be pruned and the tail truncated, and byte N
 // stays byte N for the whole life of the file.
 //
-// Thread-safety: any number of threads may call the const methods (ReadAt,
-// MapRange, Size, Head, ...) concurrently with each other and with one
-// mutating call at a time; mutating calls (Append, Flush, Truncate, PruneHead,
-// ApplyRetention, SetSegmentSize, UpdateMeta) are serialized internally, so several threads may
+// Thread-safety: any number of threads may call the const methods (PlanRead,
+// ReadAt, MapRange, Size, Head, ...) concurrently with each other and with one
+// mutating call at a time; mutating calls (Append, AppendAt, Flush, Truncate,
+// PruneHead, ApplyRetention, SetSegmentSize, UpdateMeta) are serialized internally, so several threads may
 // issue them but they run one after the other. Sync may run concurrently with
 // all of them: no lock that a reader or an appender needs is held across a disk
 // sync, and readers never wait for another thread's I/O.
@@ -87,6 +87,22 @@ struct Extent {
   size_t length = 0;
 };
 
+// What a read of [offset, offset + length) returns, planned for one state of
+// the file: `zeros` zero bytes (the part below the head, which reads as
+// zeros), then the bytes of `extents` in order, then `buffered` (appends
+// still in the write buffer, copied). It covers the range clipped at `eof`,
+// and stops short of it only where the bytes went while it was made (a
+// truncate) or where a damaged file misses them. The extents keep their
+// descriptors open for as long as the plan, or a copy of them, lives.
+struct ReadPlan {
+  uint64_t zeros = 0;
+  std::vector<Extent> extents;
+  std::vector<std::byte> buffered;
+  uint64_t eof = 0;  // where the file's readable data ends: its size
+  // Bytes the plan makes up.
+  uint64_t size() const;
+};
+
 class HPFile {
  public:
   // Opens the HPFile in `dir`, creating it if allowed. Recovery runs first:
@@ -112,12 +128,29 @@ class HPFile {
   // (ENOSPC, EIO; EIO for a damaged file; EFBIG past format::kMaxFileSize)
   // nothing of `data` is visible and the file's size is unchanged.
   [[nodiscard]] Result<uint64_t> Append(std::span<const std::byte> data);
-  // Append, but only if the file ends at `expected_end` when the writer's
-  // turn comes: the check and the write happen in one turn of the writer
-  // lock, so no other append, truncate or prune can come between them.
-  // ESTALE, with nothing written, when the end is elsewhere; otherwise as
-  // Append.
-  [[nodiscard]] Result<uint64_t> AppendAt(uint64_t expected_end, std::span<const std::byte> data);
+  // What AppendAt does when the file ends below its offset.
+  enum class Gap {
+    kRefuse,     // ESTALE, as for any other end
+    kFillZeros,  // sparse zeros from the end up to the offset first, as a growing Truncate
+  };
+  // Append at `offset`, but only if the file ends there when the writer's
+  // turn comes, or, with Gap::kFillZeros, anywhere below it. The check, the
+  // zeros and the data happen in one turn of the writer lock, so no other
+  // append, truncate or prune can come between them, and on failure nothing
+  // of the zeros or of `data` stays: the size is unchanged. An empty `data`
+  // writes no zeros either. Returns `offset`. ESTALE, with nothing written,
+  // when the end is past `offset` (or, with Gap::kRefuse, below it);
+  // otherwise as Append.
+  [[nodiscard]] Result<uint64_t> AppendAt(uint64_t offset, std::span<const std::byte> data, Gap gap = Gap::kRefuse);
+
+  // Plans a read of [offset, offset + length) (see ReadPlan) in one turn of
+  // the reader lock, reading no byte itself: for a zero-copy reader (splice)
+  // and for ReadAt and MapRange. Below the head it answers with zeros, never
+  // an error; a prune or truncate running meanwhile gives the plan of the
+  // state before or after it. EIO when not one byte can be planned because
+  // a damaged file misses the range; the error of opening a segment when
+  // that is what stops the plan before its first byte.
+  [[nodiscard]] Result<ReadPlan> PlanRead(uint64_t offset, size_t length) const;
 
   // Reads up to buf.size() bytes at `offset` into `buf`. Returns the count,
   // which is short only at the end of the file (0 at or past it). Sees every
@@ -270,39 +303,36 @@ class HPFile {
     std::shared_ptr<Fd> fd;    // the cached descriptor, when there was one
     std::shared_ptr<Segment> segment;  // set when `fd` is not, to open one
   };
-  // The piece of [offset, end) in the segment holding `offset` (segment null
-  // when none does), taking map_mu_ shared.
-  Piece LocateOne(uint64_t offset, uint64_t end) const;
+  // The piece of [offset, end) in the segment holding `offset` (end 0 when
+  // none does), with the cached descriptor if `cached_fd`; map_mu_ held.
+  Piece PieceAtLocked(uint64_t offset, uint64_t end, bool cached_fd) const;
+  // The pieces covering [offset, end) as far as they go without a gap;
+  // map_mu_ held. The one place that maps offsets to segments.
+  std::vector<Piece> LocateLocked(uint64_t offset, uint64_t end) const;
+  // PlanRead's work, with each extent handed to `take` once its descriptor
+  // is open instead of kept (`take` returns false to stop the plan there):
+  // ReadAt reads each one and lets it go before the next.
+  template <class Take>
+  [[nodiscard]] Result<void> Plan(uint64_t offset, size_t length, ReadPlan& plan, Take take) const;
   // A read descriptor for `segment`, from the cache or opened (and cached).
   Result<std::shared_ptr<Fd>> SegmentFd(const std::shared_ptr<Segment>& segment) const;
-  // The piece's descriptor, moved out of it, or opened.
-  // Sets piece.fd when the cache had none, opening the segment.
-  [[nodiscard]] Result<void> OpenPieceFd(Piece& piece) const;
-  // The pieces covering [offset, end) as far as they go without a gap.
-  std::vector<Piece> Locate(uint64_t offset, uint64_t end) const;
-  // Reads [offset, end) from the backing files into `out`.
-  [[nodiscard]] Result<size_t> ReadFromSegments(uint64_t offset, uint64_t end, std::byte* out) const;
-  // Why a read at `offset` found no backing bytes: ENODATA below the head, 0
-  // (end of file) at or past the size, EIO otherwise.
-  // EAGAIN (internal only) when a truncate moved the bytes during the read.
-  [[nodiscard]] Result<size_t> ExplainMissing(uint64_t offset) const;
-  // Runs `read` again while it reports EAGAIN, a bounded number of times.
-  template <class Read>
-  auto RetryRaces(Read read) const -> decltype(read());
-  Result<size_t> ReadOnce(uint64_t offset, std::span<std::byte> buf) const;
-  Result<std::vector<Extent>> MapRangeOnce(uint64_t offset, size_t length) const;
   uint64_t ReadableEnd(const Segment& segment, uint64_t size) const;
 
   [[nodiscard]] Result<void> CheckWritable() const;
+  // Whether `length` more bytes after `start` stay within the largest file
+  // size; a file an earlier version grew past it may not grow at all.
+  static bool FitsMaxFileSize(uint64_t start, uint64_t length);
   [[nodiscard]] Result<uint64_t> AppendLocked(std::span<const std::byte> data);
-  // Append and AppendAt: appends unless `expected_end` is given and is not
-  // the end, then lets retention drop what a roll made droppable.
-  [[nodiscard]] Result<uint64_t> AppendWithRetention(std::optional<uint64_t> expected_end,
+  // AppendAt's check and gap fill, then AppendLocked.
+  [[nodiscard]] Result<uint64_t> AppendAtLocked(uint64_t offset, Gap gap, std::span<const std::byte> data);
+  // Append (no `offset`) and AppendAt: appends, then lets retention drop
+  // what a roll made droppable.
+  [[nodiscard]] Result<uint64_t> AppendWithRetention(std::optional<uint64_t> offset, Gap gap,
                                                      std::span<const std::byte> data);
-  // Writes `length` bytes at the end of the backing files: `data` when given,
-  // sparse zeros when null. Rolls segments as needed. On failure the backing
-  // files are put back as they were. Returns the new end.
-  [[nodiscard]] Result<uint64_t> ExtendLocked(const std::byte* data, uint64_t length);
+  // Writes `zeros` sparse zeros then `data` at the end of the backing files,
+  // rolling segments as needed. On failure the backing files are put back as
+  // they were, zeros included. Returns the new end.
+  [[nodiscard]] Result<uint64_t> ExtendLocked(uint64_t zeros, std::span<const std::byte> data);
   // A failed append could not cut the tail back: retry before writing more.
   [[nodiscard]] Result<void> TrimOverhangLocked();
   [[nodiscard]] Result<void> FlushLocked();

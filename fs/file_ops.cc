@@ -30,12 +30,6 @@ constexpr mode_t kBackingFileDirMode = 0700;
 
 }  // namespace
 
-uint64_t ReadPlan::size() const {
-  uint64_t total = zeros;
-  for (const auto& e : extents) total += e.length;
-  return total;
-}
-
 Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Filesystem::Create(InodeId parent_id,
                                                                          std::string_view name, mode_t mode,
                                                                          int flags, const Caller& caller) {
@@ -129,25 +123,7 @@ Result<std::unique_ptr<FileHandle>> Filesystem::OpenFile(InodeId id, int flags) 
 Result<ReadPlan> Filesystem::Read(FileHandle& handle, uint64_t offset, size_t size) {
   auto file = handle.inode->File();
   if (!file) return Errno(EIO);
-  // A prune may move the head between reading it and mapping: map again.
-  for (int attempt = 0; attempt < 8; ++attempt) {
-    ReadPlan plan;
-    const uint64_t file_size = file->Size();
-    if (offset >= file_size || size == 0) return plan;
-    const uint64_t end = std::min<uint64_t>(file_size, offset + size);
-    const uint64_t head = file->Head();
-    plan.zeros = offset < head ? std::min(head, end) - offset : 0;
-    const uint64_t data_start = offset + plan.zeros;
-    if (data_start >= end) return plan;
-    auto extents = file->MapRange(data_start, static_cast<size_t>(end - data_start));
-    if (!extents) {
-      if (extents.error() == std::errc::no_message_available || extents.error().value() == ENODATA) continue;
-      return std::unexpected(extents.error());
-    }
-    plan.extents = std::move(*extents);
-    return plan;
-  }
-  return Errno(EAGAIN);
+  return file->PlanRead(offset, size);
 }
 
 Result<size_t> Filesystem::Write(FileHandle& handle, uint64_t offset, std::span<const std::byte> data,
@@ -155,26 +131,25 @@ Result<size_t> Filesystem::Write(FileHandle& handle, uint64_t offset, std::span<
   auto file = handle.inode->File();
   if (!file) return Errno(EIO);
   if (data.empty()) return size_t{0};
+  // The conditional append orders the write against truncates, prunes and
+  // other writes by itself; write_mu is for the checks of others that span
+  // several HPFile calls and must not see a write land in between: a
+  // growing fallocate's "past the end?" before its Truncate, and the
+  // write-back queue's compare-then-append.
   std::lock_guard lock(handle.inode->write_mu);
-  const uint64_t size = file->Size();
   // Bytes that exist are never overwritten. A write past the end fills the
   // gap with zeros first, as a growing ftruncate would: that is what cp and
   // rsync do for a sparse source, and nothing written is changed by it.
-  if (!append && offset < size) return Errno(EPERM);
+  if (!append && offset < file->Size()) return Errno(EPERM);
   // As on a local filesystem, the bits go before the bytes land: a write
   // that fails after this has still cleared them.
   auto dropped = DropSetIdForWriter(*handle.inode, *file, writer);
   if (!dropped) return std::unexpected(dropped.error());
   if (setid_cleared != nullptr) *setid_cleared = *dropped;
-  if (!append && offset > size) {
-    if (auto grown = file->Truncate(offset); !grown) return std::unexpected(grown.error());
-  }
-  auto start = file->Append(data);
-  if (!start) {
-    // The write failed as a whole: take the zeros back too.
-    if (!append && offset > size) (void)file->Truncate(size);
-    return std::unexpected(start.error());
-  }
+  auto start = append ? file->Append(data) : file->AppendAt(offset, data, hpfile::HPFile::Gap::kFillZeros);
+  // ESTALE: another write got past `offset` first.
+  if (!start && hpfile::IsErrno(start.error(), ESTALE)) return Errno(EPERM);
+  if (!start) return std::unexpected(start.error());
   return data.size();
 }
 

@@ -85,13 +85,9 @@ struct FileHandle {
   bool writable() const { return (flags & O_ACCMODE) != O_RDONLY; }
 };
 
-// Where the bytes of a read come from: `zeros` zero bytes (the pruned head),
-// then the extents in order. The extents keep their descriptors open.
-struct ReadPlan {
-  uint64_t zeros = 0;
-  std::vector<hpfile::Extent> extents;
-  uint64_t size() const;
-};
+// Where the bytes of a read come from (core/hpfile.h): zeros for the pruned
+// head, then backing extents, whose descriptors the plan keeps open.
+using ReadPlan = hpfile::ReadPlan;
 
 struct DirEntry {
   std::string name;
@@ -182,13 +178,14 @@ class Filesystem {
   // O_TRUNC with a writable mode empties the file. EISDIR for a directory.
   [[nodiscard]] Result<std::unique_ptr<FileHandle>> OpenFile(InodeId id, int flags);
   // Reads nothing itself: says which zeros and backing extents make up
-  // [offset, offset + size) clipped at EOF. EIO over a damaged range.
+  // [offset, offset + size) clipped at EOF, for one state of the file even
+  // while a prune or truncate runs. EIO over a damaged range.
   [[nodiscard]] Result<ReadPlan> Read(FileHandle& handle, uint64_t offset, size_t size);
-  // Appends `data` when `offset` is the end of file or `append` is set (then
-  // the true end is used, whatever `offset` says). An `offset` past the end
-  // fills the gap with zeros first, as a growing ftruncate would; one below
-  // the end (over bytes that exist) is EPERM and nothing is written. Returns
-  // the bytes written (all of them). EIO for a damaged file.
+  // Appends `data` at the end when `append` is set (whatever `offset` says),
+  // otherwise at `offset`: at the end of file, or past it, when the gap
+  // becomes zeros first as a growing ftruncate would. Below the end: EPERM
+  // and nothing is written. Returns the bytes written (all of them); on
+  // failure nothing of the zeros or the data stays. EIO for a damaged file.
   // Before the bytes land, the set-user-ID and set-group-ID bits go as
   // fs/setid.h says for `writer` (unknown, the default: without privilege);
   // `*setid_cleared`, when given, tells whether that changed the mode.

@@ -325,7 +325,7 @@ void OnRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* 
       return;
     }
     const size_t zero_bufs = (plan->zeros + kMaxRequestSize - 1) / kMaxRequestSize;
-    const size_t count = zero_bufs + plan->extents.size();
+    const size_t count = zero_bufs + plan->extents.size() + (plan->buffered.empty() ? 0 : 1);
     if (count == 0) {
       fuse_reply_buf(req, nullptr, 0);
       return;
@@ -348,6 +348,10 @@ void OnRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* 
       b.flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
       b.fd = extent.fd->get();
       b.pos = static_cast<off_t>(extent.file_offset);
+    }
+    if (!plan->buffered.empty()) {
+      bufv->buf[i].size = plan->buffered.size();
+      bufv->buf[i].mem = plan->buffered.data();
     }
     // `plan` keeps the segment descriptors open until the reply is sent.
     fuse_reply_data(req, bufv.get(), FUSE_BUF_SPLICE_MOVE);

@@ -258,18 +258,10 @@ bool Filesystem::FinishCommit(uint64_t commit) {
         // Only a direct write may have a gap of zeros in front of it, and
         // only once a commit that began after it shows no cached bytes come.
         if (!first.direct || first.commit_generation >= commit) break;
-        const uint64_t end = file->Size();
         const uint64_t at = offset;
         HeldWrite held = TakeFirstHeldLocked(queue);
-        Result<size_t> written = [&]() -> Result<size_t> {
-          if (auto grown = file->Truncate(at); !grown) return std::unexpected(grown.error());
-          auto start = file->AppendAt(at, held.data);
-          if (!start) {
-            (void)file->Truncate(end);
-            return std::unexpected(start.error());
-          }
-          return held.data.size();
-        }();
+        auto start = file->AppendAt(at, held.data, hpfile::HPFile::Gap::kFillZeros);
+        Result<size_t> written = start ? Result<size_t>(held.data.size()) : std::unexpected(start.error());
         completions.emplace_back(std::move(held.done), written);
         DrainHeldLocked(*inode, *file, completions);
       }

@@ -278,6 +278,49 @@ TEST(FaultInjectionTest, FlushOfWriteBuffer) {
   });
 }
 
+// ---- AppendAt with a gap ----
+
+// Zeros up to `gap` bytes past the end, then `length` bytes: on failure
+// neither the zeros nor the bytes stay.
+Scenario AppendAtGapScenario(uint64_t segment_size, size_t existing, uint64_t gap, size_t length,
+                             size_t write_buffer_size = 0) {
+  auto bytes = std::make_shared<std::vector<std::byte>>();
+  auto old_size = std::make_shared<uint64_t>();
+  return Scenario{
+      segment_size,
+      write_buffer_size,
+      [=](Env& env) {
+        env.Append(existing);
+        *old_size = env.size();
+        *bytes = env.NextBytes(length);
+      },
+      [=](Env& env) -> Result<void> {
+        auto offset = env.file().AppendAt(*old_size + gap, *bytes, HPFile::Gap::kFillZeros);
+        if (!offset) return std::unexpected(offset.error());
+        EXPECT_EQ(*offset, *old_size + gap);
+        return {};
+      },
+      [=](Env& env, bool ok) {
+        if (ok) {
+          env.data().resize(*old_size + gap, std::byte{0});
+          env.data().insert(env.data().end(), bytes->begin(), bytes->end());
+        } else {
+          EXPECT_EQ(env.file().Size(), *old_size) << "a failed AppendAt changed the size";
+        }
+      },
+  };
+}
+
+TEST(FaultInjectionTest, AppendAtGapInTheTail) { RunWithEachCallFailing(AppendAtGapScenario(16, 5, 4, 3)); }
+
+TEST(FaultInjectionTest, AppendAtGapAcrossSegments) { RunWithEachCallFailing(AppendAtGapScenario(8, 5, 30, 12)); }
+
+TEST(FaultInjectionTest, AppendAtWideGap) { RunWithEachCallFailing(AppendAtGapScenario(8, 5, 8 * 40, 5)); }
+
+TEST(FaultInjectionTest, AppendAtGapFlushingWriteBuffer) {
+  RunWithEachCallFailing(AppendAtGapScenario(8, 12, 20, 6, 16));
+}
+
 // ---- Sync ----
 
 // Sync after writes to several segments, a roll, deletions and a head move.

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -375,6 +376,46 @@ TEST_F(FilesystemTest, BytesBelowHeadReadAsZeros) {
   fs_->Release(std::move(handle));
 }
 
+// Reads from the head while head punches drop one segment after another,
+// with a descriptor cache too small to hold the segments a read needs: each
+// read gets one consistent plan (zeros below some head, the bytes above it),
+// never an error such as EAGAIN.
+TEST_F(FilesystemTest, ReadRacingHeadPrunesAlwaysGetsAPlan) {
+  config_.max_open_segments = 1;
+  Remount();
+  constexpr int kSegments = 400;
+  std::string content;
+  for (int i = 0; i < kSegments * static_cast<int>(kSegment); ++i) content.push_back(static_cast<char>('a' + i % 26));
+  const InodeId id = MakeFile("a", content);
+  auto pruner_handle = OpenOk(id, O_RDWR);
+  auto reader = OpenOk(id, O_RDONLY);
+  std::atomic<bool> done{false};
+  std::thread pruner([&] {
+    for (uint64_t head = kSegment; head < (kSegments - 4) * kSegment; head += kSegment) {
+      EXPECT_TRUE(fs_->Fallocate(*pruner_handle, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, head));
+    }
+    done = true;
+  });
+  int reads = 0;
+  while (!done.load() || reads == 0) {
+    auto head = fs_->Lseek(*reader, 0, SEEK_DATA);
+    ASSERT_TRUE(head) << head.error().message();
+    // From a little below the head, which may move on before the read.
+    const uint64_t offset = *head >= 100 ? *head - 100 : 0;
+    auto plan = fs_->Read(*reader, offset, 4 * kSegment);
+    ASSERT_TRUE(plan) << "read at " << offset << ": " << plan.error().message();
+    const std::string got = Materialize(*plan);
+    ASSERT_EQ(got.size(), 4 * kSegment);
+    ASSERT_EQ(got.substr(0, plan->zeros), std::string(plan->zeros, '\0'));
+    ASSERT_EQ(got.substr(plan->zeros), content.substr(offset + plan->zeros, got.size() - plan->zeros))
+        << "read at " << offset;
+    ++reads;
+  }
+  pruner.join();
+  fs_->Release(std::move(pruner_handle));
+  fs_->Release(std::move(reader));
+}
+
 TEST_F(FilesystemTest, OpenWithTruncEmptiesAFileButReadOnlyOpenDoesNot) {
   const InodeId id = MakeFile("a", "content");
   auto reader = OpenOk(id, O_RDONLY | O_TRUNC);
@@ -475,6 +516,31 @@ TEST_F(FilesystemTest, FallocateModeZeroGrowsOnlyPastTheEnd) {
   ASSERT_TRUE(fs_->Fallocate(*handle, FALLOC_FL_KEEP_SIZE, 0, 1000));
   EXPECT_EQ(Attr(id).st_size, 10);
   fs_->Release(std::move(handle));
+}
+
+// A growing fallocate checks the end, then grows to its own end: a write
+// landing in between must not be cut off by that grow.
+TEST_F(FilesystemTest, GrowingFallocateRacingAppendsNeverCutsThem) {
+  const InodeId id = MakeFile("a");
+  auto appender = OpenOk(id, O_WRONLY | O_APPEND);
+  auto grower = OpenOk(id, O_RDWR);
+  constexpr int kWrites = 2000;
+  std::atomic<bool> done{false};
+  std::thread grow([&] {
+    while (!done.load()) {
+      auto stat = fs_->IoctlStat(*grower);
+      ASSERT_TRUE(stat);
+      EXPECT_TRUE(fs_->Fallocate(*grower, 0, 0, stat->size + 1));
+    }
+  });
+  for (int i = 0; i < kWrites; ++i) ASSERT_TRUE(fs_->Write(*appender, 0, Bytes("xyz"), true));
+  done = true;
+  grow.join();
+  const std::string all = ReadAll(*appender, 0, 1 << 24);
+  EXPECT_EQ(std::count(all.begin(), all.end(), 'x'), kWrites);
+  EXPECT_EQ(std::count(all.begin(), all.end(), 'z'), kWrites);
+  fs_->Release(std::move(appender));
+  fs_->Release(std::move(grower));
 }
 
 TEST_F(FilesystemTest, FallocateOnReadOnlyHandleIsEbadf) {

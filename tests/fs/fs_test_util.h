@@ -48,6 +48,7 @@ inline std::string Materialize(const ReadPlan& plan) {
     EXPECT_EQ(n, static_cast<ssize_t>(extent.length));
     out += part;
   }
+  out.append(reinterpret_cast<const char*>(plan.buffered.data()), plan.buffered.size());
   return out;
 }
 
