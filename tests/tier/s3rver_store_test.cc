@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: Apache-2.0
+// The S3 client against a real S3-compatible server (s3rver, started by the
+// harness): the store contract, and what only a real server can show: wrong
+// credentials, a missing bucket, a stopped server, one that never answers.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+
+#include "core/s3_client.h"
+#include "tests/tier/s3rver_harness.h"
+#include "tests/tier/store_contract.h"
+
+namespace hpfile::testing {
+namespace {
+
+constexpr const char* kBucket = "hpfs-tier-test";
+
+// One server for the whole program; each test keeps to its own key prefix.
+S3rver* server = nullptr;
+
+class S3rverEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    auto started = S3rver::Start(kBucket);
+    ASSERT_TRUE(started) << started.error();
+    server_ = std::move(*started);
+    server = server_.get();
+  }
+  void TearDown() override {
+    server = nullptr;
+    server_.reset();
+  }
+
+ private:
+  std::unique_ptr<S3rver> server_;
+};
+
+const auto* const environment = ::testing::AddGlobalTestEnvironment(new S3rverEnvironment);
+
+S3ClientOptions Options(std::string endpoint, std::string bucket = kBucket) {
+  return S3ClientOptions{
+      .endpoint = std::move(endpoint),
+      .bucket = std::move(bucket),
+      .region = "us-east-1",
+      .credentials = {.access_key_id = S3rver::kAccessKeyId, .secret_access_key = S3rver::kSecretAccessKey,
+                      .session_token = ""},
+      .connect_timeout = std::chrono::milliseconds(2000),
+      .request_timeout = std::chrono::milliseconds(30000),
+  };
+}
+
+std::unique_ptr<ObjectStore> Client(S3ClientOptions options) {
+  auto client = S3Client::Create(std::move(options));
+  EXPECT_TRUE(client) << client.error().message();
+  return client ? std::move(*client) : nullptr;
+}
+
+INSTANTIATE_TEST_SUITE_P(S3rver, ObjectStoreContract, ::testing::Values([]() -> std::unique_ptr<ObjectStore> {
+                           if (server == nullptr) return nullptr;
+                           return Client(Options(server->endpoint()));
+                         }));
+
+std::vector<std::byte> Bytes(std::string_view text) {
+  const auto bytes = std::as_bytes(std::span(text));
+  return {bytes.begin(), bytes.end()};
+}
+
+class S3rverStore : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_NE(server, nullptr) << "s3rver did not start"; }
+};
+
+TEST_F(S3rverStore, WrongSecretIsPermanentAndNeverInTheMessage) {
+  const std::string secret = "wr0ng-s3cret-that-must-not-leak";
+  S3ClientOptions options = Options(server->endpoint());
+  options.credentials.secret_access_key = secret;
+  auto client = Client(options);
+  ASSERT_NE(client, nullptr);
+  auto put = client->Put("denied/object", Bytes("data"));
+  ASSERT_FALSE(put);
+  EXPECT_EQ(put.error().http_status, 403);
+  EXPECT_EQ(put.error().code, "SignatureDoesNotMatch");
+  EXPECT_FALSE(put.error().retryable());
+  EXPECT_EQ(put.error().errno_value(), EACCES);
+  EXPECT_THAT(put.error().message, ::testing::HasSubstr("denied/object"));
+  EXPECT_THAT(put.error().message, ::testing::Not(::testing::HasSubstr(secret)));
+  std::vector<std::byte> out(4);
+  auto get = client->GetRange("denied/object", 0, out);
+  ASSERT_FALSE(get);
+  EXPECT_FALSE(get.error().retryable());
+  EXPECT_THAT(get.error().message, ::testing::Not(::testing::HasSubstr(secret)));
+}
+
+TEST_F(S3rverStore, UnknownAccessKeyIsPermanent) {
+  S3ClientOptions options = Options(server->endpoint());
+  options.credentials.access_key_id = "NOSUCHKEYID";
+  auto client = Client(options);
+  ASSERT_NE(client, nullptr);
+  auto list = client->ListPage("", "");
+  ASSERT_FALSE(list);
+  EXPECT_EQ(list.error().http_status, 403);
+  EXPECT_FALSE(list.error().retryable());
+}
+
+TEST_F(S3rverStore, MissingBucketIsPermanentNoSuchBucket) {
+  auto client = Client(Options(server->endpoint(), "no-such-bucket"));
+  ASSERT_NE(client, nullptr);
+  auto put = client->Put("k", Bytes("x"));
+  ASSERT_FALSE(put);
+  EXPECT_EQ(put.error().code, "NoSuchBucket");
+  EXPECT_FALSE(put.error().retryable());
+  EXPECT_THAT(put.error().message, ::testing::HasSubstr("no-such-bucket/k"));
+}
+
+TEST_F(S3rverStore, StoppedServerIsRetryableWithinTheConnectTimeout) {
+  auto stopped = S3rver::Start("stopped");
+  ASSERT_TRUE(stopped) << stopped.error();
+  const std::string endpoint = (*stopped)->endpoint();
+  auto client = Client(Options(endpoint, "stopped"));
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->Put("k", Bytes("before the stop")));
+  (*stopped)->Stop();
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::byte> out(4);
+  auto get = client->GetRange("k", 0, out);
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(get);
+  EXPECT_TRUE(get.error().retryable()) << get.error().message;
+  EXPECT_EQ(get.error().http_status, 0);
+  EXPECT_THAT(get.error().message, ::testing::HasSubstr("stopped/k"));
+  EXPECT_LT(elapsed, std::chrono::seconds(3));
+}
+
+TEST_F(S3rverStore, ServerThatNeverAnswersTimesOutRetryable) {
+  // Listens, so connecting succeeds, but never accepts or answers.
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(fd, 4), 0);
+  socklen_t length = sizeof addr;
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length), 0);
+  S3ClientOptions options = Options("http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)));
+  options.request_timeout = std::chrono::milliseconds(1000);
+  auto client = Client(options);
+  ASSERT_NE(client, nullptr);
+  const auto start = std::chrono::steady_clock::now();
+  auto size = client->Head("k");
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  close(fd);
+  ASSERT_FALSE(size);
+  EXPECT_TRUE(size.error().retryable());
+  EXPECT_EQ(size.error().code, "Timeout");
+  EXPECT_EQ(size.error().errno_value(), ETIMEDOUT);
+  EXPECT_GE(elapsed, std::chrono::milliseconds(900));
+  EXPECT_LT(elapsed, std::chrono::seconds(3));
+}
+
+}  // namespace
+}  // namespace hpfile::testing
