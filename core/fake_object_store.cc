@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/fake_object_store.h"
+#include "core/str_cat.h"
 
 #include <algorithm>
-#include <format>
 #include <functional>
 
 namespace hpfile {
@@ -15,7 +15,7 @@ ObjectStoreError StoreError(StoreErrorClass error_class, int status, std::string
       .error_class = error_class,
       .http_status = status,
       .code = std::string(code),
-      .message = std::format("{} {}: HTTP {} {}", operation, key, status, code),
+      .message = StrCat(operation, " ", key, ": HTTP ", status, " ", code),
   };
 }
 
@@ -42,7 +42,7 @@ std::string_view OpName(StoreOp op) {
 // digest, so the fake needs no MD5.
 std::string ContentTag(std::span<const std::byte> data) {
   const std::string_view bytes(reinterpret_cast<const char*>(data.data()), data.size());
-  return std::format("{:016x}{:08x}", std::hash<std::string_view>{}(bytes), data.size());
+  return StrCat(std::hex, std::hash<std::string_view>{}(bytes), "-", data.size());
 }
 
 }  // namespace
@@ -102,7 +102,7 @@ StoreResult<std::string> FakeObjectStore::Put(std::string_view key, std::span<co
 StoreResult<std::string> FakeObjectStore::CreateMultipartUpload(std::string_view key) {
   std::lock_guard lock(mu_);
   if (auto ok = Enter(StoreOp::kCreateMultipart, key); !ok) return std::unexpected(std::move(ok.error()));
-  std::string id = std::format("upload-{}", next_upload_id_++);
+  std::string id = StrCat("upload-", next_upload_id_++);
   uploads_.emplace(id, Upload{.key = std::string(key), .parts = {}});
   return id;
 }
@@ -143,7 +143,7 @@ StoreResult<std::string> FakeObjectStore::CompleteMultipartUpload(std::string_vi
     previous = part.number;
     whole.data.insert(whole.data.end(), stored->second.data.begin(), stored->second.data.end());
   }
-  whole.etag = std::format("{}-{}", ContentTag(whole.data), parts.size());
+  whole.etag = StrCat(ContentTag(whole.data), "-", parts.size());
   std::string etag = whole.etag;
   objects_.insert_or_assign(std::string(key), std::move(whole));
   uploads_.erase(it);
@@ -173,8 +173,7 @@ StoreResult<void> FakeObjectStore::GetRange(std::string_view key, uint64_t offse
         .error_class = StoreErrorClass::kPermanent,
         .http_status = offset >= data.size() ? 416 : 206,
         .code = "InvalidRange",
-        .message = std::format("GET {}: InvalidRange: bytes {}-{} of an object of {} bytes", key, offset,
-                               offset + out.size() - 1, data.size()),
+        .message = StrCat("GET ", key, ": InvalidRange: bytes ", offset, "-", offset + out.size() - 1, " of an object of ", data.size(), " bytes"),
     });
   }
   const auto source = std::span(data).subspan(offset, out.size());
@@ -185,7 +184,7 @@ StoreResult<void> FakeObjectStore::GetRange(std::string_view key, uint64_t offse
         .error_class = StoreErrorClass::kRetryable,
         .http_status = 206,
         .code = "ShortBody",
-        .message = std::format("GET {}: ShortBody: {} of {} bytes", key, source.size() / 2, source.size()),
+        .message = StrCat("GET ", key, ": ShortBody: ", source.size() / 2, " of ", source.size(), " bytes"),
     });
   }
   std::ranges::copy(source, out.begin());

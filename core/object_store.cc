@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/object_store.h"
+#include "core/str_cat.h"
 
 #include <algorithm>
 #include <cerrno>
-#include <format>
 
 namespace hpfile {
 
@@ -20,7 +20,7 @@ ObjectStoreError InvalidRequest(std::string_view operation, std::string_view key
       .error_class = StoreErrorClass::kPermanent,
       .http_status = 0,
       .code = "InvalidArgument",
-      .message = std::format("{} {}: InvalidArgument: {}", operation, key, why),
+      .message = StrCat(operation, " ", key, ": InvalidArgument: ", why),
   };
 }
 

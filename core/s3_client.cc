@@ -3,6 +3,7 @@
 // error classification and the never-log-a-credential rule hold for every
 // operation alike.
 #include "core/s3_client.h"
+#include "core/str_cat.h"
 
 #include <curl/curl.h>
 #include <openssl/evp.h>
@@ -12,7 +13,6 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
-#include <format>
 #include <mutex>
 #include <vector>
 
@@ -47,8 +47,12 @@ std::string Escape(std::string_view text) {
 }
 
 std::string Hex(std::span<const unsigned char> bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
   std::string out;
-  for (unsigned char byte : bytes) out += std::format("{:02x}", byte);
+  for (unsigned char byte : bytes) {
+    out += kDigits[byte >> 4];
+    out += kDigits[byte & 15];
+  }
   return out;
 }
 
@@ -95,7 +99,7 @@ std::optional<std::string> MultipartEtag(std::span<const UploadedPart> parts) {
       digests.push_back(static_cast<std::byte>(value));
     }
   }
-  return std::format("{}-{}", Hex(Md5(digests)), parts.size());
+  return StrCat(Hex(Md5(digests)), "-", parts.size());
 }
 
 StoreErrorClass ClassifyCurl(CURLcode code) {
@@ -235,8 +239,7 @@ ObjectStoreError AnswerError(const Request& request, const std::string& bucket, 
       .error_class = ClassifyS3Error(static_cast<int>(response.status), code),
       .http_status = static_cast<int>(response.status),
       .code = code,
-      .message = std::format("{} {}/{}: HTTP {} {}{}", request.operation, bucket, request.key, response.status,
-                             code, detail),
+      .message = StrCat(request.operation, " ", bucket, "/", request.key, ": HTTP ", response.status, " ", code, detail),
   };
 }
 
@@ -246,7 +249,7 @@ ObjectStoreError WrongAnswer(const Request& request, const std::string& bucket, 
       .error_class = error_class,
       .http_status = static_cast<int>(status),
       .code = std::string(code),
-      .message = std::format("{} {}/{}: {}: {}", request.operation, bucket, request.key, code, why),
+      .message = StrCat(request.operation, " ", bucket, "/", request.key, ": ", code, ": ", why),
   };
 }
 
@@ -381,7 +384,7 @@ StoreResult<Response> S3Client::Impl::Perform(const Request& request) {
 
   if (response.sink_overflow) {
     return std::unexpected(WrongAnswer(request, options.bucket, response.status, "WrongLength",
-                                       std::format("the server sent more than the {} bytes asked", request.sink.size())));
+                                       StrCat("the server sent more than the ", request.sink.size(), " bytes asked")));
   }
   if (code != CURLE_OK) {
     const std::string_view name = CurlCodeName(code);
@@ -440,7 +443,7 @@ StoreResult<std::string> S3Client::Put(std::string_view key, std::span<const std
   if (!response) return std::unexpected(std::move(response.error()));
   if (response->etag != digest.etag) {
     return std::unexpected(WrongAnswer(request, impl_->options.bucket, response->status, "BadDigest",
-                                       std::format("ETag {} is not the content's MD5 {}", response->etag, digest.etag)));
+                                       StrCat("ETag ", response->etag, " is not the content's MD5 ", digest.etag)));
   }
   return std::move(response->etag);
 }
@@ -463,14 +466,13 @@ StoreResult<std::string> S3Client::UploadPart(std::string_view key, std::string_
     return std::unexpected(InvalidRequest("UploadPart", key, "part number outside 1..10000"));
   }
   const ContentDigest digest = Digest(data);
-  const std::string query = std::format("partNumber={}&uploadId={}", part_number, Escape(upload_id));
+  const std::string query = StrCat("partNumber=", part_number, "&uploadId=", Escape(upload_id));
   const Request request = UploadRequest("UploadPart", key, query, data, digest);
   auto response = impl_->Perform(request);
   if (!response) return std::unexpected(std::move(response.error()));
   if (response->etag != digest.etag) {
     return std::unexpected(WrongAnswer(request, impl_->options.bucket, response->status, "BadDigest",
-                                       std::format("part {} ETag {} is not its MD5 {}", part_number, response->etag,
-                                                   digest.etag)));
+                                       StrCat("part ", part_number, " ETag ", response->etag, " is not its MD5 ", digest.etag)));
   }
   return std::move(response->etag);
 }
@@ -503,7 +505,7 @@ StoreResult<std::string> S3Client::CompleteMultipartUpload(std::string_view key,
   const auto expected = MultipartEtag(parts);
   if (expected && *etag != *expected) {
     return std::unexpected(WrongAnswer(request, impl_->options.bucket, response->status, "BadDigest",
-                                       std::format("ETag {} is not that of the parts sent, {}", *etag, *expected)));
+                                       StrCat("ETag ", *etag, " is not that of the parts sent, ", *expected)));
   }
   return std::move(*etag);
 }
@@ -523,7 +525,7 @@ StoreResult<void> S3Client::GetRange(std::string_view key, uint64_t offset, std:
       .operation = "GET",
       .key = key,
       .method = "GET",
-      .headers = {std::format("Range: bytes={}-{}", offset, last)},
+      .headers = {StrCat("Range: bytes=", offset, "-", last)},
       .sink = out,
       .to_sink = true,
   };
@@ -536,21 +538,20 @@ StoreResult<void> S3Client::GetRange(std::string_view key, uint64_t offset, std:
                     &last_sent, &total) != 3 ||
         first_sent != offset) {
       return std::unexpected(WrongAnswer(request, bucket, 206, "WrongRange",
-                                         std::format("asked bytes {}-{}, got \"{}\"", offset, last, response->content_range)));
+                                         StrCat("asked bytes ", offset, "-", last, ", got \"", response->content_range, "\"")));
     }
     if (last_sent < last) {
       return std::unexpected(WrongAnswer(request, bucket, 206, "InvalidRange",
-                                         std::format("bytes {}-{} reach past the end of the object ({} bytes)", offset,
-                                                     last, total)));
+                                         StrCat("bytes ", offset, "-", last, " reach past the end of the object (", total, " bytes)")));
     }
   } else if (offset != 0) {
     // A 200 is the whole object: only right if that is what was asked.
     return std::unexpected(WrongAnswer(request, bucket, response->status, "WrongRange",
-                                       std::format("asked bytes {}-{}, got the whole object", offset, last)));
+                                       StrCat("asked bytes ", offset, "-", last, ", got the whole object")));
   }
   if (response->sink_written != out.size()) {
     return std::unexpected(WrongAnswer(request, bucket, response->status, "ShortBody",
-                                       std::format("{} of {} bytes", response->sink_written, out.size()),
+                                       StrCat(response->sink_written, " of ", out.size(), " bytes"),
                                        StoreErrorClass::kRetryable));
   }
   return {};
@@ -573,14 +574,14 @@ StoreResult<ObjectListPage> S3Client::ListPage(std::string_view prefix, std::str
   // The parameters in byte order, as SigV4's canonical request has them.
   std::string query;
   if (!continuation_token.empty()) query = "continuation-token=" + Escape(continuation_token) + "&";
-  query += std::format("list-type=2&max-keys={}&prefix={}", std::min(max_keys, 1000), Escape(prefix));
+  query += StrCat("list-type=2&max-keys=", std::min(max_keys, 1000), "&prefix=", Escape(prefix));
   const Request request{.operation = "LIST", .key = {}, .method = "GET", .query = query};
   auto response = impl_->Perform(request);
   if (!response) return std::unexpected(std::move(response.error()));
   auto page = s3xml::ParseListPage(response->body);
   if (!page) {
     return std::unexpected(WrongAnswer(request, impl_->options.bucket, response->status, "MalformedXML",
-                                       std::format("no ListBucketResult for prefix {}", prefix)));
+                                       StrCat("no ListBucketResult for prefix ", prefix)));
   }
   return std::move(*page);
 }

@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/s3_xml.h"
+#include "core/str_cat.h"
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
 #include <charconv>
 #include <climits>
-#include <format>
 #include <memory>
 #include <new>
 
@@ -109,7 +109,7 @@ std::string CompleteMultipartBody(std::span<const UploadedPart> parts) {
   for (const UploadedPart& part : parts) {
     xmlNode* node = xmlNewChild(root, nullptr, reinterpret_cast<const xmlChar*>("Part"), nullptr);
     const std::string number = std::to_string(part.number);
-    const std::string etag = std::format("\"{}\"", part.etag);
+    const std::string etag = StrCat("\"", part.etag, "\"");
     // xmlNewTextChild escapes the text, unlike xmlNewChild.
     xmlNewTextChild(node, nullptr, reinterpret_cast<const xmlChar*>("PartNumber"),
                     reinterpret_cast<const xmlChar*>(number.c_str()));

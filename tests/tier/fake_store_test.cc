@@ -4,6 +4,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <ranges>
+
 #include "core/fake_object_store.h"
 #include "tests/tier/store_contract.h"
 

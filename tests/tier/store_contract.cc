@@ -5,8 +5,9 @@
 
 #include <algorithm>
 #include <atomic>
-#include <format>
 #include <vector>
+
+#include "core/str_cat.h"
 
 namespace hpfile::testing {
 
@@ -41,7 +42,7 @@ void ObjectStoreContract::SetUp() {
   store_ = GetParam()();
   ASSERT_NE(store_, nullptr);
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  prefix_ = std::format("{}-{}-{}/", info->name(), getpid(), counter++);
+  prefix_ = StrCat(info->name(), "-", getpid(), "-", counter++, "/");
   std::ranges::replace(prefix_, '/', '-');
   prefix_.back() = '/';
 }
@@ -71,7 +72,7 @@ TEST_P(ObjectStoreContract, GetRangeReturnsExactlyTheBytesAsked) {
   const auto data = Pattern(65536, 3);
   const std::string key = prefix() + "object";
   ASSERT_TRUE(store().Put(key, data));
-  for (const auto [offset, length] : {std::pair<size_t, size_t>{0, 1}, {1000, 4096}, {65535, 1}, {12345, 53191}}) {
+  for (const auto& [offset, length] : {std::pair<size_t, size_t>{0, 1}, {1000, 4096}, {65535, 1}, {12345, 53191}}) {
     std::vector<std::byte> out(length);
     auto got = store().GetRange(key, offset, out);
     ASSERT_TRUE(got) << got.error().message;
@@ -129,7 +130,8 @@ TEST_P(ObjectStoreContract, ListFollowsContinuationTokensPastAThousandKeys) {
   constexpr int kKeys = 1005;
   std::vector<std::string> keys;
   for (int i = 0; i < kKeys; ++i) {
-    keys.push_back(std::format("{}k{:05}", prefix(), i));
+    const std::string number = std::to_string(i);
+    keys.push_back(prefix() + "k" + std::string(5 - number.size(), '0') + number);
     auto put = store().Put(keys.back(), Bytes(std::to_string(i)));
     ASSERT_TRUE(put) << put.error().message;
   }
@@ -151,7 +153,7 @@ TEST_P(ObjectStoreContract, ListFollowsContinuationTokensPastAThousandKeys) {
 }
 
 TEST_P(ObjectStoreContract, ListPageHonoursMaxKeys) {
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(store().Put(std::format("{}{}", prefix(), i), Bytes("x")));
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(store().Put(StrCat(prefix(), i), Bytes("x")));
   std::vector<std::string> seen;
   std::string token;
   int pages = 0;
