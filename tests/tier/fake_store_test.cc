@@ -80,6 +80,17 @@ TEST(FakeObjectStore, CorruptedGetSucceedsWithOneByteChanged) {
   EXPECT_EQ(out, data);
 }
 
+TEST(FakeObjectStore, AbortedMultipartUploadLeavesNoObject) {
+  FakeObjectStore store;
+  auto id = store.CreateMultipartUpload("k");
+  ASSERT_TRUE(id);
+  ASSERT_TRUE(store.UploadPart("k", *id, 1, Data(10)));
+  ASSERT_TRUE(store.AbortMultipartUpload("k", *id));
+  EXPECT_TRUE(store.Head("k").error().not_found());
+  EXPECT_EQ(store.PendingUploads(), 0u);
+  EXPECT_TRUE(store.AbortMultipartUpload("k", *id).error().not_found());
+}
+
 TEST(FakeObjectStore, MultipartObjectIsInvisibleUntilCompleted) {
   FakeObjectStore store;
   auto id = store.CreateMultipartUpload("k");

@@ -80,6 +80,9 @@ std::expected<std::unique_ptr<S3rver>, std::string> S3rver::Start(const std::str
     setpgid(0, 0);
     const int out = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (out < 0 || dup2(out, STDOUT_FILENO) < 0 || dup2(out, STDERR_FILENO) < 0) _exit(127);
+    // s3rver makes its continuation tokens with DES, which OpenSSL 3 keeps
+    // in its legacy provider: without it every truncated listing is a 500.
+    setenv("NODE_OPTIONS", "--openssl-legacy-provider", 1);
     execl(bin, bin, "-d", data.c_str(), "-a", "127.0.0.1", "-p", "0", "--configure-bucket", bucket.c_str(),
           static_cast<char*>(nullptr));
     _exit(127);
@@ -125,5 +128,7 @@ void S3rver::Stop() {
 }
 
 S3rver::~S3rver() { Stop(); }
+
+std::string S3rver::log() const { return dir_.empty() ? std::string() : ReadAll(dir_ + "/log"); }
 
 }  // namespace hpfile::testing

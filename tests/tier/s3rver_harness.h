@@ -29,6 +29,9 @@ class S3rver {
   // Stops the server and waits for it; idempotent.
   void Stop();
 
+  // What the server printed so far (one line per request), for failures.
+  std::string log() const;
+
   std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
   int port() const { return port_; }
 
