@@ -336,8 +336,8 @@ StoreResult<Response> S3Client::Impl::Perform(const Request& request) {
     headers.reset(list);
   };
   for (const std::string& header : request.headers) add_header(header);
-  // No 100-continue round trip before every upload.
-  add_header("Expect:");
+  // Not "Expect:" to drop curl's 100-continue: libcurl 7.88 would sign the
+  // removed header, and the server would miss it.
   // SigV4 for S3 signs the payload's SHA-256, which the server checks;
   // libcurl 7.88 signs the value of this header when it is given.
   add_header("x-amz-content-sha256: " + Hex(Hash(request.body, EVP_sha256())));

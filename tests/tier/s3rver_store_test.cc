@@ -14,7 +14,7 @@
 #include <iostream>
 
 #include "core/s3_client.h"
-#include "tests/tier/s3rver_harness.h"
+#include "tests/tier/test_server.h"
 #include "tests/tier/store_contract.h"
 
 namespace hpfile::testing {
@@ -23,12 +23,12 @@ namespace {
 constexpr const char* kBucket = "hpfs-tier-test";
 
 // One server for the whole program; each test keeps to its own key prefix.
-S3rver* server = nullptr;
+TestServer* server = nullptr;
 
 class S3rverEnvironment : public ::testing::Environment {
  public:
   void SetUp() override {
-    auto started = S3rver::Start(kBucket);
+    auto started = TestServer::StartS3rver(kBucket);
     ASSERT_TRUE(started) << started.error();
     server_ = std::move(*started);
     server = server_.get();
@@ -42,7 +42,7 @@ class S3rverEnvironment : public ::testing::Environment {
   }
 
  private:
-  std::unique_ptr<S3rver> server_;
+  std::unique_ptr<TestServer> server_;
 };
 
 const auto* const environment = ::testing::AddGlobalTestEnvironment(new S3rverEnvironment);
@@ -52,7 +52,7 @@ S3ClientOptions Options(std::string endpoint, std::string bucket = kBucket) {
       .endpoint = std::move(endpoint),
       .bucket = std::move(bucket),
       .region = "us-east-1",
-      .credentials = {.access_key_id = S3rver::kAccessKeyId, .secret_access_key = S3rver::kSecretAccessKey,
+      .credentials = {.access_key_id = TestServer::kAccessKeyId, .secret_access_key = TestServer::kSecretAccessKey,
                       .session_token = ""},
       .connect_timeout = std::chrono::milliseconds(2000),
       .request_timeout = std::chrono::milliseconds(30000),
@@ -143,7 +143,7 @@ TEST_F(S3rverStore, MissingBucketIsPermanentNoSuchBucket) {
 }
 
 TEST_F(S3rverStore, StoppedServerIsRetryableWithinTheConnectTimeout) {
-  auto stopped = S3rver::Start("stopped");
+  auto stopped = TestServer::StartS3rver("stopped");
   ASSERT_TRUE(stopped) << stopped.error();
   const std::string endpoint = (*stopped)->endpoint();
   auto client = Client(Options(endpoint, "stopped"));
@@ -186,6 +186,80 @@ TEST_F(S3rverStore, ServerThatNeverAnswersTimesOutRetryable) {
   EXPECT_EQ(size.error().errno_value(), ETIMEDOUT);
   EXPECT_GE(elapsed, std::chrono::milliseconds(900));
   EXPECT_LT(elapsed, std::chrono::seconds(3));
+}
+
+// s3rver checks no signature, so the signing is checked by a server that
+// recomputes each request's SigV4 signature with botocore.
+class SigV4Check : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto started = TestServer::StartSigV4Checker();
+    ASSERT_TRUE(started) << started.error();
+    checker_ = std::move(*started).release();
+  }
+  static void TearDownTestSuite() {
+    if (checker_ != nullptr && ::testing::UnitTest::GetInstance()->Failed()) {
+      std::cerr << "the SigV4 checker's log:\n" << checker_->log();
+    }
+    delete checker_;
+    checker_ = nullptr;
+  }
+  void SetUp() override { ASSERT_NE(checker_, nullptr) << "the SigV4 checker did not start"; }
+
+  static TestServer* checker_;
+};
+
+TestServer* SigV4Check::checker_ = nullptr;
+
+// Every kind of request, with the characters that signing gets wrong most
+// often in keys, prefixes, tokens and upload ids.
+void ExpectEveryRequestAccepted(ObjectStore& store) {
+  const std::string key = "sig v4/a+b=c&d;e,f/\u00fc~*'()!$@:";
+  auto put = store.Put(key, Bytes("signed body"));
+  EXPECT_TRUE(put) << put.error().message;
+  auto head = store.Head(key);
+  EXPECT_TRUE(head) << head.error().message;
+  auto first = store.ListPage("sig v4/a+b", "");
+  EXPECT_TRUE(first) << first.error().message;
+  auto next = store.ListPage("pre fix/+=&", "token/+= x==", 7);
+  EXPECT_TRUE(next) << next.error().message;
+  auto id = store.CreateMultipartUpload(key);
+  ASSERT_TRUE(id) << id.error().message;
+  auto part = store.UploadPart(key, *id, 12, Bytes("part body"));
+  EXPECT_TRUE(part) << part.error().message;
+  auto deleted = store.Delete(key);
+  EXPECT_TRUE(deleted) << deleted.error().message;
+}
+
+TEST_F(SigV4Check, EveryRequestIsSignedAsS3Checks) {
+  auto client = Client(Options(checker_->endpoint()));
+  ASSERT_NE(client, nullptr);
+  ExpectEveryRequestAccepted(*client);
+}
+
+TEST_F(SigV4Check, SessionTokenIsSentAndSigned) {
+  S3ClientOptions options = Options(checker_->endpoint());
+  options.credentials.session_token = "session/token+=";
+  auto client = Client(options);
+  ASSERT_NE(client, nullptr);
+  ExpectEveryRequestAccepted(*client);
+  EXPECT_THAT(checker_->log(), ::testing::Not(::testing::HasSubstr("x-amz-security-token not signed")));
+}
+
+TEST_F(SigV4Check, WrongSecretIsSignatureDoesNotMatchPermanentAndNeverInTheMessage) {
+  const std::string secret = "wr0ng-s3cret-that-must-not-leak";
+  S3ClientOptions options = Options(checker_->endpoint());
+  options.credentials.secret_access_key = secret;
+  auto client = Client(options);
+  ASSERT_NE(client, nullptr);
+  auto put = client->Put("denied/object", Bytes("data"));
+  ASSERT_FALSE(put);
+  EXPECT_EQ(put.error().http_status, 403);
+  EXPECT_EQ(put.error().code, "SignatureDoesNotMatch");
+  EXPECT_FALSE(put.error().retryable());
+  EXPECT_EQ(put.error().errno_value(), EACCES);
+  EXPECT_THAT(put.error().message, ::testing::HasSubstr("denied/object"));
+  EXPECT_THAT(put.error().message, ::testing::Not(::testing::HasSubstr(secret)));
 }
 
 }  // namespace

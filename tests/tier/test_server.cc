@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "tests/tier/s3rver_harness.h"
+#include "tests/tier/test_server.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -55,20 +55,36 @@ bool Reaped(pid_t pid, std::chrono::milliseconds limit) {
 
 }  // namespace
 
-std::expected<std::unique_ptr<S3rver>, std::string> S3rver::Start(const std::string& bucket) {
-  const char* bin = std::getenv("HPFS_S3RVER");
+std::expected<std::unique_ptr<TestServer>, std::string> TestServer::StartS3rver(const std::string& bucket) {
+  return Start("HPFS_S3RVER", {"", "-d", "{data}", "-a", "127.0.0.1", "-p", "0", "--configure-bucket", bucket});
+}
+
+std::expected<std::unique_ptr<TestServer>, std::string> TestServer::StartSigV4Checker() {
+  return Start("HPFS_SIGV4_SERVER", {"", kAccessKeyId, kSecretAccessKey, kRegion});
+}
+
+std::expected<std::unique_ptr<TestServer>, std::string> TestServer::Start(const std::string& env_name,
+                                                                          std::vector<std::string> argv) {
+  const char* bin = std::getenv(env_name.c_str());
   if (bin == nullptr || *bin == '\0') {
     return std::unexpected(
-        "HPFS_S3RVER is not set: run the tier tests through meson test (tests/tier/with_s3rver.sh "
-        "installs s3rver and sets it), or set it to the s3rver executable");
+        env_name + " is not set: run the tier tests through meson test (tests/tier/with_s3rver.sh "
+        "installs s3rver and sets it), or set it to the server's executable");
   }
-  std::string templ = (std::filesystem::temp_directory_path() / "hpfs-s3rver-XXXXXX").string();
+  std::string templ = (std::filesystem::temp_directory_path() / "hpfs-tier-server-XXXXXX").string();
   if (mkdtemp(templ.data()) == nullptr) return std::unexpected("mkdtemp: " + std::string(strerror(errno)));
-  std::unique_ptr<S3rver> server(new S3rver());
+  std::unique_ptr<TestServer> server(new TestServer());
   server->dir_ = templ;
   const std::string log = templ + "/log";
   const std::string data = templ + "/data";
   std::filesystem::create_directory(data);
+  argv[0] = bin;
+  for (std::string& arg : argv) {
+    if (arg == "{data}") arg = data;
+  }
+  std::vector<char*> args;
+  for (std::string& arg : argv) args.push_back(arg.data());
+  args.push_back(nullptr);
 
   const pid_t parent = getpid();
   const pid_t pid = fork();
@@ -83,8 +99,7 @@ std::expected<std::unique_ptr<S3rver>, std::string> S3rver::Start(const std::str
     // s3rver makes its continuation tokens with DES, which OpenSSL 3 keeps
     // in its legacy provider: without it every truncated listing is a 500.
     setenv("NODE_OPTIONS", "--openssl-legacy-provider", 1);
-    execl(bin, bin, "-d", data.c_str(), "-a", "127.0.0.1", "-p", "0", "--configure-bucket", bucket.c_str(),
-          static_cast<char*>(nullptr));
+    execv(args[0], args.data());
     _exit(127);
   }
   server->pid_ = pid;
@@ -100,16 +115,16 @@ std::expected<std::unique_ptr<S3rver>, std::string> S3rver::Start(const std::str
     }
     if (waitpid(pid, nullptr, WNOHANG) == pid) {
       server->pid_ = -1;
-      return std::unexpected("s3rver (" + std::string(bin) + ") exited at startup:\n" + output);
+      return std::unexpected(std::string(bin) + " exited at startup:\n" + output);
     }
     if (std::chrono::steady_clock::now() >= deadline) {
-      return std::unexpected("s3rver did not listen within 30 s:\n" + output);
+      return std::unexpected(std::string(bin) + " did not listen within 30 s:\n" + output);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
 }
 
-void S3rver::Stop() {
+void TestServer::Stop() {
   if (pid_ > 0) {
     kill(-pid_, SIGTERM);
     kill(pid_, SIGTERM);
@@ -127,8 +142,8 @@ void S3rver::Stop() {
   }
 }
 
-S3rver::~S3rver() { Stop(); }
+TestServer::~TestServer() { Stop(); }
 
-std::string S3rver::log() const { return dir_.empty() ? std::string() : ReadAll(dir_ + "/log"); }
+std::string TestServer::log() const { return dir_.empty() ? std::string() : ReadAll(dir_ + "/log"); }
 
 }  // namespace hpfile::testing
