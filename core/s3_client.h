@@ -86,9 +86,8 @@ class S3Client final : public ObjectStore {
                                        int max_keys = 1000) override;
   StoreResult<void> Delete(std::string_view key) override;
 
-  struct Impl;
-
  private:
+  struct Impl;
   explicit S3Client(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -13,6 +13,7 @@ HPFS_DEPS=(
   libcurl4-openssl-dev
   libxml2-dev
   libssl-dev
+  python3-botocore
   fuse3
   libspdlog-dev
   libgtest-dev
