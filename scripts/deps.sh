@@ -10,6 +10,10 @@ HPFS_DEPS=(
   g++
   pkg-config
   libfuse3-dev
+  libcurl4-openssl-dev
+  libxml2-dev
+  libssl-dev
+  python3-botocore
   fuse3
   libspdlog-dev
   libgtest-dev
@@ -64,4 +68,41 @@ hpfs_ensure_deps() {
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# The S3-compatible server the tier tests run against, from the npm registry. The exact
+# version is pinned so every machine tests against the same server.
+HPFS_S3RVER_VERSION=3.7.1
+
+# hpfs_ensure_s3rver: installs s3rver HPFS_S3RVER_VERSION into the per-user cache
+# (${XDG_CACHE_HOME:-~/.cache}/hpfs/s3rver-VERSION) unless it is there already, and
+# prints the path of its executable. Fails with a message saying what is missing.
+hpfs_ensure_s3rver() {
+  local dir="${XDG_CACHE_HOME:-$HOME/.cache}/hpfs/s3rver-$HPFS_S3RVER_VERSION"
+  local bin="$dir/node_modules/.bin/s3rver"
+  if [[ ! -x $bin ]]; then
+    # A Node.js from elsewhere (nodesource) brings its own npm: Debian's only
+    # when there is none.
+    if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+      hpfs_ensure_deps nodejs npm || true
+    fi
+    if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+      echo "s3rver: node and npm are needed to install s3rver@$HPFS_S3RVER_VERSION (Debian: nodejs, npm)" >&2
+      return 1
+    fi
+    # Installed into a fresh folder that is renamed into place, so an interrupted
+    # install never looks complete.
+    local tmp
+    mkdir -p "$(dirname "$dir")" && tmp=$(mktemp -d "${dir}.XXXXXX") || return 1
+    echo "s3rver: installing s3rver@$HPFS_S3RVER_VERSION into $dir" >&2
+    if ! npm install --prefix "$tmp" --no-audit --no-fund --loglevel=error \
+      "s3rver@$HPFS_S3RVER_VERSION" >&2; then
+      rm -rf "$tmp"
+      echo "s3rver: npm install s3rver@$HPFS_S3RVER_VERSION failed" >&2
+      return 1
+    fi
+    rm -rf "$dir"
+    mv "$tmp" "$dir" || return 1
+  fi
+  printf '%s\n' "$bin"
 }
