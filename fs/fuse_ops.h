@@ -6,13 +6,30 @@
 #include <fuse_lowlevel.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <string_view>
 #include <unordered_set>
+#include <utility>
 
 #include "fs/filesystem.h"
 
 namespace hpfs {
+
+// A test hook (HPFS_TEST_DELAY_WRITE=OFFSET:MILLISECONDS, hpfs(8)
+// ENVIRONMENT): the first WRITE request that starts at `offset` waits that
+// long before it is handled, so that later requests of the same write-back
+// overtake it, as they may on a busy machine.
+struct DelayedWrite {
+  uint64_t offset = 0;
+  std::chrono::milliseconds delay{0};
+  std::atomic<bool> done{false};
+};
+// OFFSET:MILLISECONDS, both decimal; nullopt when it is not that.
+std::optional<std::pair<uint64_t, std::chrono::milliseconds>> ParseDelayedWrite(std::string_view text);
 
 // The session userdata.
 struct SessionContext {
@@ -34,6 +51,9 @@ struct SessionContext {
   // Write-back mode: open handles that write through the page cache. While
   // there are none the kernel holds no dirty pages (close flushes them).
   std::atomic<int> cached_writers{0};
+
+  // Unset outside tests.
+  std::unique_ptr<DelayedWrite> delayed_write;
 };
 
 // Releases every handle the kernel did not release before the session ended:
