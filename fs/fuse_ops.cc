@@ -112,7 +112,8 @@ void ReplyAttr(fuse_req_t req, const Result<struct stat>& st) {
 // --- callbacks ---
 
 void OnInit(void* userdata, fuse_conn_info* conn) {
-  const bool writeback = static_cast<SessionContext*>(userdata)->fs->config().writeback;
+  const SessionContext& ctx = *static_cast<SessionContext*>(userdata);
+  const bool writeback = ctx.fs->config().writeback;
   auto want = [conn](unsigned cap) {
     if (conn->capable & cap) conn->want |= cap;
   };
@@ -135,6 +136,7 @@ void OnInit(void* userdata, fuse_conn_info* conn) {
   // are the daemon's to handle either way (fs/setid.h).
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
   conn->max_write = kMaxRequestSize;
+  conn->max_read = ctx.max_read;
   // The kernel lowers the mount's read-ahead to this when it gets the INIT
   // reply, after the daemon has raised it (fs/readahead.h): the same value
   // keeps what the daemon set.

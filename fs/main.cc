@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <climits>
 #include <condition_variable>
@@ -24,6 +25,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -63,6 +65,7 @@ struct ParseState {
   hpfs::DaemonOptions options;
   std::string backing;
   bool bad = false;
+  std::optional<unsigned> max_read;  // given as -o max_read=N (libfuse's)
 };
 
 int OptionProc(void* data, const char* arg, int key, fuse_args*) {
@@ -76,6 +79,12 @@ int OptionProc(void* data, const char* arg, int key, fuse_args*) {
   }
   if (key != FUSE_OPT_KEY_OPT || arg[0] == '-') return 1;  // -f, -d, --help...: libfuse's
   if (hpfs::IsMountUtilityOption(arg)) return 0;  // dropped
+  if (const std::string_view option(arg); option.starts_with("max_read=")) {
+    unsigned value = 0;
+    const std::string_view digits = option.substr(9);
+    if (std::from_chars(digits.begin(), digits.end(), value).ptr == digits.end()) state.max_read = value;
+    return 1;  // libfuse checks it and hands it to the kernel
+  }
   auto applied = hpfs::ApplyHpfsOption(arg, state.options);
   if (!applied) {
     std::fprintf(stderr, "%s\n", applied.error().c_str());
@@ -276,12 +285,17 @@ int Run(int argc, char* argv[]) {
   fuse_opt_add_arg(&args, "-odefault_permissions");
   if (hpfs::AllowOther(state.options, geteuid())) fuse_opt_add_arg(&args, "-oallow_other");
   fuse_opt_add_arg(&args, "-osubtype=hpfs");
+  if (!state.max_read) {
+    state.max_read = hpfs::kMaxReadSize;
+    fuse_opt_add_arg(&args, ("-omax_read=" + std::to_string(hpfs::kMaxReadSize)).c_str());
+  }
   fuse_opt_add_arg(&args, ("-ofsname=" + EscapeOptionValue(backing)).c_str());
 
   // The session checks libfuse's own options: a bad one fails here, before
   // the backing directory is locked or touched. No request arrives before
   // the mount, so context.fs may be set later.
   hpfs::SessionContext context;
+  context.max_read = *state.max_read;
   const fuse_lowlevel_ops ops = hpfs::MakeLowlevelOps(state.options.config.xattr);
   fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, &context);
   if (se == nullptr) return kExitUsage;  // libfuse named the bad option
