@@ -75,9 +75,9 @@ constexpr uint64_t kAppended = UINT64_MAX;
 
 // `race_direct` (HPFS_TORTURE_RACE_DIRECT=1): the processes also read and
 // write through direct handles while the others append. On Linux 6.18 that
-// mix deadlocks (docs/FILESYSTEM.md, "Known problem: direct I/O beside
-// buffered appends"), so by default direct reads and writes are made between
-// phases, racing nothing.
+// mix deadlocks within seconds (docs/FILESYSTEM.md, "Known problem:
+// write-back can deadlock"), so by default direct reads and writes are made
+// between phases, racing nothing.
 std::vector<Op> PlanProcess(std::mt19937_64& rng, bool writer, int ops, bool race_direct) {
   auto pick = [&rng](uint64_t n) { return rng() % n; };
   std::vector<Op> plan;
