@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
 """The hpfs daemon at scale (fs_bench.py --scale): mount time, first-read
 latency, resident memory and open descriptors with many files and with a file
