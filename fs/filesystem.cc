@@ -938,6 +938,7 @@ Result<ReadPlan> Filesystem::Read(FileHandle& handle, uint64_t offset, size_t si
     const uint64_t file_size = file->Size();
     if (offset >= file_size || size == 0) return plan;
     const uint64_t end = std::min<uint64_t>(file_size, offset + size);
+    plan.in_file = end - offset;
     const uint64_t head = file->Head();
     plan.zeros = offset < head ? std::min(head, end) - offset : 0;
     const uint64_t data_start = offset + plan.zeros;

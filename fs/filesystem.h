@@ -88,6 +88,9 @@ struct FileHandle {
 struct ReadPlan {
   uint64_t zeros = 0;
   std::vector<hpfile::Extent> extents;
+  // The bytes the file held in the range when it was mapped: more than
+  // size() where the range runs into a gap (a lost segment).
+  uint64_t in_file = 0;
   uint64_t size() const;
 };
 

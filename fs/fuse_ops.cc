@@ -332,6 +332,13 @@ void OnRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* 
       fuse_reply_err(req, Errno(plan.error()));
       return;
     }
+    // Short of the file's end (a range running into a lost segment): a short
+    // reply would tell the kernel that the file ends there, so the request
+    // fails, and the kernel's retry of single pages reads up to the gap.
+    if (plan->size() < plan->in_file) {
+      fuse_reply_err(req, EIO);
+      return;
+    }
     const size_t zero_bufs = (plan->zeros + kMaxRequestSize - 1) / kMaxRequestSize;
     const size_t count = zero_bufs + plan->extents.size();
     if (count == 0) {
