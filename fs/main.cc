@@ -112,6 +112,8 @@ void PrintUsage(const char* program) {
               "    -s                     serve all requests from one thread\n"
               "    -o max_threads=N       the most worker threads (default 10)\n"
               "    -o max_idle_threads=N  the most idle worker threads kept (default: all)\n"
+              "    -o max_read=BYTES      the largest read request (default 1032192, the\n"
+              "                           largest whose reply is still spliced)\n"
               "    -o clone_fd            accepted and ignored: every thread always has its\n"
               "                           own /dev/fuse descriptor\n"
               "    -o allow_root          let root in besides the mounting user (turns the\n"
