@@ -6,30 +6,14 @@
 #include <fuse_lowlevel.h>
 
 #include <atomic>
-#include <chrono>
-#include <cstdint>
 #include <memory>
 #include <mutex>
-#include <optional>
-#include <string_view>
 #include <unordered_set>
-#include <utility>
 
 #include "fs/filesystem.h"
+#include "fs/test_hooks.h"
 
 namespace hpfs {
-
-// A test hook (HPFS_TEST_DELAY_WRITE=OFFSET:MILLISECONDS, hpfs(8)
-// ENVIRONMENT): the first WRITE request that starts at `offset` waits that
-// long before it is handled, so that later requests of the same write-back
-// overtake it, as they may on a busy machine.
-struct DelayedWrite {
-  uint64_t offset = 0;
-  std::chrono::milliseconds delay{0};
-  std::atomic<bool> done{false};
-};
-// OFFSET:MILLISECONDS, both decimal; nullopt when it is not that.
-std::optional<std::pair<uint64_t, std::chrono::milliseconds>> ParseDelayedWrite(std::string_view text);
 
 // The session userdata.
 struct SessionContext {
