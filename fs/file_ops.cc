@@ -123,7 +123,14 @@ Result<std::unique_ptr<FileHandle>> Filesystem::OpenFile(InodeId id, int flags) 
 Result<ReadPlan> Filesystem::Read(FileHandle& handle, uint64_t offset, size_t size) {
   auto file = handle.inode->File();
   if (!file) return Errno(EIO);
-  return file->PlanRead(offset, size);
+  auto plan = file->PlanRead(offset, size);
+  if (!plan) return plan;
+  // Short of the file's end (a range running into a lost segment): a short
+  // reply would tell the kernel that the file ends there, so the request
+  // fails, and the kernel's retry of single pages reads up to the gap.
+  const uint64_t in_file = plan->eof > offset ? std::min<uint64_t>(size, plan->eof - offset) : 0;
+  if (plan->size() < in_file) return Errno(EIO);
+  return plan;
 }
 
 Result<size_t> Filesystem::Write(FileHandle& handle, uint64_t offset, std::span<const std::byte> data,

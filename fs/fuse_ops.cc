@@ -14,6 +14,7 @@
 
 #include "fs/hpfs_ioctl.h"
 #include "fs/kernel_features.h"
+#include "fs/readahead.h"
 
 namespace hpfs {
 namespace {
@@ -109,7 +110,8 @@ void ReplyAttr(fuse_req_t req, const Result<struct stat>& st) {
 // --- callbacks ---
 
 void OnInit(void* userdata, fuse_conn_info* conn) {
-  const bool writeback = static_cast<SessionContext*>(userdata)->fs->config().writeback;
+  const SessionContext& ctx = *static_cast<SessionContext*>(userdata);
+  const bool writeback = ctx.fs->config().writeback;
   auto want = [conn](unsigned cap) {
     if (conn->capable & cap) conn->want |= cap;
   };
@@ -132,7 +134,11 @@ void OnInit(void* userdata, fuse_conn_info* conn) {
   // are the daemon's to handle either way (fs/setid.h).
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
   conn->max_write = kMaxRequestSize;
-  conn->max_readahead = kMaxRequestSize;
+  conn->max_read = ctx.max_read;
+  // The kernel lowers the mount's read-ahead to this when it gets the INIT
+  // reply, after the daemon has raised it (fs/readahead.h): the same value
+  // keeps what the daemon set.
+  conn->max_readahead = kMountReadAheadKib * 1024;
   conn->time_gran = 1;
 }
 
@@ -361,6 +367,7 @@ void OnRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* 
 void OnWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
   Guarded(req, [&] {
     SessionContext& ctx = Ctx(req);
+    DelayIfChosen(ctx.delayed_write.get(), off);
     FileHandle* handle = HandleOf(fi);
     if (ctx.fs->config().writeback) {
       // The kernel owns the size in this mode and has placed the write

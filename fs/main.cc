@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <climits>
 #include <condition_variable>
@@ -24,9 +25,11 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <tuple>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/syslog_sink.h>
@@ -40,6 +43,7 @@
 #include "fs/log_file.h"
 #include "fs/mount_point.h"
 #include "fs/options.h"
+#include "fs/readahead.h"
 
 #ifndef HPFS_VERSION
 #define HPFS_VERSION "unknown"
@@ -61,6 +65,7 @@ struct ParseState {
   hpfs::DaemonOptions options;
   std::string backing;
   bool bad = false;
+  std::optional<unsigned> max_read;  // given as -o max_read=N (libfuse's)
 };
 
 int OptionProc(void* data, const char* arg, int key, fuse_args*) {
@@ -74,6 +79,12 @@ int OptionProc(void* data, const char* arg, int key, fuse_args*) {
   }
   if (key != FUSE_OPT_KEY_OPT || arg[0] == '-') return 1;  // -f, -d, --help...: libfuse's
   if (hpfs::IsMountUtilityOption(arg)) return 0;  // dropped
+  if (const std::string_view option(arg); option.starts_with("max_read=")) {
+    unsigned value = 0;
+    const std::string_view digits = option.substr(9);
+    if (std::from_chars(digits.begin(), digits.end(), value).ptr == digits.end()) state.max_read = value;
+    return 1;  // libfuse checks it and hands it to the kernel
+  }
   auto applied = hpfs::ApplyHpfsOption(arg, state.options);
   if (!applied) {
     std::fprintf(stderr, "%s\n", applied.error().c_str());
@@ -101,6 +112,8 @@ void PrintUsage(const char* program) {
               "    -s                     serve all requests from one thread\n"
               "    -o max_threads=N       the most worker threads (default 10)\n"
               "    -o max_idle_threads=N  the most idle worker threads kept (default: all)\n"
+              "    -o max_read=BYTES      the largest read request (default 1032192, the\n"
+              "                           largest whose reply is still spliced)\n"
               "    -o clone_fd            accepted and ignored: every thread always has its\n"
               "                           own /dev/fuse descriptor\n"
               "    -o allow_root          let root in besides the mounting user (turns the\n"
@@ -212,6 +225,16 @@ std::string EscapeOptionValue(const std::string& value) {
   return out;
 }
 
+// A user's mount keeps the kernel's 128 KiB (the bdi is root's to change),
+// which halves cold sequential reads; hpfs(8) says so.
+void SetReadAhead(const char* mountpoint) {
+  if (auto set = hpfs::SetMountReadAhead(mountpoint, hpfs::kMountReadAheadKib); set) {
+    spdlog::info("read-ahead of {}: {} KiB", mountpoint, hpfs::kMountReadAheadKib);
+  } else {
+    spdlog::info("read-ahead of {} left at the kernel's default: {}", mountpoint, set.error().message());
+  }
+}
+
 int Run(int argc, char* argv[]) {
   fuse_args args = FUSE_ARGS_INIT(argc, argv);
   std::unique_ptr<fuse_args, decltype(&fuse_opt_free_args)> args_guard(&args, &fuse_opt_free_args);
@@ -264,17 +287,31 @@ int Run(int argc, char* argv[]) {
   fuse_opt_add_arg(&args, "-odefault_permissions");
   if (hpfs::AllowOther(state.options, geteuid())) fuse_opt_add_arg(&args, "-oallow_other");
   fuse_opt_add_arg(&args, "-osubtype=hpfs");
+  if (!state.max_read) {
+    state.max_read = hpfs::kMaxReadSize;
+    fuse_opt_add_arg(&args, ("-omax_read=" + std::to_string(hpfs::kMaxReadSize)).c_str());
+  }
   fuse_opt_add_arg(&args, ("-ofsname=" + EscapeOptionValue(backing)).c_str());
 
   // The session checks libfuse's own options: a bad one fails here, before
   // the backing directory is locked or touched. No request arrives before
   // the mount, so context.fs may be set later.
   hpfs::SessionContext context;
+  context.max_read = *state.max_read;
   const fuse_lowlevel_ops ops = hpfs::MakeLowlevelOps(state.options.config.xattr);
   fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, &context);
   if (se == nullptr) return kExitUsage;  // libfuse named the bad option
   std::unique_ptr<fuse_session, decltype(&fuse_session_destroy)> se_guard(se, &fuse_session_destroy);
   context.session = se;
+  if (const char* delay = std::getenv("HPFS_TEST_DELAY_WRITE")) {
+    const auto parsed = hpfs::ParseDelayedWrite(delay);
+    if (!parsed) {
+      std::fprintf(stderr, "hpfs: HPFS_TEST_DELAY_WRITE must be OFFSET:MILLISECONDS, not %s\n", delay);
+      return kExitUsage;
+    }
+    context.delayed_write = std::make_unique<hpfs::DelayedWrite>();
+    std::tie(context.delayed_write->offset, context.delayed_write->delay) = *parsed;
+  }
 
   auto lock = hpfs::BackingLock::Acquire(backing);
   if (!lock) {
@@ -327,6 +364,7 @@ int Run(int argc, char* argv[]) {
   }
   if (!opts.foreground) SetUpLogging(/*to_syslog=*/true, state.options.log_level, log_file);
   spdlog::info("mounted {} at {}", backing, opts.mountpoint);
+  SetReadAhead(opts.mountpoint);
   // The mount is live: requests that arrive before the loop runs wait in the
   // kernel's queue, so units ordered after ours may use it from now on.
   NotifyServiceManager("READY=1");

@@ -25,6 +25,12 @@ HPFS_DEPS=(
   fio
 )
 
+# What scripts/bench needs beyond HPFS_DEPS: gnuplot draws its chart.
+# shellcheck disable=SC2034 # read by the scripts that source this file
+HPFS_BENCH_DEPS=(
+  gnuplot-nox
+)
+
 # What scripts/package needs to build and check the .debs, on top of the package's
 # own Build-Depends (packaging/debian/control), which it installs with apt-get build-dep.
 # shellcheck disable=SC2034 # read by the scripts that source this file

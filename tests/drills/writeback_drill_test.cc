@@ -162,6 +162,52 @@ TEST_F(WritebackDrill, EnospcReachesFsyncAndLosesNothingBeforeIt) {
   Unmount();
 }
 
+// Write-back sends the pages of one file in several requests that the
+// daemon's threads may handle in any order. The test hook holds up the first
+// one (HPFS_TEST_DELAY_WRITE): the later ones arrive first and wait in the
+// reorder buffer, counted in held_bytes, until it comes; the file then
+// ends whole, with no zeros where the late bytes belong.
+TEST_F(WritebackDrill, WritesThatOvertakeAnEarlierOneAreHeldUntilItComes) {
+  ASSERT_EQ(::setenv("HPFS_TEST_DELAY_WRITE", "0:3000", 1), 0);
+  Mount({"-o", "writeback,commit=0,segment_size=1M"});
+  ::unsetenv("HPFS_TEST_DELAY_WRITE");
+  constexpr size_t kSize = 4 << 20;
+  const int fd = ::open(M("f").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_EQ(AppendPattern(fd, 0, kSize), static_cast<ssize_t>(kSize)) << std::strerror(errno);
+  int fsync_rc = -1;
+  std::thread syncer([&] { fsync_rc = ::fsync(fd); });
+  uint64_t most_held = 0;
+  const bool held = Eventually([&] {
+    const auto stat = StatOf("f");
+    const auto it = stat.find("held_bytes");
+    if (it != stat.end()) most_held = std::max<uint64_t>(most_held, std::stoull(it->second));
+    return most_held > 0;
+  }, seconds(3));
+  syncer.join();
+  EXPECT_TRUE(held) << "no write was held while the first one was delayed";
+  EXPECT_EQ(fsync_rc, 0) << std::strerror(errno);
+  ASSERT_EQ(::close(fd), 0) << std::strerror(errno);
+  EXPECT_NE(daemon_->Log().find("delaying the WRITE at offset 0"), std::string::npos) << daemon_->Log();
+
+  auto stat = StatOf("f");
+  EXPECT_EQ(stat["held_bytes"], "0");
+  EXPECT_EQ(stat["size"], std::to_string(kSize));
+  const int reader = ::open(M("f").c_str(), O_RDONLY);
+  ASSERT_GE(reader, 0);
+  EXPECT_EQ(VerifyPattern(reader, 0, kSize, 0), std::nullopt);
+  ::close(reader);
+  Unmount();
+  // And as stored: a fresh mount reads the same.
+  Mount({"-o", "writeback,segment_size=1M"});
+  const int again = ::open(M("f").c_str(), O_RDONLY);
+  ASSERT_GE(again, 0);
+  uint64_t checked = 0;
+  EXPECT_EQ(VerifyPattern(again, 0, kSize, 0, &checked), std::nullopt);
+  EXPECT_EQ(checked, kSize);
+  ::close(again);
+}
+
 // Seeded model-based torture through a write-back mount: buffered O_APPEND
 // writes of 1 B to 64 KiB (from this process and from child processes),
 // direct writes at and below the end, reads through a cached and a direct

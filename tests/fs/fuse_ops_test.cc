@@ -40,5 +40,18 @@ TEST(LowlevelOpsTest, EveryOperationOfTheSemanticsTableHasACallback) {
   EXPECT_NE(ops.create, nullptr);
 }
 
+TEST(DelayedWriteTest, ParsesOffsetColonMilliseconds) {
+  const auto parsed = ParseDelayedWrite("1048576:2500");
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(parsed->first, 1048576u);
+  EXPECT_EQ(parsed->second, std::chrono::milliseconds(2500));
+}
+
+TEST(DelayedWriteTest, RefusesAnythingElse) {
+  for (const char* bad : {"", "5", ":5", "5:", "-1:5", "5:x", "5:5ms", "0x10:5", "1:2:3"}) {
+    EXPECT_FALSE(ParseDelayedWrite(bad).has_value()) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace hpfs

@@ -2,8 +2,11 @@
 // The write-back mode's WRITE handling (Filesystem::WriteBack): re-sent page
 // prefixes, requests out of order, and writes that would change stored bytes.
 #include <fcntl.h>
+#include <linux/falloc.h>
 
+#include <algorithm>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -322,6 +325,56 @@ TEST_F(WritebackTest, ShrinkingTruncateCancelsAPendingGrow) {
   EXPECT_EQ(st->st_size, 2);
   ASSERT_TRUE(fs_->Fsync(*handle_));
   EXPECT_EQ(Content(), "ab");
+}
+
+// Bytes below the head were stored and then dropped: a page re-sent from
+// there is taken as equal, and only its new tail lands.
+TEST_F(WritebackTest, ResentPrefixReachingBelowThePrunedHeadLandsItsTail) {
+  const std::string first(6000, 'a');
+  ASSERT_EQ(CachedWrite(0, first)->written, first.size());
+  ASSERT_TRUE(fs_->Fallocate(*handle_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096));
+  Outcome* again = CachedWrite(0, first + "tail");
+  EXPECT_EQ(again->written, first.size() + 4);
+  EXPECT_EQ(Content(), std::string(4096, '\0') + std::string(first.size() - 4096, 'a') + "tail");
+  // Below the head nothing can be compared, above it everything is.
+  EXPECT_EQ(CachedWrite(0, std::string(4096, 'z') + std::string(first.size() - 4096, 'a') + "tail!")->written,
+            first.size() + 5);
+  EXPECT_EQ(CachedWrite(4096, "b")->error, EPERM);
+}
+
+// The kernel's write-back of a stream of appends, in rounds: each round
+// sends what was appended since the last, from the start of the page that
+// held the old end (re-sending its stored part), cut into page-aligned
+// requests that are in flight together and reach the daemon in any order (a
+// page is never in two requests at once: the next round waits for the
+// last). Every request is acknowledged in full, and the file is the stream,
+// across segment boundaries, with no zeros.
+TEST_F(WritebackTest, ResentPagesInAnyOrderEndAsTheStreamWritten) {
+  constexpr uint64_t kPage = 4096;
+  std::mt19937_64 rng(7);
+  std::string stream;
+  for (int round = 0; round < 30; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    uint64_t start = stream.size() / kPage * kPage;
+    stream += std::string(1 + rng() % 30000, static_cast<char>('a' + round % 26));
+    std::vector<std::pair<uint64_t, std::string>> requests;
+    while (start < stream.size()) {
+      const uint64_t end = std::min<uint64_t>(stream.size(), start + kPage * (1 + rng() % 3));
+      requests.emplace_back(start, stream.substr(start, end - start));
+      start = end;
+    }
+    std::shuffle(requests.begin(), requests.end(), rng);
+    std::vector<std::pair<Outcome*, size_t>> sent;
+    for (const auto& [offset, data] : requests) sent.emplace_back(CachedWrite(offset, data), data.size());
+    for (const auto& [outcome, size] : sent) {
+      ASSERT_TRUE(outcome->called);
+      EXPECT_EQ(outcome->written, size) << "error " << outcome->error;
+    }
+    EXPECT_EQ(HeldOfFile(), 0u);
+  }
+  auto plan = fs_->Read(*handle_, 0, stream.size() + 1);
+  ASSERT_TRUE(plan);
+  EXPECT_TRUE(Materialize(*plan) == stream) << "the file is not the stream";
 }
 
 }  // namespace
