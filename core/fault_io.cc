@@ -118,7 +118,7 @@ Result<int> FaultIo::Open(const std::string& path, int flags, mode_t mode) {
   bool created = false;
   if (may_create) {
     auto before = base_.Stat(path);
-    created = !before && before.error().value() == ENOENT;
+    created = !before && IsErrno(before.error(), ENOENT);
   }
   auto fd = base_.Open(path, flags, mode);
   if (!fd) return fd;
@@ -245,7 +245,7 @@ Result<FaultIo::DurableDir> FaultIo::ReadDirEntries(const std::string& path) {
     auto st = base_.Stat(path + "/" + name);
     if (!st) {
       // Deleted since the listing: as if listed a moment later.
-      if (st.error().value() == ENOENT) continue;
+      if (IsErrno(st.error(), ENOENT)) continue;
       return std::unexpected(st.error());
     }
     // Only files and directories take part; nothing here makes anything else.

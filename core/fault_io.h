@@ -76,25 +76,25 @@ class FaultIo final : public Io {
   // Rewrites the tracked tree to its durable state. All descriptors opened
   // through this Io must be closed first (EBUSY otherwise). Afterwards the
   // resulting tree counts as durable.
-  Result<void> DropUnsyncedData();
+  [[nodiscard]] Result<void> DropUnsyncedData();
 
-  Result<int> Open(const std::string& path, int flags, mode_t mode) override;
+  [[nodiscard]] Result<int> Open(const std::string& path, int flags, mode_t mode) override;
   void Close(int fd) override;
-  Result<size_t> Pread(int fd, std::span<std::byte> buf, uint64_t offset) override;
-  Result<size_t> Pwrite(int fd, std::span<const std::byte> buf, uint64_t offset) override;
-  Result<void> Fdatasync(int fd) override;
-  Result<void> Fsync(int fd) override;
-  Result<void> Ftruncate(int fd, uint64_t length) override;
-  Result<void> Fallocate(int fd, int mode, uint64_t offset, uint64_t length) override;
-  Result<struct stat> Fstat(int fd) override;
-  Result<struct stat> Stat(const std::string& path) override;
-  Result<void> Unlink(const std::string& path) override;
-  Result<void> Rename(const std::string& from, const std::string& to) override;
-  Result<void> Mkdir(const std::string& path, mode_t mode) override;
-  Result<void> Rmdir(const std::string& path) override;
-  Result<std::vector<std::string>> ListDir(const std::string& path) override;
+  [[nodiscard]] Result<size_t> Pread(int fd, std::span<std::byte> buf, uint64_t offset) override;
+  [[nodiscard]] Result<size_t> Pwrite(int fd, std::span<const std::byte> buf, uint64_t offset) override;
+  [[nodiscard]] Result<void> Fdatasync(int fd) override;
+  [[nodiscard]] Result<void> Fsync(int fd) override;
+  [[nodiscard]] Result<void> Ftruncate(int fd, uint64_t length) override;
+  [[nodiscard]] Result<void> Fallocate(int fd, int mode, uint64_t offset, uint64_t length) override;
+  [[nodiscard]] Result<struct stat> Fstat(int fd) override;
+  [[nodiscard]] Result<struct stat> Stat(const std::string& path) override;
+  [[nodiscard]] Result<void> Unlink(const std::string& path) override;
+  [[nodiscard]] Result<void> Rename(const std::string& from, const std::string& to) override;
+  [[nodiscard]] Result<void> Mkdir(const std::string& path, mode_t mode) override;
+  [[nodiscard]] Result<void> Rmdir(const std::string& path) override;
+  [[nodiscard]] Result<std::vector<std::string>> ListDir(const std::string& path) override;
   // Never fails by injection: a lock is not a change of the store.
-  Result<void> TryLockExclusive(int fd) override;
+  [[nodiscard]] Result<void> TryLockExclusive(int fd) override;
 
  private:
   // Counts the call; returns the errno to fail it with, or 0.
@@ -129,14 +129,14 @@ class FaultIo final : public Io {
   FileId IdForInodeLocked(ino_t ino);
   // Forgets any earlier file with this inode number: it was just created.
   void NewFileLocked(ino_t ino);
-  Result<Snapshot> TakeSnapshot(int fd);
+  [[nodiscard]] Result<Snapshot> TakeSnapshot(int fd);
   void CommitSnapshot(Snapshot snapshot);
-  Result<void> SyncCommon(int fd, IoOp op);
-  Result<DurableDir> ReadDirEntries(const std::string& path);
-  Result<std::string> ReadContent(const std::string& path);
+  [[nodiscard]] Result<void> SyncCommon(int fd, IoOp op);
+  [[nodiscard]] Result<DurableDir> ReadDirEntries(const std::string& path);
+  [[nodiscard]] Result<std::string> ReadContent(const std::string& path);
   // Records everything under root_ as durable (root_ itself included).
-  Result<void> SnapshotTree();
-  Result<void> SnapshotTreeAt(const std::string& path, FileId id);
+  [[nodiscard]] Result<void> SnapshotTree();
+  [[nodiscard]] Result<void> SnapshotTreeAt(const std::string& path, FileId id);
   // One file or directory of the durable tree, parents listed before children.
   struct PlannedNode {
     std::string relative_path;
@@ -149,9 +149,9 @@ class FaultIo final : public Io {
   // Brings what lies under root + "/" + relative_path in line with `planned`
   // (by relative path), keeping files and directories that are already the
   // planned ones, and adds to `kept` the paths that need no creating.
-  Result<void> Reconcile(const std::string& root, const std::string& relative_path,
+  [[nodiscard]] Result<void> Reconcile(const std::string& root, const std::string& relative_path,
                          const std::map<std::string, const PlannedNode*>& planned, std::set<std::string>& kept);
-  Result<void> RemoveTree(const std::string& path);
+  [[nodiscard]] Result<void> RemoveTree(const std::string& path);
 
   Io& base_;
   mutable std::mutex mu_;

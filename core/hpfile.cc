@@ -6,11 +6,11 @@
 #include "core/hpfile.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 
 #include <algorithm>
 
 #include "core/recovery.h"
+#include "core/text_file.h"
 
 namespace hpfile {
 
@@ -56,13 +56,9 @@ HPFile::~HPFile() {
 
 Result<std::unique_ptr<HPFile>> HPFile::Open(const std::string& dir, const Options& options) {
   Io& io = options.io != nullptr ? *options.io : PosixIo::Default();
-  auto st = io.Stat(dir);
-  if (!st && !IsErrno(st.error(), ENOENT)) return std::unexpected(st.error());
-  if (st && !S_ISDIR(st->st_mode)) return Errno(ENOTDIR);
-  if (!st) {
-    if (!options.create_if_missing) return Errno(ENOENT);
-    if (auto made = io.Mkdir(dir, 0755); !made && !IsErrno(made.error(), EEXIST)) return std::unexpected(made.error());
-  }
+  // A directory made here needs no parent sync yet: CreateStore syncs the
+  // parent once the meta is in it.
+  if (auto made = EnsureDirectory(io, dir, options.create_if_missing); !made) return std::unexpected(made.error());
   // Before anything is read: recovery and creation change the directory, and
   // so would a second owner's writes (EBUSY).
   auto lock = LockDirectory(io, dir);
@@ -161,6 +157,11 @@ Meta HPFile::GetMeta() const {
   Meta meta = meta_;
   meta.head = Head();
   return meta;
+}
+
+std::optional<uint32_t> HPFile::Mode() const {
+  std::lock_guard lock(meta_mu_);
+  return meta_.mode;
 }
 
 Result<void> HPFile::CloseDescriptors() {

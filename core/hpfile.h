@@ -6,7 +6,7 @@
 //
 // Thread-safety: any number of threads may call the const methods (PlanRead,
 // ReadAt, MapRange, Size, Head, ...) concurrently with each other and with one
-// mutating call at a time; mutating calls (Append, AppendAt, Flush, Truncate,
+// mutating call at a time; mutating calls (Append, AppendAt, Flush, Truncate, GrowTo,
 // PruneHead, ApplyRetention, SetSegmentSize, UpdateMeta) are serialized internally, so several threads may
 // issue them but they run one after the other. Sync may run concurrently with
 // all of them: no lock that a reader or an appender needs is held across a disk
@@ -223,6 +223,13 @@ class HPFile {
   // EIO for a damaged file, EFBIG past format::kMaxFileSize.
   [[nodiscard]] Result<void> Truncate(uint64_t n);
 
+  // Truncate's grow, made conditional: extends the file with sparse zeros to
+  // n when it ends below n, and leaves it alone otherwise (an append that got
+  // past n first is never cut back). The check and the grow are one turn of
+  // the writer lock. On failure the file keeps its end. EIO for a damaged
+  // file, EFBIG past format::kMaxFileSize.
+  [[nodiscard]] Result<void> GrowTo(uint64_t n);
+
   // Moves the head to min(max(Head(), n), Size()). Segments wholly below the
   // new head are deleted (cost grows with their number, never with bytes); the
   // part of the first remaining segment below the head is released with
@@ -271,6 +278,9 @@ class HPFile {
   // Every byte below this survives a power loss as it is now.
   uint64_t DurableSize() const { return durable_size_.load(std::memory_order_acquire); }
   Meta GetMeta() const;
+  // The meta's mode alone (nullopt when none is stored), for a check on
+  // every write that must not copy the whole meta.
+  std::optional<uint32_t> Mode() const;
   std::vector<SegmentInfo> Segments() const;
   // Why the file is damaged, or nullopt when it is not.
   const std::optional<std::string>& Damage() const { return damage_; }
@@ -315,7 +325,7 @@ class HPFile {
   template <class Take>
   [[nodiscard]] Result<void> Plan(uint64_t offset, size_t length, ReadPlan& plan, Take take) const;
   // A read descriptor for `segment`, from the cache or opened (and cached).
-  Result<std::shared_ptr<Fd>> SegmentFd(const std::shared_ptr<Segment>& segment) const;
+  [[nodiscard]] Result<std::shared_ptr<Fd>> SegmentFd(const std::shared_ptr<Segment>& segment) const;
   uint64_t ReadableEnd(const Segment& segment, uint64_t size) const;
 
   [[nodiscard]] Result<void> CheckWritable() const;
@@ -341,9 +351,11 @@ class HPFile {
   [[nodiscard]] Result<void> ShrinkLocked(uint64_t n);
   // Truncate(n) would delete every segment.
   bool TruncateLeavesNoSegment(uint64_t n) const;
+  // The growing part of Truncate and GrowTo: n > Size(), writer_mu_ held.
+  [[nodiscard]] Result<void> GrowLocked(uint64_t n);
   [[nodiscard]] Result<void> PruneHeadLocked(uint64_t n);
   // Drops up to `max_segments` segments the retention policy lets go.
-  RetentionResult RetainLocked(int64_t now, uint64_t max_segments);
+  [[nodiscard]] RetentionResult RetainLocked(int64_t now, uint64_t max_segments);
   // Drops the oldest segment if the policy lets it go; false when it does not.
   [[nodiscard]] Result<bool> RetainOneLocked(const RetentionPolicy& policy, int64_t now);
   // The tail's read-write descriptor, opened when the writer has none; it
@@ -365,7 +377,7 @@ class HPFile {
   void DropSegmentLocked(bool newest);
   void MarkDirtyLocked(const std::shared_ptr<Segment>& segment);
   // Applies `edit` to the meta and writes it; on failure puts the old one back.
-  Result<void> EditMeta(const std::function<void(Meta&)>& edit);
+  [[nodiscard]] Result<void> EditMeta(const std::function<void(Meta&)>& edit);
   // Writes the meta if it changed since it was last written. Takes sync_mu_.
   [[nodiscard]] Result<void> WriteMetaIfDirty();
   [[nodiscard]] Result<void> WriteMetaIfDirtySyncLocked();
@@ -387,7 +399,7 @@ class HPFile {
   [[nodiscard]] Result<void> RunHeadPunch(const HeadPunch& punch);
 
   // Options::discard_segment, or an unlink.
-  Result<void> DiscardSegmentFile(const std::string& path);
+  [[nodiscard]] Result<void> DiscardSegmentFile(const std::string& path);
 
   Io& io_;
   const std::string dir_;

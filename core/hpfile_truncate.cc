@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// HPFile's mutations of the file's bounds: Truncate, PruneHead with its head
+// HPFile's mutations of the file's bounds: Truncate and GrowTo, PruneHead with its head
 // punch, and retention.
 #include "core/hpfile.h"
 
@@ -97,15 +97,7 @@ Result<void> HPFile::Truncate(uint64_t n) {
   if (auto ok = CheckWritable(); !ok) return ok;
   const uint64_t size = Size();
   if (n == size) return {};
-  if (n > size) {
-    if (!FitsMaxFileSize(size, n - size)) return Errno(EFBIG);
-    if (auto flushed = FlushLocked(); !flushed) return flushed;
-    auto end = ExtendLocked(n - size, {});
-    if (!end) return std::unexpected(end.error());
-    flushed_size_.store(*end, std::memory_order_release);
-    size_.store(*end, std::memory_order_release);
-    return {};
-  }
+  if (n > size) return GrowLocked(n);
 
   // Odd while bytes may change under a reader (see PreReader).
   truncate_generation_.fetch_add(1, std::memory_order_acq_rel);
@@ -124,6 +116,25 @@ Result<void> HPFile::Truncate(uint64_t n) {
   }
   truncate_generation_.fetch_add(1, std::memory_order_acq_rel);
   return status;
+}
+
+Result<void> HPFile::GrowTo(uint64_t n) {
+  std::lock_guard lock(writer_mu_);
+  if (auto ok = CheckWritable(); !ok) return ok;
+  if (n <= Size()) return {};
+  return GrowLocked(n);
+}
+
+Result<void> HPFile::GrowLocked(uint64_t n) {
+  const uint64_t size = Size();
+  if (!FitsMaxFileSize(size, n - size)) return Errno(EFBIG);
+  // The zeros go after the backing files' end, so the write buffer goes first.
+  if (auto flushed = FlushLocked(); !flushed) return flushed;
+  auto end = ExtendLocked(n - size, {});
+  if (!end) return std::unexpected(end.error());
+  flushed_size_.store(*end, std::memory_order_release);
+  size_.store(*end, std::memory_order_release);
+  return {};
 }
 
 Result<HPFile::HeadPunch> HPFile::HeadPunchLocked() {
@@ -246,7 +257,7 @@ RetentionResult HPFile::RetainLocked(int64_t now, uint64_t max_segments) {
 RetentionResult HPFile::ApplyRetention(int64_t now) {
   RetentionResult total{.old_head = Head(), .new_head = Head()};
   if (damage_) {
-    total.error = std::error_code(EIO, std::generic_category());
+    total.error = Errno(EIO).error();
     return total;
   }
   for (bool first = true;; first = false) {

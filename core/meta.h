@@ -33,7 +33,7 @@ struct Meta {
 
 // Parses the text of a meta file. On failure the error is a sentence naming
 // the offending line, for a damaged-file report.
-std::expected<Meta, std::string> ParseMeta(std::string_view text);
+[[nodiscard]] std::expected<Meta, std::string> ParseMeta(std::string_view text);
 std::string SerializeMeta(const Meta& meta);
 
 // Checks a segment size for use: nonzero and at most format::kMaxSegmentSize.

@@ -51,7 +51,7 @@ struct Manifest {
 
 std::string SerializeManifest(const Manifest& m);
 // On failure, a sentence saying what is wrong.
-std::expected<Manifest, std::string> ParseManifest(std::string_view text);
+[[nodiscard]] std::expected<Manifest, std::string> ParseManifest(std::string_view text);
 
 // ---- index entries (record_codec.cc) ------------------------------------------------------
 
@@ -113,7 +113,7 @@ struct RecordGeneration {
   }
 
   // The raw entry at `position`, for recovery: kZero and kCorrupt are answers.
-  Result<record_detail::EntryState> ProbeEntry(uint64_t position, record_detail::Entry& entry) const {
+  [[nodiscard]] Result<record_detail::EntryState> ProbeEntry(uint64_t position, record_detail::Entry& entry) const {
     std::byte raw[record_detail::kEntrySize];
     auto n = index->ReadAt(IndexOffset(position), raw);
     if (!n) return std::unexpected(n.error());
@@ -121,7 +121,7 @@ struct RecordGeneration {
     return record_detail::DecodeEntry(raw, position, entry);
   }
 
-  Result<record_detail::Entry> ReadEntry(uint64_t position) const {
+  [[nodiscard]] Result<record_detail::Entry> ReadEntry(uint64_t position) const {
     record_detail::Entry entry;
     auto state = ProbeEntry(position, entry);
     if (!state) return std::unexpected(state.error());
@@ -157,7 +157,7 @@ struct FrozenFile {
   // Non-overlapping copies keyed by virtual offset. mu.
   std::map<uint64_t, std::vector<std::byte>> overlays;
 
-  Result<void> Map(const HPFile& file, uint64_t from, uint64_t to) {
+  [[nodiscard]] Result<void> Map(const HPFile& file, uint64_t from, uint64_t to) {
     begin = from;
     end = to;
     if (from >= to) return {};
@@ -189,7 +189,7 @@ struct FrozenFile {
     return out;
   }
 
-  Result<void> Read(Io& io, uint64_t offset, std::span<std::byte> out) const {
+  [[nodiscard]] Result<void> Read(Io& io, uint64_t offset, std::span<std::byte> out) const {
     if (offset < begin || offset + out.size() > end) return Errno(EIO);
     std::shared_lock lock(mu);
     uint64_t at = offset;
@@ -265,7 +265,7 @@ struct RecordSnapshotState {
   std::vector<std::byte> pending_bytes;
   std::vector<uint64_t> pending_ends;
 
-  Result<void> ReadInto(uint64_t position, std::vector<std::byte>& out) const {
+  [[nodiscard]] Result<void> ReadInto(uint64_t position, std::vector<std::byte>& out) const {
     if (position < first) return Errno(ENODATA);
     if (position >= end) return Errno(ERANGE);
     if (position >= flushed_end) {

@@ -63,7 +63,7 @@ struct KeyValueLine {
 std::vector<KeyValueLine> SplitKeyValueLines(std::string_view text);
 // The same, but the first line that is not key=value (no '=', or nothing
 // before it) is the error, for the caller to report.
-std::expected<std::vector<KeyValueLine>, KeyValueLine> ParseKeyValueLines(std::string_view text);
+[[nodiscard]] std::expected<std::vector<KeyValueLine>, KeyValueLine> ParseKeyValueLines(std::string_view text);
 // Appends "key=value\n" to `out`.
 void AppendKeyValue(std::string& out, std::string_view key, std::string_view value);
 

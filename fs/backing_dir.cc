@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <memory>
 #include <cerrno>
 
 #include "core/format.h"
@@ -28,11 +27,6 @@ int InjectedListFailure() {
   }
   return 0;
 }
-
-// Closes a DIR* on every path out of a listing.
-struct DirCloser {
-  void operator()(DIR* dir) const { ::closedir(dir); }
-};
 
 }  // namespace
 
@@ -67,31 +61,12 @@ unsigned char DirentType(mode_t mode) {
 }
 
 Result<std::vector<ListedEntry>> ListEntries(int dir_fd) {
-  const int own_fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (own_fd < 0) return LastErrno();
-  std::unique_ptr<DIR, DirCloser> dir(::fdopendir(own_fd));
-  if (!dir) {
-    const auto error = LastErrno();
-    ::close(own_fd);
-    return error;
-  }
   const int injected = InjectedListFailure();
-  std::vector<ListedEntry> entries;
-  for (;;) {
-    // readdir says "the end" and "failed" both with nullptr; errno tells.
-    errno = 0;
-    const dirent* d = ::readdir(dir.get());
-    if (d == nullptr) {
-      if (errno != 0) return LastErrno();
-      break;
-    }
-    const std::string_view name = d->d_name;
-    if (name == "." || name == "..") continue;
-    entries.push_back(ListedEntry{std::string(name), d->d_ino, d->d_type});
-    if (injected != 0) return Errno(injected);
-  }
-  if (injected != 0) return Errno(injected);
-  return entries;
+  if (injected == 0) return hpfile::ListDirectory(dir_fd);
+  // As a readdir failing midway would: after the first entry.
+  auto first = hpfile::VisitDirectory(dir_fd, [](const ListedEntry&) { return false; });
+  if (!first) return std::unexpected(first.error());
+  return Errno(injected);
 }
 
 Result<unsigned char> EntryType(int dir_fd, const ListedEntry& entry) {
@@ -121,27 +96,6 @@ Result<bool> IsHPFileDir(int parent_fd, std::string_view name) {
     if (*type == DT_REG && hpfile::MarksHPFileDirectory(entry.name)) marked = true;
   }
   return marked;
-}
-
-Result<void> RemoveTree(int dir_fd, const std::string& name) {
-  auto st = StatAt(dir_fd, name);
-  if (!st) {
-    if (IsErrno(st.error(), ENOENT)) return {};
-    return std::unexpected(st.error());
-  }
-  if (!S_ISDIR(st->st_mode)) {
-    if (::unlinkat(dir_fd, name.c_str(), 0) != 0 && errno != ENOENT) return LastErrno();
-    return {};
-  }
-  auto sub = OpenAt(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-  if (!sub) return std::unexpected(sub.error());
-  auto entries = ListEntries(sub->get());
-  if (!entries) return std::unexpected(entries.error());
-  for (const auto& entry : *entries) {
-    if (auto r = RemoveTree(sub->get(), entry.name); !r) return r;
-  }
-  if (::unlinkat(dir_fd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) return LastErrno();
-  return {};
 }
 
 void FailListingsForTest(int error, int count) {

@@ -18,6 +18,7 @@
 
 #include "core/io.h"
 #include "core/result.h"
+#include "core/text_file.h"
 
 namespace hpfs {
 
@@ -39,16 +40,11 @@ std::string ProcFdPath(int fd);
 // for anything else.
 unsigned char DirentType(mode_t mode);
 
-struct ListedEntry {
-  std::string name;
-  ino_t ino = 0;
-  unsigned char type = DT_UNKNOWN;  // d_type: DT_UNKNOWN when the filesystem does not say
-};
+using ListedEntry = hpfile::DirEntry;
 
-// The entries of the directory `dir_fd`, "." and ".." left out, in readdir
-// order. Read through a descriptor of its own: a dup would share the
-// directory position with `dir_fd`, which other threads may be listing too.
-// A readdir that fails midway fails the listing: never a short list.
+// hpfile::ListDirectory (core/text_file.h): a readdir that fails midway fails
+// the listing, never a short list. Every listing of the daemon and hpfsctl
+// goes through here, where FailListingsForTest reaches it.
 [[nodiscard]] Result<std::vector<ListedEntry>> ListEntries(int dir_fd);
 
 // The type of a listed entry of `dir_fd`, asking fstatat when readdir did not
@@ -64,9 +60,6 @@ struct ListedEntry {
 // cases cost little: a file with its meta one stat, a plain directory with
 // any file or directory of the mount in it the first entry of a listing.
 [[nodiscard]] Result<bool> IsHPFileDir(int parent_fd, std::string_view name);
-
-// Removes `name` in `dir_fd` and everything below it. ENOENT is success.
-[[nodiscard]] Result<void> RemoveTree(int dir_fd, const std::string& name);
 
 // For tests: the next `count` listings (ListEntries) fail with `error` after
 // their first entry, as a readdir failing midway would.

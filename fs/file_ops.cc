@@ -42,27 +42,30 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Filesystem::Create(InodeId
   // complete (with its meta) or not at all, also across a crash.
   const std::string temp = NewTrashName();
   if (::mkdirat(trash_fd_.get(), temp.c_str(), kBackingFileDirMode) != 0) return LastErrno();
+  // Best effort: what a failure leaves in the trash goes with the next
+  // mount's sweep of it.
+  auto discard_temp = [&] { (void)hpfile::RemoveTreeAt(trash_fd_.get(), temp); };
   auto fd = OpenAt(trash_fd_.get(), temp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
   if (!fd) {
-    (void)RemoveTree(trash_fd_.get(), temp);
+    discard_temp();
     return std::unexpected(fd.error());
   }
   struct stat st;
   if (::fstat(fd->get(), &st) != 0) {
     const auto error = LastErrno();
-    (void)RemoveTree(trash_fd_.get(), temp);
+    discard_temp();
     return error;
   }
   auto inode = std::make_shared<Inode>(Kind::kFile, st.st_dev, st.st_ino, std::move(*fd));
   auto file = OpenHPFile(inode, /*create=*/true, mode, caller);
   if (!file) {
-    (void)RemoveTree(trash_fd_.get(), temp);
+    discard_temp();
     return std::unexpected(file.error());
   }
   if (::renameat2(trash_fd_.get(), temp.c_str(), pfd, std::string(name).c_str(), RENAME_NOREPLACE) != 0) {
     const int err = errno;
     file->reset();
-    (void)RemoveTree(trash_fd_.get(), temp);
+    discard_temp();
     if (err == EEXIST && !(flags & O_EXCL)) {
       // Lost a race with another creator: open what is there, as open(2) would.
       auto entry = Lookup(parent_id, name);
@@ -138,12 +141,13 @@ Result<size_t> Filesystem::Write(FileHandle& handle, uint64_t offset, std::span<
   auto file = handle.inode->File();
   if (!file) return Errno(EIO);
   if (data.empty()) return size_t{0};
-  // The conditional append orders the write against truncates, prunes and
-  // other writes by itself; write_mu is for the checks of others that span
-  // several HPFile calls and must not see a write land in between: a
-  // growing fallocate's "past the end?" before its Truncate, and the
-  // write-back queue's compare-then-append.
-  std::lock_guard lock(handle.inode->write_mu);
+  // The conditional append orders the write against truncates, prunes,
+  // grows and other writes by itself, so write-through mode takes no lock of
+  // its own. Write-back mode's queue compares held bytes with the stored ones
+  // and then appends the rest (fs/writeback.cc), and a write landing in
+  // between would break that: there write_mu orders this write too.
+  std::unique_lock<std::mutex> writeback_order(handle.inode->write_mu, std::defer_lock);
+  if (config_.writeback) writeback_order.lock();
   // Bytes that exist are never overwritten. A write past the end fills the
   // gap with zeros first, as a growing ftruncate would: that is what cp and
   // rsync do for a sparse source, and nothing written is changed by it.
@@ -211,12 +215,14 @@ Result<void> Filesystem::Fallocate(FileHandle& handle, int mode, uint64_t offset
   const uint64_t end = offset + length;
   switch (mode) {
     case 0: {
+      // write_mu keeps the write-back queue's view of the end still; a
+      // write-through append does not take it, and GrowTo never cuts one off.
       std::lock_guard lock(handle.inode->write_mu);
       if (end <= file->Size()) return {};
       // Write-back mode: the kernel answers this before it sends the dirty
       // pages below `end`, and zeros stored now would refuse them later.
       if (config_.writeback && handle.inode->cached_writers.load() > 0) return Errno(EOPNOTSUPP);
-      if (auto r = file->Truncate(end); !r) return r;
+      if (auto r = file->GrowTo(end); !r) return r;
       TouchFile(*handle.inode, *file);
       return {};
     }
@@ -259,9 +265,9 @@ Result<uint64_t> Filesystem::Lseek(FileHandle& handle, uint64_t offset, int when
 
 
 Result<bool> Filesystem::DropSetIdForWriter(const Inode& inode, hpfile::HPFile& file, const Caller& writer) {
+  const mode_t mode = file.Mode().value_or(kDefaultFileMode);
+  if ((mode & (S_ISUID | S_ISGID)) == 0) return false;  // nearly every write: no meta copy, no /proc read
   const hpfile::Meta meta = file.GetMeta();
-  const mode_t mode = meta.mode.value_or(kDefaultFileMode);
-  if ((mode & (S_ISUID | S_ISGID)) == 0) return false;  // nearly every write: no /proc read
   gid_t file_gid = kNoGroup;
   if (meta.gid) {
     file_gid = *meta.gid;

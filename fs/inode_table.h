@@ -63,8 +63,11 @@ struct Inode {
   // (the first segment, which a prune punches, is never taken from here).
   mutable std::map<std::string, blkcnt_t> sealed_blocks;  // mu
 
-  // Held across "check the offset, then append" and across size changes, so
-  // a write at EOF cannot race a truncate or another write at the same offset.
+  // Held across size changes whose checks span several HPFile calls (O_TRUNC,
+  // a setattr of the size, fallocate), and guards the write-back queue; in
+  // write-back mode also across every write, since the queue compares and
+  // then appends. A write-through write takes none: HPFile::AppendAt orders
+  // it by itself.
   std::mutex write_mu;
   // Write-back mode: writes that came before the bytes in front of them.
   WritebackQueue writeback;  // write_mu

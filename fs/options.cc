@@ -3,10 +3,10 @@
 
 #include <array>
 #include <cctype>
-#include <charconv>
 #include <limits>
 #include <span>
 
+#include "core/text_file.h"
 #include "fs/settings.h"
 
 namespace hpfs {
@@ -22,11 +22,9 @@ std::optional<uint64_t> ParseNumberWithUnit(std::string_view text, std::string_v
     text.remove_suffix(1);
   }
   if (text.empty()) return std::nullopt;
-  uint64_t value = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
-  if (value > std::numeric_limits<uint64_t>::max() / multiplier) return std::nullopt;
-  return value * multiplier;
+  const auto value = hpfile::ParseUnsigned(text);
+  if (!value || *value > std::numeric_limits<uint64_t>::max() / multiplier) return std::nullopt;
+  return *value * multiplier;
 }
 
 std::string BadValue(std::string_view key, std::string_view value, std::string_view expected) {
@@ -55,10 +53,10 @@ bool ValidLogLevel(std::string_view level) {
 }
 
 std::expected<bool, std::string> ApplyHpfsOption(std::string_view option, DaemonOptions& options) {
-  const auto eq = option.find('=');
-  const std::string_view key = option.substr(0, eq);
-  const bool has_value = eq != std::string_view::npos;
-  const std::string_view value = has_value ? option.substr(eq + 1) : std::string_view();
+  const auto pair = hpfile::SplitKeyValue(option);
+  const bool has_value = pair.has_value();
+  const std::string_view key = has_value ? pair->key : option;
+  const std::string_view value = has_value ? pair->value : std::string_view();
 
   if (key == "xattr") {
     if (has_value) return std::unexpected("hpfs: option 'xattr' takes no value");

@@ -94,7 +94,7 @@ void TrashDeleter::Delete(Item& item) {
   item.file.reset();
   item.inode.reset();
   if (item.head_punch) return;
-  if (auto r = RemoveTree(trash_fd_, item.name); !r) {
+  if (auto r = hpfile::RemoveTreeAt(trash_fd_, item.name); !r) {
     spdlog::warn("cannot delete {}/{}: {} (retried at the next mount)", hpfile::format::kTrashName, item.name,
                  r.error().message());
     return;

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/text_file.h"
 #include "fs/settings.h"
 
 namespace hpfs::ctl {
@@ -31,12 +32,9 @@ std::expected<hpfs_set, std::string> ParseAssignments(const std::vector<std::str
   hpfs_set request{};
   if (args.empty()) return std::unexpected("nothing to set (expected KEY=VALUE)");
   for (std::string_view arg : args) {
-    const auto eq = arg.find('=');
-    if (eq == std::string_view::npos) {
-      return std::unexpected("'" + std::string(arg) + "' is not KEY=VALUE");
-    }
-    const std::string_view key = arg.substr(0, eq);
-    const std::string_view value = arg.substr(eq + 1);
+    const auto pair = hpfile::SplitKeyValue(arg);
+    if (!pair) return std::unexpected("'" + std::string(arg) + "' is not KEY=VALUE");
+    const auto [key, value] = *pair;
     const Setting* setting = FindSetting(key);
     if (setting == nullptr) {
       return std::unexpected("unknown key '" + std::string(key) +

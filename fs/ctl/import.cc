@@ -211,7 +211,8 @@ std::expected<uint64_t, std::string> ImportOne(const Target& target) {
   auto size = BuildAndSwap(target, parent_fd->get(), trash_fd->get(), temp, st);
   // Before the swap: the unfinished HPFile; after it: the old name of the
   // plain file, its bytes kept by the segment's link.
-  (void)RemoveTree(trash_fd->get(), temp);
+  // Best effort: a leftover in the trash goes with the next mount's sweep of it.
+  (void)hpfile::RemoveTreeAt(trash_fd->get(), temp);
   (void)::fsync(trash_fd->get());
   return size;
 }

@@ -522,6 +522,46 @@ TEST(FaultInjectionTest, TruncateIntoAGapSegment) {
       8 * 200 + 5));
 }
 
+// ---- GrowTo ----
+
+// Judges GrowTo(n): grows as a growing Truncate does, and on failure leaves
+// the file as it was; a file already ending at or past n never changes.
+Scenario GrowToScenario(std::function<void(Env&)> setup, uint64_t n, size_t write_buffer_size = 0) {
+  auto before = std::make_shared<std::pair<uint64_t, uint64_t>>();
+  return Scenario{
+      8,
+      write_buffer_size,
+      [=](Env& env) {
+        setup(env);
+        *before = {env.head(), env.size()};
+      },
+      [=](Env& env) { return env.file().GrowTo(n); },
+      [=](Env& env, bool ok) {
+        const auto [h0, s0] = *before;
+        EXPECT_EQ(env.file().Head(), h0);
+        if (ok) {
+          EXPECT_EQ(env.file().Size(), std::max(n, s0));
+          env.SetModel(h0, std::max(n, s0));
+          return;
+        }
+        EXPECT_LT(s0, n) << "GrowTo failed on a file already long enough";
+        EXPECT_EQ(env.file().Size(), s0) << "a failed GrowTo changed the size";
+      },
+  };
+}
+
+TEST(FaultInjectionTest, GrowToAcrossSegments) {
+  RunWithEachCallFailing(GrowToScenario([](Env& env) { env.Append(10); }, 35));
+}
+
+TEST(FaultInjectionTest, GrowToAcrossManySlotsWithBufferedBytes) {
+  RunWithEachCallFailing(GrowToScenario([](Env& env) { env.Append(10); }, 8 * 500 + 3, /*write_buffer_size=*/16));
+}
+
+TEST(FaultInjectionTest, GrowToBelowTheEndChangesNothing) {
+  RunWithEachCallFailing(GrowToScenario([](Env& env) { env.Append(30); }, 12));
+}
+
 // ---- PruneHead ----
 
 // On failure the head may have moved part of the way, never further, and the

@@ -1378,6 +1378,19 @@ TEST_F(HPFileTest, SyncWritesHeadAndSegmentSizeToMeta) {
   EXPECT_FALSE(FileExists(Dir() + "/" + std::string(format::kMetaTempName)));
 }
 
+TEST_F(HPFileTest, ModeIsTheMetasModeAsItChanges) {
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(16)));
+  EXPECT_FALSE(file->Mode().has_value());
+  ASSERT_OK(file->UpdateMeta([](Meta& m) { m.mode = 06755; }));
+  EXPECT_EQ(file->Mode(), 06755u);
+  ASSERT_OK(file->UpdateMeta([](Meta& m) { m.mode = 0644; }));
+  EXPECT_EQ(file->Mode(), 0644u);
+  file.reset();
+  ASSERT_OK_AND_ASSIGN(file, HPFile::Open(Dir(), OptionsWithSegmentSize(16)));
+  EXPECT_EQ(file->Mode(), 0644u);
+  EXPECT_EQ(file->Mode(), file->GetMeta().mode);
+}
+
 TEST_F(HPFileTest, UpdateMetaPersistsAttributesAndKeepsUnknownKeys) {
   ASSERT_EQ(::mkdir(Dir().c_str(), 0755), 0);
   testing::WriteFileText(Dir() + "/hpfile.meta",

@@ -136,16 +136,5 @@ TEST_F(BackingDirTest, ListingThatFailsMidwayIsAnErrorNotAShortList) {
   EXPECT_EQ(listed->size(), 2u);
 }
 
-TEST_F(BackingDirTest, RemoveTreeRemovesEverythingAndToleratesMissing) {
-  Dir("t/a/b");
-  File("t/a/b/c");
-  File("t/d");
-  auto root = OpenAt(AT_FDCWD, dir_.path(), O_RDONLY | O_DIRECTORY);
-  ASSERT_TRUE(root);
-  ASSERT_TRUE(RemoveTree(root->get(), "t"));
-  EXPECT_FALSE(std::filesystem::exists(Path("t")));
-  EXPECT_TRUE(RemoveTree(root->get(), "t"));
-}
-
 }  // namespace
 }  // namespace hpfs
