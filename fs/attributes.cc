@@ -178,6 +178,7 @@ Result<struct stat> Filesystem::SetAttr(InodeId id, const AttrChange& change, Fi
     // one meet again.
     inode.writeback.broken.reset();
     if (config_.writeback) {
+      TrimHeldLocked(inode, *change.size);
       if (auto deferred = DeferGrowLocked(inode, *file, *change.size); !deferred) {
         return std::unexpected(deferred.error());
       } else if (*deferred) {
