@@ -358,6 +358,8 @@ class Filesystem {
   void DrainHeldLocked(Inode& inode, hpfile::HPFile& file, Completions& completions);
   void BreakQueueLocked(Inode& inode, std::error_code error, Completions& completions);
   void FailHeldLocked(Inode& inode, std::error_code error, Completions& completions);
+  // After `held` changed: wakes the waiters and notes where it ends.
+  void HeldChangedLocked(WritebackQueue& queue);
   // Held bytes that were answered and will not land: logged with the range,
   // and the file's late error from now on (WritebackQueue::late_error).
   void RecordLateErrorLocked(Inode& inode, uint64_t offset, uint64_t length, std::error_code error);

@@ -149,6 +149,13 @@ void Filesystem::DrainHeldLocked(Inode& inode, hpfile::HPFile& file, Completions
     }
     if (!stored && extends) BreakQueueLocked(inode, stored.error(), completions);
   }
+  HeldChangedLocked(queue);
+}
+
+void Filesystem::HeldChangedLocked(WritebackQueue& queue) {
+  uint64_t end = 0;
+  for (const auto& [offset, held] : queue.held) end = std::max<uint64_t>(end, offset + held.data.size());
+  queue.held_end.store(end);
   queue.drained.notify_all();
 }
 
@@ -182,7 +189,7 @@ void Filesystem::FailHeldLocked(Inode& inode, std::error_code error, Completions
   }
   queue.held.clear();
   queue.held_bytes = 0;
-  queue.drained.notify_all();
+  HeldChangedLocked(queue);
 }
 
 void Filesystem::TrimHeldLocked(Inode& inode, uint64_t size) {
@@ -208,7 +215,7 @@ void Filesystem::TrimHeldLocked(Inode& inode, uint64_t size) {
       DropHeldBytesLocked(queue, cut);
     }
   }
-  queue.drained.notify_all();
+  HeldChangedLocked(queue);
 }
 
 void Filesystem::DropHeldBytesLocked(WritebackQueue& queue, uint64_t bytes) {
@@ -251,6 +258,7 @@ Result<void> Filesystem::SettleHeld(Inode& inode) {
       DropHeldBytesLocked(queue, it->second.data.size());
       it = queue.held.erase(it);
     }
+    HeldChangedLocked(queue);
   }
   if (queue.late_error) return std::unexpected(*queue.late_error);
   return {};
@@ -295,6 +303,7 @@ Result<void> Filesystem::HoldLocked(Inode& inode, uint64_t offset, std::span<con
     if (data.size() > held.data.size()) {
       if (auto r = ReserveHeldLocked(inode, offset, data.size() - held.data.size()); !r) return r;
       held.data.insert(held.data.end(), data.begin() + static_cast<ptrdiff_t>(common), data.end());
+      HeldChangedLocked(queue);
     }
     return {};
   }
@@ -303,6 +312,7 @@ Result<void> Filesystem::HoldLocked(Inode& inode, uint64_t offset, std::span<con
                   commits_started_.load(std::memory_order_relaxed)};
   if (direct) entry.done = std::move(done);
   queue.held.emplace(offset, std::move(entry));
+  HeldChangedLocked(queue);
   return {};
 }
 

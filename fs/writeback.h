@@ -58,6 +58,10 @@ struct WritebackQueue {
   std::optional<std::error_code> late_error;
   // Signalled whenever held writes leave `held`.
   std::condition_variable drained;
+  // Where the held bytes end (0: none). The kernel's size is at least that,
+  // and a stat must not show it shrink. Written under write_mu; read
+  // without it for stat.
+  std::atomic<uint64_t> held_end{0};
   // A truncate to above the stored end, not yet landed (0: none). The kernel
   // answers it first and only then sends its dirty pages below the new size,
   // so zeros written at once would stand where those bytes belong. Landed

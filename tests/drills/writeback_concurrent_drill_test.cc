@@ -76,10 +76,10 @@ constexpr uint64_t kAppended = UINT64_MAX;
 // `race_direct` (HPFS_TORTURE_RACE_DIRECT=1): the processes also read and
 // write through direct handles while the others append. That mix no longer
 // deadlocks (held WRITEs are answered at once), but a reader can still see
-// the size shrink (the stored end, which a stat reports, is behind the
-// kernel's while bytes are held) and a buffered write can be refused after
-// a racing direct write at the end, so by default direct reads and writes
-// are made between phases, racing nothing.
+// the size shrink (the daemon's size is behind the kernel's while pages are
+// dirty) and a buffered write can be refused after a racing direct write at
+// the end, so by default direct reads and writes are made between phases,
+// racing nothing.
 std::vector<Op> PlanProcess(std::mt19937_64& rng, bool writer, int ops, bool race_direct) {
   auto pick = [&rng](uint64_t n) { return rng() % n; };
   std::vector<Op> plan;
