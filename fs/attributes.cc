@@ -68,7 +68,8 @@ Result<struct stat> Filesystem::StatFile(const Inode& inode, const hpfile::HPFil
   if (meta.uid) st.st_uid = *meta.uid;
   if (meta.gid) st.st_gid = *meta.gid;
   // A grow that write-back mode has not landed yet is the size already.
-  st.st_size = static_cast<off_t>(std::max(file.Size(), inode.writeback.grow_to.load(std::memory_order_relaxed)));
+  st.st_size = static_cast<off_t>(std::max({file.Size(), inode.writeback.grow_to.load(std::memory_order_relaxed),
+                                            inode.writeback.held_end.load(std::memory_order_relaxed)}));
   st.st_blksize = kFileBlockSize;
   st.st_rdev = 0;
 
@@ -178,6 +179,7 @@ Result<struct stat> Filesystem::SetAttr(InodeId id, const AttrChange& change, Fi
     // one meet again.
     inode.writeback.broken.reset();
     if (config_.writeback) {
+      TrimHeldLocked(inode, *change.size);
       if (auto deferred = DeferGrowLocked(inode, *file, *change.size); !deferred) {
         return std::unexpected(deferred.error());
       } else if (*deferred) {

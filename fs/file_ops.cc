@@ -126,6 +126,7 @@ Result<std::unique_ptr<FileHandle>> Filesystem::OpenFile(InodeId id, int flags) 
 Result<ReadPlan> Filesystem::Read(FileHandle& handle, uint64_t offset, size_t size) {
   auto file = handle.inode->File();
   if (!file) return Errno(EIO);
+  if (config_.writeback && offset + size > file->Size()) WaitForHeldBelow(*handle.inode, offset + size);
   auto plan = file->PlanRead(offset, size);
   if (!plan) return plan;
   // Short of the file's end (a range running into a lost segment): a short
@@ -167,7 +168,13 @@ Result<size_t> Filesystem::Write(FileHandle& handle, uint64_t offset, std::span<
 Result<void> Filesystem::Fsync(FileHandle& handle) {
   auto file = handle.inode->File();
   if (!file) return {};
-  if (config_.writeback) LandGrow(*handle.inode, *file);
+  // Write-back mode: the kernel sent its dirty pages before this; what it
+  // answered early must be stored (or have failed) before the sync.
+  Result<void> settled;
+  if (config_.writeback) {
+    LandGrow(*handle.inode, *file);
+    settled = SettleHeld(*handle.inode);
+  }
   const bool failed_before = file->SyncFailure().has_value();
   auto synced = file->Sync();
   if (!synced && !failed_before) {
@@ -179,7 +186,13 @@ Result<void> Filesystem::Fsync(FileHandle& handle) {
       spdlog::warn("{}: fsync failed: {}", file->dir(), synced.error().message());
     }
   }
-  return synced;
+  if (!synced) return synced;
+  return settled;
+}
+
+Result<void> Filesystem::Flush(FileHandle& handle) {
+  if (!config_.writeback || !handle.inode->File()) return {};
+  return SettleHeld(*handle.inode);
 }
 
 void Filesystem::Release(std::unique_ptr<FileHandle> handle) {

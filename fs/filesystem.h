@@ -277,7 +277,11 @@ class Filesystem {
   bool FinishCommit(uint64_t commit);
   // Called when a direct write is held, so that a commit comes soon.
   void SetCommitRequester(std::function<void()> request);
-  // Fails every held write with `error` (shutdown: their bytes cannot come).
+  // Close of a writer in write-back mode (FLUSH): the file's late error, if
+  // any (held bytes that were acknowledged and did not land).
+  [[nodiscard]] Result<void> Flush(FileHandle& handle);
+  // Fails every held write with `error` (shutdown: their bytes cannot come;
+  // acknowledged ones are logged as lost).
   void FailHeldWrites(std::error_code error);
 
   // Syncs every file the kernel knows (shutdown), with one syncfs of the
@@ -346,12 +350,34 @@ class Filesystem {
   using Completions = std::vector<std::pair<WriteDone, Result<size_t>>>;
   [[nodiscard]] Result<size_t> StoreWriteBackLocked(Inode& inode, hpfile::HPFile& file, uint64_t offset,
                                                     std::span<const std::byte> data);
+  // Counts `length` more held bytes, or EIO (logged once) past the bound.
+  [[nodiscard]] Result<void> ReserveHeldLocked(Inode& inode, uint64_t offset, uint64_t length);
   [[nodiscard]] Result<void> HoldLocked(Inode& inode, uint64_t offset, std::span<const std::byte> data, bool direct,
                                         WriteDone& done);
   HeldWrite TakeFirstHeldLocked(WritebackQueue& queue);
   void DrainHeldLocked(Inode& inode, hpfile::HPFile& file, Completions& completions);
   void BreakQueueLocked(Inode& inode, std::error_code error, Completions& completions);
-  void FailHeldLocked(WritebackQueue& queue, std::error_code error, Completions& completions);
+  void FailHeldLocked(Inode& inode, std::error_code error, Completions& completions);
+  // After `held` changed: wakes the waiters and notes where it ends.
+  void HeldChangedLocked(WritebackQueue& queue);
+  // Held bytes that were answered and will not land: logged with the range,
+  // and the file's late error from now on (WritebackQueue::late_error).
+  void RecordLateErrorLocked(Inode& inode, uint64_t offset, uint64_t length, std::error_code error);
+  // Truncate: held bytes at or past `size` are dropped with the kernel's pages.
+  void TrimHeldLocked(Inode& inode, uint64_t size);
+  void DropHeldBytesLocked(WritebackQueue& queue, uint64_t bytes);
+  // fsync and close of a writer: the kernel has sent what it had, so held
+  // bytes the gap in front of them does not reach soon never land; returns
+  // the file's late error, if any. Takes write_mu.
+  [[nodiscard]] Result<void> SettleHeld(Inode& inode);
+  // Waits (bounded) until `held` is false, with a commit asked for; false
+  // when it still holds. `lock` holds the inode's write_mu.
+  bool WaitForHeldLocked(WritebackQueue& queue, std::unique_lock<std::mutex>& lock,
+                         const std::function<bool()>& held);
+  // A read up to `end`: once their WRITE was acknowledged the kernel may read
+  // held bytes back from the daemon (a direct read, a page dropped from its
+  // cache), so those below `end` are waited for (bounded) first.
+  void WaitForHeldBelow(Inode& inode, uint64_t end);
   static void Complete(Completions& completions);
   // Truncate in write-back mode: true when `size` is above the stored end and
   // became a pending grow (WritebackQueue::grow_to); EFBIG past the largest size.

@@ -406,7 +406,12 @@ void OnWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t
   });
 }
 
-void OnFlush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+// Only write-back mode asks (fi->noflush): the kernel has written back the
+// file's pages by now, and the late error of bytes it was told were stored
+// reaches the writer here, at close.
+void OnFlush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  Guarded(req, [&] { ReplyVoid(req, Ctx(req).fs->Flush(*HandleOf(fi))); });
+}
 
 void OnRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   Guarded(req, [&] {

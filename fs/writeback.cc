@@ -10,7 +10,9 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <iterator>
 #include <utility>
 
 #include <spdlog/spdlog.h>
@@ -21,6 +23,12 @@
 namespace hpfs {
 
 using hpfile::Errno;
+
+// How long an fsync or close waits for the gap in front of held bytes. The
+// kernel has sent every page it had dirty before either, so only pages that
+// another writer dirtied since can still fill it; a commit is asked for to
+// bring those, and what is still held after this never comes.
+constexpr std::chrono::seconds kSettleWait{2};
 
 WritebackSplit SplitAtEnd(uint64_t offset, size_t length, uint64_t end) {
   WritebackSplit split;
@@ -122,8 +130,7 @@ void Filesystem::LandGrow(Inode& inode, hpfile::HPFile& file) {
 
 HeldWrite Filesystem::TakeFirstHeldLocked(WritebackQueue& queue) {
   auto node = queue.held.extract(queue.held.begin());
-  queue.held_bytes -= node.mapped().data.size();
-  held_bytes_.fetch_sub(node.mapped().data.size(), std::memory_order_relaxed);
+  DropHeldBytesLocked(queue, node.mapped().data.size());
   return std::move(node.mapped());
 }
 
@@ -135,9 +142,28 @@ void Filesystem::DrainHeldLocked(Inode& inode, hpfile::HPFile& file, Completions
     HeldWrite held = TakeFirstHeldLocked(queue);
     Result<size_t> stored = StoreWriteBackLocked(inode, file, offset, held.data);
     const bool extends = offset + held.data.size() > end_before;
-    completions.emplace_back(std::move(held.done), stored);
+    if (held.done) {
+      completions.emplace_back(std::move(held.done), stored);
+    } else if (!stored) {
+      RecordLateErrorLocked(inode, offset, held.data.size(), stored.error());
+    }
     if (!stored && extends) BreakQueueLocked(inode, stored.error(), completions);
   }
+  HeldChangedLocked(queue);
+}
+
+void Filesystem::HeldChangedLocked(WritebackQueue& queue) {
+  uint64_t end = 0;
+  for (const auto& [offset, held] : queue.held) end = std::max<uint64_t>(end, offset + held.data.size());
+  queue.held_end.store(end);
+  queue.drained.notify_all();
+}
+
+void Filesystem::RecordLateErrorLocked(Inode& inode, uint64_t offset, uint64_t length, std::error_code error) {
+  spdlog::error("{}: bytes [{}, {}) written back and acknowledged to the kernel are lost ({}); every fsync and "
+                "close of a writer of this file fails from now on, until the daemon restarts",
+                DisplayName(inode), offset, offset + length, error.message());
+  if (!inode.writeback.late_error) inode.writeback.late_error = error;
 }
 
 void Filesystem::BreakQueueLocked(Inode& inode, std::error_code error, Completions& completions) {
@@ -148,16 +174,94 @@ void Filesystem::BreakQueueLocked(Inode& inode, std::error_code error, Completio
                   DisplayName(inode), error.message());
   }
   queue.broken = error;
-  FailHeldLocked(queue, error, completions);
+  FailHeldLocked(inode, error, completions);
 }
 
-void Filesystem::FailHeldLocked(WritebackQueue& queue, std::error_code error, Completions& completions) {
+void Filesystem::FailHeldLocked(Inode& inode, std::error_code error, Completions& completions) {
+  WritebackQueue& queue = inode.writeback;
   for (auto& [offset, held] : queue.held) {
     held_bytes_.fetch_sub(held.data.size(), std::memory_order_relaxed);
-    completions.emplace_back(std::move(held.done), std::unexpected(error));
+    if (held.done) {
+      completions.emplace_back(std::move(held.done), std::unexpected(error));
+    } else {
+      RecordLateErrorLocked(inode, offset, held.data.size(), error);
+    }
   }
   queue.held.clear();
   queue.held_bytes = 0;
+  HeldChangedLocked(queue);
+}
+
+void Filesystem::TrimHeldLocked(Inode& inode, uint64_t size) {
+  WritebackQueue& queue = inode.writeback;
+  // The kernel waits for the write-back in flight before it truncates, and
+  // drops its pages past the new size: held bytes of the page cache there
+  // are no longer part of the file, as if written and then cut off. (A held
+  // direct write keeps its own rules: FinishCommit.)
+  for (auto it = queue.held.lower_bound(size); it != queue.held.end();) {
+    if (it->second.done) {
+      ++it;
+      continue;
+    }
+    DropHeldBytesLocked(queue, it->second.data.size());
+    it = queue.held.erase(it);
+  }
+  auto crossing = queue.held.lower_bound(size);
+  if (crossing != queue.held.begin()) {
+    auto& [offset, held] = *std::prev(crossing);
+    if (!held.done && offset + held.data.size() > size) {
+      const uint64_t cut = offset + held.data.size() - size;
+      held.data.resize(held.data.size() - cut);
+      DropHeldBytesLocked(queue, cut);
+    }
+  }
+  HeldChangedLocked(queue);
+}
+
+void Filesystem::DropHeldBytesLocked(WritebackQueue& queue, uint64_t bytes) {
+  queue.held_bytes -= bytes;
+  held_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+}
+
+bool Filesystem::WaitForHeldLocked(WritebackQueue& queue, std::unique_lock<std::mutex>& lock,
+                                   const std::function<bool()>& held) {
+  if (!held()) return true;
+  // The commit thread takes no lock of the Filesystem; asked without
+  // write_mu all the same, so that nothing can ever wait on it the other way.
+  lock.unlock();
+  RequestCommit();
+  lock.lock();
+  return queue.drained.wait_for(lock, kSettleWait, [&] { return !held(); });
+}
+
+void Filesystem::WaitForHeldBelow(Inode& inode, uint64_t end) {
+  WritebackQueue& queue = inode.writeback;
+  std::unique_lock lock(inode.write_mu);
+  // Still held after the wait: the read gets what is stored, and the bytes
+  // keep waiting (a read is no sign that the kernel sent everything).
+  (void)WaitForHeldLocked(queue, lock, [&queue, end] { return !queue.held.empty() && queue.held.begin()->first < end; });
+}
+
+Result<void> Filesystem::SettleHeld(Inode& inode) {
+  WritebackQueue& queue = inode.writeback;
+  const auto cached_held = [&queue] {
+    return std::ranges::any_of(queue.held, [](const auto& entry) { return !entry.second.done; });
+  };
+  std::unique_lock lock(inode.write_mu);
+  if (!WaitForHeldLocked(queue, lock, cached_held)) {
+    for (auto it = queue.held.begin(); it != queue.held.end();) {
+      if (it->second.done) {
+        ++it;
+        continue;
+      }
+      RecordLateErrorLocked(inode, it->first, it->second.data.size(), Errno(EIO).error());
+      DropHeldBytesLocked(queue, it->second.data.size());
+      it = queue.held.erase(it);
+    }
+    HeldChangedLocked(queue);
+  }
+  if (queue.late_error) return std::unexpected(*queue.late_error);
+  return {};
 }
 
 void Filesystem::Complete(Completions& completions) {
@@ -165,27 +269,50 @@ void Filesystem::Complete(Completions& completions) {
   completions.clear();
 }
 
+Result<void> Filesystem::ReserveHeldLocked(Inode& inode, uint64_t offset, uint64_t length) {
+  const uint64_t held = held_bytes_.load(std::memory_order_relaxed);
+  if (held + length > config_.reorder_bound) {
+    if (!reorder_bound_warned_.exchange(true)) {
+      spdlog::warn("{}: the write-back reorder buffer is full ({} bytes held out of order, the bound); a write "
+                   "of [{}, {}) fails with EIO",
+                   DisplayName(inode), held, offset, offset + length);
+    }
+    return Errno(EIO);
+  }
+  if (held + length <= config_.reorder_bound / 2) reorder_bound_warned_.store(false);
+  inode.writeback.held_bytes += length;
+  held_bytes_.fetch_add(length, std::memory_order_relaxed);
+  return {};
+}
+
 Result<void> Filesystem::HoldLocked(Inode& inode, uint64_t offset, std::span<const std::byte> data, bool direct,
                                     WriteDone& done) {
   WritebackQueue& queue = inode.writeback;
   if (queue.broken && !direct) return std::unexpected(*queue.broken);
-  if (queue.held.contains(offset)) return Errno(EIO);  // the kernel sends each page once at a time
-  const uint64_t held = held_bytes_.load(std::memory_order_relaxed);
-  if (held + data.size() > config_.reorder_bound) {
-    if (!reorder_bound_warned_.exchange(true)) {
-      spdlog::warn("{}: the write-back reorder buffer is full ({} bytes held out of order, the bound); a write "
-                   "of [{}, {}) fails with EIO",
-                   DisplayName(inode), held, offset, offset + data.size());
+  if (auto same = queue.held.find(offset); same != queue.held.end()) {
+    // The kernel sends a page once at a time, but an answered page can be
+    // dirtied by more appends and come again, longer, while still held.
+    HeldWrite& held = same->second;
+    if (direct || held.done) return Errno(EIO);
+    const size_t common = std::min(held.data.size(), data.size());
+    if (std::memcmp(held.data.data(), data.data(), common) != 0) {
+      spdlog::error("{}: refused a write of [{}, {}): it would change bytes written back before", DisplayName(inode),
+                    offset, offset + data.size());
+      return Errno(EPERM);
     }
-    return Errno(EIO);
+    if (data.size() > held.data.size()) {
+      if (auto r = ReserveHeldLocked(inode, offset, data.size() - held.data.size()); !r) return r;
+      held.data.insert(held.data.end(), data.begin() + static_cast<ptrdiff_t>(common), data.end());
+      HeldChangedLocked(queue);
+    }
+    return {};
   }
-  if (held + data.size() <= config_.reorder_bound / 2) reorder_bound_warned_.store(false);
+  if (auto r = ReserveHeldLocked(inode, offset, data.size()); !r) return r;
   HeldWrite entry{std::vector<std::byte>(data.begin(), data.end()), nullptr, direct,
                   commits_started_.load(std::memory_order_relaxed)};
-  entry.done = std::move(done);
-  queue.held_bytes += data.size();
-  held_bytes_.fetch_add(data.size(), std::memory_order_relaxed);
+  if (direct) entry.done = std::move(done);
   queue.held.emplace(offset, std::move(entry));
+  HeldChangedLocked(queue);
   return {};
 }
 
@@ -213,6 +340,7 @@ void Filesystem::WriteBack(FileHandle& handle, uint64_t offset, std::span<const 
       } else {
         answered = true;
         held_direct = direct;
+        if (cached) completions.emplace_back(std::move(done), data.size());
       }
     } else if (cached) {
       const uint64_t end_before = file->Size();
@@ -278,7 +406,7 @@ void Filesystem::FailHeldWrites(std::error_code error) {
     {
       std::lock_guard lock(inode->write_mu);
       if (auto file = inode->File()) LandGrowLocked(*inode, *file, completions);
-      FailHeldLocked(inode->writeback, error, completions);
+      FailHeldLocked(*inode, error, completions);
     }
     Complete(completions);
   }

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -28,9 +29,15 @@ using WriteDone = std::function<void(hpfile::Result<size_t>)>;
 
 // A WRITE that starts beyond the file's end: held, copied, until the bytes in
 // front of it come.
+//
+// One from the page cache was answered when it was held (`done` empty): the
+// kernel ends that page's write-back with the answer, and a write-back that
+// gathered the bytes in front of it may wait for exactly that, so an answer
+// kept until the gap fills can deadlock the kernel and the daemon. What goes
+// wrong with its bytes later becomes the file's late error (WritebackQueue).
 struct HeldWrite {
   std::vector<std::byte> data;
-  WriteDone done;
+  WriteDone done;  // empty: answered already
   // From a direct (uncached) handle: may be a write past the end on purpose,
   // whose gap is zeros, once a commit has shown no cached bytes fill it.
   bool direct = false;
@@ -45,6 +52,16 @@ struct WritebackQueue {
   // is ahead of the stored end and the bytes in between will not come again,
   // so later writes past the end fail the same way instead of waiting.
   std::optional<std::error_code> broken;
+  // Held bytes that were answered and then failed to land (an error when
+  // appended, a changed prefix, a gap that never filled). Sticky, like a
+  // failed fdatasync: every later fsync and close of a writer fails with it.
+  std::optional<std::error_code> late_error;
+  // Signalled whenever held writes leave `held`.
+  std::condition_variable drained;
+  // Where the held bytes end (0: none). The kernel's size is at least that,
+  // and a stat must not show it shrink. Written under write_mu; read
+  // without it for stat.
+  std::atomic<uint64_t> held_end{0};
   // A truncate to above the stored end, not yet landed (0: none). The kernel
   // answers it first and only then sends its dirty pages below the new size,
   // so zeros written at once would stand where those bytes belong. Landed

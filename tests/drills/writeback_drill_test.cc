@@ -6,7 +6,9 @@
 // (with generous slack) are there, and errors reach the writer at fsync.
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <sys/wait.h>
@@ -16,10 +18,12 @@
 #include <cstdlib>
 #include <random>
 #include <cerrno>
+#include <csignal>
 #include <chrono>
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -45,6 +49,77 @@ class WritebackDrill : public DrillTest {
     return ss.str();
   }
 };
+
+// Aborts the FUSE connection of the mount at `mountpoint`, so that every
+// process waiting in it returns (with ENOTCONN) instead of staying in D state.
+// Mounts fusectl first where nothing did. Returns what went wrong, if anything.
+std::optional<std::string> AbortConnection(const std::string& mountpoint, dev_t dev) {
+  const std::string connections = "/sys/fs/fuse/connections";
+  const std::string abort_file = connections + "/" + std::to_string(minor(dev)) + "/abort";
+  if (::access(abort_file.c_str(), W_OK) != 0 && ::mount("none", connections.c_str(), "fusectl", 0, nullptr) != 0) {
+    return "mounting fusectl: " + std::string(std::strerror(errno));
+  }
+  std::ofstream abort_out(abort_file);
+  abort_out << "1\n";
+  abort_out.flush();
+  if (!abort_out) return "cannot write " + abort_file + " (mount " + mountpoint + ")";
+  return std::nullopt;
+}
+
+// A logger's loop, in a child process: 400,000 appends of 128 bytes with
+// write(2) on one O_APPEND descriptor, then close. In write-back mode the
+// kernel writes the pages back in several passes at once (its own flusher,
+// the daemon's commit, the close), and a page can overtake the ones in front
+// of it; the daemon answers such a page at once, since the kernel may wait
+// for that answer before it sends the pages in front. A hang fails the test
+// and aborts the connection, so no process is left in D state.
+TEST_F(WritebackDrill, AppendLoopOfSmallWritesFinishesAndStoresEveryByte) {
+  Mount({"-o", "writeback,commit=1,segment_size=1M"});
+  struct stat mount_stat;
+  ASSERT_EQ(::stat(mnt_.c_str(), &mount_stat), 0) << std::strerror(errno);
+  constexpr long kCount = 400000;
+  constexpr size_t kSize = 128;
+  const std::string path = M("loop.log");
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0) << std::strerror(errno);
+  if (child == 0) {
+    // Only system calls here: the parent has threads.
+    char line[kSize];
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd < 0) ::_exit(10);
+    for (long i = 0; i < kCount; ++i) {
+      std::memset(line, 'a' + static_cast<int>(i % 26), kSize - 1);
+      line[kSize - 1] = '\n';
+      if (::write(fd, line, kSize) != static_cast<ssize_t>(kSize)) ::_exit(11);
+    }
+    ::_exit(::close(fd) == 0 ? 0 : 12);
+  }
+  const auto deadline = Clock::now() + seconds(120);
+  int status = 0;
+  pid_t reaped = 0;
+  while ((reaped = ::waitpid(child, &status, WNOHANG)) == 0 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (reaped == 0) {
+    const auto aborted = AbortConnection(mnt_, mount_stat.st_dev);
+    ::kill(child, SIGKILL);
+    ::waitpid(child, &status, 0);
+    KillDaemon();
+    FAIL() << "the append loop hung in write-back mode (connection aborted"
+           << (aborted ? ": " + *aborted : std::string()) << ")";
+  }
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "append loop status " << status;
+  std::string expected;
+  expected.reserve(kCount * kSize);
+  for (long i = 0; i < kCount; ++i) {
+    expected.append(kSize - 1, static_cast<char>('a' + i % 26));
+    expected.push_back('\n');
+  }
+  const std::string stored = ReadBack("loop.log");
+  ASSERT_EQ(stored.size(), expected.size());
+  const size_t mismatch = std::mismatch(stored.begin(), stored.end(), expected.begin()).first - stored.begin();
+  EXPECT_EQ(mismatch, stored.size()) << "the stored file differs from what was written at byte " << mismatch;
+}
 
 TEST_F(WritebackDrill, SigkillKeepsAPrefixWithEveryFsyncedLineAndEveryLineOlderThanTheCommit) {
   Mount({"-o", "writeback,commit=1,segment_size=1M"});

@@ -5,9 +5,11 @@
 #include <linux/falloc.h>
 
 #include <algorithm>
+#include <chrono>
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -141,8 +143,10 @@ TEST_F(WritebackTest, WriteBeyondTheEndIsHeldUntilTheGapFillsNeverZeroFilled) {
   // Two later pages overtake the one in front of them.
   Outcome* third = CachedWrite(12, "cccc");
   Outcome* second = CachedWrite(8, "bbbb");
-  EXPECT_FALSE(third->called);
-  EXPECT_FALSE(second->called);
+  // Answered at once (the kernel may be waiting for that answer before it
+  // sends the page in front), but not stored.
+  EXPECT_EQ(third->written, 4u);
+  EXPECT_EQ(second->written, 4u);
   EXPECT_EQ(Content(), "aaaa");
   EXPECT_EQ(fs_->HeldWriteBytes(), 8u);
   EXPECT_EQ(HeldOfFile(), 8u);
@@ -159,10 +163,10 @@ TEST_F(WritebackTest, WriteBeyondTheEndIsHeldUntilTheGapFillsNeverZeroFilled) {
 TEST_F(WritebackTest, HeldWriteOverlappingTheFilledEndIsComparedToo) {
   ASSERT_EQ(CachedWrite(0, "0123")->written, 4u);
   Outcome* late = CachedWrite(6, "67XY");
-  EXPECT_FALSE(late->called);
+  EXPECT_EQ(late->written, 4u);
+  EXPECT_EQ(Content(), "0123");
   // The gap filler brings 4..8; the held write re-sends 6..8 with different bytes.
   EXPECT_EQ(CachedWrite(4, "4567")->written, 4u);
-  EXPECT_EQ(late->written, 4u);
   EXPECT_EQ(Content(), "01234567XY");
 
   Outcome* wrong = CachedWrite(12, "zz");
@@ -178,13 +182,74 @@ TEST_F(WritebackTest, HeldWriteOverlappingTheFilledEndIsComparedToo) {
   EXPECT_EQ(Content(), "01234567XYabzzcdQQefRR");
 }
 
-TEST_F(WritebackTest, HeldWriteThatWouldChangeTheFilledBytesIsRefused) {
+TEST_F(WritebackTest, HeldWriteThatWouldChangeTheFilledBytesFailsTheNextFsyncAndClose) {
   ASSERT_EQ(CachedWrite(0, "0123")->written, 4u);
+  ASSERT_TRUE(fs_->Fsync(*handle_));
   Outcome* late = CachedWrite(6, "xx89");
+  EXPECT_EQ(late->written, 4u) << "answered when held";
   EXPECT_EQ(CachedWrite(4, "4567")->written, 4u);
-  ASSERT_TRUE(late->called);
-  EXPECT_EQ(late->error, EPERM);
+  // Nothing before the refused bytes is lost, and none of them is written.
   EXPECT_EQ(Content(), "01234567");
+  EXPECT_EQ(fs_->HeldWriteBytes(), 0u);
+  auto synced = fs_->Fsync(*handle_);
+  ASSERT_FALSE(synced);
+  EXPECT_EQ(synced.error().value(), EPERM);
+  auto flushed = fs_->Flush(*handle_);
+  ASSERT_FALSE(flushed);
+  EXPECT_EQ(flushed.error().value(), EPERM);
+  // Sticky, like a failed fdatasync.
+  EXPECT_FALSE(fs_->Fsync(*handle_));
+}
+
+TEST_F(WritebackTest, PageSentAgainWhileHeldGrowsTheHeldBytes) {
+  ASSERT_EQ(CachedWrite(0, "0123")->written, 4u);
+  EXPECT_EQ(CachedWrite(8, "89")->written, 2u);
+  // More appends dirtied the answered page and it came again, longer.
+  EXPECT_EQ(CachedWrite(8, "89ab")->written, 4u);
+  EXPECT_EQ(CachedWrite(8, "89")->written, 2u);
+  EXPECT_EQ(fs_->HeldWriteBytes(), 4u);
+  EXPECT_EQ(CachedWrite(8, "8Xab")->error, EPERM);
+  EXPECT_EQ(CachedWrite(4, "4567")->written, 4u);
+  EXPECT_EQ(Content(), "0123456789ab");
+  EXPECT_TRUE(fs_->Fsync(*handle_));
+}
+
+TEST_F(WritebackTest, FsyncGivesUpHeldBytesWhoseGapNeverFills) {
+  ASSERT_EQ(CachedWrite(0, "0123")->written, 4u);
+  EXPECT_EQ(CachedWrite(8, "89")->written, 2u);
+  // The kernel sent all it had before the fsync: 4..8 will not come.
+  auto synced = fs_->Fsync(*handle_);
+  ASSERT_FALSE(synced);
+  EXPECT_EQ(synced.error().value(), EIO);
+  EXPECT_EQ(fs_->HeldWriteBytes(), 0u);
+  EXPECT_EQ(Content(), "0123") << "never zeros in front of held bytes";
+  EXPECT_FALSE(fs_->Flush(*handle_));
+}
+
+TEST_F(WritebackTest, FsyncWaitsForTheGapInFrontOfHeldBytes) {
+  ASSERT_EQ(CachedWrite(0, "0123")->written, 4u);
+  EXPECT_EQ(CachedWrite(8, "89")->written, 2u);
+  std::thread filler([this] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_EQ(CachedWrite(4, "4567")->written, 4u);
+  });
+  auto synced = fs_->Fsync(*handle_);
+  filler.join();
+  EXPECT_TRUE(synced) << synced.error().message();
+  EXPECT_EQ(Content(), "0123456789");
+}
+
+TEST_F(WritebackTest, TruncateDropsHeldBytesPastTheNewSize) {
+  ASSERT_EQ(CachedWrite(0, "0123")->written, 4u);
+  EXPECT_EQ(CachedWrite(8, "89ab")->written, 4u);
+  EXPECT_EQ(CachedWrite(16, "gh")->written, 2u);
+  AttrChange change;
+  change.size = 10;
+  ASSERT_TRUE(fs_->SetAttr(handle_->inode->id, change, handle_.get()));
+  EXPECT_EQ(fs_->HeldWriteBytes(), 2u);
+  EXPECT_EQ(CachedWrite(4, "4567")->written, 4u);
+  EXPECT_EQ(Content(), "0123456789");
+  EXPECT_TRUE(fs_->Fsync(*handle_));
 }
 
 TEST_F(WritebackTest, ReorderBufferAtItsBoundFailsTheWriteWithEIO) {
@@ -194,47 +259,52 @@ TEST_F(WritebackTest, ReorderBufferAtItsBoundFailsTheWriteWithEIO) {
   Outcome* held = CachedWrite(4, "eeee");
   Outcome* also_held = CachedWrite(8, "iiii");
   Outcome* over = CachedWrite(12, "m");
-  EXPECT_FALSE(held->called);
-  EXPECT_FALSE(also_held->called);
-  ASSERT_TRUE(over->called);
-  EXPECT_EQ(over->error, EIO);
-  EXPECT_EQ(CachedWrite(1, "bcd")->written, 3u);
   EXPECT_EQ(held->written, 4u);
   EXPECT_EQ(also_held->written, 4u);
+  ASSERT_TRUE(over->called);
+  EXPECT_EQ(over->error, EIO);
+  EXPECT_EQ(fs_->HeldWriteBytes(), 8u);
+  EXPECT_EQ(CachedWrite(1, "bcd")->written, 3u);
   EXPECT_EQ(Content(), "abcdeeeeiiii");
 }
 
 TEST_F(WritebackTest, HeldWritesFailWhenTheWriteInFrontOfThemFails) {
   ASSERT_EQ(CachedWrite(0, "0123")->written, 4u);
-  Outcome* held = CachedWrite(8, "89");
+  EXPECT_EQ(CachedWrite(8, "89")->written, 2u);
   // The gap filler changes a stored byte: refused, and with it the bytes it
-  // was bringing, which the held write waits for.
+  // was bringing, which the held write waits for: lost, and said so.
   Outcome* filler = CachedWrite(2, "X34567");
   EXPECT_EQ(filler->error, EPERM);
-  ASSERT_TRUE(held->called);
-  EXPECT_EQ(held->error, EPERM);
   EXPECT_EQ(fs_->HeldWriteBytes(), 0u);
+  EXPECT_EQ(Content(), "0123");
+  EXPECT_EQ(fs_->Fsync(*handle_).error().value(), EPERM);
   // Later writes past the end fail at once rather than wait for ever...
   EXPECT_EQ(CachedWrite(10, "ab")->error, EPERM);
   // ...until a truncate brings the kernel's size and the stored one together.
   AttrChange change;
   change.size = 4;
   ASSERT_TRUE(fs_->SetAttr(handle_->inode->id, change, handle_.get()));
-  Outcome* after = CachedWrite(6, "67");
-  EXPECT_FALSE(after->called);
+  EXPECT_EQ(CachedWrite(6, "67")->written, 2u);
+  EXPECT_EQ(Content(), "0123");
   EXPECT_EQ(CachedWrite(4, "45")->written, 2u);
-  EXPECT_EQ(after->written, 2u);
   EXPECT_EQ(Content(), "01234567");
 }
 
-TEST_F(WritebackTest, FailHeldWritesAnswersEveryHeldWrite) {
+TEST_F(WritebackTest, FailHeldWritesAnswersDirectOnesAndFailsTheFsyncOfCachedOnes) {
+  auto direct = fs_->OpenFile(handle_->inode->id, O_WRONLY);
+  ASSERT_TRUE(direct);
   ASSERT_EQ(CachedWrite(0, "0")->written, 1u);
-  Outcome* held = CachedWrite(4, "4");
+  EXPECT_EQ(CachedWrite(4, "4")->written, 1u);
+  Outcome held_direct;
+  fs_->WriteBack(**direct, 8, Bytes("8"), /*cached=*/false, Caller{}, held_direct.Recorder());
+  EXPECT_FALSE(held_direct.called);
   fs_->FailHeldWrites(std::make_error_code(std::errc::io_error));
-  ASSERT_TRUE(held->called);
-  EXPECT_EQ(held->error, EIO);
+  ASSERT_TRUE(held_direct.called);
+  EXPECT_EQ(held_direct.error, EIO);
   EXPECT_EQ(fs_->HeldWriteBytes(), 0u);
   EXPECT_EQ(Content(), "0");
+  EXPECT_EQ(fs_->Fsync(*handle_).error().value(), EIO);
+  fs_->Release(std::move(*direct));
 }
 
 TEST_F(WritebackTest, DirectWriteBelowTheEndIsRefusedAtTheEndAppended) {
@@ -279,11 +349,11 @@ TEST_F(WritebackTest, DirectWritePastTheEndWaitsForCachedBytesThenForACommit) {
 
 TEST_F(WritebackTest, CommitNeverZeroFillsInFrontOfACachedWrite) {
   ASSERT_EQ(CachedWrite(0, "ab")->written, 2u);
-  Outcome* held = CachedWrite(8, "ij");
+  EXPECT_EQ(CachedWrite(8, "ij")->written, 2u);
   const uint64_t commit = fs_->BeginCommit();
   EXPECT_FALSE(fs_->FinishCommit(commit));
-  EXPECT_FALSE(held->called);
   EXPECT_EQ(Content(), "ab");
+  EXPECT_EQ(fs_->HeldWriteBytes(), 2u);
   fs_->FailHeldWrites(std::make_error_code(std::errc::io_error));
 }
 
