@@ -174,8 +174,8 @@ def small_appends(d, s, _hpfs):
     return n / elapsed, "writes/s"
 
 
-# Far above what a run takes; in write-back mode a close has been seen to hang
-# (docs/FILESYSTEM.md, "Known problem"), and a benchmark must still end.
+# Far above what a run takes: a mount that wedges (write-back mode once did,
+# docs/FILESYSTEM.md "Held writes") must still let the benchmark end.
 APPEND_LOOP_SECONDS = 300
 
 
