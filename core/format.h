@@ -4,12 +4,17 @@
 // holds no logic.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 
 namespace hpfile::format {
 
 inline constexpr int kVersion = 1;
+// A tiered file's meta (one with a file_id, see below) is of format 2; an
+// untiered file's stays format 1, so older versions keep reading it.
+inline constexpr int kTieredVersion = 2;
+inline constexpr bool SupportedVersion(uint64_t version) { return version == 1 || version == 2; }
 
 // An HPFile is a directory holding this file.
 inline constexpr std::string_view kMetaName = "hpfile.meta";
@@ -35,6 +40,14 @@ inline constexpr std::string_view kKeyUid = "uid";
 inline constexpr std::string_view kKeyGid = "gid";
 inline constexpr std::string_view kKeyRetainBytes = "retain_bytes";
 inline constexpr std::string_view kKeyRetainSeconds = "retain_seconds";
+// Format 2 only: the file's identity in object names, 32 lowercase hex digits.
+inline constexpr std::string_view kKeyFileId = "file_id";
+inline constexpr size_t kFileIdHexDigits = 32;
+
+// A tiered file's record of its segments in the object store
+// (core/tier_manifest.h), replaced as the meta is.
+inline constexpr std::string_view kRemoteManifestName = "hpfile.remote";
+inline constexpr std::string_view kRemoteManifestTempName = "hpfile.remote.tmp";
 
 // Names the daemon reserves at the top of a backing directory.
 inline constexpr std::string_view kLockName = ".hpfs.lock";

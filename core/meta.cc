@@ -34,6 +34,11 @@ std::string Quote(std::string_view text) {
 
 }  // namespace
 
+bool ValidFileId(std::string_view id) {
+  return id.size() == format::kFileIdHexDigits &&
+         id.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
+
 bool ValidSegmentSize(uint64_t segment_size) {
   return segment_size > 0 && segment_size <= format::kMaxSegmentSize;
 }
@@ -41,6 +46,7 @@ bool ValidSegmentSize(uint64_t segment_size) {
 std::expected<Meta, std::string> ParseMeta(std::string_view text) {
   Meta meta;
   bool has_format = false;
+  bool tiered_format = false;
   bool has_segment_size = false;
   std::set<std::string, std::less<>> seen;
   for (const KeyValueLine& line : SplitKeyValueLines(text)) {
@@ -56,11 +62,12 @@ std::expected<Meta, std::string> ParseMeta(std::string_view text) {
     if (key == format::kKeyFormat) {
       auto version = ParseUnsigned(value);
       if (!version) return fail("format is not a number");
-      if (*version != static_cast<uint64_t>(format::kVersion)) {
-        return fail("format " + std::string(value) + " is not supported (this version reads format " +
-                    std::to_string(format::kVersion) + ")");
+      if (!format::SupportedVersion(*version)) {
+        return fail("format " + std::string(value) + " is not supported (this version reads formats " +
+                    std::to_string(format::kVersion) + " and " + std::to_string(format::kTieredVersion) + ")");
       }
       has_format = true;
+      tiered_format = *version == static_cast<uint64_t>(format::kTieredVersion);
     } else if (key == format::kKeySegmentSize) {
       auto size = ParseUnsigned(value);
       if (!size || !ValidSegmentSize(*size)) return fail("segment_size must be 1.." + std::to_string(format::kMaxSegmentSize));
@@ -82,19 +89,28 @@ std::expected<Meta, std::string> ParseMeta(std::string_view text) {
       auto amount = ParseUnsigned(value);
       if (!amount) return fail("not a number");
       (key == format::kKeyRetainBytes ? meta.retain_bytes : meta.retain_seconds) = *amount;
+    } else if (key == format::kKeyFileId) {
+      if (!ValidFileId(value)) return fail("file_id must be 32 lowercase hex digits");
+      meta.file_id = std::string(value);
     } else {
       meta.unknown.emplace_back(std::string(key), std::string(value));
     }
   }
   if (!has_format) return std::unexpected(std::string("hpfile.meta has no format line"));
   if (!has_segment_size) return std::unexpected(std::string("hpfile.meta has no segment_size line"));
+  // The format says how to read the file: a format 1 meta naming a file id,
+  // or a format 2 one without, was not written by hpfs.
+  if (tiered_format != meta.file_id.has_value()) {
+    return std::unexpected(std::string(tiered_format ? "hpfile.meta of format 2 has no file_id line"
+                                                     : "hpfile.meta of format 1 has a file_id line"));
+  }
   return meta;
 }
 
 std::string SerializeMeta(const Meta& meta) {
   std::string text;
   auto line = [&](std::string_view key, const std::string& value) { AppendKeyValue(text, key, value); };
-  line(format::kKeyFormat, std::to_string(format::kVersion));
+  line(format::kKeyFormat, std::to_string(meta.file_id ? format::kTieredVersion : format::kVersion));
   line(format::kKeySegmentSize, std::to_string(meta.segment_size));
   line(format::kKeyHead, std::to_string(meta.head));
   if (meta.mode) {
@@ -106,6 +122,7 @@ std::string SerializeMeta(const Meta& meta) {
   if (meta.gid) line(format::kKeyGid, std::to_string(*meta.gid));
   if (meta.retain_bytes) line(format::kKeyRetainBytes, std::to_string(*meta.retain_bytes));
   if (meta.retain_seconds) line(format::kKeyRetainSeconds, std::to_string(*meta.retain_seconds));
+  if (meta.file_id) line(format::kKeyFileId, *meta.file_id);
   for (const auto& [key, value] : meta.unknown) line(key, value);
   return text;
 }

@@ -25,6 +25,9 @@ struct Meta {
   std::optional<uint32_t> gid;
   std::optional<uint64_t> retain_bytes;
   std::optional<uint64_t> retain_seconds;
+  // The identity a tiered file's objects are named by (format 2, see
+  // format::kKeyFileId); unset for an untiered file.
+  std::optional<std::string> file_id;
   // Keys this version does not know, kept in order and written back unchanged.
   std::vector<std::pair<std::string, std::string>> unknown;
 
@@ -35,6 +38,10 @@ struct Meta {
 // the offending line, for a damaged-file report.
 [[nodiscard]] std::expected<Meta, std::string> ParseMeta(std::string_view text);
 std::string SerializeMeta(const Meta& meta);
+
+// Whether `id` is a well-formed file id: format::kFileIdHexDigits lowercase
+// hex digits.
+bool ValidFileId(std::string_view id);
 
 // Checks a segment size for use: nonzero and at most format::kMaxSegmentSize.
 bool ValidSegmentSize(uint64_t segment_size);

@@ -50,6 +50,8 @@ Result<StoreScan> ScanStore(Io& io, const std::string& dir) {
       } else {
         scan.meta_error = meta.error();
       }
+    } else if (name == format::kRemoteManifestName) {
+      // A tiered file's; core/tier_manifest.h reads it.
     } else if (name.ends_with(format::kTempSuffix)) {
       scan.temp_files.push_back(name);
     } else if (LooksLikeSegment(name)) {
@@ -240,6 +242,8 @@ Result<RepairPlan> PlanRepair(Io& io, const std::string& dir, const StoreScan& s
     }
     const std::string lost = scan.has_meta ? "hpfile.meta does not parse (" + *scan.meta_error + ")"
                                            : std::string("hpfile.meta is missing");
+    // A format 2 meta names the file's objects by an id no rebuild can
+    // guess, so only a format 1 one is ever replaced.
     if (version && *version != static_cast<uint64_t>(format::kVersion)) {
       plan.unrepairable.push_back(lost + "; it is of format " + std::to_string(*version) +
                                   ", written by another version of hpfs: not replaced");

@@ -19,7 +19,8 @@ std::string FormatSegmentName(SegmentName name) {
 bool LooksLikeSegment(std::string_view file_name) { return file_name.ends_with(format::kSegmentSuffix); }
 
 bool MarksHPFileDirectory(std::string_view file_name) {
-  return file_name == format::kMetaName || file_name == format::kMetaTempName || LooksLikeSegment(file_name);
+  return file_name == format::kMetaName || file_name == format::kMetaTempName ||
+         file_name == format::kRemoteManifestName || LooksLikeSegment(file_name);
 }
 
 std::optional<SegmentName> ParseSegmentName(std::string_view file_name) {

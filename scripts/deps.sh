@@ -12,6 +12,7 @@ HPFS_DEPS=(
   libfuse3-dev
   libcurl4-openssl-dev
   libxml2-dev
+  zlib1g-dev
   libssl-dev
   python3-botocore
   fuse3

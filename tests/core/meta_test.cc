@@ -60,7 +60,7 @@ TEST(Meta, BadTextIsRejectedWithAReasonNamingTheLine) {
            Case{"", "no format"},
            Case{"segment_size=10\n", "no format"},
            Case{"format=1\n", "no segment_size"},
-           Case{"format=2\nsegment_size=10\n", "format 2 is not supported"},
+           Case{"format=3\nsegment_size=10\n", "format 3 is not supported"},
            Case{"format=1\nsegment_size=0\n", "line 2"},
            Case{"format=1\nsegment_size=abc\n", "segment_size"},
            Case{"format=1\nsegment_size=10\nhead=-1\n", "head"},

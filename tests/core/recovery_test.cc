@@ -555,7 +555,7 @@ TEST_F(DamagedTest, EmptyMetaIsDamaged) {
 }
 
 TEST_F(DamagedTest, MetaWithUnsupportedFormatIsDamaged) {
-  WriteMetaText("format=2\nsegment_size=16\nhead=0\n");
+  WriteMetaText("format=3\nsegment_size=16\nhead=0\n");
   WriteSegment(0, 16, 16);
   WriteSegment(16, 16, 5);
   OpenDamaged([&](HPFile& file) {
