@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 
 #include "core/format.h"
@@ -21,6 +22,7 @@ namespace {
 constexpr std::string_view kKeyFormat = "format";
 constexpr std::string_view kKeyFileId = "file_id";
 constexpr std::string_view kKeyChunkSize = "chunk_size";
+constexpr std::string_view kKeyHead = "head";
 constexpr std::string_view kKeySegment = "segment";
 constexpr std::string_view kKeyDeleting = "deleting";
 // The largest chunk size a manifest may name: a chunk is read into memory whole.
@@ -158,8 +160,9 @@ std::string SerializeManifest(const Manifest& manifest) {
   AppendKeyValue(text, kKeyFormat, std::to_string(kManifestVersion));
   AppendKeyValue(text, kKeyFileId, manifest.file_id);
   AppendKeyValue(text, kKeyChunkSize, std::to_string(manifest.chunk_size));
+  AppendKeyValue(text, kKeyHead, std::to_string(manifest.head));
   for (const RemoteSegment& s : manifest.segments) {
-    std::string value = StrCat(Hex64(s.base, 1), " ", Hex64(s.capacity, 1), " ", s.size, " ", s.etag, " ");
+    std::string value = StrCat(Hex64(s.base, 1), " ", Hex64(s.capacity, 1), " ", s.size, " ", s.last_write, " ", s.etag, " ");
     for (size_t i = 0; i < s.chunk_crcs.size(); ++i) {
       if (i > 0) value += ',';
       value += Hex64(s.chunk_crcs[i], 8);
@@ -202,17 +205,24 @@ std::expected<Manifest, std::string> ParseManifest(std::string_view text) {
       if (!size || *size == 0 || *size > kMaxChunkSize) return fail("chunk_size must be 1..64 MiB");
       manifest.chunk_size = *size;
       has_chunk_size = true;
+    } else if (line.key == kKeyHead) {
+      auto head = ParseUnsigned(line.value);
+      if (!head || *head > format::kMaxSlotEnd) return fail("head is not a valid offset");
+      manifest.head = *head;
     } else if (line.key == kKeySegment) {
       if (!has_chunk_size) return fail("segment before chunk_size");
       const auto fields = SplitSpaces(line.value);
-      if (fields.size() != 5) return fail("a segment is BASE CAPACITY SIZE ETAG CRCS");
+      if (fields.size() != 6) return fail("a segment is BASE CAPACITY SIZE LAST_WRITE ETAG CRCS");
       auto slot = ParseSlot(fields[0], fields[1]);
       auto size = ParseUnsigned(fields[2]);
+      auto last_write = ParseUnsigned(fields[3]);
       if (!slot) return fail("bad base or capacity");
       if (!size || *size == 0 || *size > slot->capacity) return fail("size must be 1..capacity");
-      if (fields[3].empty()) return fail("empty ETag");
-      RemoteSegment s{.base = slot->base, .capacity = slot->capacity, .size = *size, .etag = std::string(fields[3])};
-      std::string_view crcs = fields[4];
+      if (!last_write || *last_write > static_cast<uint64_t>(INT64_MAX)) return fail("bad last write time");
+      if (fields[4].empty()) return fail("empty ETag");
+      RemoteSegment s{.base = slot->base, .capacity = slot->capacity, .size = *size,
+                      .last_write = static_cast<int64_t>(*last_write), .etag = std::string(fields[4])};
+      std::string_view crcs = fields[5];
       while (!crcs.empty()) {
         const size_t comma = crcs.find(',');
         auto crc = ParseUnsigned32(crcs.substr(0, comma), 16);
@@ -222,6 +232,7 @@ std::expected<Manifest, std::string> ParseManifest(std::string_view text) {
         crcs.remove_prefix(comma + 1);
       }
       if (s.chunk_crcs.size() != ChunkCount(s.size, manifest.chunk_size)) return fail("checksum count does not match the size");
+      if (s.slot_end() <= manifest.head) return fail("segment wholly below the head");
       if (!manifest.segments.empty() && manifest.segments.back().slot_end() > s.base) {
         return fail("segments out of order or overlapping");
       }

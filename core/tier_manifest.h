@@ -44,7 +44,10 @@ struct RemoteSegment {
   uint64_t capacity = 0;
   // Bytes the object holds: the segment's length when it was sealed.
   uint64_t size = 0;
-  // As the store returned it, without quotes.
+  // The segment file's last write (mtime, seconds since the epoch), for the
+  // age limit of the total retention.
+  int64_t last_write = 0;
+  // As the store returned it, without quotes or spaces.
   std::string etag;
   // CRC-32 (zlib's) of each chunk_size piece of the object, the last one
   // possibly shorter: ceil(size / chunk_size) values.
@@ -58,6 +61,9 @@ struct RemoteSegment {
 struct Manifest {
   std::string file_id;
   uint64_t chunk_size = kDefaultTierChunkSize;
+  // The file's head: below the HPFile's own (local) head once segments are
+  // remote, since the HPFile holds only the local range.
+  uint64_t head = 0;
   // Remote segments, in base order, slots not overlapping.
   std::vector<RemoteSegment> segments;
   // Objects dropped from the file (by a prune or retention) whose deletion

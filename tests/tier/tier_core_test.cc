@@ -15,7 +15,10 @@
 #include "core/hpfile.h"
 #include "core/meta.h"
 #include "core/text_file.h"
+#include "core/tier_cache.h"
 #include "core/tier_manifest.h"
+#include "core/tier_uploader.h"
+#include "core/tiered_file.h"
 #include "tests/core/test_util.h"
 
 namespace hpfile::testing {
@@ -24,8 +27,9 @@ namespace {
 constexpr std::string_view kId = "0123456789abcdef0123456789abcdef";
 
 Manifest SampleManifest() {
-  Manifest m{.file_id = std::string(kId), .chunk_size = 4};
-  m.segments.push_back({.base = 0, .capacity = 16, .size = 16, .etag = "e1", .chunk_crcs = {1, 2, 3, 4}});
+  Manifest m{.file_id = std::string(kId), .chunk_size = 4, .head = 3};
+  m.segments.push_back(
+      {.base = 0, .capacity = 16, .size = 16, .last_write = 1700000000, .etag = "e1", .chunk_crcs = {1, 2, 3, 4}});
   m.segments.push_back({.base = 16, .capacity = 16, .size = 9, .etag = "e2-2", .chunk_crcs = {5, 6, 0xffffffff}});
   m.deleting.push_back({.base = 0x100, .capacity = 0x10});
   return m;
@@ -49,10 +53,11 @@ TEST(TierManifest, DamagedTextIsRejectedWithTheLine) {
            {"format=1\nchunk_size=4\n", "no file_id"},
            {"format=1\nfile_id=XYZ\n", "file_id"},
            {"format=1\nfile_id=" + std::string(kId) + "\nchunk_size=0\n", "chunk_size"},
-           {"format=1\nfile_id=" + std::string(kId) + "\nchunk_size=4\nsegment=0 10 16 e 1,2,3\n", "checksum count"},
-           {"format=1\nfile_id=" + std::string(kId) + "\nchunk_size=4\nsegment=0 10 17 e 1,2,3,4,5\n", "size"},
-           {"format=1\nfile_id=" + std::string(kId) + "\nchunk_size=4\nsegment=10 10 1 e 1\nsegment=0 10 1 e 1\n",
+           {"format=1\nfile_id=" + std::string(kId) + "\nchunk_size=4\nsegment=0 10 16 0 e 1,2,3\n", "checksum count"},
+           {"format=1\nfile_id=" + std::string(kId) + "\nchunk_size=4\nsegment=0 10 17 0 e 1,2,3,4,5\n", "size"},
+           {"format=1\nfile_id=" + std::string(kId) + "\nchunk_size=4\nsegment=10 10 1 0 e 1\nsegment=0 10 1 0 e 1\n",
             "out of order"},
+           {"format=1\nfile_id=" + std::string(kId) + "\nchunk_size=4\nhead=16\nsegment=0 10 1 0 e 1\n", "below the head"},
            {good + "bogus=1\n", "unknown key"},
            {good + "garbage\n", "not key=value"},
        }) {
@@ -151,5 +156,318 @@ TEST(TierFileId, EnsureFileIdGivesOneOnceAndItSurvivesReopen) {
   EXPECT_NE(*other, id);
 }
 
+
+// ---- the uploader and TieredFile -----------------------------------------------------------
+
+constexpr uint64_t kSeg = 4096;
+constexpr uint64_t kChunk = 1024;
+
+// One tiered HPFile over the fake store, reopened at will as after a crash.
+class Tier : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = tmp_.path();
+    config_.store = &store_;
+    config_.prefix = "bucket/pre";
+    config_.chunk_size = kChunk;
+    config_.upload = UploadOptions{.multipart_threshold = 2 * kChunk, .part_size = kChunk};
+    config_.retry = TierRetry{.max_attempts = 4, .sleep = [this](std::chrono::milliseconds d) {
+                                sleeps_.push_back(d);
+                              }};
+  }
+
+  std::string dir() const { return root_ + "/f"; }
+
+  // Opens the HPFile (through `io`) and the TieredFile over it.
+  void Open(Io* io = nullptr) {
+    tiered_.reset();
+    cache_.reset();
+    file_.reset();
+    Options options{.io = io};
+    options.initial_meta.segment_size = kSeg;
+    auto file = HPFile::Open(dir(), options);
+    ASSERT_TRUE(file) << file.error().message();
+    file_ = std::move(*file);
+    auto cache = ChunkCache::Open(config_, ChunkCacheOptions{.dir = root_ + "/cache",
+                                                             .capacity_bytes = cache_capacity_,
+                                                             .readahead_chunks = 4,
+                                                             .max_attempts = 3,
+                                                             .log = [this](const std::string& l) { log_.push_back(l); },
+                                                             .io = io});
+    ASSERT_TRUE(cache) << cache.error().message();
+    cache_ = std::move(*cache);
+    auto tiered = TieredFile::Open(*file_, TieredFileOptions{.config = config_, .source = cache_.get(), .io = io});
+    ASSERT_TRUE(tiered) << tiered.error().message;
+    tiered_ = std::move(*tiered);
+  }
+  void Close() {
+    tiered_.reset();
+    cache_.reset();
+    file_.reset();
+  }
+
+  void AppendPattern(uint64_t bytes) {
+    const uint64_t start = file_->Size();
+    ASSERT_TRUE(file_->Append(PatternBytes(start, bytes)));
+  }
+
+  // The whole file through the TieredFile, in reads of `piece` bytes.
+  void ExpectContent(uint64_t size, size_t piece = 700) {
+    ASSERT_EQ(tiered_->Size(), size);
+    const uint64_t head = tiered_->Head();
+    std::vector<std::byte> got;
+    for (uint64_t off = head; off < size;) {
+      std::vector<std::byte> buf(piece);
+      auto n = tiered_->ReadAt(off, buf);
+      ASSERT_TRUE(n) << "at " << off << ": " << n.error().message();
+      ASSERT_GT(*n, 0u) << "at " << off;
+      got.insert(got.end(), buf.begin(), buf.begin() + static_cast<long>(*n));
+      off += *n;
+    }
+    ASSERT_TRUE(got == PatternBytes(head, size - head)) << "content differs from the pattern";
+  }
+
+  TierResult<RemoteCheckReport> Check(bool repair = false) {
+    return CheckRemote(config_, {tiered_->GetManifest()}, repair);
+  }
+
+  TempDir tmp_;
+  std::string root_;
+  FakeObjectStore store_;
+  TierStoreConfig config_;
+  std::vector<std::chrono::milliseconds> sleeps_;
+  std::vector<std::string> log_;
+  uint64_t cache_capacity_ = 1 << 20;
+  std::unique_ptr<HPFile> file_;
+  std::unique_ptr<ChunkCache> cache_;
+  std::unique_ptr<TieredFile> tiered_;
+};
+
+TEST(TierPolicy, OffloadsOldestSealedSegmentsWithoutGapsNeverTheTail) {
+  std::vector<SegmentInfo> segments;
+  for (uint64_t i = 0; i < 4; ++i) segments.push_back({.base = i * 10, .capacity = 10, .length = 10});
+  segments.back().length = 5;  // the tail
+  const uint64_t size = 35;
+  auto bases = [](const std::vector<SegmentInfo>& chosen) {
+    std::vector<uint64_t> out;
+    for (const auto& s : chosen) out.push_back(s.base);
+    return out;
+  };
+  auto age = [](const SegmentInfo& s) -> int64_t { return s.base == 10 ? 50 : 1000; };
+  EXPECT_TRUE(SegmentsToOffload(segments, size, {}, 2000, age).empty());
+  EXPECT_EQ(bases(SegmentsToOffload(segments, size, {.retain_bytes = 15}, 0, age)), (std::vector<uint64_t>{0, 10}));
+  EXPECT_EQ(bases(SegmentsToOffload(segments, size, {.retain_bytes = 0}, 0, age)), (std::vector<uint64_t>{0, 10, 20}));
+  // The age limit lets segment 10 go but not 0: nothing goes, so what stays
+  // local stays one range.
+  EXPECT_TRUE(SegmentsToOffload(segments, size, {.retain_seconds = 100}, 200, age).empty());
+  EXPECT_EQ(bases(SegmentsToOffload(segments, size, {.retain_seconds = 100}, 2000, age)),
+            (std::vector<uint64_t>{0, 10, 20}));
+}
+
+TEST_F(Tier, OffloadKeepsTheLocalLimitAndEveryByteReadsBack) {
+  Open();
+  AppendPattern(5 * kSeg + 100);
+  auto done = tiered_->OffloadDue({.retain_bytes = 2 * kSeg}, 0);
+  ASSERT_TRUE(done) << done.error().message;
+  EXPECT_EQ(*done, 3u);
+  const TierStats stats = tiered_->Stats();
+  EXPECT_EQ(stats.remote_segments, 3u);
+  EXPECT_EQ(stats.remote_bytes, 3 * kSeg);
+  EXPECT_EQ(stats.local_segments, 3u);
+  EXPECT_EQ(file_->Head(), 3 * kSeg);
+  EXPECT_EQ(tiered_->Head(), 0u);
+  EXPECT_EQ(store_.ObjectCount(), 3u);
+  const std::string id = tiered_->file_id();
+  EXPECT_TRUE(store_.Head("bucket/pre/" + id + "/0000000000000000-1000.seg"));
+  EXPECT_TRUE(store_.Head("bucket/pre/" + id + "/0000000000002000-1000.seg"));
+  // Multipart above the threshold, parts of one chunk each.
+  EXPECT_EQ(store_.Calls(StoreOp::kUploadPart), 3 * kSeg / kChunk);
+  ExpectContent(5 * kSeg + 100);
+  // A second pass finds nothing more to do; the tail never goes.
+  ASSERT_TRUE(tiered_->OffloadDue({.retain_bytes = 2 * kSeg}, 0));
+  EXPECT_EQ(tiered_->Stats().remote_segments, 3u);
+  ASSERT_TRUE(tiered_->OffloadDue({.retain_bytes = 0}, 0));
+  EXPECT_EQ(tiered_->Stats().remote_segments, 5u);
+  EXPECT_EQ(tiered_->Stats().local_segments, 1u);
+  auto none = tiered_->OffloadOldest();
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(*none);
+  // Appends go on locally.
+  AppendPattern(kSeg);
+  ExpectContent(6 * kSeg + 100, 4096);
+
+  // Reopen: the manifest and the cache are both still there.
+  Open();
+  const uint64_t gets = store_.Calls(StoreOp::kGet);
+  ExpectContent(6 * kSeg + 100, 1500);
+  EXPECT_EQ(store_.Calls(StoreOp::kGet), gets) << "cached chunks were fetched again";
+  EXPECT_GT(cache_->stats().hits, 0u);
+  auto report = Check();
+  ASSERT_TRUE(report);
+  EXPECT_TRUE(report->ok());
+  // The meta is format 2 now, naming the id.
+  auto meta = ReadMetaText(PosixIo::Default(), dir());
+  ASSERT_TRUE(meta);
+  EXPECT_THAT(*meta, ::testing::HasSubstr("file_id=" + id));
+}
+
+TEST_F(Tier, SmallSegmentsGoAsOnePut) {
+  config_.upload.multipart_threshold = kSeg;
+  Open();
+  AppendPattern(2 * kSeg);
+  ASSERT_TRUE(tiered_->OffloadOldest());
+  EXPECT_EQ(store_.Calls(StoreOp::kPut), 1u);
+  EXPECT_EQ(store_.Calls(StoreOp::kUploadPart), 0u);
+  ExpectContent(2 * kSeg);
+}
+
+TEST_F(Tier, RetryableStoreErrorsAreRetriedWithBoundedBackoff) {
+  Open();
+  AppendPattern(2 * kSeg);
+  store_.FailNext(3, StoreErrorClass::kRetryable, StoreOp::kUploadPart);
+  auto one = tiered_->OffloadOldest();
+  ASSERT_TRUE(one) << one.error().message;
+  EXPECT_TRUE(*one);
+  ASSERT_EQ(sleeps_.size(), 3u);
+  EXPECT_EQ(sleeps_[1], 2 * sleeps_[0]);
+  ExpectContent(2 * kSeg);
+}
+
+TEST_F(Tier, AStoreThatStaysDownOrRefusesLeavesTheLocalCopy) {
+  Open();
+  AppendPattern(3 * kSeg);
+  for (auto error_class : {StoreErrorClass::kRetryable, StoreErrorClass::kPermanent}) {
+    sleeps_.clear();
+    store_.FailNext(1000, error_class);
+    auto one = tiered_->OffloadOldest();
+    ASSERT_FALSE(one);
+    EXPECT_EQ(one.error().retryable, error_class == StoreErrorClass::kRetryable);
+    EXPECT_LE(sleeps_.size(), 3u) << "attempts are bounded";
+    store_.FailNext(0, error_class);
+    EXPECT_EQ(file_->Head(), 0u);
+    EXPECT_EQ(tiered_->Stats().remote_segments, 0u);
+    EXPECT_EQ(store_.PendingUploads(), 0u);
+    // Appends and reads of local data go on.
+    AppendPattern(10);
+    ExpectContent(file_->Size());
+  }
+  Open();
+  ExpectContent(file_->Size());
+  ASSERT_TRUE(tiered_->OffloadOldest());
+  ExpectContent(file_->Size());
+}
+
+// The object stored but its HEAD failing, and the other remote steps: the
+// local copy stays, and what a failure left in the bucket is an orphan the
+// check finds and the next upload replaces.
+TEST_F(Tier, EachRemoteStepFailingIsConsistent) {
+  for (StoreOp op : {StoreOp::kCreateMultipart, StoreOp::kUploadPart, StoreOp::kComplete, StoreOp::kHead}) {
+    SCOPED_TRACE(static_cast<int>(op));
+    Open();
+    if (file_->Size() == 0) AppendPattern(3 * kSeg);
+    const uint64_t head = file_->Head();
+    const size_t remote = tiered_->Stats().remote_segments;
+    store_.FailNext(1, StoreErrorClass::kPermanent, op);
+    auto one = tiered_->OffloadOldest();
+    ASSERT_FALSE(one);
+    EXPECT_EQ(file_->Head(), head);
+    EXPECT_EQ(tiered_->Stats().remote_segments, remote);
+    Open();  // as after a crash at this point
+    ExpectContent(3 * kSeg);
+    auto report = Check();
+    ASSERT_TRUE(report);
+    EXPECT_TRUE(report->missing.empty());
+    EXPECT_EQ(report->orphans.size(), op == StoreOp::kHead ? 1u : 0u);
+    auto again = tiered_->OffloadOldest();
+    ASSERT_TRUE(again) << again.error().message;
+    report = Check();
+    ASSERT_TRUE(report);
+    EXPECT_TRUE(report->ok());
+    ExpectContent(3 * kSeg);
+    if (tiered_->Stats().local_segments < 2) break;
+  }
+}
+
+// Every local step of an offload (reading the segment, the manifest's temp
+// file, its sync, the rename, the directory sync, the prune's unlink)
+// failing, then a power loss: the file reopens whole, nothing the manifest
+// names is missing, and the offload completes on the next try.
+TEST_F(Tier, EachLocalStepFailingThenPowerLossLosesNothing) {
+  for (int err : {EIO, ENOSPC}) {
+    for (uint64_t n = 1;; ++n) {
+      SCOPED_TRACE("call " + std::to_string(n) + " fails with " + std::to_string(err));
+      TempDir fresh;
+      root_ = fresh.path();  // each round from scratch
+      FakeObjectStore store;
+      config_.store = &store;
+      FaultIo io;
+      ASSERT_TRUE(EnsureDirectory(io, dir(), true));
+      io.TrackDurability(root_);
+      Open(&io);
+      AppendPattern(2 * kSeg + 10);
+      ASSERT_TRUE(file_->Sync());
+      io.FailNthCall(n, err, kAllIoOps);
+      auto one = tiered_->OffloadOldest();
+      const bool fired = io.Fired();
+      io.Heal();
+      Close();
+      ASSERT_TRUE(io.DropUnsyncedData());
+      Open(&io);
+      ExpectContent(2 * kSeg + 10);
+      auto report = Check();
+      ASSERT_TRUE(report);
+      EXPECT_TRUE(report->missing.empty()) << report->missing.front();
+      EXPECT_TRUE(report->wrong_size.empty());
+      if (!fired) {
+        ASSERT_TRUE(one);
+        EXPECT_EQ(tiered_->Stats().remote_segments, 1u);
+        Close();
+        break;
+      }
+      // The failure may have come after the manifest was written (its
+      // directory sync): then the segment is remote already.
+      const uint64_t remote = tiered_->Stats().remote_segments;
+      ASSERT_LE(remote, 1u);
+      EXPECT_EQ(file_->Head(), remote * kSeg);
+      auto again = tiered_->OffloadOldest();
+      ASSERT_TRUE(again) << again.error().message;
+      EXPECT_EQ(tiered_->Stats().remote_segments, remote + 1);
+      EXPECT_EQ(file_->Head(), (remote + 1) * kSeg);
+      ExpectContent(2 * kSeg + 10);
+      Close();
+      ASSERT_LT(n, 200u);
+    }
+  }
+  config_.store = &store_;
+}
+
+// A crash after the manifest names the segment but before its local copy
+// went: reopening removes the copy.
+TEST_F(Tier, ReopenFinishesAnOffloadTheCrashInterrupted) {
+  Open();
+  AppendPattern(2 * kSeg);
+  ASSERT_TRUE(tiered_->OffloadOldest());
+  const Manifest manifest = tiered_->GetManifest();
+  Close();
+  // Put the state back as it was before the prune: the segment file back,
+  // the meta's head at 0.
+  {
+    auto file = HPFile::Open(dir());
+    ASSERT_TRUE(file);
+  }
+  const std::string seg0 = dir() + "/" + FormatSegmentName({.base = 0, .capacity = kSeg});
+  WriteFileBytes(seg0, PatternBytes(0, kSeg));
+  auto meta_text = ReadMetaText(PosixIo::Default(), dir());
+  ASSERT_TRUE(meta_text);
+  auto meta = ParseMeta(*meta_text);
+  ASSERT_TRUE(meta);
+  meta->head = 0;
+  ASSERT_TRUE(WriteMetaAtomically(PosixIo::Default(), dir(), *meta));
+  Open();
+  EXPECT_EQ(file_->Head(), kSeg);
+  EXPECT_FALSE(std::filesystem::exists(seg0));
+  EXPECT_EQ(tiered_->GetManifest(), manifest);
+  ExpectContent(2 * kSeg);
+}
 }  // namespace
 }  // namespace hpfile::testing
