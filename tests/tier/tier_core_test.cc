@@ -469,5 +469,205 @@ TEST_F(Tier, ReopenFinishesAnOffloadTheCrashInterrupted) {
   EXPECT_EQ(tiered_->GetManifest(), manifest);
   ExpectContent(2 * kSeg);
 }
+
+// ---- the chunk cache -------------------------------------------------------------------------
+
+TEST_F(Tier, ShortOrWrongAnswersAreFetchedAgainThenEIOWithTheObjectNamed) {
+  Open();
+  AppendPattern(2 * kSeg);
+  ASSERT_TRUE(tiered_->OffloadOldest());
+  Open();
+  store_.CorruptNextGets(1);
+  store_.ShortenNextGets(1);
+  ExpectContent(2 * kSeg);
+  EXPECT_GE(cache_->stats().bad_chunks, 1u);
+  EXPECT_TRUE(log_.empty());
+
+  cache_->Forget(tiered_->file_id(), {.base = 0, .capacity = kSeg});
+  store_.CorruptNextGets(100);
+  std::vector<std::byte> buf(10);
+  // Not where a sequential reader goes next: one chunk per GET, every one
+  // damaged.
+  auto read = tiered_->ReadAt(kChunk + 5, buf);
+  ASSERT_FALSE(read);
+  EXPECT_TRUE(IsErrno(read.error(), EIO));
+  ASSERT_EQ(log_.size(), 1u);
+  EXPECT_THAT(log_[0], ::testing::HasSubstr(TierObjectKey(config_.prefix, tiered_->file_id(), {0, kSeg})));
+  EXPECT_THAT(log_[0], ::testing::HasSubstr("checksum"));
+  // The local range is not affected.
+  auto local = tiered_->ReadAt(kSeg + 5, buf);
+  ASSERT_TRUE(local);
+  EXPECT_EQ(*local, 10u);
+  store_.CorruptNextGets(0);
+  ExpectContent(2 * kSeg);
+
+  // A store that refuses (403) fails at once, without retries of the fetch.
+  cache_->Forget(tiered_->file_id(), {.base = 0, .capacity = kSeg});
+  const uint64_t gets = store_.Calls(StoreOp::kGet);
+  store_.FailNext(1, StoreErrorClass::kPermanent, StoreOp::kGet);
+  ASSERT_FALSE(tiered_->ReadAt(0, buf));
+  EXPECT_EQ(store_.Calls(StoreOp::kGet), gets + 1);
+}
+
+TEST_F(Tier, ACachedChunkDamagedOnDiskIsCheckedOnceAndFetchedAgain) {
+  Open();
+  AppendPattern(2 * kSeg);
+  ASSERT_TRUE(tiered_->OffloadOldest());
+  ExpectContent(2 * kSeg);
+  Close();
+  // Damage every cached chunk as a power loss might (not synced).
+  size_t damaged = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(root_ + "/cache")) {
+    auto bytes = ReadFileBytes(entry.path());
+    bytes[bytes.size() / 2] ^= std::byte{1};
+    WriteFileBytes(entry.path(), bytes);
+    ++damaged;
+  }
+  EXPECT_EQ(damaged, kSeg / kChunk);
+  // A temp file of an interrupted fill goes at open.
+  WriteFileBytes(root_ + "/cache/x.chunk.1.tmp", PatternBytes(0, 3));
+  Open();
+  EXPECT_FALSE(std::filesystem::exists(root_ + "/cache/x.chunk.1.tmp"));
+  ExpectContent(2 * kSeg);
+  EXPECT_EQ(cache_->stats().bad_chunks, damaged);
+}
+
+TEST_F(Tier, CacheStaysWithinItsCapacityLeastRecentlyUsedFirst) {
+  cache_capacity_ = 3 * kChunk;
+  Open();
+  AppendPattern(3 * kSeg);
+  ASSERT_TRUE(tiered_->OffloadDue({.retain_bytes = 0}, 0));
+  ExpectContent(3 * kSeg);
+  EXPECT_LE(cache_->stats().bytes, 3 * kChunk);
+  EXPECT_EQ(cache_->stats().chunks, 3u);
+  // The newest chunks were kept: re-reading the last remote chunk is a hit.
+  const uint64_t gets = store_.Calls(StoreOp::kGet);
+  std::vector<std::byte> buf(10);
+  ASSERT_TRUE(tiered_->ReadAt(2 * kSeg - 10, buf));
+  EXPECT_EQ(store_.Calls(StoreOp::kGet), gets);
+  // Reopened with less room, it shrinks at once.
+  cache_capacity_ = kChunk;
+  Open();
+  EXPECT_EQ(cache_->stats().chunks, 1u);
+}
+
+TEST_F(Tier, SequentialReadersFetchAheadInLargerRanges) {
+  Open();
+  AppendPattern(2 * kSeg);
+  ASSERT_TRUE(tiered_->OffloadOldest());
+  Open();
+  ExpectContent(2 * kSeg, 512);
+  // 4 chunks, read ahead 4 at a time from the object's start: one GET.
+  EXPECT_EQ(store_.Calls(StoreOp::kGet), 1u);
+  EXPECT_EQ(cache_->stats().prefetched, 3u);
+  // A random reader gets one chunk per miss.
+  cache_->Forget(tiered_->file_id(), {.base = 0, .capacity = kSeg});
+  std::vector<std::byte> buf(10);
+  ASSERT_TRUE(tiered_->ReadAt(3 * kChunk, buf));
+  ASSERT_TRUE(tiered_->ReadAt(1 * kChunk, buf));
+  EXPECT_EQ(store_.Calls(StoreOp::kGet), 3u);
+}
+
+// ---- retention, truncate, check ------------------------------------------------------------
+
+TEST_F(Tier, PruneDeletesRemoteObjectsAfterTheManifestDropsThem) {
+  Open();
+  AppendPattern(4 * kSeg + 10);
+  ASSERT_TRUE(tiered_->OffloadDue({.retain_bytes = 0}, 0));
+  ASSERT_EQ(store_.ObjectCount(), 4u);
+  ASSERT_TRUE(tiered_->PruneHead(kSeg + 100));
+  EXPECT_EQ(tiered_->Head(), kSeg + 100);
+  EXPECT_EQ(store_.ObjectCount(), 3u);
+  std::vector<std::byte> buf(10);
+  auto below = tiered_->ReadAt(kSeg + 99, buf);
+  ASSERT_FALSE(below);
+  EXPECT_TRUE(IsErrno(below.error(), ENODATA));
+  ExpectContent(4 * kSeg + 10);
+
+  // Deletions that fail stay on the manifest's books, across a reopen.
+  store_.FailNext(1000, StoreErrorClass::kRetryable, StoreOp::kDelete);
+  ASSERT_TRUE(tiered_->PruneHead(3 * kSeg));
+  EXPECT_EQ(tiered_->GetManifest().deleting.size(), 2u);
+  EXPECT_EQ(store_.ObjectCount(), 3u);
+  auto report = Check();
+  ASSERT_TRUE(report);
+  EXPECT_TRUE(report->missing.empty());
+  EXPECT_EQ(report->orphans.size(), 2u);
+  store_.FailNext(0, StoreErrorClass::kRetryable);
+  Open();
+  EXPECT_EQ(tiered_->Head(), 3 * kSeg);
+  auto left = tiered_->DeleteDroppedObjects();
+  ASSERT_TRUE(left);
+  EXPECT_EQ(*left, 0u);
+  EXPECT_EQ(store_.ObjectCount(), 1u);
+  EXPECT_TRUE(tiered_->GetManifest().deleting.empty());
+  ExpectContent(4 * kSeg + 10);
+
+  // Past the remote range: the local head moves too.
+  ASSERT_TRUE(tiered_->PruneHead(4 * kSeg + 5));
+  EXPECT_EQ(store_.ObjectCount(), 0u);
+  EXPECT_EQ(file_->Head(), 4 * kSeg + 5);
+  ExpectContent(4 * kSeg + 10);
+}
+
+TEST_F(Tier, TotalRetentionDropsRemoteSegmentsToo) {
+  Open();
+  AppendPattern(4 * kSeg + 10);
+  ASSERT_TRUE(tiered_->OffloadDue({.retain_bytes = 0}, 0));
+  ASSERT_TRUE(file_->UpdateMeta([](Meta& m) { m.retain_bytes = 2 * kSeg; }));
+  auto dropped = tiered_->ApplyRetention(0);
+  ASSERT_TRUE(dropped) << dropped.error().message;
+  EXPECT_EQ(*dropped, 2u);
+  EXPECT_EQ(tiered_->Head(), 2 * kSeg);
+  EXPECT_EQ(store_.ObjectCount(), 2u);
+  ExpectContent(4 * kSeg + 10);
+  auto report = Check();
+  ASSERT_TRUE(report);
+  EXPECT_TRUE(report->ok());
+}
+
+TEST_F(Tier, TruncateIntoRemoteSegmentsIsRefused) {
+  Open();
+  AppendPattern(3 * kSeg);
+  ASSERT_TRUE(tiered_->OffloadOldest());
+  auto refused = tiered_->Truncate(kSeg - 1);
+  ASSERT_FALSE(refused);
+  EXPECT_TRUE(IsErrno(refused.error(), EPERM));
+  ExpectContent(3 * kSeg);
+  ASSERT_TRUE(tiered_->Truncate(kSeg + 7));
+  ExpectContent(kSeg + 7);
+}
+
+TEST_F(Tier, CheckFindsMissingWrongSizedAndOrphanedObjectsAndRepairsOrphans) {
+  Open();
+  AppendPattern(4 * kSeg);
+  ASSERT_TRUE(tiered_->OffloadDue({.retain_bytes = 0}, 0));
+  const std::string id = tiered_->file_id();
+  const std::string k0 = TierObjectKey(config_.prefix, id, {0, kSeg});
+  const std::string k1 = TierObjectKey(config_.prefix, id, {kSeg, kSeg});
+  ASSERT_TRUE(store_.Delete(k0));                           // lost behind hpfs's back
+  ASSERT_TRUE(store_.Put(k1, PatternBytes(0, 10)));          // replaced by something else
+  const std::string orphan = TierObjectKey(config_.prefix, "ffffffffffffffffffffffffffffffff", {0, kSeg});
+  ASSERT_TRUE(store_.Put(orphan, PatternBytes(0, 10)));      // a deleted file's
+  ASSERT_TRUE(store_.Put("bucket/pre/README", PatternBytes(0, 10)));  // not ours
+  auto report = Check();
+  ASSERT_TRUE(report);
+  EXPECT_THAT(report->missing, ::testing::ElementsAre(k0));
+  ASSERT_EQ(report->wrong_size.size(), 1u);
+  EXPECT_THAT(report->wrong_size[0], ::testing::HasSubstr(k1));
+  EXPECT_THAT(report->orphans, ::testing::ElementsAre(orphan));
+  EXPECT_EQ(report->deleted, 0u);
+  // The missing object's range gives EIO; the rest of the file reads.
+  std::vector<std::byte> buf(10);
+  EXPECT_FALSE(tiered_->ReadAt(5, buf));
+  ASSERT_TRUE(tiered_->ReadAt(2 * kSeg + 5, buf));
+  EXPECT_TRUE(buf == PatternBytes(2 * kSeg + 5, 10));
+  auto repaired = Check(true);
+  ASSERT_TRUE(repaired);
+  EXPECT_EQ(repaired->deleted, 1u);
+  EXPECT_FALSE(store_.Head(orphan));
+  EXPECT_TRUE(store_.Head("bucket/pre/README"));
+  EXPECT_TRUE(store_.Head(k1)) << "an object a manifest names is never deleted";
+}
 }  // namespace
 }  // namespace hpfile::testing
