@@ -6,7 +6,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/fake_object_store.h"
@@ -668,6 +670,53 @@ TEST_F(Tier, CheckFindsMissingWrongSizedAndOrphanedObjectsAndRepairsOrphans) {
   EXPECT_FALSE(store_.Head(orphan));
   EXPECT_TRUE(store_.Head("bucket/pre/README"));
   EXPECT_TRUE(store_.Head(k1)) << "an object a manifest names is never deleted";
+}
+
+// Readers of the whole file while segments go remote, the file grows and
+// the head moves: every byte a reader gets is the pattern's, and a read
+// fails only below the head (ENODATA).
+TEST_F(Tier, ReadsRacingOffloadsAppendsAndPrunesSeeRightBytes) {
+  Open();
+  AppendPattern(3 * kSeg);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> reads{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 2; ++t) {
+    readers.emplace_back([&, t] {
+      std::vector<std::byte> buf(900 + 300 * t);
+      uint64_t off = 0;
+      while (!stop.load()) {
+        const uint64_t size = tiered_->Size();
+        if (off >= size) off = 0;
+        auto n = tiered_->ReadAt(off, buf);
+        if (!n) {
+          EXPECT_TRUE(IsErrno(n.error(), ENODATA)) << n.error().message() << " at " << off;
+          if (!IsErrno(n.error(), ENODATA)) return;
+          off = tiered_->Head();
+          continue;
+        }
+        if (*n > 0 && !std::equal(buf.begin(), buf.begin() + static_cast<long>(*n), PatternBytes(off, *n).begin())) {
+          ADD_FAILURE() << "wrong bytes at " << off;
+          return;
+        }
+        off += *n + 77;
+        reads.fetch_add(1);
+      }
+    });
+  }
+  for (int i = 0; i < 12; ++i) {
+    AppendPattern(kSeg);
+    ASSERT_TRUE(tiered_->OffloadDue({.retain_bytes = kSeg}, 0));
+    if (i % 4 == 3) {
+      ASSERT_TRUE(tiered_->PruneHead(tiered_->Head() + kSeg + 11));
+    }
+  }
+  // Let the readers see the final state too.
+  const uint64_t before = reads.load();
+  while (reads.load() < before + 200) std::this_thread::yield();
+  stop = true;
+  for (auto& r : readers) r.join();
+  ExpectContent(15 * kSeg);
 }
 }  // namespace
 }  // namespace hpfile::testing
