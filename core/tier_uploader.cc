@@ -20,6 +20,21 @@ TierError TierErrorOf(const std::error_code& error, std::string_view what) {
   return TierError{.err = error.value(), .retryable = true, .message = StrCat(what, ": ", error.message())};
 }
 
+std::optional<TierUrl> ParseTierUrl(std::string_view url) {
+  constexpr std::string_view kScheme = "s3://";
+  if (!url.starts_with(kScheme)) return std::nullopt;
+  url.remove_prefix(kScheme.size());
+  const size_t slash = url.find('/');
+  TierUrl parsed{.bucket = std::string(url.substr(0, slash))};
+  if (parsed.bucket.empty()) return std::nullopt;
+  std::string_view prefix = slash == std::string_view::npos ? std::string_view() : url.substr(slash + 1);
+  while (prefix.starts_with('/')) prefix.remove_prefix(1);
+  while (prefix.ends_with('/')) prefix.remove_suffix(1);
+  if (prefix.find("//") != std::string_view::npos) return std::nullopt;
+  parsed.prefix = std::string(prefix);
+  return parsed;
+}
+
 void SleepFor(std::chrono::milliseconds duration) { std::this_thread::sleep_for(duration); }
 
 std::vector<SegmentInfo> SegmentsToOffload(const std::vector<SegmentInfo>& segments, uint64_t size,

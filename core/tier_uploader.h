@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <expected>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -82,6 +83,16 @@ struct TierStoreConfig {
   // The chunk size new manifests get (checksums and cache pieces).
   uint64_t chunk_size = kDefaultTierChunkSize;
 };
+
+// Where a mount's objects go, from `tier_url=s3://BUCKET[/PREFIX]`.
+struct TierUrl {
+  std::string bucket;
+  std::string prefix;  // without leading or trailing '/'; may be empty
+};
+// nullopt unless the scheme is s3:// and the bucket is a nonempty name
+// without '/'. Slashes around the prefix are dropped; empty parts inside it
+// ("a//b") are refused, since S3 keys would keep them.
+std::optional<TierUrl> ParseTierUrl(std::string_view url);
 
 // The sealed segments (never the last, the tail) that `local` lets go from
 // the disk, oldest first and without a gap: only a run from the head can

@@ -12,7 +12,9 @@
 #include <string_view>
 #include <vector>
 
+#include "core/text_file.h"
 #include "fs/ctl/check.h"
+#include "fs/ctl/check_remote.h"
 #include "fs/ctl/ctl.h"
 #include "fs/ctl/import.h"
 #include "fs/hpfs_ioctl.h"
@@ -28,8 +30,9 @@ constexpr std::string_view kMainHelp =
     "Commands:\n"
     "  stat [--json] FILE...            show a file's head, size, segments, retention, damage\n"
     "  set FILE KEY=VALUE...            change segment_size, retain_bytes, retain_seconds\n"
-    "  check [--repair [--truncate-at-gap]] BACKING\n"
+    "  check [--repair [--truncate-at-gap]] [--remote --tier-url=URL ...] BACKING\n"
     "                                   check (and repair) an unmounted backing directory\n"
+    "                                   and, with --remote, its bucket\n"
     "  import BACKING/PATH...           turn plain files of an unmounted backing directory\n"
     "                                   into files of the mount, in place\n"
     "\n"
@@ -107,6 +110,8 @@ constexpr std::string_view kSetHelp =
 
 constexpr std::string_view kCheckHelp =
     "Usage: hpfsctl check [--repair [--truncate-at-gap]] BACKING\n"
+    "       hpfsctl check --remote --tier-url=s3://BUCKET[/PREFIX] --tier-endpoint=URL\n"
+    "                     [--tier-region=REGION] [--tier-credentials=FILE] [--repair] BACKING\n"
     "\n"
     "Checks the backing directory BACKING of an hpfs mount while it is not\n"
     "mounted: refuses (exit 8) while a daemon serves it. Every HPFile under\n"
@@ -142,6 +147,19 @@ constexpr std::string_view kCheckHelp =
     "              gap: the file then ends there. This deletes data that is\n"
     "              still readable; the output names what goes. Without\n"
     "              --repair it only shows what would go\n"
+    "  --remote    after the local check, check the bucket of a tiered BACKING:\n"
+    "              list --tier-url's prefix and compare it with every file's\n"
+    "              hpfile.remote: an object recorded but missing, or of another\n"
+    "              size, is an error (its range reads as EIO); an object of\n"
+    "              hpfs's naming that no manifest records is an orphan (an\n"
+    "              upload a crash left unrecorded, a deleted file's, a dropped\n"
+    "              one not yet deleted). --repair deletes orphans, never a\n"
+    "              recorded object, and none at all when a manifest cannot be\n"
+    "              read. The prefix must belong to this BACKING alone: another\n"
+    "              store's objects there would be orphans. Credentials from\n"
+    "              --tier-credentials (AWS shared-credentials format) or\n"
+    "              AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; region us-east-1\n"
+    "              unless --tier-region\n"
     "  -h, --help  show this help\n"
     "\n"
     "Exit status (bits, as fsck uses them):\n"
@@ -301,6 +319,8 @@ int Set(const std::vector<std::string>& args) {
 
 int Check(const std::vector<std::string>& args) {
   CheckOptions options;
+  bool remote = false;
+  RemoteCheckOptions remote_options;
   std::vector<std::string> operands;
   bool options_done = false;
   for (const std::string& arg : args) {
@@ -308,7 +328,18 @@ int Check(const std::vector<std::string>& args) {
       std::cout << kCheckHelp;
       return kCheckClean;
     }
-    if (!options_done && arg == "--repair") {
+    const auto value = hpfile::SplitKeyValue(arg);
+    if (!options_done && arg == "--remote") {
+      remote = true;
+    } else if (!options_done && value && value->key == "--tier-url") {
+      remote_options.tier_url = value->value;
+    } else if (!options_done && value && value->key == "--tier-endpoint") {
+      remote_options.tier_endpoint = value->value;
+    } else if (!options_done && value && value->key == "--tier-region") {
+      remote_options.tier_region = value->value;
+    } else if (!options_done && value && value->key == "--tier-credentials") {
+      remote_options.tier_credentials = value->value;
+    } else if (!options_done && arg == "--repair") {
       options.repair = true;
     } else if (!options_done && arg == "--truncate-at-gap") {
       options.truncate_at_gap = true;
@@ -325,7 +356,14 @@ int Check(const std::vector<std::string>& args) {
     std::cerr << "hpfsctl check: expected exactly one BACKING directory\n" << kCheckHelp;
     return kCheckUsage;
   }
-  return CheckBacking(operands[0], options, std::cout, std::cerr);
+  if (!remote && (!remote_options.tier_url.empty() || !remote_options.tier_endpoint.empty())) {
+    std::cerr << "hpfsctl check: --tier-* options need --remote\n" << kCheckHelp;
+    return kCheckUsage;
+  }
+  const int local = CheckBacking(operands[0], options, std::cout, std::cerr);
+  if (!remote || (local & kCheckOperational) != 0) return local;
+  remote_options.repair = options.repair;
+  return local | CheckRemoteBacking(operands[0], remote_options, std::cout, std::cerr);
 }
 
 int Import(const std::vector<std::string>& args) {

@@ -7,6 +7,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <iostream>
 
 #include "core/s3_client.h"
@@ -113,6 +118,80 @@ TEST(TierS3rver, SegmentsRoundTripThroughARealServer) {
   EXPECT_TRUE(check().ok());
   expect_content(kSeg + 10);
   if (::testing::Test::HasFailure()) std::cerr << "s3rver's log:\n" << (*server)->log();
+}
+
+// Runs `command` through the shell; its output and exit status.
+std::pair<std::string, int> RunShell(const std::string& command) {
+  std::string output;
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return {"popen failed", -1};
+  char buf[4096];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0) output.append(buf, n);
+  const int status = ::pclose(pipe);
+  return {output, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+}
+
+// `hpfsctl check --remote` on a backing directory whose bucket lost an
+// object and gained an orphan: both reported, exit 4; --repair deletes the
+// orphan only (exit 1|4), and the remaining problem is still reported.
+TEST(TierS3rver, HpfsctlCheckRemoteReportsAndRepairs) {
+  const char* hpfsctl = std::getenv("HPFS_HPFSCTL");
+  ASSERT_NE(hpfsctl, nullptr) << "HPFS_HPFSCTL is not set";
+  auto server = TestServer::StartS3rver(kBucket);
+  ASSERT_TRUE(server) << server.error();
+  auto client = S3Client::Create(S3ClientOptions{
+      .endpoint = (*server)->endpoint(),
+      .bucket = kBucket,
+      .credentials = {.access_key_id = TestServer::kAccessKeyId,
+                      .secret_access_key = TestServer::kSecretAccessKey,
+                      .session_token = ""},
+  });
+  ASSERT_TRUE(client);
+  TempDir tmp;
+  const std::string backing = tmp / "backing";
+  ASSERT_TRUE(std::filesystem::create_directories(backing + "/sub"));
+  TierStoreConfig config{.store = client->get(), .prefix = "check"};
+  std::string id;
+  {
+    Options options;
+    options.initial_meta.segment_size = 64 << 10;
+    auto file = HPFile::Open(backing + "/sub/app.log", options);
+    ASSERT_TRUE(file);
+    ASSERT_TRUE((*file)->Append(PatternBytes(0, 200 << 10)));
+    auto tiered = TieredFile::Open(**file, TieredFileOptions{.config = config});
+    ASSERT_TRUE(tiered);
+    ASSERT_TRUE((*tiered)->OffloadDue({.retain_bytes = 0}, 0));
+    ASSERT_EQ((*tiered)->Stats().remote_segments, 3u);
+    id = (*tiered)->file_id();
+  }
+  const std::string creds = tmp / "credentials";
+  WriteFileText(creds, std::string("[default]\naws_access_key_id = ") + TestServer::kAccessKeyId +
+                           "\naws_secret_access_key = " + TestServer::kSecretAccessKey + "\n");
+  const std::string check = std::string(hpfsctl) + " check --remote --tier-url=s3://" + kBucket +
+                            "/check --tier-endpoint=" + (*server)->endpoint() + " --tier-credentials=" + creds;
+  auto [clean, clean_status] = RunShell(check + " " + backing);
+  EXPECT_EQ(clean_status, 0) << clean;
+  EXPECT_THAT(clean, ::testing::HasSubstr("checked 3 remote segments of 1 tiered files: 0 missing"));
+
+  const std::string lost = TierObjectKey("check", id, {64 << 10, 64 << 10});
+  const std::string orphan = TierObjectKey("check", id, {1 << 30, 64 << 10});
+  ASSERT_TRUE((*client)->Delete(lost));
+  ASSERT_TRUE((*client)->Put(orphan, PatternBytes(0, 100)));
+  auto [found, found_status] = RunShell(check + " " + backing);
+  EXPECT_EQ(found_status, 4) << found;
+  EXPECT_THAT(found, ::testing::HasSubstr(lost + ": missing"));
+  EXPECT_THAT(found, ::testing::HasSubstr(orphan + ": orphan"));
+  auto [repaired, repaired_status] = RunShell(check + " --repair " + backing);
+  EXPECT_EQ(repaired_status, 1 | 4) << repaired;
+  EXPECT_THAT(repaired, ::testing::HasSubstr("(1 deleted)"));
+  EXPECT_FALSE((*client)->Head(orphan));
+  auto [after, after_status] = RunShell(check + " " + backing);
+  EXPECT_EQ(after_status, 4) << after;
+  EXPECT_THAT(after, ::testing::HasSubstr("0 orphans"));
+
+  auto [usage, usage_status] = RunShell(std::string(hpfsctl) + " check --remote --tier-url=http://x " + backing);
+  EXPECT_EQ(usage_status, 16) << usage;
 }
 
 }  // namespace

@@ -245,6 +245,19 @@ class Tier : public ::testing::Test {
   std::unique_ptr<TieredFile> tiered_;
 };
 
+TEST(TierUrl, BucketAndPrefix) {
+  auto url = ParseTierUrl("s3://logs/prod/app/");
+  ASSERT_TRUE(url);
+  EXPECT_EQ(url->bucket, "logs");
+  EXPECT_EQ(url->prefix, "prod/app");
+  url = ParseTierUrl("s3://logs");
+  ASSERT_TRUE(url);
+  EXPECT_EQ(url->prefix, "");
+  EXPECT_FALSE(ParseTierUrl("s3:///x"));
+  EXPECT_FALSE(ParseTierUrl("http://logs/x"));
+  EXPECT_FALSE(ParseTierUrl("s3://logs/a//b"));
+}
+
 TEST(TierPolicy, OffloadsOldestSealedSegmentsWithoutGapsNeverTheTail) {
   std::vector<SegmentInfo> segments;
   for (uint64_t i = 0; i < 4; ++i) segments.push_back({.base = i * 10, .capacity = 10, .length = 10});
