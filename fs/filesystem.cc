@@ -133,6 +133,8 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(const std::string& backing_
                  backing_dir, handle.error().message());
   }
   fs->inodes_.Insert(root_inode, kRootInode);
+  spdlog::info("idle files and directories hold at most {} descriptors (max_open_files){}", fs->max_open_files_,
+               fs->use_handles_ ? "" : ", besides one for each directory the kernel knows");
   if (!leftovers.empty()) {
     spdlog::info("{} entries left in {} by the last mount will be deleted", leftovers.size(), fmt_::kTrashName);
   }
