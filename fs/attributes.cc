@@ -36,19 +36,27 @@ bool Later(const timespec& a, const timespec& b) {
 Result<struct stat> Filesystem::Stat(const Inode& inode) {
   struct stat st;
   switch (inode.kind) {
-    case Kind::kDirectory:
-      if (::fstat(inode.fd.get(), &st) != 0) return LastErrno();
+    case Kind::kDirectory: {
+      auto fd = Descriptor(inode);
+      if (!fd) return std::unexpected(fd.error());
+      if (::fstat((*fd)->get(), &st) != 0) return LastErrno();
       return st;
-    case Kind::kSymlink:
-      if (::fstatat(inode.fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return LastErrno();
+    }
+    case Kind::kSymlink: {
+      auto fd = Descriptor(inode);
+      if (!fd) return std::unexpected(fd.error());
+      if (::fstatat((*fd)->get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return LastErrno();
       return st;
+    }
     case Kind::kFile:
       break;
   }
-  auto file = inode.File();
+  auto opened = FileOf(inode);
+  std::shared_ptr<hpfile::HPFile> file = opened ? *opened : nullptr;
   if (!file) {
     // Deleted: only the kernel's reference is left.
-    if (::fstat(inode.fd.get(), &st) != 0) std::memset(&st, 0, sizeof st);
+    auto fd = Descriptor(inode);
+    if (!fd || ::fstat((*fd)->get(), &st) != 0) std::memset(&st, 0, sizeof st);
     st.st_ino = inode.backing_ino;
     st.st_mode = S_IFREG;
     st.st_nlink = 0;
@@ -60,8 +68,10 @@ Result<struct stat> Filesystem::Stat(const Inode& inode) {
 }
 
 Result<struct stat> Filesystem::StatFile(const Inode& inode, const hpfile::HPFile& file) {
+  auto fd = Descriptor(inode);
+  if (!fd) return std::unexpected(fd.error());
   struct stat st;
-  if (::fstat(inode.fd.get(), &st) != 0) return LastErrno();
+  if (::fstat((*fd)->get(), &st) != 0) return LastErrno();
   const hpfile::Meta meta = file.GetMeta();
   const auto segments = file.Segments();
   st.st_mode = S_IFREG | (meta.mode.value_or(kDefaultFileMode) & 07777);
@@ -93,7 +103,7 @@ Result<struct stat> Filesystem::StatFile(const Inode& inode, const hpfile::HPFil
           continue;
         }
       }
-      auto seg = StatAt(inode.fd.get(), segments[i].file_name, 0);
+      auto seg = StatAt((*fd)->get(), segments[i].file_name, 0);
       if (!seg) continue;  // pruned or truncated away since Segments()
       blocks += seg->st_blocks;
       if (sealed_middle) inode.sealed_blocks.emplace(segments[i].file_name, seg->st_blocks);
@@ -113,12 +123,17 @@ Result<struct stat> Filesystem::StatFile(const Inode& inode, const hpfile::HPFil
 
 
 void Filesystem::SetFileTimes(const Inode& inode, const hpfile::HPFile& file, const timespec times[2]) {
-  if (::futimens(inode.fd.get(), times) != 0) {
+  auto fd = Descriptor(inode);
+  if (!fd) {
+    spdlog::debug("setting a file's times: {}", fd.error().message());
+    return;
+  }
+  if (::futimens((*fd)->get(), times) != 0) {
     spdlog::debug("futimens on a file's backing directory: {}", std::strerror(errno));
   }
   const auto segments = file.Segments();
   if (!segments.empty()) {
-    ::utimensat(inode.fd.get(), segments.back().file_name.c_str(), times, 0);
+    ::utimensat((*fd)->get(), segments.back().file_name.c_str(), times, 0);
   }
 }
 
@@ -150,28 +165,33 @@ Result<struct stat> Filesystem::SetAttr(InodeId id, const AttrChange& change, Fi
   const uid_t uid = change.uid.value_or(static_cast<uid_t>(-1));
   const gid_t gid = change.gid.value_or(static_cast<gid_t>(-1));
 
+  auto dir_fd = Descriptor(inode);
+  if (!dir_fd) return std::unexpected(dir_fd.error());
+  const int fd = (*dir_fd)->get();
   switch (inode.kind) {
     case Kind::kDirectory:
       if (change.size) return Errno(EISDIR);
-      if (change.mode && ::fchmod(inode.fd.get(), *change.mode & 07777) != 0) return LastErrno();
-      if ((change.uid || change.gid) && ::fchown(inode.fd.get(), uid, gid) != 0) return LastErrno();
-      if (times && ::futimens(inode.fd.get(), ts) != 0) return LastErrno();
+      if (change.mode && ::fchmod(fd, *change.mode & 07777) != 0) return LastErrno();
+      if ((change.uid || change.gid) && ::fchown(fd, uid, gid) != 0) return LastErrno();
+      if (times && ::futimens(fd, ts) != 0) return LastErrno();
       return Stat(inode);
     case Kind::kSymlink:
       if (change.size) return Errno(EINVAL);
       if (change.mode) return Errno(EOPNOTSUPP);
       if ((change.uid || change.gid) &&
-          ::fchownat(inode.fd.get(), "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+          ::fchownat(fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
         return LastErrno();
       }
       // The magic link of an O_PATH descriptor names the symlink itself.
-      if (times && ::utimensat(AT_FDCWD, ProcFdPath(inode.fd.get()).c_str(), ts, 0) != 0) return LastErrno();
+      if (times && ::utimensat(AT_FDCWD, ProcFdPath(fd).c_str(), ts, 0) != 0) return LastErrno();
       return Stat(inode);
     case Kind::kFile:
       break;
   }
 
-  auto file = inode.File();
+  auto opened = FileOf(inode);
+  if (!opened) return std::unexpected(opened.error());
+  auto file = *opened;
   if (!file) return Errno(ENOENT);
   if (change.size) {
     std::lock_guard lock(inode.write_mu);
@@ -193,7 +213,7 @@ Result<struct stat> Filesystem::SetAttr(InodeId id, const AttrChange& change, Fi
   }
   if (change.mode || change.uid || change.gid) {
     struct stat before;
-    const bool have_before = ::fstat(inode.fd.get(), &before) == 0;
+    const bool have_before = ::fstat(fd, &before) == 0;
     auto r = file->UpdateMeta([&](hpfile::Meta& meta) {
       if (change.mode) meta.mode = *change.mode & 07777;
       if (change.uid) meta.uid = *change.uid;
@@ -204,7 +224,7 @@ Result<struct stat> Filesystem::SetAttr(InodeId id, const AttrChange& change, Fi
     // the file's when it has no segment; an attribute change is not a write.
     if (have_before && file->Segments().empty() && !times) {
       const timespec keep[2] = {before.st_atim, before.st_mtim};
-      ::futimens(inode.fd.get(), keep);
+      ::futimens(fd, keep);
     }
   }
   if (times) SetFileTimes(inode, *file, ts);

@@ -30,7 +30,9 @@ Result<std::unique_ptr<DirHandle>> Filesystem::OpenDir(InodeId id) {
 
 Result<void> Filesystem::RefreshDir(DirHandle& handle) {
   const Inode& dir_inode = *handle.inode;
-  const int fd = dir_inode.fd.get();
+  auto dir_fd = Descriptor(dir_inode);
+  if (!dir_fd) return std::unexpected(dir_fd.error());
+  const int fd = (*dir_fd)->get();
   auto listed = ListEntries(fd);
   if (!listed) return std::unexpected(listed.error());
   std::vector<DirEntry> entries;
@@ -99,6 +101,8 @@ Result<std::vector<InodeId>> Filesystem::ReadDir(DirHandle& handle, off_t offset
 Result<void> Filesystem::FsyncDir(InodeId id) {
   auto inode = GetDirectory(id);
   if (!inode) return std::unexpected(inode.error());
-  return CheckRc(::fsync((*inode)->fd.get()));
+  auto fd = Descriptor(**inode);
+  if (!fd) return std::unexpected(fd.error());
+  return CheckRc(::fsync((*fd)->get()));
 }
 }  // namespace hpfs

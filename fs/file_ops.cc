@@ -36,7 +36,9 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Filesystem::Create(InodeId
   auto parent = GetDirectory(parent_id);
   if (!parent) return std::unexpected(parent.error());
   if (auto r = CheckNewName(**parent, name); !r) return std::unexpected(r.error());
-  const int pfd = (*parent)->fd.get();
+  auto parent_fd = Descriptor(**parent);
+  if (!parent_fd) return std::unexpected(parent_fd.error());
+  const int pfd = (*parent_fd)->get();
 
   // Built in the trash and renamed into place, so that the name appears
   // complete (with its meta) or not at all, also across a crash.
@@ -57,6 +59,7 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Filesystem::Create(InodeId
     return error;
   }
   auto inode = std::make_shared<Inode>(Kind::kFile, st.st_dev, st.st_ino, std::move(*fd));
+  Adopt(*inode);
   auto file = OpenHPFile(inode, /*create=*/true, mode, caller);
   if (!file) {
     discard_temp();
@@ -101,14 +104,20 @@ Result<std::unique_ptr<FileHandle>> Filesystem::OpenFile(InodeId id, int flags) 
   if (inode->kind == Kind::kDirectory) return Errno(EISDIR);
   if (inode->kind == Kind::kSymlink) return Errno(ELOOP);
   std::shared_ptr<hpfile::HPFile> file;
-  {
-    std::lock_guard lock(inode->mu);
+  for (;;) {
+    auto opened = FileOf(*inode);
+    if (!opened) return std::unexpected(opened.error());
     // Unlinked files stay open until the kernel forgets them, so only a
     // file deleted behind the kernel's back ends up here.
-    if (!inode->file) return Errno(ESTALE);
+    if (!*opened) return Errno(ESTALE);
+    std::lock_guard lock(inode->mu);
+    // Evicted again between FileOf and here: open it once more.
+    if (inode->file != *opened) continue;
     file = inode->file;
     ++inode->open_handles;
+    break;
   }
+  PinFile(*inode);
   auto handle = std::make_unique<FileHandle>(FileHandle{inode, flags});
   if (handle->writable() && (flags & O_TRUNC)) {
     std::lock_guard lock(inode->write_mu);
@@ -205,6 +214,7 @@ void Filesystem::Release(std::unique_ptr<FileHandle> handle) {
     if (--inode->open_handles > 0) return;
     if (!inode->unlinked || !inode->forgotten) idle = inode->file;
   }
+  if (idle) AddIdle(*inode);
   if (idle) {
     // The kernel keeps the inodes of files it has seen for as long as memory
     // allows; an idle one holds no segment descriptors, so the daemon's
@@ -284,8 +294,8 @@ Result<bool> Filesystem::DropSetIdForWriter(const Inode& inode, hpfile::HPFile& 
   gid_t file_gid = kNoGroup;
   if (meta.gid) {
     file_gid = *meta.gid;
-  } else if (struct stat st; ::fstat(inode.fd.get(), &st) == 0) {
-    file_gid = st.st_gid;
+  } else if (auto fd = Descriptor(inode)) {
+    if (struct stat st; ::fstat((*fd)->get(), &st) == 0) file_gid = st.st_gid;
   }
   const mode_t kept = ModeAfterWrite(mode, file_gid, CredentialsOfThread(writer.pid));
   if (kept == mode) return false;

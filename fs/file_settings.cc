@@ -124,9 +124,8 @@ struct SettingTarget {
 // The file and the setting that changing the attribute `name` of `inode`
 // changes: `unknown` for names that are not hpfs's (or a file without its
 // HPFile), EPERM for the read-only figures.
-Result<SettingTarget> SettingTargetOf(const Inode& inode, std::string_view name, int unknown) {
+Result<SettingTarget> SettingTargetOf(std::shared_ptr<hpfile::HPFile> file, std::string_view name, int unknown) {
   const auto key = HpfsKey(name);
-  auto file = inode.File();
   if (!key || !file) return Errno(unknown);
   const Setting* setting = FindSetting(*key);
   if (setting == nullptr) return Errno(FindFigure(*key) != nullptr ? EPERM : unknown);
@@ -139,7 +138,8 @@ Result<std::string> Filesystem::GetXattr(InodeId id, std::string_view name) {
   auto inode = GetInode(id);
   if (!inode) return std::unexpected(inode.error());
   const auto key = HpfsKey(name);
-  auto file = (*inode)->File();
+  auto opened = FileOf(**inode);
+  auto file = opened ? *opened : nullptr;
   if (!key || !file) return Errno(ENODATA);
   if (const Setting* setting = FindSetting(*key)) return std::to_string(MetaValue(file->GetMeta(), *setting));
   const FigureName* f = FindFigure(*key);
@@ -164,7 +164,8 @@ Result<std::vector<std::string>> Filesystem::ListXattr(InodeId id) {
   auto inode = GetInode(id);
   if (!inode) return std::unexpected(inode.error());
   std::vector<std::string> names;
-  auto file = (*inode)->File();
+  auto opened = FileOf(**inode);
+  auto file = opened ? *opened : nullptr;
   if (!file) return names;
   auto add = [&names](std::string_view key) { names.push_back(std::string(kXattrPrefix) + std::string(key)); };
   for (const auto& f : kFiguresBefore) add(f.name);
@@ -176,7 +177,8 @@ Result<std::vector<std::string>> Filesystem::ListXattr(InodeId id) {
 Result<void> Filesystem::SetXattr(InodeId id, std::string_view name, std::string_view value) {
   auto inode = GetInode(id);
   if (!inode) return std::unexpected(inode.error());
-  auto target = SettingTargetOf(**inode, name, ENOTSUP);
+  auto opened = FileOf(**inode);
+  auto target = SettingTargetOf(opened ? *opened : nullptr, name, ENOTSUP);
   if (!target) return std::unexpected(target.error());
   // Values come from setfattr and friends, sometimes with a trailing NUL/newline.
   while (!value.empty() && (value.back() == '\0' || value.back() == '\n')) value.remove_suffix(1);
@@ -191,7 +193,8 @@ Result<void> Filesystem::SetXattr(InodeId id, std::string_view name, std::string
 Result<void> Filesystem::RemoveXattr(InodeId id, std::string_view name) {
   auto inode = GetInode(id);
   if (!inode) return std::unexpected(inode.error());
-  auto target = SettingTargetOf(**inode, name, ENODATA);
+  auto opened = FileOf(**inode);
+  auto target = SettingTargetOf(opened ? *opened : nullptr, name, ENODATA);
   if (!target) return std::unexpected(target.error());
   // Removing a setting clears it; one that cannot be cleared stays.
   if (!target->setting->clearable) return Errno(EPERM);

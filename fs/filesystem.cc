@@ -46,6 +46,9 @@ Filesystem::Filesystem(const Config& config, std::string backing_dir, hpfile::Fd
       backing_dir_(std::move(backing_dir)),
       root_fd_(std::move(root_fd)),
       trash_fd_(std::move(trash_fd)),
+      max_open_files_(config.max_open_files != 0 ? config.max_open_files : DefaultMaxOpenFiles()),
+      descriptors_(max_open_files_ / 2),
+      idle_files_(max_open_files_ / 4),
       walk_(root_fd_.get()),
       deleter_(trash_fd_.get()) {}
 
@@ -111,8 +114,27 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(const std::string& backing_
   auto root_fd_copy = OpenAt(root->get(), ".", O_RDONLY | O_DIRECTORY);
   if (!root_fd_copy) return std::unexpected(root_fd_copy.error());
   std::unique_ptr<Filesystem> fs(new Filesystem(config, backing_dir, std::move(*root), std::move(*trash)));
+  fs->root_dev_ = st.st_dev;
   auto root_inode = std::make_shared<Inode>(Kind::kDirectory, st.st_dev, st.st_ino, std::move(*root_fd_copy));
+  // Handles work where both calls do: the backing filesystem exports them
+  // (ext4, xfs, btrfs, tmpfs do; some overlays do not) and the daemon has
+  // CAP_DAC_READ_SEARCH for opening them.
+  if (auto handle = HandleOf(root_inode->pinned_fd->get())) {
+    auto reopened = OpenHandle(fs->root_fd_.get(), *handle, O_RDONLY | O_DIRECTORY);
+    fs->use_handles_ = reopened.has_value();
+    if (!reopened) {
+      spdlog::warn("file handles of {} cannot be opened ({}): every directory the kernel remembers keeps a "
+                   "descriptor, and max_open_files bounds only idle files",
+                   backing_dir, reopened.error().message());
+    }
+  } else {
+    spdlog::warn("{} gives no file handles ({}): every directory the kernel remembers keeps a descriptor, and "
+                 "max_open_files bounds only idle files",
+                 backing_dir, handle.error().message());
+  }
   fs->inodes_.Insert(root_inode, kRootInode);
+  spdlog::info("idle files and directories hold at most {} descriptors (max_open_files){}", fs->max_open_files_,
+               fs->use_handles_ ? "" : ", besides one for each directory the kernel knows");
   if (!leftovers.empty()) {
     spdlog::info("{} entries left in {} by the last mount will be deleted", leftovers.size(), fmt_::kTrashName);
   }
@@ -193,7 +215,9 @@ Result<Kind> Filesystem::Classify(int parent_fd, std::string_view name, const st
 }
 
 Result<struct stat> Filesystem::StatVisible(const Inode& parent, std::string_view name, Kind* kind) {
-  return StatVisibleAt(parent.fd.get(), parent.id == kRootInode, name, kind);
+  auto fd = Descriptor(parent);
+  if (!fd) return std::unexpected(fd.error());
+  return StatVisibleAt((*fd)->get(), parent.id == kRootInode, name, kind);
 }
 
 Result<struct stat> Filesystem::StatVisibleAt(int parent_fd, bool parent_is_root, std::string_view name,
@@ -210,7 +234,10 @@ Result<struct stat> Filesystem::StatVisibleAt(int parent_fd, bool parent_is_root
 
 Result<std::shared_ptr<hpfile::HPFile>> Filesystem::OpenHPFile(const std::shared_ptr<Inode>& inode, bool create,
                                                                mode_t mode, const Caller& caller) {
-  const int dir_fd = inode->fd.get();
+  // Held by the HPFile until it is closed: its paths go through it.
+  auto held = Descriptor(*inode);
+  if (!held) return std::unexpected(held.error());
+  const int dir_fd = (*held)->get();
   hpfile::Options options;
   options.create_if_missing = create;
   options.max_open_segments = config_.max_open_segments;
@@ -240,11 +267,14 @@ Result<std::shared_ptr<hpfile::HPFile>> Filesystem::OpenHPFile(const std::shared
   // "/." makes the path resolve through the magic link even for callers that
   // lstat it (hpfile::PosixIo::Stat does).
   return open_files_.SharedOrOpen({inode->backing_dev, inode->backing_ino},
-                                  [&] { return hpfile::HPFile::Open(ProcFdPath(dir_fd) + "/.", options); });
+                                  [&] { return hpfile::HPFile::Open(ProcFdPath(dir_fd) + "/.", options); },
+                                  *held);
 }
 
 Result<std::shared_ptr<Inode>> Filesystem::LoadChild(const Inode& parent, std::string_view name) {
-  return LoadAt(parent.fd.get(), parent.id == kRootInode, name);
+  auto fd = Descriptor(parent);
+  if (!fd) return std::unexpected(fd.error());
+  return LoadAt((*fd)->get(), parent.id == kRootInode, name);
 }
 
 Result<std::shared_ptr<Inode>> Filesystem::LoadAt(int parent_fd, bool parent_is_root, std::string_view name) {
@@ -269,6 +299,7 @@ Result<std::shared_ptr<Inode>> Filesystem::LoadAt(int parent_fd, bool parent_is_
   if (opened.st_ino != st->st_ino || opened.st_dev != st->st_dev) return Errno(ENOENT);
 
   auto inode = std::make_shared<Inode>(kind, st->st_dev, st->st_ino, std::move(*fd));
+  Adopt(*inode);
   if (kind == Kind::kFile) {
     auto file = OpenHPFile(inode, /*create=*/false, 0, Caller{});
     if (!file) {
@@ -283,7 +314,113 @@ Result<std::shared_ptr<Inode>> Filesystem::LoadAt(int parent_fd, bool parent_is_
     for (const auto& action : (*file)->RecoveryLog()) spdlog::info("file '{}': recovery: {}", name, action);
     inode->file = std::move(*file);
   }
-  return inodes_.Insert(std::move(inode));
+  auto inserted = inodes_.Insert(std::move(inode));
+  if (kind == Kind::kFile) AddIdle(*inserted);
+  return inserted;
+}
+
+Result<DescriptorCache::SharedFd> Filesystem::Descriptor(const Inode& inode) const {
+  if (inode.pinned_fd) return inode.pinned_fd;
+  if (auto cached = descriptors_.Find(inode.serial)) return cached;
+  auto opened = OpenHandle(root_fd_.get(), *inode.handle, inode.OpenFlags());
+  if (!opened) return std::unexpected(opened.error());
+  auto shared = std::make_shared<const hpfile::Fd>(std::move(*opened));
+  descriptors_.Insert(inode.serial, shared);
+  return shared;
+}
+
+void Filesystem::Adopt(Inode& inode) {
+  // A mount inside BACKING is another filesystem, whose handles root_fd_
+  // cannot open: its inodes keep their descriptors.
+  if (!use_handles_ || inode.backing_dev != root_dev_) return;
+  auto handle = HandleOf(inode.pinned_fd->get());
+  if (!handle) return;
+  inode.handle = std::move(*handle);
+  descriptors_.Insert(inode.serial, std::move(inode.pinned_fd));
+  inode.pinned_fd.reset();
+}
+
+Result<std::shared_ptr<hpfile::HPFile>> Filesystem::FileOf(const Inode& inode) {
+  bool idle = false;
+  {
+    std::lock_guard lock(inode.mu);
+    if (inode.file) {
+      idle = inode.open_handles == 0;
+      if (!idle) return inode.file;
+    } else if (!inode.evicted) {
+      return nullptr;
+    }
+  }
+  if (idle) {
+    {
+      std::lock_guard idle_lock(idle_mu_);
+      (void)idle_files_.Touch(inode.serial);
+    }
+    std::lock_guard lock(inode.mu);
+    if (inode.file) return inode.file;
+    if (!inode.evicted) return nullptr;
+  }
+  // Evicted: open it again, as a lookup would (one load at a time, so two
+  // requests cannot both open it).
+  {
+    std::lock_guard load_lock(load_mu_);
+    {
+      std::lock_guard lock(inode.mu);
+      if (inode.file) return inode.file;
+      if (!inode.evicted) return nullptr;
+    }
+    auto self = std::const_pointer_cast<Inode>(inode.shared_from_this());
+    auto file = OpenHPFile(self, /*create=*/false, 0, Caller{});
+    if (!file) {
+      spdlog::error("cannot open file '{}' again: {}", DisplayName(inode), file.error().message());
+      return std::unexpected(file.error());
+    }
+    std::lock_guard lock(inode.mu);
+    self->file = *file;
+    self->evicted = false;
+  }
+  AddIdle(inode);
+  return inode.File();
+}
+
+void Filesystem::AddIdle(const Inode& inode) {
+  std::vector<std::weak_ptr<Inode>> evicted;
+  {
+    std::lock_guard idle_lock(idle_mu_);
+    evicted = idle_files_.Insert(inode.serial,
+                                 std::const_pointer_cast<Inode>(inode.shared_from_this()));
+  }
+  EvictIdle(std::move(evicted));
+}
+
+void Filesystem::PinFile(const Inode& inode) {
+  std::lock_guard idle_lock(idle_mu_);
+  (void)idle_files_.Erase(inode.serial);
+}
+
+void Filesystem::EvictIdle(std::vector<std::weak_ptr<Inode>> victims) {
+  for (auto& weak : victims) {
+    auto inode = weak.lock();
+    if (!inode) continue;
+    std::shared_ptr<hpfile::HPFile> closing;
+    {
+      std::lock_guard lock(inode->mu);
+      // In use again since it joined the set (it rejoins at its last
+      // release), or unlinked: an unlinked file stays open, as its storage
+      // goes once nobody holds it.
+      if (inode->open_handles > 0 || inode->unlinked || inode->forgotten || !inode->file) continue;
+      if (inode->cached_writers.load() > 0) continue;
+      closing = std::move(inode->file);
+      inode->evicted = true;
+    }
+    evicted_unsynced_.store(true, std::memory_order_relaxed);
+    // Closed here, outside every lock (a close writes out a moved head).
+  }
+}
+
+size_t Filesystem::IdleFiles() {
+  std::lock_guard idle_lock(idle_mu_);
+  return idle_files_.size();
 }
 
 Result<Entry> Filesystem::MakeEntry(const std::shared_ptr<Inode>& inode) {
@@ -306,7 +443,9 @@ std::string Filesystem::NewTrashName() {
 
 std::string Filesystem::DisplayName(const Inode& inode) const {
   std::string path(PATH_MAX, '\0');
-  const ssize_t n = ::readlink(ProcFdPath(inode.fd.get()).c_str(), path.data(), path.size());
+  auto fd = Descriptor(inode);
+  if (!fd) return "inode " + std::to_string(inode.id);
+  const ssize_t n = ::readlink(ProcFdPath((*fd)->get()).c_str(), path.data(), path.size());
   if (n <= 0) return "inode " + std::to_string(inode.id);
   path.resize(static_cast<size_t>(n));
   const std::string prefix = backing_dir_ + "/";
@@ -343,7 +482,10 @@ Result<void> Filesystem::SyncAll() {
     }
     pending.emplace_back(std::move(file), std::move(*begun));
   }
-  if (pending.empty()) return first;
+  // Files evicted since the last call were closed with what they had
+  // written still in the page cache.
+  const bool evicted = evicted_unsynced_.exchange(false);
+  if (pending.empty() && !evicted) return first;
   const auto start = std::chrono::steady_clock::now();
   Result<void> synced;
   if (syncfs(root_fd_.get()) != 0) {

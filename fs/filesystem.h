@@ -45,6 +45,7 @@
 #include "core/hpfile.h"
 #include "core/result.h"
 #include "fs/backing_dir.h"
+#include "fs/descriptor_cache.h"
 #include "fs/hpfs_ioctl.h"
 #include "fs/inode_table.h"
 #include "fs/open_files.h"
@@ -136,6 +137,11 @@ class Filesystem {
 
   const Config& config() const { return config_; }
   const InodeTable& inodes() const { return inodes_; }
+  // The bound in force (Config::max_open_files, or its default), and what
+  // idle inodes hold of it now: cached descriptors, open idle HPFiles.
+  size_t max_open_files() const { return max_open_files_; }
+  size_t CachedDescriptors() const { return descriptors_.size(); }
+  size_t IdleFiles();
 
   // --- names ---
   // ENOENT for missing, hidden and reserved names; ENOTDIR when parent is not
@@ -305,6 +311,22 @@ class Filesystem {
   // directory; `mode` and `caller` only matter when `create`).
   [[nodiscard]] Result<std::shared_ptr<hpfile::HPFile>> OpenHPFile(const std::shared_ptr<Inode>& inode, bool create,
                                                                    mode_t mode, const Caller& caller);
+  // The backing descriptor of `inode` (Inode::pinned_fd, or the descriptor
+  // cache, opening the handle again when it was evicted); ESTALE once the
+  // backing entry is deleted. Hold it only for the request.
+  [[nodiscard]] Result<DescriptorCache::SharedFd> Descriptor(const Inode& inode) const;
+  // Puts a new inode's descriptor under the cache's bound when its backing
+  // filesystem gives handles; before the inode is shared.
+  void Adopt(Inode& inode);
+  // The HPFile of a file inode, opened again when it was evicted; nullptr
+  // once its storage is deleted. For requests that come without a handle.
+  [[nodiscard]] Result<std::shared_ptr<hpfile::HPFile>> FileOf(const Inode& inode);
+  // An idle file (open HPFile, no handle, not unlinked) joins the bounded
+  // set of them; what falls out of it is closed. Called without inode->mu.
+  void AddIdle(const Inode& inode);
+  // The file got an open handle: it leaves the idle set.
+  void PinFile(const Inode& inode);
+  void EvictIdle(std::vector<std::weak_ptr<Inode>> victims);
   [[nodiscard]] Result<struct stat> Stat(const Inode& inode);
   [[nodiscard]] Result<struct stat> StatFile(const Inode& inode, const hpfile::HPFile& file);
   // The backing entry of `name`, if it is one the mount shows.
@@ -402,6 +424,21 @@ class Filesystem {
   const std::string backing_dir_;
   const hpfile::Fd root_fd_;
   const hpfile::Fd trash_fd_;
+  // max_open_files: half for the descriptor cache, and a quarter for idle
+  // HPFiles, which hold two each (the directory opened for the HPFile and
+  // its lock), so idle inodes hold at most max_open_files in all.
+  const size_t max_open_files_;
+  // Whether the backing filesystem gives handles that this process may open
+  // (open_by_handle_at needs CAP_DAC_READ_SEARCH); without, every inode keeps
+  // its descriptor pinned and only idle HPFiles are bounded.
+  bool use_handles_ = false;
+  dev_t root_dev_ = 0;
+  mutable DescriptorCache descriptors_;
+  std::mutex idle_mu_;
+  BoundedLru<std::weak_ptr<Inode>> idle_files_;  // idle_mu_, by Inode::serial
+  // An evicted file may have left bytes unsynced: SyncAll then syncs the
+  // backing filesystem even when no open file asks for it.
+  std::atomic<bool> evicted_unsynced_{false};
   InodeTable inodes_;
   OpenFiles open_files_;
   std::atomic<uint64_t> trash_counter_{0};

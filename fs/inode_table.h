@@ -10,6 +10,7 @@
 // guards its own mutable state with its own mutex.
 #pragma once
 
+#include <fcntl.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -17,12 +18,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
 
 #include "core/hpfile.h"
 #include "core/io.h"
+#include "fs/descriptor_cache.h"
 #include "fs/writeback.h"
 
 namespace hpfs {
@@ -33,25 +36,42 @@ inline constexpr InodeId kRootInode = 1;
 
 enum class Kind { kDirectory, kFile, kSymlink };
 
-struct Inode {
+struct Inode : std::enable_shared_from_this<Inode> {
   Inode(Kind kind, dev_t dev, ino_t ino, hpfile::Fd fd)
-      : kind(kind), backing_dev(dev), backing_ino(ino), fd(std::move(fd)) {}
+      : kind(kind),
+        backing_dev(dev),
+        backing_ino(ino),
+        serial(next_serial.fetch_add(1, std::memory_order_relaxed)),
+        pinned_fd(std::make_shared<const hpfile::Fd>(std::move(fd))) {}
 
   InodeId id = 0;  // set once by InodeTable::Insert
   const Kind kind;
   const dev_t backing_dev;
   const ino_t backing_ino;
-  // Directories and files: O_RDONLY|O_DIRECTORY on the backing directory, so
-  // the inode follows its entry through renames and into the trash.
-  // Symlinks: O_PATH|O_NOFOLLOW.
-  const hpfile::Fd fd;
+  // Unique for the daemon's life, set at construction (id comes later): the
+  // key of the inode in the descriptor and idle-file caches.
+  const uint64_t serial;
+  // How to open the backing entry: O_RDONLY|O_DIRECTORY for directories and
+  // files, O_PATH|O_NOFOLLOW for symlinks. Either descriptor follows its
+  // entry through renames and into the trash. Filesystem::Descriptor hands
+  // it out: from `pinned_fd` while the inode has one (the root, a backing
+  // filesystem without file handles), otherwise from the descriptor cache,
+  // opening `handle` again when it was evicted. Both are set before the
+  // inode is shared, and never change after.
+  std::shared_ptr<const hpfile::Fd> pinned_fd;
+  std::optional<BackingHandle> handle;
+  int OpenFlags() const { return kind == Kind::kSymlink ? (O_PATH | O_NOFOLLOW) : (O_RDONLY | O_DIRECTORY); }
 
   // Guarded by InodeTable's mutex.
   uint64_t lookups = 0;
 
   mutable std::mutex mu;
-  // Files only; reset once the backing directory is deleted. Guarded by mu.
+  // Files only; reset once the backing directory is deleted, and while the
+  // file is evicted. Guarded by mu.
   std::shared_ptr<hpfile::HPFile> file;
+  // mu: the HPFile was closed to keep the daemon within max_open_files
+  // (fs/descriptor_cache.h); Filesystem::FileOf opens it again.
+  bool evicted = false;
   int open_handles = 0;     // mu
   bool unlinked = false;    // mu: no longer has a name in the mount
   std::string trash_name;   // mu: its name in the trash while unlinked but not deleted
@@ -75,6 +95,10 @@ struct Inode {
   // there are none the kernel holds no dirty page of the file.
   std::atomic<int> cached_writers{0};
 
+  static inline std::atomic<uint64_t> next_serial{1};
+
+  // The HPFile if it is open (held by a handle, or not yet evicted); file
+  // requests through a handle use this, others Filesystem::FileOf.
   std::shared_ptr<hpfile::HPFile> File() const {
     std::lock_guard lock(mu);
     return file;

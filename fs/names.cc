@@ -62,6 +62,11 @@ void Filesystem::Forget(InodeId id, uint64_t n) {
   if (auto inode = inodes_.Get(id); inode && inode->kind == Kind::kFile) load_lock.lock();
   auto gone = inodes_.Forget(id, n);
   if (!gone) return;
+  descriptors_.Erase(gone->serial);
+  {
+    std::lock_guard idle_lock(idle_mu_);
+    (void)idle_files_.Erase(gone->serial);
+  }
   // Open handles keep an inode alive even after the kernel forgot it (the
   // kernel sends release before the last forget, but be safe).
   std::shared_ptr<hpfile::HPFile> closing;  // closed before load_mu_ is released
@@ -78,7 +83,9 @@ Result<Entry> Filesystem::Mkdir(InodeId parent_id, std::string_view name, mode_t
   auto parent = GetDirectory(parent_id);
   if (!parent) return std::unexpected(parent.error());
   if (auto r = CheckNewName(**parent, name); !r) return std::unexpected(r.error());
-  const int pfd = (*parent)->fd.get();
+  auto parent_fd = Descriptor(**parent);
+  if (!parent_fd) return std::unexpected(parent_fd.error());
+  const int pfd = (*parent_fd)->get();
   if (::mkdirat(pfd, std::string(name).c_str(), 0700) != 0) return LastErrno();
   auto fd = OpenAt(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
   if (!fd) return std::unexpected(fd.error());
@@ -98,7 +105,9 @@ Result<Entry> Filesystem::Symlink(std::string_view target, InodeId parent_id, st
   auto parent = GetDirectory(parent_id);
   if (!parent) return std::unexpected(parent.error());
   if (auto r = CheckNewName(**parent, name); !r) return std::unexpected(r.error());
-  const int pfd = (*parent)->fd.get();
+  auto parent_fd = Descriptor(**parent);
+  if (!parent_fd) return std::unexpected(parent_fd.error());
+  const int pfd = (*parent_fd)->get();
   if (::symlinkat(std::string(target).c_str(), pfd, std::string(name).c_str()) != 0) return LastErrno();
   // A link the caller does not own could not be removed by them later.
   if (UidGidDiffer(caller) && ::fchownat(pfd, std::string(name).c_str(), caller.uid, caller.gid, AT_SYMLINK_NOFOLLOW) != 0) {
@@ -116,7 +125,9 @@ Result<std::string> Filesystem::ReadLink(InodeId id) {
   if (!inode) return std::unexpected(inode.error());
   if ((*inode)->kind != Kind::kSymlink) return Errno(EINVAL);
   std::string buf(PATH_MAX, '\0');
-  const ssize_t n = ::readlinkat((*inode)->fd.get(), "", buf.data(), buf.size());
+  auto fd = Descriptor(**inode);
+  if (!fd) return std::unexpected(fd.error());
+  const ssize_t n = ::readlinkat((*fd)->get(), "", buf.data(), buf.size());
   if (n < 0) return LastErrno();
   buf.resize(static_cast<size_t>(n));
   return buf;
@@ -139,7 +150,9 @@ void Filesystem::UnbindBacking(const struct stat& st) {
 Result<void> Filesystem::Unlink(InodeId parent_id, std::string_view name) {
   auto found = FindVisible(parent_id, name);
   if (!found) return std::unexpected(found.error());
-  const int parent_fd = found->parent->fd.get();
+  auto held_fd = Descriptor(*found->parent);
+  if (!held_fd) return std::unexpected(held_fd.error());
+  const int parent_fd = (*held_fd)->get();
   switch (found->kind) {
     case Kind::kDirectory:
       return Errno(EISDIR);
@@ -157,7 +170,9 @@ Result<void> Filesystem::Rmdir(InodeId parent_id, std::string_view name) {
   auto found = FindVisible(parent_id, name);
   if (!found) return std::unexpected(found.error());
   if (found->kind != Kind::kDirectory) return Errno(ENOTDIR);
-  if (::unlinkat(found->parent->fd.get(), std::string(name).c_str(), AT_REMOVEDIR) != 0) return LastErrno();
+  auto parent_fd = Descriptor(*found->parent);
+  if (!parent_fd) return std::unexpected(parent_fd.error());
+  if (::unlinkat((*parent_fd)->get(), std::string(name).c_str(), AT_REMOVEDIR) != 0) return LastErrno();
   UnbindBacking(found->st);
   return {};
 }
@@ -172,8 +187,12 @@ Result<void> Filesystem::Rename(InodeId parent_id, std::string_view name, InodeI
   if (!parent) return std::unexpected(parent.error());
   auto new_parent = GetDirectory(new_parent_id);
   if (!new_parent) return std::unexpected(new_parent.error());
-  const int from_fd = (*parent)->fd.get();
-  const int to_fd = (*new_parent)->fd.get();
+  auto from_held = Descriptor(**parent);
+  if (!from_held) return std::unexpected(from_held.error());
+  auto to_held = Descriptor(**new_parent);
+  if (!to_held) return std::unexpected(to_held.error());
+  const int from_fd = (*from_held)->get();
+  const int to_fd = (*to_held)->get();
   const std::string from = std::string(name);
   const std::string to = std::string(new_name);
 

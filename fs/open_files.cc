@@ -3,7 +3,8 @@
 
 namespace hpfs {
 
-hpfile::Result<std::shared_ptr<hpfile::HPFile>> OpenFiles::SharedOrOpen(Key key, const Opener& open) {
+hpfile::Result<std::shared_ptr<hpfile::HPFile>> OpenFiles::SharedOrOpen(Key key, const Opener& open,
+                                                                    std::shared_ptr<const void> keep_alive) {
   std::unique_lock lock(state_->mu);
   for (;;) {
     auto known = state_->files.find(key);
@@ -15,7 +16,8 @@ hpfile::Result<std::shared_ptr<hpfile::HPFile>> OpenFiles::SharedOrOpen(Key key,
   // Opened under the lock, so two loads of one directory cannot both open it.
   auto opened = open();
   if (!opened) return std::unexpected(opened.error());
-  std::shared_ptr<hpfile::HPFile> file(opened->release(), [state = state_, key](hpfile::HPFile* closing) {
+  std::shared_ptr<hpfile::HPFile> file(opened->release(), [state = state_, key,
+                                                            keep = std::move(keep_alive)](hpfile::HPFile* closing) {
     delete closing;  // releases the directory
     std::lock_guard lock(state->mu);
     state->files.erase(key);

@@ -31,7 +31,10 @@ class OpenFiles {
   // known under `key` until its last holder lets go. While an HPFile of `key`
   // is being closed on another thread, waits for it to finish (a close only
   // writes the write buffer out, which the daemon does not use).
-  [[nodiscard]] hpfile::Result<std::shared_ptr<hpfile::HPFile>> SharedOrOpen(Key key, const Opener& open);
+  // `keep_alive` is released only after the HPFile opened here is closed
+  // (the directory descriptor its paths go through).
+  [[nodiscard]] hpfile::Result<std::shared_ptr<hpfile::HPFile>> SharedOrOpen(
+      Key key, const Opener& open, std::shared_ptr<const void> keep_alive = nullptr);
 
  private:
   struct State {

@@ -7,6 +7,7 @@
 #include <span>
 
 #include "core/text_file.h"
+#include "fs/descriptor_cache.h"
 #include "fs/settings.h"
 
 namespace hpfs {
@@ -68,6 +69,16 @@ std::expected<bool, std::string> ApplyHpfsOption(std::string_view option, Daemon
     options.config.writeback = true;
     return true;
   }
+  if (key == "max_open_files") {
+    const auto n = has_value ? hpfile::ParseUnsigned(value) : std::nullopt;
+    if (!n || *n < kMinOpenFiles || *n > kMaxOpenFiles) {
+      return std::unexpected(BadValue(key, value,
+                                      "a number of descriptors from " + std::to_string(kMinOpenFiles) + " to " +
+                                          std::to_string(kMaxOpenFiles)));
+    }
+    options.config.max_open_files = static_cast<size_t>(*n);
+    return true;
+  }
   if (key == "commit") {
     auto seconds = ParseDuration(value);
     if (!has_value || !seconds) {
@@ -123,6 +134,9 @@ std::string HpfsOptionsHelp() {
          "                           crash loses up to the commit interval)\n"
          "    -o commit=SECONDS      with writeback: write dirty pages back at least this\n"
          "                           often (default 1; 0: when the kernel decides)\n"
+         "    -o max_open_files=N    descriptors the files and directories the kernel\n"
+         "                           remembers hold while idle (default a quarter of\n"
+         "                           `ulimit -n`, 16 to 4096; at least 16)\n"
          "    -o log_level=LEVEL     trace, debug, info, warn, error, critical or off\n"
          "                           (default info; -d means debug)\n"
          "    -o log_file=PATH       log to PATH instead of syslog or stderr; reopened\n"

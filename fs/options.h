@@ -37,6 +37,9 @@ struct Config {
   // Segment descriptors each open file keeps cached. Small: a mount may hold
   // many files open at once.
   size_t max_open_segments = 8;
+  // Bound on the descriptors the inodes the kernel remembers hold while idle
+  // (fs/descriptor_cache.h); 0: DefaultMaxOpenFiles().
+  size_t max_open_files = 0;
 };
 
 struct DaemonOptions {

@@ -60,8 +60,12 @@ void Filesystem::RetainStoredFile(const std::string& rel, int64_t now, Retention
   if (!parent_fd) return skip("open its directory", parent_fd.error());
   auto st = StatAt(parent_fd->get(), name);
   if (!st) return skip("stat", st.error());
-  // Files the kernel knows were enforced at the start of the pass.
-  if (inodes_.FindByBacking(st->st_dev, st->st_ino)) return;
+  // Files the kernel knows were enforced at the start of the pass, unless
+  // evicted (fs/descriptor_cache.h): those are visited here like the rest.
+  if (auto known = inodes_.FindByBacking(st->st_dev, st->st_ino)) {
+    std::lock_guard lock(known->mu);
+    if (!known->evicted) return;
+  }
   // Most files have no limit: a look at the meta spares opening them.
   auto meta_text = [&]() -> Result<std::string> {
     auto dir_fd = OpenAt(parent_fd->get(), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);

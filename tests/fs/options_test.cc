@@ -57,6 +57,20 @@ TEST(ApplyHpfsOptionTest, WritebackIsOffByDefaultAndCommitsEverySecond) {
   EXPECT_EQ(options.config.commit_seconds, 0u);
 }
 
+TEST(ApplyHpfsOptionTest, MaxOpenFilesTakesACountAndRefusesOnesTooSmallToWorkWith) {
+  DaemonOptions options;
+  EXPECT_EQ(options.config.max_open_files, 0u);  // the default, from the descriptor limit
+  EXPECT_EQ(ApplyHpfsOption("max_open_files=64", options), true);
+  EXPECT_EQ(options.config.max_open_files, 64u);
+  for (const char* bad : {"max_open_files=15", "max_open_files=0", "max_open_files=", "max_open_files",
+                          "max_open_files=1k", "max_open_files=99999999999"}) {
+    auto r = ApplyHpfsOption(bad, options);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_NE(r.error().find("from 16 to"), std::string::npos) << r.error();
+  }
+  EXPECT_EQ(options.config.max_open_files, 64u);
+}
+
 TEST(ApplyHpfsOptionTest, ZeroRetentionMeansNone) {
   DaemonOptions options;
   ASSERT_EQ(ApplyHpfsOption("retain_bytes=0", options), true);
