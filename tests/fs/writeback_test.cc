@@ -347,6 +347,68 @@ TEST_F(WritebackTest, DirectWritePastTheEndWaitsForCachedBytesThenForACommit) {
   fs_->Release(std::move(*direct));
 }
 
+// A direct write at the offset the writer saw as the end, while an appender
+// got there first: the appender's pages reach past it. The direct write lost
+// the race and fails; the appender's bytes still land and the file takes
+// later appends (a direct refusal breaks nothing).
+TEST_F(WritebackTest, HeldDirectWriteThatCachedBytesReachFailsWithEPERMAndBreaksNothing) {
+  auto direct = fs_->OpenFile(handle_->inode->id, O_WRONLY);
+  ASSERT_TRUE(direct);
+  ASSERT_EQ(CachedWrite(0, "ab")->written, 2u);
+  Outcome lost;
+  fs_->WriteBack(**direct, 4, Bytes("XYZ"), /*cached=*/false, Caller{}, lost.Recorder());
+  EXPECT_FALSE(lost.called);
+  EXPECT_EQ(CachedWrite(0, "abcdef")->written, 6u);
+  ASSERT_TRUE(lost.called);
+  EXPECT_EQ(lost.error, EPERM);
+  // Later pages still wait for their gap rather than fail.
+  EXPECT_EQ(CachedWrite(8, "i")->written, 1u);
+  EXPECT_EQ(CachedWrite(6, "gh")->written, 2u);
+  EXPECT_EQ(Content(), "abcdefghi");
+  EXPECT_EQ(fs_->HeldWriteBytes(), 0u);
+  EXPECT_TRUE(fs_->Fsync(*handle_));
+  fs_->Release(std::move(*direct));
+}
+
+// The kernel writes back the dirty pages a direct write covers before it
+// sends it: held cached bytes in its range were the kernel's end first.
+TEST_F(WritebackTest, DirectWriteOverHeldCachedBytesFailsWithEPERMAtOnce) {
+  auto direct = fs_->OpenFile(handle_->inode->id, O_WRONLY);
+  ASSERT_TRUE(direct);
+  ASSERT_EQ(CachedWrite(0, "ab")->written, 2u);
+  EXPECT_EQ(CachedWrite(4, "ef")->written, 2u);
+  for (const uint64_t at : {4u, 3u, 5u}) {
+    Outcome refused;
+    fs_->WriteBack(**direct, at, Bytes("XY"), /*cached=*/false, Caller{}, refused.Recorder());
+    ASSERT_TRUE(refused.called) << "at " << at;
+    EXPECT_EQ(refused.error, EPERM) << "at " << at;
+  }
+  EXPECT_EQ(CachedWrite(0, "abcd")->written, 4u);
+  EXPECT_EQ(Content(), "abcdef");
+  EXPECT_EQ(fs_->HeldWriteBytes(), 0u);
+  EXPECT_TRUE(fs_->Fsync(*handle_));
+  fs_->Release(std::move(*direct));
+}
+
+// Cached bytes arriving where a direct write waits: the cached ones are in
+// the kernel's size, the direct one gives way.
+TEST_F(WritebackTest, CachedBytesOverAHeldDirectWriteReplaceItAndItFailsWithEPERM) {
+  auto direct = fs_->OpenFile(handle_->inode->id, O_WRONLY);
+  ASSERT_TRUE(direct);
+  ASSERT_EQ(CachedWrite(0, "ab")->written, 2u);
+  Outcome lost;
+  fs_->WriteBack(**direct, 4, Bytes("XY"), /*cached=*/false, Caller{}, lost.Recorder());
+  EXPECT_FALSE(lost.called);
+  EXPECT_EQ(CachedWrite(4, "ef")->written, 2u);
+  ASSERT_TRUE(lost.called);
+  EXPECT_EQ(lost.error, EPERM);
+  EXPECT_EQ(CachedWrite(2, "cd")->written, 2u);
+  EXPECT_EQ(Content(), "abcdef");
+  EXPECT_EQ(fs_->HeldWriteBytes(), 0u);
+  EXPECT_TRUE(fs_->Fsync(*handle_));
+  fs_->Release(std::move(*direct));
+}
+
 TEST_F(WritebackTest, CommitNeverZeroFillsInFrontOfACachedWrite) {
   ASSERT_EQ(CachedWrite(0, "ab")->written, 2u);
   EXPECT_EQ(CachedWrite(8, "ij")->written, 2u);
