@@ -76,6 +76,16 @@ std::expected<bool, std::string> ApplyHpfsOption(std::string_view option, Daemon
     options.config.commit_seconds = *seconds;
     return true;
   }
+  if (key == "gap_wait") {
+    auto seconds = ParseDuration(value);
+    if (!has_value || !seconds || *seconds < kMinGapWaitSeconds || *seconds > kMaxGapWaitSeconds) {
+      return std::unexpected(BadValue(key, value,
+                                      "seconds from " + std::to_string(kMinGapWaitSeconds) + " to " +
+                                          std::to_string(kMaxGapWaitSeconds) + ", optional s/m suffix"));
+    }
+    options.config.gap_wait_seconds = *seconds;
+    return true;
+  }
   if (const Setting* setting = FindSetting(key)) {
     const auto parsed = has_value ? ParseSetting(*setting, value) : std::nullopt;
     if (!parsed) return std::unexpected(BadValue(key, value, setting->expected));
@@ -123,6 +133,8 @@ std::string HpfsOptionsHelp() {
          "                           crash loses up to the commit interval)\n"
          "    -o commit=SECONDS      with writeback: write dirty pages back at least this\n"
          "                           often (default 1; 0: when the kernel decides)\n"
+         "    -o gap_wait=SECONDS    with writeback: how long fsync, close and reads wait\n"
+         "                           for bytes in front of held ones (default 2; 1 to 60)\n"
          "    -o log_level=LEVEL     trace, debug, info, warn, error, critical or off\n"
          "                           (default info; -d means debug)\n"
          "    -o log_file=PATH       log to PATH instead of syslog or stderr; reopened\n"

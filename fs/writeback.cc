@@ -24,12 +24,6 @@ namespace hpfs {
 
 using hpfile::Errno;
 
-// How long an fsync or close waits for the gap in front of held bytes. The
-// kernel has sent every page it had dirty before either, so only pages that
-// another writer dirtied since can still fill it; a commit is asked for to
-// bring those, and what is still held after this never comes.
-constexpr std::chrono::seconds kSettleWait{2};
-
 WritebackSplit SplitAtEnd(uint64_t offset, size_t length, uint64_t end) {
   WritebackSplit split;
   if (offset > end) {
@@ -238,7 +232,11 @@ bool Filesystem::WaitForHeldLocked(WritebackQueue& queue, std::unique_lock<std::
   lock.unlock();
   RequestCommit();
   lock.lock();
-  return queue.drained.wait_for(lock, kSettleWait, [&] { return !held(); });
+  // An fsync or close: the kernel has sent every page it had dirty before
+  // either, so only pages another writer dirtied since can still fill the
+  // gap; the commit brings those, and what is still held after gap_wait
+  // never comes.
+  return queue.drained.wait_for(lock, std::chrono::seconds(config_.gap_wait_seconds), [&] { return !held(); });
 }
 
 void Filesystem::WaitForHeldBelow(Inode& inode, uint64_t end) {

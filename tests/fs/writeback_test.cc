@@ -239,6 +239,36 @@ TEST_F(WritebackTest, FsyncWaitsForTheGapInFrontOfHeldBytes) {
   EXPECT_EQ(Content(), "0123456789");
 }
 
+// -o gap_wait: a slow writer on a loaded machine may need longer than the
+// default 2 s.
+TEST_F(WritebackTest, FsyncWaitsForTheGapAsLongAsGapWaitSays) {
+  config_.gap_wait_seconds = 6;
+  Open();
+  ASSERT_EQ(CachedWrite(0, "0123")->written, 4u);
+  EXPECT_EQ(CachedWrite(8, "89")->written, 2u);
+  std::thread filler([this] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(3000));
+    EXPECT_EQ(CachedWrite(4, "4567")->written, 4u);
+  });
+  auto synced = fs_->Fsync(*handle_);
+  filler.join();
+  EXPECT_TRUE(synced) << synced.error().message();
+  EXPECT_EQ(Content(), "0123456789");
+}
+
+TEST_F(WritebackTest, FsyncGivesUpAfterGapWait) {
+  config_.gap_wait_seconds = 1;
+  Open();
+  ASSERT_EQ(CachedWrite(0, "0123")->written, 4u);
+  EXPECT_EQ(CachedWrite(8, "89")->written, 2u);
+  const auto start = std::chrono::steady_clock::now();
+  auto synced = fs_->Fsync(*handle_);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+  ASSERT_FALSE(synced);
+  EXPECT_EQ(synced.error().value(), EIO);
+  EXPECT_EQ(Content(), "0123");
+}
+
 TEST_F(WritebackTest, TruncateDropsHeldBytesPastTheNewSize) {
   ASSERT_EQ(CachedWrite(0, "0123")->written, 4u);
   EXPECT_EQ(CachedWrite(8, "89ab")->written, 4u);
