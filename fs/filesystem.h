@@ -374,8 +374,10 @@ class Filesystem {
                                                     std::span<const std::byte> data);
   // Counts `length` more held bytes, or EIO (logged once) past the bound.
   [[nodiscard]] Result<void> ReserveHeldLocked(Inode& inode, uint64_t offset, uint64_t length);
+  // A direct write that meets held cached bytes fails (EPERM), and so does
+  // a held direct write that cached bytes meet (through `completions`).
   [[nodiscard]] Result<void> HoldLocked(Inode& inode, uint64_t offset, std::span<const std::byte> data, bool direct,
-                                        WriteDone& done);
+                                        WriteDone& done, Completions& completions);
   HeldWrite TakeFirstHeldLocked(WritebackQueue& queue);
   void DrainHeldLocked(Inode& inode, hpfile::HPFile& file, Completions& completions);
   void BreakQueueLocked(Inode& inode, std::error_code error, Completions& completions);

@@ -87,6 +87,16 @@ std::expected<bool, std::string> ApplyHpfsOption(std::string_view option, Daemon
     options.config.commit_seconds = *seconds;
     return true;
   }
+  if (key == "gap_wait") {
+    auto seconds = ParseDuration(value);
+    if (!has_value || !seconds || *seconds < kMinGapWaitSeconds || *seconds > kMaxGapWaitSeconds) {
+      return std::unexpected(BadValue(key, value,
+                                      "seconds from " + std::to_string(kMinGapWaitSeconds) + " to " +
+                                          std::to_string(kMaxGapWaitSeconds) + ", optional s/m suffix"));
+    }
+    options.config.gap_wait_seconds = *seconds;
+    return true;
+  }
   if (const Setting* setting = FindSetting(key)) {
     const auto parsed = has_value ? ParseSetting(*setting, value) : std::nullopt;
     if (!parsed) return std::unexpected(BadValue(key, value, setting->expected));
@@ -137,6 +147,8 @@ std::string HpfsOptionsHelp() {
          "    -o max_open_files=N    descriptors the files and directories the kernel\n"
          "                           remembers hold while idle (default a quarter of\n"
          "                           `ulimit -n`, 16 to 4096; at least 16)\n"
+         "    -o gap_wait=SECONDS    with writeback: how long fsync, close and reads wait\n"
+         "                           for bytes in front of held ones (default 2; 1 to 60)\n"
          "    -o log_level=LEVEL     trace, debug, info, warn, error, critical or off\n"
          "                           (default info; -d means debug)\n"
          "    -o log_file=PATH       log to PATH instead of syslog or stderr; reopened\n"

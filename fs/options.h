@@ -17,6 +17,11 @@
 namespace hpfs {
 
 // What the filesystem layer needs to know about the mount.
+// -o gap_wait: a request handler waits that long, holding one of the
+// daemon's threads, so it stays short.
+inline constexpr uint64_t kMinGapWaitSeconds = 1;
+inline constexpr uint64_t kMaxGapWaitSeconds = 60;
+
 struct Config {
   // Defaults for files created through the mount.
   uint64_t segment_size = hpfile::format::kDefaultSegmentSize;
@@ -34,6 +39,9 @@ struct Config {
   // in front of them, held until those come, over the whole mount. Past it a
   // further early request fails with EIO (the writer sees it at fsync).
   uint64_t reorder_bound = uint64_t{64} << 20;
+  // Write-back mode: how long an fsync, a close or a read past the stored
+  // end waits for the gap in front of held bytes (-o gap_wait=SECONDS).
+  uint64_t gap_wait_seconds = 2;
   // Segment descriptors each open file keeps cached. Small: a mount may hold
   // many files open at once.
   size_t max_open_segments = 8;

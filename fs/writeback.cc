@@ -24,12 +24,6 @@ namespace hpfs {
 
 using hpfile::Errno;
 
-// How long an fsync or close waits for the gap in front of held bytes. The
-// kernel has sent every page it had dirty before either, so only pages that
-// another writer dirtied since can still fill it; a commit is asked for to
-// bring those, and what is still held after this never comes.
-constexpr std::chrono::seconds kSettleWait{2};
-
 WritebackSplit SplitAtEnd(uint64_t offset, size_t length, uint64_t end) {
   WritebackSplit split;
   if (offset > end) {
@@ -140,13 +134,20 @@ void Filesystem::DrainHeldLocked(Inode& inode, hpfile::HPFile& file, Completions
     const uint64_t end_before = file.Size();
     const uint64_t offset = queue.held.begin()->first;
     HeldWrite held = TakeFirstHeldLocked(queue);
+    if (held.direct) {
+      // The rules of a direct write are those of write(2) in the default
+      // mode: buffered bytes that reached its offset first won the race, and
+      // it fails with EPERM, whatever it holds. Its writer sees that, and the
+      // kernel's size never counted it, so no bytes are missing behind it.
+      Result<size_t> written = offset < end_before
+                                   ? Result<size_t>(Errno(EPERM))
+                                   : StoreWriteBackLocked(inode, file, offset, held.data);
+      completions.emplace_back(std::move(held.done), written);
+      continue;
+    }
     Result<size_t> stored = StoreWriteBackLocked(inode, file, offset, held.data);
     const bool extends = offset + held.data.size() > end_before;
-    if (held.done) {
-      completions.emplace_back(std::move(held.done), stored);
-    } else if (!stored) {
-      RecordLateErrorLocked(inode, offset, held.data.size(), stored.error());
-    }
+    if (!stored) RecordLateErrorLocked(inode, offset, held.data.size(), stored.error());
     if (!stored && extends) BreakQueueLocked(inode, stored.error(), completions);
   }
   HeldChangedLocked(queue);
@@ -231,7 +232,11 @@ bool Filesystem::WaitForHeldLocked(WritebackQueue& queue, std::unique_lock<std::
   lock.unlock();
   RequestCommit();
   lock.lock();
-  return queue.drained.wait_for(lock, kSettleWait, [&] { return !held(); });
+  // An fsync or close: the kernel has sent every page it had dirty before
+  // either, so only pages another writer dirtied since can still fill the
+  // gap; the commit brings those, and what is still held after gap_wait
+  // never comes.
+  return queue.drained.wait_for(lock, std::chrono::seconds(config_.gap_wait_seconds), [&] { return !held(); });
 }
 
 void Filesystem::WaitForHeldBelow(Inode& inode, uint64_t end) {
@@ -286,14 +291,38 @@ Result<void> Filesystem::ReserveHeldLocked(Inode& inode, uint64_t offset, uint64
 }
 
 Result<void> Filesystem::HoldLocked(Inode& inode, uint64_t offset, std::span<const std::byte> data, bool direct,
-                                    WriteDone& done) {
+                                    WriteDone& done, Completions& completions) {
   WritebackQueue& queue = inode.writeback;
   if (queue.broken && !direct) return std::unexpected(*queue.broken);
+  // A direct write and bytes of the page cache for the same range: the
+  // kernel writes back (launders) the dirty pages a direct write covers
+  // before it sends the write, and keeps appenders out until its answer, so
+  // cached bytes there came first and are the kernel's idea of the file. The
+  // direct write lost the race, as one below the end does: EPERM.
+  const uint64_t end = offset + data.size();
+  const auto overlapping = [&queue, offset, end](bool want_direct) {
+    auto it = queue.held.lower_bound(end);
+    while (it != queue.held.begin()) {
+      --it;
+      if (it->first + it->second.data.size() <= offset) continue;
+      if (it->second.direct == want_direct) return it;
+    }
+    return queue.held.end();
+  };
+  if (direct && overlapping(false) != queue.held.end()) return Errno(EPERM);
+  if (direct && overlapping(true) != queue.held.end()) return Errno(EPERM);
+  if (!direct) {
+    for (auto lost = overlapping(true); lost != queue.held.end(); lost = overlapping(true)) {
+      completions.emplace_back(std::move(lost->second.done), Errno(EPERM));
+      DropHeldBytesLocked(queue, lost->second.data.size());
+      queue.held.erase(lost);
+      HeldChangedLocked(queue);
+    }
+  }
   if (auto same = queue.held.find(offset); same != queue.held.end()) {
     // The kernel sends a page once at a time, but an answered page can be
     // dirtied by more appends and come again, longer, while still held.
     HeldWrite& held = same->second;
-    if (direct || held.done) return Errno(EIO);
     const size_t common = std::min(held.data.size(), data.size());
     if (std::memcmp(held.data.data(), data.data(), common) != 0) {
       spdlog::error("{}: refused a write of [{}, {}): it would change bytes written back before", DisplayName(inode),
@@ -334,7 +363,7 @@ void Filesystem::WriteBack(FileHandle& handle, uint64_t offset, std::span<const 
       LandGrowLocked(inode, *file, completions);
     }
     if (offset > file->Size()) {
-      if (auto held = HoldLocked(inode, offset, data, direct, done); !held) {
+      if (auto held = HoldLocked(inode, offset, data, direct, done, completions); !held) {
         completions.emplace_back(std::move(done), std::unexpected(held.error()));
         answered = true;
       } else {

@@ -71,6 +71,24 @@ TEST(ApplyHpfsOptionTest, MaxOpenFilesTakesACountAndRefusesOnesTooSmallToWorkWit
   EXPECT_EQ(options.config.max_open_files, 64u);
 }
 
+TEST(ApplyHpfsOptionTest, GapWaitIsTwoSecondsByDefaultAndBounded) {
+  DaemonOptions options;
+  EXPECT_EQ(options.config.gap_wait_seconds, 2u);
+  EXPECT_EQ(ApplyHpfsOption("gap_wait=10", options), true);
+  EXPECT_EQ(options.config.gap_wait_seconds, 10u);
+  EXPECT_EQ(ApplyHpfsOption("gap_wait=1m", options), true);
+  EXPECT_EQ(options.config.gap_wait_seconds, 60u);
+  EXPECT_EQ(ApplyHpfsOption("gap_wait=1", options), true);
+  EXPECT_EQ(options.config.gap_wait_seconds, 1u);
+  for (const char* bad : {"gap_wait", "gap_wait=", "gap_wait=0", "gap_wait=61", "gap_wait=1h", "gap_wait=-1",
+                          "gap_wait=2x", "gap_wait=99999999999999999999"}) {
+    auto r = ApplyHpfsOption(bad, options);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_NE(r.error().find("'gap_wait'"), std::string::npos) << r.error();
+    EXPECT_EQ(options.config.gap_wait_seconds, 1u) << bad;
+  }
+}
+
 TEST(ApplyHpfsOptionTest, ZeroRetentionMeansNone) {
   DaemonOptions options;
   ASSERT_EQ(ApplyHpfsOption("retain_bytes=0", options), true);

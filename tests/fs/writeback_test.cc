@@ -239,6 +239,36 @@ TEST_F(WritebackTest, FsyncWaitsForTheGapInFrontOfHeldBytes) {
   EXPECT_EQ(Content(), "0123456789");
 }
 
+// -o gap_wait: a slow writer on a loaded machine may need longer than the
+// default 2 s.
+TEST_F(WritebackTest, FsyncWaitsForTheGapAsLongAsGapWaitSays) {
+  config_.gap_wait_seconds = 6;
+  Open();
+  ASSERT_EQ(CachedWrite(0, "0123")->written, 4u);
+  EXPECT_EQ(CachedWrite(8, "89")->written, 2u);
+  std::thread filler([this] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(3000));
+    EXPECT_EQ(CachedWrite(4, "4567")->written, 4u);
+  });
+  auto synced = fs_->Fsync(*handle_);
+  filler.join();
+  EXPECT_TRUE(synced) << synced.error().message();
+  EXPECT_EQ(Content(), "0123456789");
+}
+
+TEST_F(WritebackTest, FsyncGivesUpAfterGapWait) {
+  config_.gap_wait_seconds = 1;
+  Open();
+  ASSERT_EQ(CachedWrite(0, "0123")->written, 4u);
+  EXPECT_EQ(CachedWrite(8, "89")->written, 2u);
+  const auto start = std::chrono::steady_clock::now();
+  auto synced = fs_->Fsync(*handle_);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+  ASSERT_FALSE(synced);
+  EXPECT_EQ(synced.error().value(), EIO);
+  EXPECT_EQ(Content(), "0123");
+}
+
 TEST_F(WritebackTest, TruncateDropsHeldBytesPastTheNewSize) {
   ASSERT_EQ(CachedWrite(0, "0123")->written, 4u);
   EXPECT_EQ(CachedWrite(8, "89ab")->written, 4u);
@@ -344,6 +374,68 @@ TEST_F(WritebackTest, DirectWritePastTheEndWaitsForCachedBytesThenForACommit) {
   EXPECT_FALSE(fs_->FinishCommit(commit));
   EXPECT_EQ(sparse.written, 2u);
   EXPECT_EQ(Content(), std::string("abcdef\0\0ij", 10));
+  fs_->Release(std::move(*direct));
+}
+
+// A direct write at the offset the writer saw as the end, while an appender
+// got there first: the appender's pages reach past it. The direct write lost
+// the race and fails; the appender's bytes still land and the file takes
+// later appends (a direct refusal breaks nothing).
+TEST_F(WritebackTest, HeldDirectWriteThatCachedBytesReachFailsWithEPERMAndBreaksNothing) {
+  auto direct = fs_->OpenFile(handle_->inode->id, O_WRONLY);
+  ASSERT_TRUE(direct);
+  ASSERT_EQ(CachedWrite(0, "ab")->written, 2u);
+  Outcome lost;
+  fs_->WriteBack(**direct, 4, Bytes("XYZ"), /*cached=*/false, Caller{}, lost.Recorder());
+  EXPECT_FALSE(lost.called);
+  EXPECT_EQ(CachedWrite(0, "abcdef")->written, 6u);
+  ASSERT_TRUE(lost.called);
+  EXPECT_EQ(lost.error, EPERM);
+  // Later pages still wait for their gap rather than fail.
+  EXPECT_EQ(CachedWrite(8, "i")->written, 1u);
+  EXPECT_EQ(CachedWrite(6, "gh")->written, 2u);
+  EXPECT_EQ(Content(), "abcdefghi");
+  EXPECT_EQ(fs_->HeldWriteBytes(), 0u);
+  EXPECT_TRUE(fs_->Fsync(*handle_));
+  fs_->Release(std::move(*direct));
+}
+
+// The kernel writes back the dirty pages a direct write covers before it
+// sends it: held cached bytes in its range were the kernel's end first.
+TEST_F(WritebackTest, DirectWriteOverHeldCachedBytesFailsWithEPERMAtOnce) {
+  auto direct = fs_->OpenFile(handle_->inode->id, O_WRONLY);
+  ASSERT_TRUE(direct);
+  ASSERT_EQ(CachedWrite(0, "ab")->written, 2u);
+  EXPECT_EQ(CachedWrite(4, "ef")->written, 2u);
+  for (const uint64_t at : {4u, 3u, 5u}) {
+    Outcome refused;
+    fs_->WriteBack(**direct, at, Bytes("XY"), /*cached=*/false, Caller{}, refused.Recorder());
+    ASSERT_TRUE(refused.called) << "at " << at;
+    EXPECT_EQ(refused.error, EPERM) << "at " << at;
+  }
+  EXPECT_EQ(CachedWrite(0, "abcd")->written, 4u);
+  EXPECT_EQ(Content(), "abcdef");
+  EXPECT_EQ(fs_->HeldWriteBytes(), 0u);
+  EXPECT_TRUE(fs_->Fsync(*handle_));
+  fs_->Release(std::move(*direct));
+}
+
+// Cached bytes arriving where a direct write waits: the cached ones are in
+// the kernel's size, the direct one gives way.
+TEST_F(WritebackTest, CachedBytesOverAHeldDirectWriteReplaceItAndItFailsWithEPERM) {
+  auto direct = fs_->OpenFile(handle_->inode->id, O_WRONLY);
+  ASSERT_TRUE(direct);
+  ASSERT_EQ(CachedWrite(0, "ab")->written, 2u);
+  Outcome lost;
+  fs_->WriteBack(**direct, 4, Bytes("XY"), /*cached=*/false, Caller{}, lost.Recorder());
+  EXPECT_FALSE(lost.called);
+  EXPECT_EQ(CachedWrite(4, "ef")->written, 2u);
+  ASSERT_TRUE(lost.called);
+  EXPECT_EQ(lost.error, EPERM);
+  EXPECT_EQ(CachedWrite(2, "cd")->written, 2u);
+  EXPECT_EQ(Content(), "abcdef");
+  EXPECT_EQ(fs_->HeldWriteBytes(), 0u);
+  EXPECT_TRUE(fs_->Fsync(*handle_));
   fs_->Release(std::move(*direct));
 }
 
