@@ -283,6 +283,25 @@ TEST_F(WritebackDrill, WritesThatOvertakeAnEarlierOneAreHeldUntilItComes) {
   ::close(again);
 }
 
+// The kernel lets a FUSE mount's pages be dirty up to 1% of its dirty limit
+// (more with more memory), and its write-back passes can send the later of
+// those pages first: a cap above the reorder buffer's bound (64 MiB) made an
+// fsync after 128 MiB of appends fail. The daemon lowers the cap to half the
+// bound.
+TEST_F(WritebackDrill, DirtyPagesOfTheMountStayWithinHalfTheReorderBound) {
+  Mount({"-o", "writeback,segment_size=1M"});
+  struct stat st {};
+  ASSERT_EQ(::stat(mnt_.c_str(), &st), 0) << std::strerror(errno);
+  const std::string path = "/sys/class/bdi/" + std::to_string(major(st.st_dev)) + ":" +
+                           std::to_string(minor(st.st_dev)) + "/max_bytes";
+  if (::access(path.c_str(), R_OK) != 0) GTEST_SKIP() << "no " << path << " on this kernel";
+  if (::geteuid() != 0) GTEST_SKIP() << "the bdi is root's";
+  const uint64_t cap = std::stoull(mount_test::ReadFile(path));
+  EXPECT_GT(cap, 0u);
+  EXPECT_LE(cap, uint64_t{32} << 20);
+  EXPECT_NE(daemon_->Log().find("dirty pages of"), std::string::npos) << daemon_->Log();
+}
+
 // A direct write at an offset an appender's dirty pages already cover (the
 // writer took the size before the appender wrote). The kernel sends the
 // dirty pages in the direct write's range first, ahead of the pages in
