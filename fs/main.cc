@@ -235,6 +235,18 @@ void SetReadAhead(const char* mountpoint) {
   }
 }
 
+// Write-back mode: keeps what the kernel may send out of order within the
+// reorder buffer's bound (fs/readahead.h).
+void CapDirtyBytes(const char* mountpoint, uint64_t bytes) {
+  if (auto cap = hpfs::CapMountDirtyBytes(mountpoint, bytes); cap) {
+    spdlog::info("dirty pages of {}: at most {} bytes", mountpoint, *cap);
+  } else {
+    spdlog::warn("dirty pages of {} left at the kernel's cap ({}): past {} bytes, the kernel's write-back can send "
+                 "more out of order than the reorder buffer holds",
+                 mountpoint, cap.error().message(), bytes);
+  }
+}
+
 int Run(int argc, char* argv[]) {
   fuse_args args = FUSE_ARGS_INIT(argc, argv);
   std::unique_ptr<fuse_args, decltype(&fuse_opt_free_args)> args_guard(&args, &fuse_opt_free_args);
@@ -365,6 +377,7 @@ int Run(int argc, char* argv[]) {
   if (!opts.foreground) SetUpLogging(/*to_syslog=*/true, state.options.log_level, log_file);
   spdlog::info("mounted {} at {}", backing, opts.mountpoint);
   SetReadAhead(opts.mountpoint);
+  if (state.options.config.writeback) CapDirtyBytes(opts.mountpoint, state.options.config.reorder_bound / 2);
   // The mount is live: requests that arrive before the loop runs wait in the
   // kernel's queue, so units ordered after ours may use it from now on.
   NotifyServiceManager("READY=1");

@@ -46,22 +46,47 @@ std::optional<std::string> MountDevice(std::string_view mountinfo, std::string_v
   return found;
 }
 
-hpfile::Result<void> SetMountReadAhead(const std::string& mountpoint, unsigned kib) {
+namespace {
+
+// /sys/class/bdi/MAJOR:MINOR/NAME of the mount at `mountpoint`.
+hpfile::Result<std::string> MountBdiPath(const std::string& mountpoint, std::string_view name) {
   std::ifstream in("/proc/self/mountinfo");
   if (!in) return hpfile::LastErrno();
   std::stringstream text;
   text << in.rdbuf();
   const auto device = MountDevice(text.str(), mountpoint);
   if (!device) return hpfile::Errno(ENOENT);
-  const std::string path = "/sys/class/bdi/" + *device + "/read_ahead_kb";
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  return "/sys/class/bdi/" + *device + "/" + std::string(name);
+}
+
+hpfile::Result<void> WriteMountBdi(const std::string& mountpoint, std::string_view name, uint64_t number) {
+  auto path = MountBdiPath(mountpoint, name);
+  if (!path) return std::unexpected(path.error());
+  const int fd = ::open(path->c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) return hpfile::LastErrno();
-  const std::string value = std::to_string(kib) + "\n";
+  const std::string value = std::to_string(number) + "\n";
   const ssize_t n = ::write(fd, value.data(), value.size());
   const int write_errno = errno;
   ::close(fd);
   if (n != static_cast<ssize_t>(value.size())) return hpfile::Errno(n < 0 ? write_errno : EIO);
   return {};
+}
+
+}  // namespace
+
+hpfile::Result<void> SetMountReadAhead(const std::string& mountpoint, unsigned kib) {
+  return WriteMountBdi(mountpoint, "read_ahead_kb", kib);
+}
+
+hpfile::Result<uint64_t> CapMountDirtyBytes(const std::string& mountpoint, uint64_t bytes) {
+  auto path = MountBdiPath(mountpoint, "max_bytes");
+  if (!path) return std::unexpected(path.error());
+  std::ifstream in(*path);
+  uint64_t current = 0;
+  if (!(in >> current)) return hpfile::Errno(ENOENT);
+  if (current <= bytes) return current;
+  if (auto set = WriteMountBdi(mountpoint, "max_bytes", bytes); !set) return std::unexpected(set.error());
+  return bytes;
 }
 
 }  // namespace hpfs

@@ -8,6 +8,7 @@
 // which root may write like any block device's (docs/FILESYSTEM.md "Read-ahead").
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -30,5 +31,14 @@ std::optional<std::string> MountDevice(std::string_view mountinfo, std::string_v
 // mounting, the daemon would have to answer that stat itself. Fails with
 // EACCES when not root (the file is root's).
 [[nodiscard]] hpfile::Result<void> SetMountReadAhead(const std::string& mountpoint, unsigned kib);
+
+// Write-back mode: lowers the most the kernel lets the mount's pages be
+// dirty (the bdi's max_bytes; the kernel's default is 1% of its dirty limit,
+// so it grows with memory) to `bytes` if it is above; returns the cap now in
+// force. The kernel's write-back passes of a file may send its later pages
+// before the earlier ones, up to about what was dirty, and the daemon holds
+// those in its reorder buffer: a cap above the buffer's bound made an fsync
+// after 128 MiB of appends fail with EIO (docs/PERFORMANCE.md). Root only.
+[[nodiscard]] hpfile::Result<uint64_t> CapMountDirtyBytes(const std::string& mountpoint, uint64_t bytes);
 
 }  // namespace hpfs

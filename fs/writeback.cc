@@ -125,6 +125,7 @@ void Filesystem::LandGrow(Inode& inode, hpfile::HPFile& file) {
 HeldWrite Filesystem::TakeFirstHeldLocked(WritebackQueue& queue) {
   auto node = queue.held.extract(queue.held.begin());
   DropHeldBytesLocked(queue, node.mapped().data.size());
+  if (node.mapped().direct) --queue.held_direct;
   return std::move(node.mapped());
 }
 
@@ -190,6 +191,7 @@ void Filesystem::FailHeldLocked(Inode& inode, std::error_code error, Completions
   }
   queue.held.clear();
   queue.held_bytes = 0;
+  queue.held_direct = 0;
   HeldChangedLocked(queue);
 }
 
@@ -311,10 +313,11 @@ Result<void> Filesystem::HoldLocked(Inode& inode, uint64_t offset, std::span<con
   };
   if (direct && overlapping(false) != queue.held.end()) return Errno(EPERM);
   if (direct && overlapping(true) != queue.held.end()) return Errno(EPERM);
-  if (!direct) {
+  if (!direct && queue.held_direct > 0) {
     for (auto lost = overlapping(true); lost != queue.held.end(); lost = overlapping(true)) {
       completions.emplace_back(std::move(lost->second.done), Errno(EPERM));
       DropHeldBytesLocked(queue, lost->second.data.size());
+      --queue.held_direct;
       queue.held.erase(lost);
       HeldChangedLocked(queue);
     }
@@ -339,7 +342,10 @@ Result<void> Filesystem::HoldLocked(Inode& inode, uint64_t offset, std::span<con
   if (auto r = ReserveHeldLocked(inode, offset, data.size()); !r) return r;
   HeldWrite entry{std::vector<std::byte>(data.begin(), data.end()), nullptr, direct,
                   commits_started_.load(std::memory_order_relaxed)};
-  if (direct) entry.done = std::move(done);
+  if (direct) {
+    entry.done = std::move(done);
+    ++queue.held_direct;
+  }
   queue.held.emplace(offset, std::move(entry));
   HeldChangedLocked(queue);
   return {};

@@ -48,6 +48,7 @@ struct HeldWrite {
 struct WritebackQueue {
   std::map<uint64_t, HeldWrite> held;  // by offset
   uint64_t held_bytes = 0;
+  size_t held_direct = 0;  // entries of `held` from direct handles
   // A write-back that would have extended the file failed: the kernel's size
   // is ahead of the stored end and the bytes in between will not come again,
   // so later writes past the end fail the same way instead of waiting.

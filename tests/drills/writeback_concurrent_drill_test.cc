@@ -394,9 +394,9 @@ TEST_P(WritebackConcurrentTortureSeeds, EveryPhaseKeepsTheOldBytesAndExactlyTheA
       ASSERT_EQ(::waitpid(children[p], &status, 0), children[p]);
       reports.push_back(ParseLog(mount_test::ReadFile(log_paths[p])));
       for (const Event& failure : reports.back().failures) {
+        const bool in_plan = failure.stream_pos < plans[p].size();
         ADD_FAILURE() << "process " << p << " failed at op " << failure.stream_pos << " ("
-                      << (failure.stream_pos < plans[p].size() ? OpName(plans[p][failure.stream_pos].kind) : "open/close")
-                      << "): "
+                      << (in_plan ? OpName(plans[p][failure.stream_pos].kind) : "open/close") << "): "
                       << (failure.err > 0 ? std::strerror(failure.err) : "the size shrank");
       }
       ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "process " << p << " status " << status;

@@ -283,6 +283,60 @@ TEST_F(WritebackDrill, WritesThatOvertakeAnEarlierOneAreHeldUntilItComes) {
   ::close(again);
 }
 
+// The kernel lets a FUSE mount's pages be dirty up to 1% of its dirty limit
+// (more with more memory), and its write-back passes can send the later of
+// those pages first: a cap above the reorder buffer's bound (64 MiB) made an
+// fsync after 128 MiB of appends fail. The daemon lowers the cap to half the
+// bound.
+TEST_F(WritebackDrill, DirtyPagesOfTheMountStayWithinHalfTheReorderBound) {
+  Mount({"-o", "writeback,segment_size=1M"});
+  struct stat st {};
+  ASSERT_EQ(::stat(mnt_.c_str(), &st), 0) << std::strerror(errno);
+  const std::string path = "/sys/class/bdi/" + std::to_string(major(st.st_dev)) + ":" +
+                           std::to_string(minor(st.st_dev)) + "/max_bytes";
+  if (::access(path.c_str(), R_OK) != 0) GTEST_SKIP() << "no " << path << " on this kernel";
+  if (::geteuid() != 0) GTEST_SKIP() << "the bdi is root's";
+  const uint64_t cap = std::stoull(mount_test::ReadFile(path));
+  EXPECT_GT(cap, 0u);
+  EXPECT_LE(cap, uint64_t{32} << 20);
+  EXPECT_NE(daemon_->Log().find("dirty pages of"), std::string::npos) << daemon_->Log();
+}
+
+// A direct write at an offset an appender's dirty pages already cover (the
+// writer took the size before the appender wrote). The kernel sends the
+// dirty pages in the direct write's range first, ahead of the pages in
+// front of them: those wait in the reorder buffer, and the direct write,
+// over them, fails with EPERM at write(2). Nothing of the appender's is
+// refused later: its next appends, fsync and close succeed, and the file
+// holds exactly the appended bytes.
+TEST_F(WritebackDrill, DirectWriteOverAnAppendersDirtyPagesFailsAndTheAppenderLosesNothing) {
+  Mount({"-o", "writeback,commit=0,segment_size=1M"});
+  const int appender = ::open(M("f").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  ASSERT_GE(appender, 0) << std::strerror(errno);
+  const int direct = ::open(M("f").c_str(), O_WRONLY);
+  ASSERT_GE(direct, 0) << std::strerror(errno);
+  // Pages 0 and 1 dirty, nothing sent yet (no commits).
+  ASSERT_EQ(AppendPattern(appender, 0, 6000), 6000) << std::strerror(errno);
+  const std::string stray(2000, 'Z');  // past the appender's end too
+  EXPECT_EQ(::pwrite(direct, stray.data(), stray.size(), 5000), -1);
+  EXPECT_EQ(errno, EPERM);
+  ASSERT_EQ(AppendPattern(appender, 6000, 3000), 3000) << std::strerror(errno);
+  EXPECT_EQ(::fsync(appender), 0) << std::strerror(errno);
+  ASSERT_EQ(AppendPattern(appender, 9000, 1000), 1000) << std::strerror(errno);
+  EXPECT_EQ(::close(appender), 0) << std::strerror(errno);
+  EXPECT_EQ(::close(direct), 0) << std::strerror(errno);
+  auto stat = StatOf("f");
+  EXPECT_EQ(stat["held_bytes"], "0");
+  EXPECT_EQ(stat["size"], "10000");
+  const int reader = ::open(M("f").c_str(), O_RDONLY);
+  ASSERT_GE(reader, 0);
+  uint64_t checked = 0;
+  EXPECT_EQ(VerifyPattern(reader, 0, 10000, 0, &checked), std::nullopt);
+  EXPECT_EQ(checked, 10000u);
+  ::close(reader);
+  EXPECT_EQ(daemon_->Log().find("writes past the end of this file fail"), std::string::npos) << daemon_->Log();
+}
+
 // Seeded model-based torture through a write-back mount: buffered O_APPEND
 // writes of 1 B to 64 KiB (from this process and from child processes),
 // direct writes at and below the end, reads through a cached and a direct
