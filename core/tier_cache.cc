@@ -263,12 +263,10 @@ TierResult<void> ChunkCache::Fetch(std::string_view file_id, const RemoteSegment
   std::vector<std::byte> buffer(end - start);
   const bool prefetch = out.empty();
   std::string why;
-  int err = EIO;
   for (int attempt = 1; attempt <= (prefetch ? 1 : options_.max_attempts); ++attempt) {
     auto got = WithRetries(config_.retry, [&] { return config_.store->GetRange(key, start, buffer); });
     if (!got) {
       why = got.error().message;
-      err = got.error().errno_value();
       if (!got.error().retryable()) break;
       continue;
     }
@@ -290,15 +288,13 @@ TierResult<void> ChunkCache::Fetch(std::string_view file_id, const RemoteSegment
       return {};
     }
     why = StrCat("chunk ", first, " does not match its checksum");
-    err = EIO;
   }
   if (prefetch) return std::unexpected(TierError{.err = EIO, .retryable = true, .message = why});
   const std::string line = StrCat("tier: read of ", key, " bytes [", start, ", ", end, ") failed after ",
                                   options_.max_attempts, " attempts: ", why);
   Log(line);
-  // What a reader sees of a store that refuses or lost the object is EIO
-  // like any other failed read; the log line says which.
-  (void)err;
+  // A reader sees EIO whatever the store said (403, 404, a timeout), as for
+  // any failed read of a disk; the log line says which.
   return std::unexpected(TierError{.err = EIO, .retryable = true, .message = line});
 }
 
