@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// Backing store format 1: every name, key and constant of the on-disk layout.
-// The writer, recovery and `hpfsctl check` all read them from here; this header
-// holds no logic.
+// Backing store format 1 (2 for a tiered file's meta): every name, key and
+// constant of the on-disk layout. The writer, recovery and `hpfsctl check`
+// all read them from here; this header holds no logic.
 #pragma once
 
 #include <cstddef>

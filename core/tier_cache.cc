@@ -22,7 +22,72 @@ uint64_t ChunkCount(uint64_t size, uint64_t chunk_size) { return size / chunk_si
 }  // namespace
 
 ChunkCache::ChunkCache(const TierStoreConfig& config, ChunkCacheOptions options)
-    : config_(config), options_(std::move(options)), io_(options_.io != nullptr ? *options_.io : PosixIo::Default()) {}
+    : config_(config), options_(std::move(options)), io_(options_.io != nullptr ? *options_.io : PosixIo::Default()) {
+  if (options_.readahead_chunks > 1) prefetcher_ = std::thread([this] { PrefetchLoop(); });
+}
+
+ChunkCache::~ChunkCache() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  jobs_cv_.notify_all();
+  if (prefetcher_.joinable()) prefetcher_.join();
+}
+
+void ChunkCache::PrefetchLoop() {
+  std::unique_lock lock(mu_);
+  while (true) {
+    jobs_cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+    if (stopping_) break;
+    PrefetchJob job = std::move(jobs_.front());
+    jobs_.pop_front();
+    lock.unlock();
+    (void)Fetch(job.file_id, job.segment, job.chunk_size, job.first, job.count, 0, {});
+    lock.lock();
+    for (uint64_t i = 0; i < job.count; ++i) in_flight_.erase(ChunkName(job.file_id, job.segment.name(), job.first + i));
+    in_flight_cv_.notify_all();
+  }
+  // Jobs never started: their chunks are no longer on their way.
+  for (const PrefetchJob& job : jobs_) {
+    for (uint64_t i = 0; i < job.count; ++i) in_flight_.erase(ChunkName(job.file_id, job.segment.name(), job.first + i));
+  }
+  jobs_.clear();
+  in_flight_cv_.notify_all();
+}
+
+void ChunkCache::SchedulePrefetch(std::string_view file_id, const RemoteSegment& segment, uint64_t chunk_size,
+                                  uint64_t index) {
+  if (!prefetcher_.joinable()) return;
+  const uint64_t chunks = segment.chunk_crcs.size();
+  const uint64_t window_end = std::min<uint64_t>(chunks, index + 1 + options_.readahead_chunks);
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ || jobs_.size() >= kMaxPrefetchJobs) return;
+    uint64_t first = index + 1;
+    auto ready = [&](uint64_t i) {
+      const std::string name = ChunkName(file_id, segment.name(), i);
+      return index_.contains(name) || in_flight_.contains(name);
+    };
+    while (first < window_end && ready(first)) ++first;
+    if (first >= window_end) return;
+    // One full batch from the first chunk missing, as a sequential miss takes.
+    uint64_t count = 0;
+    while (count < options_.readahead_chunks && first + count < chunks && !ready(first + count)) ++count;
+    for (uint64_t i = 0; i < count; ++i) in_flight_.insert(ChunkName(file_id, segment.name(), first + i));
+    jobs_.push_back(PrefetchJob{.file_id = std::string(file_id), .segment = segment, .chunk_size = chunk_size,
+                                .first = first, .count = count});
+  }
+  jobs_cv_.notify_one();
+}
+
+bool ChunkCache::WaitForPrefetch(const std::string& name) {
+  std::unique_lock lock(mu_);
+  if (!in_flight_.contains(name)) return false;
+  // Bounded: the fetch is, by the store's timeouts.
+  in_flight_cv_.wait(lock, [&] { return !in_flight_.contains(name); });
+  return true;
+}
 
 Result<std::unique_ptr<ChunkCache>> ChunkCache::Open(const TierStoreConfig& config, ChunkCacheOptions options) {
   if (config.store == nullptr || options.dir.empty() || options.max_attempts < 1) return Errno(EINVAL);
@@ -196,13 +261,12 @@ TierResult<void> ChunkCache::Fetch(std::string_view file_id, const RemoteSegment
   const uint64_t start = first * chunk_size;
   const uint64_t end = std::min(segment.size, (first + count) * chunk_size);
   std::vector<std::byte> buffer(end - start);
+  const bool prefetch = out.empty();
   std::string why;
-  int err = EIO;
-  for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
+  for (int attempt = 1; attempt <= (prefetch ? 1 : options_.max_attempts); ++attempt) {
     auto got = WithRetries(config_.retry, [&] { return config_.store->GetRange(key, start, buffer); });
     if (!got) {
       why = got.error().message;
-      err = got.error().errno_value();
       if (!got.error().retryable()) break;
       continue;
     }
@@ -217,21 +281,20 @@ TierResult<void> ChunkCache::Fetch(std::string_view file_id, const RemoteSegment
       if (i == 0) wanted_ok = true;
       Store(ChunkName(file_id, segment.name(), first + i), piece);
       std::lock_guard lock(mu_);
-      if (i > 0) ++stats_.prefetched;
+      if (prefetch || i > 0) ++stats_.prefetched;
     }
     if (wanted_ok) {
-      std::memcpy(out.data(), buffer.data() + offset, out.size());
+      if (!prefetch) std::memcpy(out.data(), buffer.data() + offset, out.size());
       return {};
     }
     why = StrCat("chunk ", first, " does not match its checksum");
-    err = EIO;
   }
+  if (prefetch) return std::unexpected(TierError{.err = EIO, .retryable = true, .message = why});
   const std::string line = StrCat("tier: read of ", key, " bytes [", start, ", ", end, ") failed after ",
                                   options_.max_attempts, " attempts: ", why);
   Log(line);
-  // What a reader sees of a store that refuses or lost the object is EIO
-  // like any other failed read; the log line says which.
-  (void)err;
+  // A reader sees EIO whatever the store said (403, 404, a timeout), as for
+  // any failed read of a disk; the log line says which.
   return std::unexpected(TierError{.err = EIO, .retryable = true, .message = line});
 }
 
@@ -253,11 +316,13 @@ TierResult<void> ChunkCache::ReadRemote(std::string_view file_id, const RemoteSe
     const auto piece = out.subspan(done, n);
     const std::string name = ChunkName(file_id, segment.name(), index);
     bool sequential = index == 0;
+    bool new_chunk = true;
     {
       std::lock_guard lock(mu_);
       auto it = last_chunk_.find(key);
       if (it != last_chunk_.end()) {
         sequential = sequential || it->second + 1 == index || it->second == index;
+        new_chunk = it->second != index;
         it->second = index;
       } else {
         // Bounded: one entry per object read lately.
@@ -265,7 +330,10 @@ TierResult<void> ChunkCache::ReadRemote(std::string_view file_id, const RemoteSe
         last_chunk_.emplace(key, index);
       }
     }
-    if (ReadCached(name, segment.chunk_crcs[index], in_chunk, piece)) {
+    if (sequential && new_chunk) SchedulePrefetch(file_id, segment, chunk_size, index);
+    bool cached = ReadCached(name, segment.chunk_crcs[index], in_chunk, piece);
+    if (!cached && WaitForPrefetch(name)) cached = ReadCached(name, segment.chunk_crcs[index], in_chunk, piece);
+    if (cached) {
       std::lock_guard lock(mu_);
       ++stats_.hits;
     } else {
@@ -273,7 +341,8 @@ TierResult<void> ChunkCache::ReadRemote(std::string_view file_id, const RemoteSe
       if (sequential) {
         std::lock_guard lock(mu_);
         while (count < options_.readahead_chunks && index + count < chunks &&
-               !index_.contains(ChunkName(file_id, segment.name(), index + count))) {
+               !index_.contains(ChunkName(file_id, segment.name(), index + count)) &&
+               !in_flight_.contains(ChunkName(file_id, segment.name(), index + count))) {
           ++count;
         }
       }

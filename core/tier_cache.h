@@ -15,23 +15,32 @@
 // line naming the object.
 //
 // Read-ahead: a read that continues where the previous read of the same
-// object stopped fetches up to `readahead_chunks` chunks in one GET, since
-// one large GET costs about what one small one does in latency.
+// object stopped (or starts at the object's start) fetches up to
+// `readahead_chunks` chunks in one GET, since one large GET costs about what
+// one small one does in latency, and each time it enters a new chunk it
+// keeps the next `readahead_chunks` chunks cached or on their way: a
+// background thread fetches them (at most kMaxPrefetchJobs GETs queued), so
+// the store's transfer overlaps the reader's work. A reader that needs a
+// chunk being prefetched waits for that fetch rather than asking twice.
 //
 // Thread-safety: safe from any number of threads. Fetches run without the
-// index lock; two readers missing the same chunk may both fetch it.
+// index lock; two readers missing the same chunk at once may both fetch it.
 #pragma once
 
+#include <condition_variable>
 #include <cstddef>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <list>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -110,12 +119,35 @@ class ChunkCache final : public RemoteSegmentSource {
   };
   static constexpr size_t kOpenChunks = 32;
   ChunkCache(const TierStoreConfig& config, ChunkCacheOptions options);
+ public:
+  ~ChunkCache() override;
+  ChunkCache(const ChunkCache&) = delete;
+  ChunkCache& operator=(const ChunkCache&) = delete;
+
+ private:
+  struct PrefetchJob {
+    std::string file_id;
+    RemoteSegment segment;
+    uint64_t chunk_size = 0;
+    uint64_t first = 0;
+    uint64_t count = 0;
+  };
+  static constexpr size_t kMaxPrefetchJobs = 2;
+  // Queues a fetch of the chunks after `index` that are neither cached nor
+  // on their way, up to readahead_chunks ahead.
+  void SchedulePrefetch(std::string_view file_id, const RemoteSegment& segment, uint64_t chunk_size,
+                        uint64_t index);
+  void PrefetchLoop();
+  // Waits while the chunk is being prefetched; true if it was.
+  bool WaitForPrefetch(const std::string& name);
 
   static std::string ChunkName(std::string_view file_id, SegmentName segment, uint64_t index);
   // The chunk from the cache when there and sound.
   bool ReadCached(const std::string& name, uint32_t crc, uint64_t offset, std::span<std::byte> out);
   // Fetches chunks [first, first + count) of the object, checks and caches
-  // them; `want` (chunk `first`) is copied out of the fetched bytes.
+  // them; `out` is filled from chunk `first` at `offset`. A prefetch (empty
+  // `out`) makes one attempt and logs nothing: the reader that needs the
+  // chunk fetches it again and reports.
   TierResult<void> Fetch(std::string_view file_id, const RemoteSegment& segment, uint64_t chunk_size,
                          uint64_t first, uint64_t count, uint64_t offset, std::span<std::byte> out);
   void Store(const std::string& name, std::span<const std::byte> data);
@@ -139,6 +171,13 @@ class ChunkCache final : public RemoteSegmentSource {
   std::list<std::string> open_;
   Stats stats_;
   uint64_t temp_counter_ = 0;
+  // Prefetching: chunks queued or being fetched, the queue, its thread.
+  std::set<std::string> in_flight_;
+  std::deque<PrefetchJob> jobs_;
+  bool stopping_ = false;
+  std::condition_variable jobs_cv_;
+  std::condition_variable in_flight_cv_;
+  std::thread prefetcher_;
 };
 
 }  // namespace hpfile

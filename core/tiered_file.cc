@@ -134,7 +134,12 @@ Result<size_t> TieredFile::ReadBelowLocalHead(uint64_t offset, std::span<std::by
   const size_t n = static_cast<size_t>(std::min<uint64_t>(out.size(), segment->size - in_segment));
   if (options_.source == nullptr) return Errno(EIO);
   auto read = options_.source->ReadRemote(manifest->file_id, *segment, manifest->chunk_size, in_segment, out.first(n));
-  if (!read) return Errno(read.error().err);
+  if (!read) {
+    // A prune that ran meanwhile may have deleted the object: the range is
+    // below the head now, as a read after the prune would find.
+    if (offset < Head()) return Errno(ENODATA);
+    return Errno(read.error().err);
+  }
   return n;
 }
 
