@@ -240,6 +240,8 @@ Result<std::shared_ptr<hpfile::HPFile>> Filesystem::OpenHPFile(const std::shared
   const int dir_fd = (*held)->get();
   hpfile::Options options;
   options.create_if_missing = create;
+  // Durable with the file's fsync or its directory's (MakeCreatesDurable).
+  options.durable_create = false;
   options.max_open_segments = config_.max_open_segments;
   options.write_buffer_size = 0;  // write-through: SIGKILL loses no acknowledged write
   // Pruned and truncated segments go to the trash and are freed off the
@@ -416,6 +418,20 @@ void Filesystem::EvictIdle(std::vector<std::weak_ptr<Inode>> victims) {
     evicted_unsynced_.store(true, std::memory_order_relaxed);
     // Closed here, outside every lock (a close writes out a moved head).
   }
+}
+
+Result<void> Filesystem::MakeCreatesDurable(uint64_t upto) {
+  if (creates_durable_.load() >= upto) return {};
+  uint64_t covered;
+  {
+    std::unique_lock creating(creating_);
+    covered = creates_.load();
+    if (::syncfs(root_fd_.get()) != 0) return LastErrno();
+  }
+  uint64_t durable = creates_durable_.load();
+  while (durable < covered && !creates_durable_.compare_exchange_weak(durable, covered)) {
+  }
+  return {};
 }
 
 size_t Filesystem::IdleFiles() {

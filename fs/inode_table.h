@@ -69,6 +69,10 @@ struct Inode : std::enable_shared_from_this<Inode> {
   // Files only; reset once the backing directory is deleted, and while the
   // file is evicted. Guarded by mu.
   std::shared_ptr<hpfile::HPFile> file;
+  // Files made by Create: its number among the mount's creates, whose name
+  // and meta are durable once Filesystem::MakeCreatesDurable covered it
+  // (0: not created by this mount). Set before the inode is shared.
+  uint64_t create_seq = 0;
   // mu: the HPFile was closed to keep the daemon within max_open_files
   // (fs/descriptor_cache.h); Filesystem::FileOf opens it again.
   bool evicted = false;
