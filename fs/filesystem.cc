@@ -380,6 +380,7 @@ Result<std::shared_ptr<hpfile::HPFile>> Filesystem::FileOf(const Inode& inode) {
     std::lock_guard lock(inode.mu);
     self->file = *file;
     self->evicted = false;
+    self->evicted_stat.reset();
   }
   AddIdle(inode);
   return inode.File();
@@ -405,6 +406,10 @@ void Filesystem::EvictIdle(std::vector<std::weak_ptr<Inode>> victims) {
     auto inode = weak.lock();
     if (!inode) continue;
     std::shared_ptr<hpfile::HPFile> closing;
+    std::optional<struct stat> st;
+    if (auto file = inode->File()) {
+      if (auto made = StatFile(*inode, *file)) st = *made;
+    }
     {
       std::lock_guard lock(inode->mu);
       // In use again since it joined the set (it rejoins at its last
@@ -414,6 +419,7 @@ void Filesystem::EvictIdle(std::vector<std::weak_ptr<Inode>> victims) {
       if (inode->cached_writers.load() > 0) continue;
       closing = std::move(inode->file);
       inode->evicted = true;
+      inode->evicted_stat = st;
     }
     evicted_unsynced_.store(true, std::memory_order_relaxed);
     // Closed here, outside every lock (a close writes out a moved head).
@@ -432,6 +438,11 @@ Result<void> Filesystem::MakeCreatesDurable(uint64_t upto) {
   while (durable < covered && !creates_durable_.compare_exchange_weak(durable, covered)) {
   }
   return {};
+}
+
+void Filesystem::ChangedWithoutHandle(const Inode& inode) {
+  std::lock_guard lock(inode.mu);
+  inode.evicted_stat.reset();
 }
 
 size_t Filesystem::IdleFiles() {

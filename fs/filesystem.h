@@ -334,6 +334,9 @@ class Filesystem {
   // The file got an open handle: it leaves the idle set.
   void PinFile(const Inode& inode);
   void EvictIdle(std::vector<std::weak_ptr<Inode>> victims);
+  // A request without a handle changed the file (FileOf gave it): the stat
+  // kept from an eviction meanwhile is no longer right.
+  void ChangedWithoutHandle(const Inode& inode);
   [[nodiscard]] Result<struct stat> Stat(const Inode& inode);
   [[nodiscard]] Result<struct stat> StatFile(const Inode& inode, const hpfile::HPFile& file);
   // The backing entry of `name`, if it is one the mount shows.

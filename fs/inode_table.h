@@ -11,6 +11,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -76,6 +77,11 @@ struct Inode : std::enable_shared_from_this<Inode> {
   // mu: the HPFile was closed to keep the daemon within max_open_files
   // (fs/descriptor_cache.h); Filesystem::FileOf opens it again.
   bool evicted = false;
+  // mu: the file's stat when it was evicted, which a stat answers with
+  // instead of opening it again: nothing changes a closed file but a request
+  // that opens it (Filesystem::FileOf), and those without a handle drop this
+  // after their change.
+  mutable std::optional<struct stat> evicted_stat;
   int open_handles = 0;     // mu
   bool unlinked = false;    // mu: no longer has a name in the mount
   std::string trash_name;   // mu: its name in the trash while unlinked but not deleted

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import fs_scale_files
 from fs_bench import human, make_file, punch_head, read_all, write_report
 
 
@@ -183,6 +184,8 @@ def scale(binary, work, s):
         # unmount; the backing store goes anyway, so it need not finish.
         d.stop(exit_seconds=5)
     shutil.rmtree(backing)
+
+    fs_scale_files.rows(binary, work, s, Daemon, add)
     return rows
 
 
