@@ -85,8 +85,7 @@ def scale(binary, work, s):
     nfiles, nsegs = s["scale_files"], s["scale_segments"]
     seg = 4096
 
-    # Many files: a few created through the mount (each creation syncs its
-    # meta and directory, ~10 ms here), the rest copies of one of them made
+    # Many files: a few created through the mount, the rest copies of one of them made
     # in the backing store while unmounted; then a fresh daemon over them.
     backing, mnt = os.path.join(work, "files-backing"), os.path.join(work, "files-mnt")
     os.makedirs(backing)
