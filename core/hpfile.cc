@@ -18,11 +18,17 @@ namespace {
 
 // Creates DIR as a new, empty HPFile. A crash midway leaves either nothing, an
 // empty directory (a plain directory to the filesystem layer) or the file.
-Result<void> CreateStore(Io& io, const std::string& dir, Meta meta) {
+// Without `durable`, nothing of it is synced (Options::durable_create).
+Result<void> CreateStore(Io& io, const std::string& dir, Meta meta, bool durable) {
   if (!ValidSegmentSize(meta.segment_size)) return Errno(EINVAL);
   meta.head = 0;
   if (auto made = io.Mkdir(dir, 0755); !made && !IsErrno(made.error(), EEXIST)) return made;
-  if (auto written = WriteMetaAtomically(io, dir, meta); !written) return written;
+  if (auto written =
+          WriteMetaAtomically(io, dir, meta, durable ? Durability::kSynced : Durability::kDeferred);
+      !written) {
+    return written;
+  }
+  if (!durable) return {};
   return SyncDir(io, ParentDir(dir));
 }
 
@@ -65,10 +71,14 @@ Result<std::unique_ptr<HPFile>> HPFile::Open(const std::string& dir, const Optio
   if (!lock) return std::unexpected(lock.error());
 
   auto scan = ScanStore(io, dir);
+  bool created = false;
   if (scan && !scan->has_meta && scan->segments.empty() && scan->problems.empty()) {
     // An empty directory: a new file.
     if (!options.create_if_missing) return Errno(ENOENT);
-    if (auto created = CreateStore(io, dir, options.initial_meta); !created) return std::unexpected(created.error());
+    if (auto made = CreateStore(io, dir, options.initial_meta, options.durable_create); !made) {
+      return std::unexpected(made.error());
+    }
+    created = true;
     scan = ScanStore(io, dir);
   }
   if (!scan) return std::unexpected(scan.error());
@@ -76,6 +86,7 @@ Result<std::unique_ptr<HPFile>> HPFile::Open(const std::string& dir, const Optio
   RecoveryPlan plan = PlanRecovery(*scan);
   std::unique_ptr<HPFile> file(new HPFile(io, dir, std::move(*lock), options));
   file->meta_ = scan->meta.value_or(Meta{});
+  file->meta_unsynced_ = created && !options.durable_create;
   if (!plan.damage) {
     if (auto applied = ApplyRecovery(io, dir, file->meta_, plan); !applied) return std::unexpected(applied.error());
   }

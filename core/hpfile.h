@@ -41,6 +41,15 @@ struct Options {
   Io* io = nullptr;
   // Create the directory and meta when DIR holds no HPFile; otherwise ENOENT.
   bool create_if_missing = true;
+  // A file created here is durable (its meta, and its entry in DIR's parent)
+  // when Open returns. False defers that, as a local filesystem does for a
+  // new file: the meta is written but not synced, and so is every meta
+  // change until the first Sync (or FinishSync), which makes the file's
+  // meta and entries durable; DIR's own entry is the caller's. Until then a
+  // power loss may leave DIR without its meta, so the caller must not make
+  // DIR's entry durable (fsync its parent) before that first sync: the
+  // daemon builds a new file apart and keeps this order.
+  bool durable_create = true;
   // The meta written when the file is created (segment_size, mode, uid, gid,
   // retention). Ignored for an existing file, which keeps its own.
   Meta initial_meta;
@@ -449,6 +458,10 @@ class HPFile {
   mutable std::mutex meta_mu_;
   Meta meta_;                // meta_mu_
   bool meta_dirty_ = false;  // meta_mu_: meta_ or head_ differs from the file
+  // sync_mu_: created without Options::durable_create and not synced since:
+  // meta writes skip their syncs, and the first Sync fsyncs the meta before
+  // the directory.
+  bool meta_unsynced_ = false;
 
   // Appends not yet written to the backing files: bytes [flushed_size_, size_).
   // Modified only under writer_mu_ *and* buffer_mu_; readers take buffer_mu_.

@@ -3,6 +3,8 @@
 // meta writes.
 #include "core/hpfile.h"
 
+#include <fcntl.h>
+
 #include <algorithm>
 
 namespace hpfile {
@@ -18,7 +20,8 @@ Result<void> HPFile::WriteMetaIfDirtySyncLocked() {
     snapshot = meta_;
   }
   snapshot.head = Head();
-  auto written = WriteMetaAtomically(io_, dir_, snapshot);
+  auto written =
+      WriteMetaAtomically(io_, dir_, snapshot, meta_unsynced_ ? Durability::kDeferred : Durability::kSynced);
   if (!written) {
     std::lock_guard lock(meta_mu_);
     meta_dirty_ = true;
@@ -110,6 +113,13 @@ Result<void> HPFile::SyncSegments(const PendingSync& pending) {
       }
     }
   }
+  if (meta_unsynced_) {
+    // The directory's sync makes the meta's name durable: its bytes first.
+    auto meta = Fd::Open(io_, dir_ + "/" + std::string(format::kMetaName), O_RDONLY);
+    if (!meta) return std::unexpected(meta.error());
+    if (auto synced = io_.Fsync(meta->get()); !synced) return synced;
+    return SyncDir(io_, dir_);
+  }
   if (pending.dir_dirty_) return SyncDir(io_, dir_);
   return {};
 }
@@ -129,6 +139,9 @@ Result<void> HPFile::FinishSync(PendingSync pending, const Result<void>& data_sy
     return data_synced;
   }
   pending.file_ = nullptr;
+  // Everything the file wrote is durable now (SyncSegments, or the caller's
+  // sync of the whole filesystem), the meta of a new file included.
+  meta_unsynced_ = false;
   if (auto written = WriteMetaIfDirtySyncLocked(); !written) return written;
 
   std::lock_guard lock(writer_mu_);

@@ -111,6 +111,10 @@ class Fd {
 // fsync of a directory: makes creations, deletions and renames in it durable.
 [[nodiscard]] Result<void> SyncDir(Io& io, const std::string& path);
 
+// Whether a write of a small file is synced before it returns
+// (ReplaceFileAtomically), or left for a later fsync of it and its directory.
+enum class Durability { kSynced, kDeferred };
+
 // Opens the directory `dir` and takes TryLockExclusive on it: who holds the
 // descriptor owns the directory. EBUSY when another owner holds it.
 [[nodiscard]] Result<Fd> LockDirectory(Io& io, const std::string& dir);

@@ -127,8 +127,9 @@ std::string SerializeMeta(const Meta& meta) {
   return text;
 }
 
-Result<void> WriteMetaAtomically(Io& io, const std::string& dir, const Meta& meta) {
-  return ReplaceFileAtomically(io, dir, format::kMetaName, format::kMetaTempName, SerializeMeta(meta));
+Result<void> WriteMetaAtomically(Io& io, const std::string& dir, const Meta& meta, Durability durability) {
+  return ReplaceFileAtomically(io, dir, format::kMetaName, format::kMetaTempName, SerializeMeta(meta), nullptr,
+                               durability);
 }
 
 Result<std::string> ReadMetaText(Io& io, const std::string& dir) {

@@ -48,7 +48,9 @@ bool ValidSegmentSize(uint64_t segment_size);
 
 // Replaces DIR/hpfile.meta atomically: writes the temp name, fsyncs it, renames
 // it over the meta file and fsyncs DIR. A crash leaves the old or the new meta.
-[[nodiscard]] Result<void> WriteMetaAtomically(Io& io, const std::string& dir, const Meta& meta);
+// Durability::kDeferred as for ReplaceFileAtomically (core/text_file.h).
+[[nodiscard]] Result<void> WriteMetaAtomically(Io& io, const std::string& dir, const Meta& meta,
+                                               Durability durability = Durability::kSynced);
 
 // Reads DIR/hpfile.meta whole. ENOENT when it is missing.
 [[nodiscard]] Result<std::string> ReadMetaText(Io& io, const std::string& dir);

@@ -101,14 +101,16 @@ Result<std::string> ReadSmallFile(Io& io, const std::string& path, size_t max_by
 }
 
 Result<void> ReplaceFileAtomically(Io& io, const std::string& dir, std::string_view name, std::string_view temp_name,
-                                   std::string_view text, bool* renamed) {
+                                   std::string_view text, bool* renamed, Durability durability) {
+  const bool sync = durability == Durability::kSynced;
   if (renamed != nullptr) *renamed = false;
   const std::string temp = dir + "/" + std::string(temp_name);
   {
     auto fd = Fd::Open(io, temp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (!fd) return std::unexpected(fd.error());
     Result<void> written = WriteFull(io, fd->get(), std::as_bytes(std::span(text.data(), text.size())), 0);
-    if (written) written = io.Fsync(fd->get());
+    if (written && sync) written = io.Fsync(fd->get());
+    if (written && !sync) io.StartWriteback(fd->get());
     if (!written) {
       fd->Reset();
       (void)io.Unlink(temp);  // best effort, see the header
@@ -120,6 +122,7 @@ Result<void> ReplaceFileAtomically(Io& io, const std::string& dir, std::string_v
     return moved;
   }
   if (renamed != nullptr) *renamed = true;
+  if (!sync) return {};
   return SyncDir(io, dir);
 }
 

@@ -85,9 +85,14 @@ inline constexpr size_t kMaxSmallFileBytes = 1 << 20;
 // `renamed`, when given, says whether the new content is in place, which it
 // is even when only the final directory sync failed (and a power loss may
 // then still bring back the old file).
+// Durability::kDeferred skips both syncs (it only starts the write-back of
+// the temp file before the rename, so that a filesystem ordering data before
+// metadata, as ext4's data=ordered does, has its blocks to order): for a file
+// nobody relies on yet, made durable later by an fsync of NAME and of DIR.
 [[nodiscard]] Result<void> ReplaceFileAtomically(Io& io, const std::string& dir, std::string_view name,
                                                  std::string_view temp_name, std::string_view text,
-                                                 bool* renamed = nullptr);
+                                                 bool* renamed = nullptr,
+                                                 Durability durability = Durability::kSynced);
 
 // ---- directories --------------------------------------------------------------------------
 

@@ -51,6 +51,10 @@ Result<struct stat> Filesystem::Stat(const Inode& inode) {
     case Kind::kFile:
       break;
   }
+  {
+    std::lock_guard lock(inode.mu);
+    if (inode.evicted && inode.evicted_stat) return *inode.evicted_stat;
+  }
   auto opened = FileOf(inode);
   std::shared_ptr<hpfile::HPFile> file = opened ? *opened : nullptr;
   if (!file) {
@@ -193,6 +197,12 @@ Result<struct stat> Filesystem::SetAttr(InodeId id, const AttrChange& change, Fi
   if (!opened) return std::unexpected(opened.error());
   auto file = *opened;
   if (!file) return Errno(ENOENT);
+  // However this ends, a stat kept from an eviction meanwhile is stale.
+  struct Changed {
+    Filesystem* fs;
+    const Inode& inode;
+    ~Changed() { fs->ChangedWithoutHandle(inode); }
+  } changed{this, inode};
   if (change.size) {
     std::lock_guard lock(inode.write_mu);
     // The kernel takes the size from this answer: its end and the stored

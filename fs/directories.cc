@@ -101,8 +101,17 @@ Result<std::vector<InodeId>> Filesystem::ReadDir(DirHandle& handle, off_t offset
 Result<void> Filesystem::FsyncDir(InodeId id) {
   auto inode = GetDirectory(id);
   if (!inode) return std::unexpected(inode.error());
+  // A create not yet durable may be in this directory (or be renamed into
+  // it): its meta must be durable before its name, which one syncfs does.
+  const bool creates_pending = creates_.load() > creates_durable_.load();
+  if (creates_pending) {
+    if (auto named = MakeCreatesDurable(creates_.load()); !named) return named;
+  }
   auto fd = Descriptor(**inode);
   if (!fd) return std::unexpected(fd.error());
+  // A directory on a filesystem mounted inside BACKING: the syncfs above
+  // did not reach it.
+  if (creates_pending && (*inode)->backing_dev != root_dev_) return CheckRc(::syncfs((*fd)->get()));
   return CheckRc(::fsync((*fd)->get()));
 }
 }  // namespace hpfs

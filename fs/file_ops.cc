@@ -60,6 +60,7 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Filesystem::Create(InodeId
   }
   auto inode = std::make_shared<Inode>(Kind::kFile, st.st_dev, st.st_ino, std::move(*fd));
   Adopt(*inode);
+  std::shared_lock creating(creating_);
   auto file = OpenHPFile(inode, /*create=*/true, mode, caller);
   if (!file) {
     discard_temp();
@@ -67,6 +68,7 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Filesystem::Create(InodeId
   }
   if (::renameat2(trash_fd_.get(), temp.c_str(), pfd, std::string(name).c_str(), RENAME_NOREPLACE) != 0) {
     const int err = errno;
+    creating.unlock();
     file->reset();
     discard_temp();
     if (err == EEXIST && !(flags & O_EXCL)) {
@@ -85,6 +87,8 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Filesystem::Create(InodeId
     }
     return Errno(err);
   }
+  inode->create_seq = creates_.fetch_add(1) + 1;
+  creating.unlock();
   inode->file = std::move(*file);
   inode->open_handles = 1;
   inode = inodes_.Insert(std::move(inode));
@@ -196,6 +200,17 @@ Result<void> Filesystem::Fsync(FileHandle& handle) {
     }
   }
   if (!synced) return synced;
+  // A new file's name is durable once its directory is: as ext4 and xfs do,
+  // the file's own fsync makes it so.
+  if (handle.inode->create_seq > creates_durable_.load()) {
+    if (auto named = MakeCreatesDurable(handle.inode->create_seq); !named) return named;
+    // On a filesystem mounted inside BACKING, which that syncfs did not reach.
+    if (handle.inode->backing_dev != root_dev_) {
+      auto fd = Descriptor(*handle.inode);
+      if (!fd) return std::unexpected(fd.error());
+      if (::syncfs((*fd)->get()) != 0) return LastErrno();
+    }
+  }
   return settled;
 }
 

@@ -240,6 +240,8 @@ Result<std::shared_ptr<hpfile::HPFile>> Filesystem::OpenHPFile(const std::shared
   const int dir_fd = (*held)->get();
   hpfile::Options options;
   options.create_if_missing = create;
+  // Durable with the file's fsync or its directory's (MakeCreatesDurable).
+  options.durable_create = false;
   options.max_open_segments = config_.max_open_segments;
   options.write_buffer_size = 0;  // write-through: SIGKILL loses no acknowledged write
   // Pruned and truncated segments go to the trash and are freed off the
@@ -378,6 +380,7 @@ Result<std::shared_ptr<hpfile::HPFile>> Filesystem::FileOf(const Inode& inode) {
     std::lock_guard lock(inode.mu);
     self->file = *file;
     self->evicted = false;
+    self->evicted_stat.reset();
   }
   AddIdle(inode);
   return inode.File();
@@ -403,6 +406,10 @@ void Filesystem::EvictIdle(std::vector<std::weak_ptr<Inode>> victims) {
     auto inode = weak.lock();
     if (!inode) continue;
     std::shared_ptr<hpfile::HPFile> closing;
+    std::optional<struct stat> st;
+    if (auto file = inode->File()) {
+      if (auto made = StatFile(*inode, *file)) st = *made;
+    }
     {
       std::lock_guard lock(inode->mu);
       // In use again since it joined the set (it rejoins at its last
@@ -412,10 +419,30 @@ void Filesystem::EvictIdle(std::vector<std::weak_ptr<Inode>> victims) {
       if (inode->cached_writers.load() > 0) continue;
       closing = std::move(inode->file);
       inode->evicted = true;
+      inode->evicted_stat = st;
     }
     evicted_unsynced_.store(true, std::memory_order_relaxed);
     // Closed here, outside every lock (a close writes out a moved head).
   }
+}
+
+Result<void> Filesystem::MakeCreatesDurable(uint64_t upto) {
+  if (creates_durable_.load() >= upto) return {};
+  uint64_t covered;
+  {
+    std::unique_lock creating(creating_);
+    covered = creates_.load();
+    if (::syncfs(root_fd_.get()) != 0) return LastErrno();
+  }
+  uint64_t durable = creates_durable_.load();
+  while (durable < covered && !creates_durable_.compare_exchange_weak(durable, covered)) {
+  }
+  return {};
+}
+
+void Filesystem::ChangedWithoutHandle(const Inode& inode) {
+  std::lock_guard lock(inode.mu);
+  inode.evicted_stat.reset();
 }
 
 size_t Filesystem::IdleFiles() {

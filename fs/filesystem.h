@@ -35,6 +35,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <shared_mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -142,6 +143,8 @@ class Filesystem {
   size_t max_open_files() const { return max_open_files_; }
   size_t CachedDescriptors() const { return descriptors_.size(); }
   size_t IdleFiles();
+  // Creates whose name and meta are not yet known durable.
+  uint64_t UnsyncedCreates() const { return creates_.load() - std::min(creates_.load(), creates_durable_.load()); }
 
   // --- names ---
   // ENOENT for missing, hidden and reserved names; ENOTDIR when parent is not
@@ -324,9 +327,16 @@ class Filesystem {
   // An idle file (open HPFile, no handle, not unlinked) joins the bounded
   // set of them; what falls out of it is closed. Called without inode->mu.
   void AddIdle(const Inode& inode);
+  // Makes the names and metas of the creates up to number `upto` durable
+  // (Inode::create_seq): one syncfs of the backing filesystem covers every
+  // create made so far, whichever directory it went to.
+  [[nodiscard]] Result<void> MakeCreatesDurable(uint64_t upto);
   // The file got an open handle: it leaves the idle set.
   void PinFile(const Inode& inode);
   void EvictIdle(std::vector<std::weak_ptr<Inode>> victims);
+  // A request without a handle changed the file (FileOf gave it): the stat
+  // kept from an eviction meanwhile is no longer right.
+  void ChangedWithoutHandle(const Inode& inode);
   [[nodiscard]] Result<struct stat> Stat(const Inode& inode);
   [[nodiscard]] Result<struct stat> StatFile(const Inode& inode, const hpfile::HPFile& file);
   // The backing entry of `name`, if it is one the mount shows.
@@ -441,6 +451,16 @@ class Filesystem {
   // An evicted file may have left bytes unsynced: SyncAll then syncs the
   // backing filesystem even when no open file asks for it.
   std::atomic<bool> evicted_unsynced_{false};
+  // Creates are not synced (hpfile::Options::durable_create): a new name
+  // becomes durable with the file's fsync or its directory's, as on a local
+  // filesystem. A directory's fsync would make a new name durable whose meta
+  // is not yet: so no directory holding an unsynced create is fsynced alone,
+  // one syncfs makes them all durable instead (MakeCreatesDurable). Creates
+  // hold creating_ shared from the meta write to the rename into place, so
+  // that syncfs never runs between the two.
+  std::atomic<uint64_t> creates_{0};          // numbers handed out
+  std::atomic<uint64_t> creates_durable_{0};  // every create up to it is durable
+  std::shared_mutex creating_;
   InodeTable inodes_;
   OpenFiles open_files_;
   std::atomic<uint64_t> trash_counter_{0};

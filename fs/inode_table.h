@@ -11,6 +11,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -69,9 +70,18 @@ struct Inode : std::enable_shared_from_this<Inode> {
   // Files only; reset once the backing directory is deleted, and while the
   // file is evicted. Guarded by mu.
   std::shared_ptr<hpfile::HPFile> file;
+  // Files made by Create: its number among the mount's creates, whose name
+  // and meta are durable once Filesystem::MakeCreatesDurable covered it
+  // (0: not created by this mount). Set before the inode is shared.
+  uint64_t create_seq = 0;
   // mu: the HPFile was closed to keep the daemon within max_open_files
   // (fs/descriptor_cache.h); Filesystem::FileOf opens it again.
   bool evicted = false;
+  // mu: the file's stat when it was evicted, which a stat answers with
+  // instead of opening it again: nothing changes a closed file but a request
+  // that opens it (Filesystem::FileOf), and those without a handle drop this
+  // after their change.
+  mutable std::optional<struct stat> evicted_stat;
   int open_handles = 0;     // mu
   bool unlinked = false;    // mu: no longer has a name in the mount
   std::string trash_name;   // mu: its name in the trash while unlinked but not deleted

@@ -85,9 +85,12 @@ void Filesystem::RetainStoredFile(const std::string& rel, int64_t now, Retention
   // instead of opening the directory a second time.
   auto inode = LoadAt(parent_fd->get(), parent_rel.empty(), name);
   if (!inode) return skip("open", inode.error());
-  if (auto file = (*inode)->File(); file && !file->Damage()) {
+  // A known file evicted since its lookup is opened again here.
+  auto opened = FileOf(**inode);
+  if (auto file = opened ? *opened : nullptr; file && !file->Damage()) {
     ++pass.files_checked;
     if (file->ApplyRetention(now).pruned()) ++pass.files_pruned;
+    ChangedWithoutHandle(**inode);
   }
   Forget((*inode)->id, 1);
 }

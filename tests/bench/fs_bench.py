@@ -52,18 +52,18 @@ def sizes(mode):
         return dict(rounds=1, prune_rounds=1, bulk=8 * MiB, small_appends=2000, log_lines=2000, read=16 * MiB, rand=8 * MiB,
                     rand_seconds=0.3, prune=[16 * MiB], prune_cached=16 * MiB,
                     prune_large=(64 * MiB, 16 * MiB), follow=50,
-                    scale_files=200, scale_segments=1024)
+                    scale_files=200, scale_segments=1024, scale_many_files=500, scale_tar_files=200)
     if mode == "quick":
         return dict(rounds=3, prune_rounds=2, bulk=128 * MiB, small_appends=20000, log_lines=20000, read=256 * MiB, rand=128 * MiB,
                     rand_seconds=1, prune=[256 * MiB], prune_cached=256 * MiB,
                     prune_large=(16 * GiB, 512 * MiB), follow=500,
-                    scale_files=2000, scale_segments=10000)
+                    scale_files=2000, scale_segments=10000, scale_many_files=10000, scale_tar_files=2000)
     # Prunes write their file anew each round (seconds of setup for a
     # measurement of milliseconds): fewer rounds keep the run short.
     return dict(rounds=5, prune_rounds=3, bulk=1 * GiB, small_appends=100000, log_lines=100000, read=2 * GiB, rand=1 * GiB,
                 rand_seconds=3, prune=[1 * GiB, 4 * GiB], prune_cached=1 * GiB,
                 prune_large=(16 * GiB, 1 * GiB), follow=2000,
-                scale_files=10000, scale_segments=100000)
+                scale_files=10000, scale_segments=100000, scale_many_files=100000, scale_tar_files=10000)
 
 
 def human(n):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import fs_scale_files
 from fs_bench import human, make_file, punch_head, read_all, write_report
 
 
@@ -84,8 +85,7 @@ def scale(binary, work, s):
     nfiles, nsegs = s["scale_files"], s["scale_segments"]
     seg = 4096
 
-    # Many files: a few created through the mount (each creation syncs its
-    # meta and directory, ~10 ms here), the rest copies of one of them made
+    # Many files: a few created through the mount, the rest copies of one of them made
     # in the backing store while unmounted; then a fresh daemon over them.
     backing, mnt = os.path.join(work, "files-backing"), os.path.join(work, "files-mnt")
     os.makedirs(backing)
@@ -183,6 +183,8 @@ def scale(binary, work, s):
         # unmount; the backing store goes anyway, so it need not finish.
         d.stop(exit_seconds=5)
     shutil.rmtree(backing)
+
+    fs_scale_files.rows(binary, work, s, Daemon, add)
     return rows
 
 

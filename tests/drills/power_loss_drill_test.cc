@@ -12,6 +12,8 @@
 // recover to a fixed point (a second open has nothing to do) and keep working.
 // k = N + 1 is the crash right after the operation returned: then the
 // operation's own promise (it ends with a sync) must hold exactly.
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <cstdint>
 #include <functional>
@@ -515,6 +517,106 @@ TEST(PowerLossDrill, SyncOfAppendsRollsAndAPrune) {
   };
   PowerLossDrill(std::move(s)).Run();
 }
+
+// ---- a create whose durability waits for a sync (Options::durable_create) ----
+
+// A create as the daemon makes it: the new file is written without a sync
+// (the daemon builds it in its trash and renames it into place: to the
+// disk, as here, a new entry of a directory not yet synced), then
+// (`synced`) what the file's fsync adds: the file's Sync and its
+// directory's (the daemon syncs the whole filesystem, which covers both).
+// A crash at every call of that; after the power loss the name is absent or
+// a whole, undamaged file with its meta: never a directory without one,
+// which the daemon would show as an empty directory, nor a damaged file.
+// Once the sync returned, the file is there with every byte.
+void CreateDrill(bool synced) {
+  constexpr uint64_t kAppended = 2 * kSegment + 100;
+  const mode_t kMode = 0640;
+  auto run = [&](const TempDir& tmp, Io& io) -> Result<void> {
+    Options options = testing::OptionsWithSegmentSize(kSegment);
+    options.io = &io;
+    options.durable_create = false;
+    options.initial_meta.mode = 0600;
+    const std::string built = tmp.Sub("parent") + "/name";
+    if (auto made = io.Mkdir(built, 0700); !made) return made;
+    auto opened = HPFile::Open(built, options);
+    if (!opened) return std::unexpected(opened.error());
+    auto bytes = PatternBytes(0, kAppended);
+    if (auto appended = (*opened)->Append(bytes); !appended) return std::unexpected(appended.error());
+    // A meta change before the first sync is deferred as well.
+    if (auto changed = (*opened)->UpdateMeta([&](Meta& meta) { meta.mode = kMode; }); !changed) return changed;
+    if (!synced) return {};
+    if (auto done = (*opened)->Sync(); !done) return done;
+    return SyncDir(io, tmp.Sub("parent"));
+  };
+  auto prepare = [](const TempDir& tmp) { ASSERT_EQ(::mkdir(tmp.Sub("parent").c_str(), 0755), 0); };
+
+  uint64_t calls = 0;
+  {
+    TempDir tmp;
+    ASSERT_NO_FATAL_FAILURE(prepare(tmp));
+    NoFlushIo base;
+    FaultIo fault(base);
+    DyingIo dying(fault);
+    dying.DieAtCall(0);
+    ASSERT_OK(run(tmp, dying));
+    calls = dying.calls();
+  }
+  ASSERT_GT(calls, 0u);
+  for (uint64_t k = 1; k <= calls + 1; ++k) {
+    SCOPED_TRACE(std::string(synced ? "synced" : "unsynced") + " create: crash at call " + std::to_string(k) +
+                 " of " + std::to_string(calls));
+    TempDir tmp;
+    ASSERT_NO_FATAL_FAILURE(prepare(tmp));
+    NoFlushIo base;
+    FaultIo fault(base);
+    fault.TrackDurability(tmp.path());
+    DyingIo dying(fault);
+    dying.DieAtCall(k);
+    const bool completed = run(tmp, dying).has_value();
+    EXPECT_EQ(completed, k > calls);
+    fault.FailAlways(EIO, kAllIoOps);  // the process is gone before anything else reaches the disk
+    ASSERT_EQ(fault.OpenDescriptors(), 0u);
+    fault.Heal();
+    ASSERT_OK(fault.DropUnsyncedData());
+
+    const std::string name = tmp.Sub("parent") + "/name";
+    struct stat st;
+    if (::stat(name.c_str(), &st) != 0) {
+      EXPECT_FALSE(completed && synced) << "a synced create is gone";
+      continue;
+    }
+    ASSERT_EQ(::stat((name + "/" + std::string(format::kMetaName)).c_str(), &st), 0)
+        << "the name survived without its meta";
+    NoFlushIo io;
+    Options options = testing::OptionsWithSegmentSize(kSegment);
+    options.io = &io;
+    options.create_if_missing = false;
+    auto reopened = HPFile::Open(name, options);
+    ASSERT_TRUE(reopened.has_value()) << reopened.error().message();
+    HPFile& file = **reopened;
+    ASSERT_FALSE(file.Damage().has_value()) << "the power loss left the new file damaged: " << *file.Damage();
+    testing::ExpectWellFormed(file);
+    // The meta as created, or as changed; nothing in between.
+    EXPECT_TRUE(file.GetMeta().mode == kMode || file.GetMeta().mode == 0600u);
+    if (completed && synced) {
+      EXPECT_EQ(file.GetMeta().mode, kMode);
+    }
+    EXPECT_LE(file.Size(), kAppended);
+    if (completed && synced) {
+      EXPECT_EQ(file.Size(), kAppended) << "bytes synced with the create lost";
+    }
+    if (file.Size() > 0) {
+      auto read = ReadRange(file, 0, file.Size());
+      ASSERT_TRUE(read.has_value()) << read.error().message();
+      EXPECT_TRUE(*read == PatternBytes(0, file.Size())) << "the new file reads back wrong";
+    }
+  }
+}
+
+TEST(PowerLossDrill, AnUnsyncedCreateIsAbsentOrWhole) { CreateDrill(/*synced=*/false); }
+
+TEST(PowerLossDrill, ACreateSurvivesOnceTheFileAndItsDirectoryAreSynced) { CreateDrill(/*synced=*/true); }
 
 }  // namespace
 }  // namespace hpfile

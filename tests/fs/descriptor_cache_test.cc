@@ -193,5 +193,43 @@ TEST_F(BoundedFilesystemTest, AnEvictedFileIsReopenedFromTheTrashAfterAnUnlink) 
   fs_->Forget(victim, 1);
 }
 
+TEST_F(BoundedFilesystemTest, AStatOfAnEvictedFileOpensNothingAndSeesEveryChange) {
+  std::vector<InodeId> ids;
+  for (int i = 0; i < 20; ++i) {
+    auto created = fs_->Create(sub_, Name(i), 0644, O_WRONLY | O_CREAT, {});
+    ASSERT_TRUE(created) << created.error().message();
+    ASSERT_TRUE(fs_->Write(*created->second, 0, Bytes(Content(i)), false));
+    fs_->Release(std::move(created->second));
+    ids.push_back(created->first.id);
+  }
+  auto evicted = [&](InodeId id) {
+    auto inode = fs_->inodes().Get(id);
+    std::lock_guard lock(inode->mu);
+    return inode->evicted;
+  };
+  ASSERT_TRUE(evicted(ids[0]));
+  auto st = fs_->GetAttr(ids[0]);
+  ASSERT_TRUE(st) << st.error().message();
+  EXPECT_EQ(st->st_size, static_cast<off_t>(Content(0).size()));
+  EXPECT_EQ(st->st_mode, S_IFREG | 0644u);
+  EXPECT_TRUE(evicted(ids[0])) << "a stat opened the evicted file again";
+
+  AttrChange change;
+  change.size = 3;
+  change.mode = 0600;
+  ASSERT_TRUE(fs_->SetAttr(ids[0], change, nullptr));
+  for (int i = 1; i < 20; ++i) {
+    auto handle = fs_->OpenFile(ids[static_cast<size_t>(i)], O_RDONLY);  // evicts file 0 again
+    ASSERT_TRUE(handle);
+    fs_->Release(std::move(*handle));
+  }
+  ASSERT_TRUE(evicted(ids[0]));
+  st = fs_->GetAttr(ids[0]);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->st_size, 3);
+  EXPECT_EQ(st->st_mode, S_IFREG | 0600u);
+  for (InodeId id : ids) fs_->Forget(id, 1);
+}
+
 }  // namespace
 }  // namespace hpfs

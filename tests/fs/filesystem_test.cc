@@ -240,6 +240,24 @@ TEST_F(FilesystemTest, CreateAppearsAtomicallyWithItsMeta) {
   EXPECT_TRUE(ListBacking(Trash()).empty());
 }
 
+TEST_F(FilesystemTest, ACreateIsDurableWithTheFilesFsyncOrItsDirectorysNotBefore) {
+  auto created = fs_->Create(kRootInode, "a", 0644, O_WRONLY | O_CREAT, caller_);
+  ASSERT_TRUE(created) << created.error().message();
+  MakeFile("b", "bee");
+  EXPECT_EQ(fs_->UnsyncedCreates(), 2u);
+  // One fsync makes every create so far durable (one syncfs for all).
+  ASSERT_TRUE(fs_->Fsync(*created->second));
+  EXPECT_EQ(fs_->UnsyncedCreates(), 0u);
+  fs_->Release(std::move(created->second));
+  auto sub = fs_->Mkdir(kRootInode, "sub", 0755, caller_);
+  ASSERT_TRUE(sub);
+  MakeFile("c", "", sub->id);
+  EXPECT_EQ(fs_->UnsyncedCreates(), 1u);
+  ASSERT_TRUE(fs_->FsyncDir(kRootInode));  // the create may have been renamed here
+  EXPECT_EQ(fs_->UnsyncedCreates(), 0u);
+  ASSERT_TRUE(fs_->FsyncDir(sub->id));
+}
+
 TEST_F(FilesystemTest, CreateOfExistingNameWithExclIsEexist) {
   MakeFile("a");
   auto again = fs_->Create(kRootInode, "a", 0644, O_WRONLY | O_CREAT | O_EXCL, caller_);
