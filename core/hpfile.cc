@@ -105,6 +105,14 @@ Result<std::unique_ptr<HPFile>> HPFile::Open(const std::string& dir, const Optio
     end = scanned.name.base + std::min(scanned.length, scanned.name.capacity);
     file->segments_.push_back(std::move(segment));
   }
+  // ApplyRecovery made plan.head durable (or found it so), and every pruned
+  // segment lies below it.
+  file->durable_head_.store(plan.head);
+  for (const ScannedSegment& scanned : plan.pruned) {
+    file->pruned_.push_back(
+        std::make_shared<Segment>(scanned.name.base, scanned.name.capacity, dir + "/" + scanned.file_name));
+    file->pruned_bytes_ += scanned.name.capacity;
+  }
   file->head_.store(std::min(plan.head, end));
   file->size_.store(end);
   file->flushed_size_.store(end);

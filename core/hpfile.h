@@ -57,12 +57,13 @@ struct Options {
   // recently used is closed first (CLOCK). The writer holds one more for the
   // tail segment.
   size_t max_open_segments = 64;
-  // Removes a segment file the HPFile no longer needs (pruned or truncated
-  // away), given its path; once it returns the file must be gone from DIR.
-  // Unset, the file is unlinked at once. Freeing a large file's blocks costs
-  // tens of milliseconds on ext4 (at the unlink, or at the last close), so a
-  // caller that wants PruneHead to cost only renames can move the file aside
-  // here and delete it on a thread of its own.
+  // Removes a segment file a truncate cut away, given its path; once it
+  // returns the file must be gone from DIR. Unset, the file is unlinked at
+  // once. Freeing a large file's blocks costs tens of milliseconds on ext4
+  // (at the unlink, or at the last close), so a caller that wants Truncate
+  // to cost only renames can move the file aside here and delete it on a
+  // thread of its own. Pruned segments never come here: see
+  // DeletePrunedSegments.
   std::function<Result<void>(const std::string& segment_path)> discard_segment;
   // PruneHead leaves the punch inside the oldest remaining segment (up to a
   // segment's bytes for the backing filesystem to free) to a later
@@ -224,7 +225,8 @@ class HPFile {
   // n < Size(): drops the tail (segments wholly at or above n are deleted
   // newest first; the one holding n is cut). n > Size(): appends zeros, sparse.
   // n < Head(): leaves an empty file with Head() == Size() == n.
-  // n <= Head() deletes every segment, so before the last one goes it is cut
+  // n <= Head() deletes every segment (the ones prunes left for
+  // DeletePrunedSegments first, all of them), so before the last one goes it is cut
   // to the new end and synced, and the meta records n as the head (durably,
   // with the writer lock held): a crash cannot reopen the file shorter than n
   // or hide later appends below an old head. On failure the file ends where
@@ -239,16 +241,40 @@ class HPFile {
   // file, EFBIG past format::kMaxFileSize.
   [[nodiscard]] Result<void> GrowTo(uint64_t n);
 
-  // Moves the head to min(max(Head(), n), Size()). Segments wholly below the
-  // new head are deleted (cost grows with their number, never with bytes); the
-  // part of the first remaining segment below the head is released with
-  // FALLOC_FL_PUNCH_HOLE where the backing filesystem supports it (with
-  // Options::defer_head_punch, by the next PunchBelowHead instead). When the
-  // new head is the end of a full tail, an empty tail is created there
-  // first: the new head reaches the meta only at the next Sync, and until
-  // then the segments are what tells a reopen where the file ends.
+  // Moves the head to min(max(Head(), n), Size()) and makes the new head
+  // durable (one meta write) before returning. Segments wholly below the new
+  // head leave the segment map at once and are never read again; their files
+  // stay on disk until DeletePrunedSegments removes them, so the call costs
+  // no system call per segment. The part of the first remaining segment
+  // below the head is released with FALLOC_FL_PUNCH_HOLE where the backing
+  // filesystem supports it (with Options::defer_head_punch, by the next
+  // PunchBelowHead instead). When the new head is the end of a full tail, an
+  // empty tail is created there first, so the segments say where the file
+  // ends even if the meta write fails. On failure the head may have moved in
+  // memory (the next Sync or prune writes it); nothing is deleted.
   // EIO for a damaged file.
   [[nodiscard]] Result<void> PruneHead(uint64_t n);
+
+  // Deletes up to `max_segments` of the segment files that prunes (PruneHead,
+  // retention) took off the map, oldest first, and returns how many are left
+  // to delete. For a background thread: it never takes the writer lock, so
+  // appends and reads go on meanwhile. Only files wholly below the head the
+  // meta holds on disk are deleted; when a prune's head has not reached the
+  // disk yet, the meta is written first. No fsync follows the deletions: a
+  // power loss may bring some back, still below the durable head, and the
+  // next open finds them pending again. Files a previous process left
+  // pending are found by Open and deleted here too.
+  // Errors: why the meta could not be written or a file not deleted (one
+  // already gone is fine); the rest stays pending for the next call.
+  [[nodiscard]] Result<uint64_t> DeletePrunedSegments(uint64_t max_segments);
+  // What DeletePrunedSegments has still to delete.
+  struct PrunedBacklog {
+    uint64_t segments = 0;
+    // Their slots' bytes: an upper bound of the space they hold (a sparse
+    // gap segment, or one punched below the head, holds less).
+    uint64_t bytes = 0;
+  };
+  PrunedBacklog PrunedSegments() const;
 
   // With Options::defer_head_punch: releases the part of the oldest segment
   // below the head, which PruneHead left in place; nothing when the head is
@@ -260,14 +286,16 @@ class HPFile {
 
   // Enforces the meta's retention limits (core/retention.h) at `now`, in
   // seconds since the epoch: drops sealed segments from the head, oldest
-  // first, while the policy lets the oldest go; never the tail. Each segment
-  // is dropped under its own turn of the writer lock, so an Append waits for
-  // at most one deletion. Append also enforces the limits itself, dropping
-  // every segment they let go whenever it created a segment; a failure there
-  // does not fail the append and reaches Options::on_retention only. The
-  // head moves as by PruneHead (durable at the next Sync). `error` in the
-  // result: EIO for a damaged file, or why a segment could not be deleted or
-  // examined.
+  // first, while the policy lets the oldest go; never the tail. The segments
+  // leave the map as in PruneHead, their files left to DeletePrunedSegments;
+  // each turn of the writer lock examines at most kRetentionBatch of them, so
+  // an Append waits for little. Append also enforces the limits itself,
+  // dropping every segment they let go whenever it created a segment; a
+  // failure there does not fail the append and reaches
+  // Options::on_retention only. Unlike PruneHead, the new head is not
+  // written at once: the next Sync, close or DeletePrunedSegments writes it
+  // (a lost retention prune is only done again). `error` in the result: EIO
+  // for a damaged file, or why a segment could not be examined.
   [[nodiscard]] RetentionResult ApplyRetention(int64_t now);
 
   // Segment size for segments created from now on (the tail keeps its own),
@@ -363,10 +391,19 @@ class HPFile {
   // The growing part of Truncate and GrowTo: n > Size(), writer_mu_ held.
   [[nodiscard]] Result<void> GrowLocked(uint64_t n);
   [[nodiscard]] Result<void> PruneHeadLocked(uint64_t n);
+  // Moves the segments wholly below the head from the map to pruned_.
+  void RetireBelowHeadLocked();
+  // Deletes every pruned segment, newest first, for a truncate that leaves
+  // no segment.
+  [[nodiscard]] Result<void> DeleteAllPrunedLocked();
   // Drops up to `max_segments` segments the retention policy lets go.
   [[nodiscard]] RetentionResult RetainLocked(int64_t now, uint64_t max_segments);
-  // Drops the oldest segment if the policy lets it go; false when it does not.
-  [[nodiscard]] Result<bool> RetainOneLocked(const RetentionPolicy& policy, int64_t now);
+  // Whether the policy lets segments_[index] go (with every one before it);
+  // never the tail.
+  [[nodiscard]] Result<bool> RetainOneLocked(const RetentionPolicy& policy, int64_t now, size_t index);
+  // Segments ApplyRetention examines (a stat each, for an age limit) in one
+  // turn of the writer lock.
+  static constexpr uint64_t kRetentionBatch = 1024;
   // The tail's read-write descriptor, opened when the writer has none; it
   // stays open while writer_mu_ is held and the tail does not change.
   [[nodiscard]] Result<int> TailFdLocked();
@@ -476,6 +513,15 @@ class HPFile {
   // the flag and never changed after it.
   std::atomic<bool> sync_failure_{false};
   std::string sync_failure_text_;
+
+  // The head of the meta on disk: DeletePrunedSegments deletes only below it.
+  std::atomic<uint64_t> durable_head_{0};
+  // Segments taken off the map by a prune, oldest first, whose files are
+  // still to be deleted. Taken after writer_mu_ and map_mu_, never before.
+  mutable std::mutex pruned_mu_;
+  std::deque<std::shared_ptr<Segment>> pruned_;  // pruned_mu_
+  uint64_t pruned_bytes_ = 0;                    // pruned_mu_
+  uint64_t segments_retired_ = 0;                // writer_mu_: segments ever moved to pruned_
 
   std::optional<std::string> damage_;
   std::vector<std::string> recovery_log_;

@@ -25,7 +25,9 @@ Result<void> HPFile::WriteMetaIfDirtySyncLocked() {
   if (!written) {
     std::lock_guard lock(meta_mu_);
     meta_dirty_ = true;
+    return written;
   }
+  durable_head_.store(snapshot.head, std::memory_order_release);
   return written;
 }
 

@@ -22,6 +22,15 @@ Result<void> HPFile::ShrinkLocked(uint64_t n) {
   };
   // Readers must stop asking for bytes above n before any of them go.
   size_.store(n, std::memory_order_release);
+  if (n <= Head()) {
+    // The file keeps no segment, and only segments after them tell a reopen
+    // that pruned segments are not a tail whose end the meta's head lies
+    // beyond (what an unsynced truncate of an earlier version left); and
+    // segments appended from n on must not meet them. The durable head
+    // still lies above them, so deleting them first is safe at any crash
+    // point; the meta write below makes the deletions durable.
+    if (auto deleted = DeleteAllPrunedLocked(); !deleted) return fail(old_size, deleted.error());
+  }
   if (n < Head()) {
     // Appends will land below the old head: no deferred punch computed with
     // it may still be running.
@@ -179,9 +188,14 @@ Result<void> HPFile::PunchBelowHead() {
 }
 
 Result<void> HPFile::PruneHead(uint64_t n) {
-  std::lock_guard lock(writer_mu_);
-  if (auto ok = CheckWritable(); !ok) return ok;
-  return PruneHeadLocked(n);
+  {
+    std::lock_guard lock(writer_mu_);
+    if (auto ok = CheckWritable(); !ok) return ok;
+    if (auto pruned = PruneHeadLocked(n); !pruned) return pruned;
+  }
+  // After the writer lock, since meta writes take sync_mu_ first: appends go
+  // on while the meta is written.
+  return WriteMetaIfDirty();
 }
 
 Result<void> HPFile::PruneHeadLocked(uint64_t n) {
@@ -202,34 +216,92 @@ Result<void> HPFile::PruneHeadLocked(uint64_t n) {
   if (!segments_.empty() && segments_.back()->slot_end() <= new_head) {
     if (auto added = AddSegmentLocked(new_head, CurrentSegmentSize()); !added) return added;
   }
-  // Runs even when the head did not move: it finishes a prune whose deletions
-  // failed before.
-  // Oldest first, so an interruption leaves a contiguous run above the head.
-  for (;;) {
-    if (segments_.empty() || segments_.front()->slot_end() > new_head) break;
-    std::shared_ptr<Segment> oldest = segments_.front();
-    if (auto removed = DiscardSegmentFile(oldest->path); !removed) return removed;
-    DropSegmentLocked(/*newest=*/false);
-  }
+  RetireBelowHeadLocked();
   return PunchBelowHeadLocked();
+}
+
+void HPFile::RetireBelowHeadLocked() {
+  const uint64_t head = Head();
+  size_t count = 0;
+  while (count < segments_.size() && segments_[count]->slot_end() <= head) ++count;
+  if (count == 0) return;
+  std::deque<std::shared_ptr<Segment>> retired;
+  std::vector<std::shared_ptr<Fd>> closing;  // closed after unlocking
+  uint64_t bytes = 0;
+  {
+    std::unique_lock lock(map_mu_);
+    for (size_t i = 0; i < count; ++i) {
+      Segment& segment = *segments_[i];
+      segment.retired = true;
+      if (segment.in_cache) closing.push_back(fd_cache_.Remove(segment));
+      bytes += segment.capacity;
+    }
+    retired.insert(retired.end(), std::make_move_iterator(segments_.begin()),
+                   std::make_move_iterator(segments_.begin() + static_cast<long>(count)));
+    segments_.erase(segments_.begin(), segments_.begin() + static_cast<long>(count));
+  }
+  // Nothing below the head needs syncing: its bytes are never read again.
+  std::erase_if(dirty_segments_, [](const std::shared_ptr<Segment>& segment) { return segment->retired; });
+  segments_retired_ += count;
+  std::lock_guard lock(pruned_mu_);
+  pruned_.insert(pruned_.end(), std::make_move_iterator(retired.begin()), std::make_move_iterator(retired.end()));
+  pruned_bytes_ += bytes;
+}
+
+Result<uint64_t> HPFile::DeletePrunedSegments(uint64_t max_segments) {
+  bool head_unwritten = false;
+  {
+    std::lock_guard lock(pruned_mu_);
+    if (pruned_.empty()) return 0;
+    head_unwritten = pruned_.front()->slot_end() > durable_head_.load(std::memory_order_acquire);
+  }
+  // A retention prune leaves its head to be written: a deletion above the
+  // durable head would let a power loss bring back a file with a hole.
+  if (head_unwritten) {
+    if (auto written = WriteMetaIfDirty(); !written) return std::unexpected(written.error());
+  }
+  std::lock_guard lock(pruned_mu_);
+  const uint64_t durable = durable_head_.load(std::memory_order_acquire);
+  for (uint64_t deleted = 0; deleted < max_segments && !pruned_.empty(); ++deleted) {
+    const Segment& oldest = *pruned_.front();
+    if (oldest.slot_end() > durable) break;
+    auto removed = io_.Unlink(oldest.path);
+    if (!removed && !IsErrno(removed.error(), ENOENT)) return std::unexpected(removed.error());
+    pruned_bytes_ -= oldest.capacity;
+    pruned_.pop_front();
+  }
+  return pruned_.size();
+}
+
+Result<void> HPFile::DeleteAllPrunedLocked() {
+  std::lock_guard lock(pruned_mu_);
+  while (!pruned_.empty()) {
+    const Segment& newest = *pruned_.back();
+    auto removed = io_.Unlink(newest.path);
+    if (!removed && !IsErrno(removed.error(), ENOENT)) return removed;
+    pruned_bytes_ -= newest.capacity;
+    pruned_.pop_back();
+  }
+  return {};
+}
+
+HPFile::PrunedBacklog HPFile::PrunedSegments() const {
+  std::lock_guard lock(pruned_mu_);
+  return {.segments = pruned_.size(), .bytes = pruned_bytes_};
 }
 
 // ---- retention -------------------------------------------------------------
 
-Result<bool> HPFile::RetainOneLocked(const RetentionPolicy& policy, int64_t now) {
+Result<bool> HPFile::RetainOneLocked(const RetentionPolicy& policy, int64_t now, size_t index) {
   // The tail is the segment being written: never dropped, whatever its age.
-  if (segments_.size() < 2) return false;
-  const std::shared_ptr<Segment> oldest = segments_.front();
-  bool drop = policy.BytesAllowDrop(oldest->slot_end(), Size());
-  if (!drop && policy.retain_seconds) {
-    // A sealed segment is never written again, so its mtime is its last write.
-    auto st = io_.Stat(oldest->path);
-    if (!st) return std::unexpected(st.error());
-    drop = policy.AgeAllowsDrop(st->st_mtim.tv_sec, now);
-  }
-  if (!drop) return false;
-  if (auto pruned = PruneHeadLocked(oldest->slot_end()); !pruned) return std::unexpected(pruned.error());
-  return true;
+  if (index + 1 >= segments_.size()) return false;
+  const Segment& oldest = *segments_[index];
+  if (policy.BytesAllowDrop(oldest.slot_end(), Size())) return true;
+  if (!policy.retain_seconds) return false;
+  // A sealed segment is never written again, so its mtime is its last write.
+  auto st = io_.Stat(oldest.path);
+  if (!st) return std::unexpected(st.error());
+  return policy.AgeAllowsDrop(st->st_mtim.tv_sec, now);
 }
 
 RetentionResult HPFile::RetainLocked(int64_t now, uint64_t max_segments) {
@@ -241,14 +313,22 @@ RetentionResult HPFile::RetainLocked(int64_t now, uint64_t max_segments) {
     policy = RetentionPolicy::FromMeta(meta_);
   }
   if (policy.empty()) return result;
-  while (result.segments < max_segments) {
-    auto dropped = RetainOneLocked(policy, now);
-    if (!dropped) {
-      result.error = dropped.error();
+  // Finds how far the policy lets the head go, then prunes there once: the
+  // segments leave the map together and their files go to the deleter.
+  size_t droppable = 0;
+  while (droppable < max_segments) {
+    auto drop = RetainOneLocked(policy, now, droppable);
+    if (!drop) {
+      result.error = drop.error();
       break;
     }
-    if (!*dropped) break;
-    ++result.segments;
+    if (!*drop) break;
+    ++droppable;
+  }
+  if (droppable > 0) {
+    const uint64_t retired_before = segments_retired_;
+    if (auto pruned = PruneHeadLocked(segments_[droppable - 1]->slot_end()); !pruned) result.error = pruned.error();
+    result.segments = segments_retired_ - retired_before;
   }
   result.new_head = Head();
   return result;
@@ -264,7 +344,7 @@ RetentionResult HPFile::ApplyRetention(int64_t now) {
     RetentionResult step;
     {
       std::lock_guard lock(writer_mu_);
-      step = RetainLocked(now, 1);
+      step = RetainLocked(now, kRetentionBatch);
     }
     if (first) total.old_head = step.old_head;
     total.new_head = step.new_head;

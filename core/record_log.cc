@@ -6,6 +6,7 @@
 #include "core/record_log.h"
 
 #include <algorithm>
+#include <limits>
 #include <utility>
 
 #include "core/record_internal.h"
@@ -233,10 +234,19 @@ Result<void> RecordLog::PruneHead(uint64_t position) {
   }
   if (!gen.fixed()) {
     if (auto kept = PreservePrune(true, gen.IndexOffset(target)); !kept) return kept;
-    if (auto pruned = gen.index->PruneHead(gen.IndexOffset(target)); !pruned) return pruned;
+    if (auto pruned = PruneAndDelete(*gen.index, gen.IndexOffset(target)); !pruned) return pruned;
   }
   if (auto kept = PreservePrune(false, *data_offset); !kept) return kept;
-  return gen.data->PruneHead(*data_offset);
+  return PruneAndDelete(*gen.data, *data_offset);
+}
+
+Result<void> RecordLog::PruneAndDelete(HPFile& file, uint64_t offset) {
+  if (auto pruned = file.PruneHead(offset); !pruned) return pruned;
+  // A record log has no deleter thread of its own: the segments go now, as
+  // they always did here (a failure leaves them for the next prune).
+  auto left = file.DeletePrunedSegments(std::numeric_limits<uint64_t>::max());
+  if (!left) return std::unexpected(left.error());
+  return {};
 }
 
 // ---- zero-copy reads -------------------------------------------------------------------

@@ -188,6 +188,8 @@ class RecordLog {
   [[nodiscard]] Result<void> Create();
   [[nodiscard]] Result<void> Recover();
   [[nodiscard]] Result<void> CheckWritable() const;
+  // HPFile::PruneHead, then the deletion of the segments it dropped.
+  [[nodiscard]] static Result<void> PruneAndDelete(HPFile& file, uint64_t offset);
   [[nodiscard]] Result<std::shared_ptr<RecordGeneration>> OpenGeneration(uint64_t number, uint64_t base,
                                                                           bool create);
   [[nodiscard]] Result<void> WriteCurrent(uint64_t generation, uint64_t base);

@@ -87,6 +87,19 @@ RecoveryPlan PlanRecovery(const StoreScan& scan) {
   // The first sealed segment shorter than its slot: a crash signature when
   // everything else is in order (see docs/FORMAT.md, "Recovery").
   std::optional<size_t> short_sealed;
+  // Segments wholly below the meta's head wait for their deletion after a
+  // prune that made that head durable first; their bytes were never needed
+  // again, so one that lost unsynced bytes in a power loss is no crash
+  // signature (it must not cut the live segments after it). The newest
+  // segment stays a candidate: when the head lies beyond the end, it is what
+  // says where the file ends.
+  size_t below_head = 0;
+  if (scan.meta) {
+    while (below_head + 1 < segments.size() &&
+           segments[below_head].name.base + segments[below_head].name.capacity <= scan.meta->head) {
+      ++below_head;
+    }
+  }
   for (size_t i = 0; i < segments.size(); ++i) {
     const ScannedSegment& s = segments[i];
     const uint64_t slot_end = s.name.base + s.name.capacity;
@@ -98,9 +111,12 @@ RecoveryPlan PlanRecovery(const StoreScan& scan) {
       const uint64_t next = segments[i + 1].name.base;
       if (next < slot_end) {
         problems.push_back("segments " + s.file_name + " and " + segments[i + 1].file_name + " overlap");
-      } else if (next > slot_end) {
+      } else if (next > slot_end && i >= below_head) {
+        // Before the first segment above the head nothing is ever read, and
+        // nothing is missing: the head rises to that segment's base, as when
+        // no segment lies below it.
         problems.push_back("bytes " + Range(slot_end, next) + " are missing (no segment holds them)");
-      } else if (s.length < s.name.capacity && !short_sealed) {
+      } else if (next == slot_end && s.length < s.name.capacity && !short_sealed && i >= below_head) {
         short_sealed = i;
       }
     }
@@ -140,7 +156,7 @@ RecoveryPlan PlanRecovery(const StoreScan& scan) {
 
   const uint64_t meta_head = scan.meta->head;
   uint64_t head = meta_head;
-  if (!plan.segments.empty()) head = std::max(head, plan.segments.front().name.base);
+  if (below_head < plan.segments.size()) head = std::max(head, plan.segments[below_head].name.base);
   uint64_t end = plan.segments.empty() ? head : plan.segments.back().name.base + plan.segments.back().length;
   if (head > end) {
     // Only a truncate below the head that was not synced leaves this.
@@ -148,17 +164,18 @@ RecoveryPlan PlanRecovery(const StoreScan& scan) {
                        " (a truncate that was not synced): head set to the end");
     head = end;
   }
-  // Whole slots below the head are what an interrupted prune left behind. (A
+  // Whole slots below the head are what a prune left for its background
+  // deletion: they stay on disk, off the map, for the file's deleter. (A
   // tail whose slot reaches past the head stays, even when all its bytes are
-  // below it: PruneHead keeps it too, and appends go on filling it.)
-  while (!plan.segments.empty()) {
-    const ScannedSegment& first = plan.segments.front();
-    if (first.name.base + first.name.capacity > head) break;
-    plan.remove.push_back(first.file_name);
-    plan.log.push_back("removed segment " + first.file_name + ", wholly below the head " + std::to_string(head) +
-                       " (an interrupted prune)");
-    plan.segments.erase(plan.segments.begin());
+  // below it: PruneHead keeps it too, and appends go on filling it.) The
+  // head that puts them below it is durable once ApplyRecovery returns.
+  size_t pruned = 0;
+  while (pruned < plan.segments.size() &&
+         plan.segments[pruned].name.base + plan.segments[pruned].name.capacity <= head) {
+    ++pruned;
   }
+  plan.pruned.assign(plan.segments.begin(), plan.segments.begin() + static_cast<long>(pruned));
+  plan.segments.erase(plan.segments.begin(), plan.segments.begin() + static_cast<long>(pruned));
   plan.head = head;
   plan.rewrite_meta = head != meta_head;
   return plan;

@@ -45,6 +45,10 @@ struct RecoveryPlan {
   std::optional<std::string> damage;
   std::vector<std::string> remove;        // file names to delete, in this order
   std::vector<ScannedSegment> segments;   // what remains, in base order
+  // Segments whose slot lies wholly below `head`: left by a prune for its
+  // background deletion (HPFile::DeletePrunedSegments), never read, and not
+  // deleted by recovery, so that opening costs nothing per pending segment.
+  std::vector<ScannedSegment> pruned;
   uint64_t head = 0;                      // the head after recovery
   bool rewrite_meta = false;              // the meta's head must be updated
   std::vector<std::string> log;           // one sentence per action

@@ -114,7 +114,9 @@ Result<struct stat> Filesystem::StatFile(const Inode& inode, const hpfile::HPFil
       if (i + 1 == segments.size()) tail = *seg;
     }
   }
-  st.st_blocks = blocks;
+  // Pruned segments the deleter has not reached yet still hold their space:
+  // `du` shows it going down as they go (their slots: at most what they hold).
+  st.st_blocks = blocks + static_cast<blkcnt_t>(file.PrunedSegments().bytes / 512);
   // Every append lands in the tail segment, so its times are the file's;
   // chmod and friends rewrite the meta and must not count as a data change.
   if (tail) {

@@ -30,6 +30,9 @@ Result<hpfs_stat> Filesystem::IoctlStat(FileHandle& handle) {
   out.size = file->Size();
   out.durable_size = file->DurableSize();
   out.segments = file->Segments().size();
+  const hpfile::HPFile::PrunedBacklog pruned = file->PrunedSegments();
+  out.pruned_segments = pruned.segments;
+  out.pruned_bytes = pruned.bytes;
   out.segment_size = meta.segment_size;
   out.retain_bytes = meta.retain_bytes.value_or(0);
   out.retain_seconds = meta.retain_seconds.value_or(0);

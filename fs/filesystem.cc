@@ -244,17 +244,19 @@ Result<std::shared_ptr<hpfile::HPFile>> Filesystem::OpenHPFile(const std::shared
   options.durable_create = false;
   options.max_open_segments = config_.max_open_segments;
   options.write_buffer_size = 0;  // write-through: SIGKILL loses no acknowledged write
-  // Pruned and truncated segments go to the trash and are freed off the
-  // request path: freeing 64 MiB of blocks takes ~15 ms on ext4, per segment.
+  // Truncated segments go to the trash and are freed off the request path:
+  // freeing 64 MiB of blocks takes ~15 ms on ext4, per segment. Pruned ones
+  // stay where they are until the deleter's DeletePrunedSegments.
   options.discard_segment = [this](const std::string& path) -> Result<void> {
     std::string trash_name = NewTrashName();
     if (::renameat(AT_FDCWD, path.c_str(), trash_fd_.get(), trash_name.c_str()) != 0) return LastErrno();
     deleter_.Enqueue(std::move(trash_name));
     return {};
   };
-  // A head punch frees the whole segments below the new head by renames;
-  // the punch inside the next one (up to a segment of blocks for the backing
-  // filesystem to free) follows on the deleter's thread (see Fallocate).
+  // A head punch writes the new head and returns; the whole segments below
+  // it and the punch inside the next one (up to a segment of blocks for the
+  // backing filesystem to free) follow on the deleter's thread (see
+  // Fallocate).
   options.defer_head_punch = true;
   options.initial_meta.segment_size = config_.segment_size;
   options.initial_meta.mode = mode & 07777;
@@ -268,9 +270,13 @@ Result<std::shared_ptr<hpfile::HPFile>> Filesystem::OpenHPFile(const std::shared
   };
   // "/." makes the path resolve through the magic link even for callers that
   // lstat it (hpfile::PosixIo::Stat does).
-  return open_files_.SharedOrOpen({inode->backing_dev, inode->backing_ino},
-                                  [&] { return hpfile::HPFile::Open(ProcFdPath(dir_fd) + "/.", options); },
-                                  *held);
+  auto opened = open_files_.SharedOrOpen({inode->backing_dev, inode->backing_ino},
+                                         [&] { return hpfile::HPFile::Open(ProcFdPath(dir_fd) + "/.", options); },
+                                         *held);
+  // Segments an earlier run pruned but did not get to delete: opening leaves
+  // them (it must not cost a deletion each), the deleter takes them.
+  if (opened && (*opened)->PrunedSegments().segments > 0) deleter_.EnqueuePrunedDeletion(*opened, inode);
+  return opened;
 }
 
 Result<std::shared_ptr<Inode>> Filesystem::LoadChild(const Inode& parent, std::string_view name) {

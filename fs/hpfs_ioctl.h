@@ -30,6 +30,8 @@ struct hpfs_stat {
   uint32_t flags;          /* HPFS_STAT_* */
   uint32_t held_bytes;      /* -o writeback: bytes that came out of order, waiting for the bytes before them */
   char damage[HPFS_DAMAGE_MAX]; /* why the file is damaged, NUL-terminated; "" if not */
+  uint64_t pruned_segments;     /* pruned segment files not deleted yet (the deleter's backlog) */
+  uint64_t pruned_bytes;        /* their slots' bytes: at most the space still to be freed */
 };
 
 /* hpfs_set.mask */

@@ -56,6 +56,8 @@ constexpr std::string_view kStatHelp =
     "  segment_size    capacity of segments created from now on\n"
     "  retain_bytes    byte limit of retention (0: none)\n"
     "  retain_seconds  age limit of retention (0: none)\n"
+    "  pruned_segments segment files a prune dropped that are still to be deleted\n"
+    "  pruned_bytes    their bytes: at most the space still to be freed\n"
     "  damaged         why the file is damaged, or `none`\n"
     "With several FILEs each block starts with file=FILE and blocks are\n"
     "separated by an empty line.\n"

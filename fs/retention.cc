@@ -26,7 +26,17 @@ void Filesystem::OnRetention(const std::weak_ptr<Inode>& weak, const hpfile::Ret
   if (result.error) {
     spdlog::warn("retention: '{}': cannot drop a segment: {}", name, result.error.message());
   }
-  if (result.pruned()) retention_.Post(weak, result);
+  if (result.pruned()) {
+    retention_.Post(weak, result);
+    // A roll inside a write (an open handle's): the deleter takes the files.
+    // The retention walk deletes them itself, on its own thread.
+    bool open = false;
+    if (inode) {
+      std::lock_guard lock(inode->mu);
+      open = inode->open_handles > 0;
+    }
+    if (open) deleter_.EnqueuePrunedDeletion(weak);
+  }
 }
 
 void Filesystem::DrainRetentionEvents() {
@@ -90,6 +100,8 @@ void Filesystem::RetainStoredFile(const std::string& rel, int64_t now, Retention
   if (auto file = opened ? *opened : nullptr; file && !file->Damage()) {
     ++pass.files_checked;
     if (file->ApplyRetention(now).pruned()) ++pass.files_pruned;
+    // This thread is the background's: the file may close right after.
+    deleter_.DeletePrunedNow(*file);
     ChangedWithoutHandle(**inode);
   }
   Forget((*inode)->id, 1);
@@ -105,6 +117,7 @@ RetentionPass Filesystem::EnforceRetention(int64_t now, size_t max_walk) {
     if (hpfile::RetentionPolicy::FromMeta(file->GetMeta()).empty()) continue;
     ++pass.files_checked;
     if (file->ApplyRetention(now).pruned()) ++pass.files_pruned;
+    deleter_.DeletePrunedNow(*file);
   }
   const StoreWalk::Step step =
       walk_.Walk(max_walk, [&](const std::string& rel) { RetainStoredFile(rel, now, pass); });

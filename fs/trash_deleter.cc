@@ -38,12 +38,46 @@ void TrashDeleter::Enqueue(std::string name, std::shared_ptr<hpfile::HPFile> fil
 }
 
 void TrashDeleter::EnqueueHeadPunch(std::shared_ptr<hpfile::HPFile> file, std::shared_ptr<const Inode> inode) {
+  EnqueueFileItem(Item::Kind::kHeadPunch, std::move(file), std::move(inode));
+}
+
+void TrashDeleter::EnqueuePrunedDeletion(std::shared_ptr<hpfile::HPFile> file, std::shared_ptr<const Inode> inode) {
+  EnqueueFileItem(Item::Kind::kPruned, std::move(file), std::move(inode));
+}
+
+void TrashDeleter::EnqueueFileItem(Item::Kind kind, std::shared_ptr<hpfile::HPFile> file,
+                                   std::shared_ptr<const Inode> inode) {
   {
     std::lock_guard lock(mu_);
-    queue_.push_back(Item{.inode = std::move(inode), .file = std::move(file), .head_punch = true});
+    queue_.push_back(Item{.inode = std::move(inode), .file = std::move(file), .kind = kind});
     ++queued_;
   }
   work_cv_.notify_one();
+}
+
+void TrashDeleter::EnqueuePrunedDeletion(std::weak_ptr<const Inode> inode) {
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(Item{.kind = Item::Kind::kPruned, .weak_inode = std::move(inode)});
+    ++queued_;
+  }
+  work_cv_.notify_one();
+}
+
+void TrashDeleter::DeletePrunedNow(hpfile::HPFile& file) {
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      if (stop_) return;
+    }
+    auto left = file.DeletePrunedSegments(kPrunedBatch);
+    if (!left) {
+      spdlog::warn("{}: deleting pruned segments: {} (retried at the next prune or open)", file.dir(),
+                   left.error().message());
+      return;
+    }
+    if (*left == 0) return;
+  }
 }
 
 void TrashDeleter::Wait() {
@@ -84,16 +118,23 @@ bool TrashDeleter::DeleteOne(std::unique_lock<std::mutex>& lock) {
 }
 
 void TrashDeleter::Delete(Item& item) {
-  if (item.head_punch) {
+  if (item.kind == Item::Kind::kHeadPunch) {
     if (auto r = item.file->PunchBelowHead(); !r) {
       spdlog::warn("{}: releasing the space below the head: {}", item.file->dir(), r.error().message());
     }
   }
+  if (item.kind == Item::Kind::kPruned && !item.file) {
+    if (auto inode = item.weak_inode.lock()) {
+      item.file = inode->File();
+      item.inode = std::move(inode);
+    }
+  }
+  if (item.kind != Item::Kind::kTrashEntry && item.file) DeletePrunedNow(*item.file);
   // The HPFile may write its meta on close; it must do so while the inode's
   // descriptor, through which it names its directory, is still open.
   item.file.reset();
   item.inode.reset();
-  if (item.head_punch) return;
+  if (item.kind != Item::Kind::kTrashEntry) return;
   if (auto r = hpfile::RemoveTreeAt(trash_fd_, item.name); !r) {
     spdlog::warn("cannot delete {}/{}: {} (retried at the next mount)", hpfile::format::kTrashName, item.name,
                  r.error().message());

@@ -3,8 +3,10 @@
 // pruned segments) on a thread of its own, so that `rm` of a file with a
 // million segments returns as soon as the file has left its name, and the
 // last close of an unlinked file does not hold a request thread for the
-// deletion either. The same thread does the punch a head prune leaves inside
-// a file's oldest remaining segment (HPFile::PunchBelowHead).
+// deletion either. The same thread deletes the segment files a head prune
+// (or retention) dropped (HPFile::DeletePrunedSegments), and does the punch
+// a head prune leaves inside a file's oldest remaining segment
+// (HPFile::PunchBelowHead).
 //
 // A trash entry can be reached by nobody once it is queued here, so deleting
 // it late is never wrong: whatever is left when the daemon dies is deleted by
@@ -49,10 +51,24 @@ class TrashDeleter {
   void Enqueue(std::string name, std::shared_ptr<hpfile::HPFile> file = nullptr,
                std::shared_ptr<const Inode> inode = nullptr);
 
-  // Queues file->PunchBelowHead(), after the deletions queued before it;
-  // `inode` as for Enqueue. A punch that fails is logged; the next prune of
-  // the file punches the same range again.
+  // Queues file->PunchBelowHead(), then the deletion of the file's pruned
+  // segments, after the deletions queued before it; `inode` as for Enqueue.
+  // A punch that fails is logged; the next prune of the file punches the
+  // same range again.
   void EnqueueHeadPunch(std::shared_ptr<hpfile::HPFile> file, std::shared_ptr<const Inode> inode);
+  // Queues the deletion of the file's pruned segments alone (when an open
+  // found some a previous run left). They go in batches of kPrunedBatch,
+  // each a short turn of the file's lock for them; a failure is logged and
+  // the rest waits for the next prune or open. A stopping deleter leaves
+  // what remains to the file's next open.
+  void EnqueuePrunedDeletion(std::shared_ptr<hpfile::HPFile> file, std::shared_ptr<const Inode> inode);
+  // The same for the file of `inode` if it is still open when its turn
+  // comes (after retention): the queue keeps no file open.
+  void EnqueuePrunedDeletion(std::weak_ptr<const Inode> inode);
+  // Deletes `file`'s pruned segments on the calling thread, as a queued
+  // deletion does (a background thread's, never a request's).
+  void DeletePrunedNow(hpfile::HPFile& file);
+  static constexpr uint64_t kPrunedBatch = 256;
 
   // Returns once every deletion queued before the call is done (or failed
   // and was logged). Unstarted, it does the queued deletions itself.
@@ -67,8 +83,11 @@ class TrashDeleter {
     // Declared before `file` so that it is destroyed after it.
     std::shared_ptr<const Inode> inode;
     std::shared_ptr<hpfile::HPFile> file;
-    bool head_punch = false;  // punch below file's head instead of deleting `name`
+    enum class Kind { kTrashEntry, kHeadPunch, kPruned } kind = Kind::kTrashEntry;
+    std::weak_ptr<const Inode> weak_inode;  // kPruned without `file`
   };
+  void EnqueueFileItem(Item::Kind kind, std::shared_ptr<hpfile::HPFile> file, std::shared_ptr<const Inode> inode);
+
 
   void Run();
   void Delete(Item& item);

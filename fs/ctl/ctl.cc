@@ -63,6 +63,8 @@ std::string FormatStatText(const hpfs_stat& st, const std::optional<std::string>
   out += FormatSettingsText(st);
   line("mode", Mode(st));
   line("held_bytes", std::to_string(st.held_bytes));
+  line("pruned_segments", std::to_string(st.pruned_segments));
+  line("pruned_bytes", std::to_string(st.pruned_bytes));
   std::string damage = Damage(st);
   for (char& c : damage) {
     if (c == '\n' || c == '\r') c = ' ';
@@ -90,6 +92,8 @@ std::string FormatStatJson(const hpfs_stat& st, std::string_view name) {
   number("retain_seconds", st.retain_seconds);
   out += ", \"mode\": " + JsonQuote(Mode(st));
   number("held_bytes", st.held_bytes);
+  number("pruned_segments", st.pruned_segments);
+  number("pruned_bytes", st.pruned_bytes);
   const std::string damage = Damage(st);
   out += ", \"damaged\": " + (damage.empty() ? std::string("null") : JsonQuote(damage)) + "}";
   return out;

@@ -790,6 +790,7 @@ TEST_F(GrowTest, PruneThroughTheGapDropsItsSegments) {
   ASSERT_OK_AND_ASSIGN(auto got, ReadRange(*file_, kHuge, 100));
   EXPECT_EQ(got, SeededBytes(4, kHuge, 100));
   testing::ExpectWellFormed(*file_);
+  testing::DeleteAllPruned(*file_);
   EXPECT_LE(SegmentFilesOnDisk(Dir()).size(), 2u);
   ASSERT_OK(file_->Sync());
 }
@@ -902,6 +903,9 @@ TEST_F(PruneTest, PruneHeadMidSegmentHidesBytesBelowHead) {
 TEST_F(PruneTest, PruneHeadAtSegmentBoundaryDeletesSegmentFile) {
   ASSERT_OK(file_->PruneHead(16));
   model_.head = 16;
+  EXPECT_TRUE(FileExists(SegPath(0, 16))) << "deleted in the prune, not by DeletePrunedSegments";
+  EXPECT_EQ(file_->PrunedSegments().segments, 1u);
+  testing::DeleteAllPruned(*file_);
   EXPECT_FALSE(FileExists(SegPath(0, 16)));
   ExpectSegments(*file_, Expected({{16, 16, 16}, {32, 16, 8}}));
   ExpectContent(*file_, model_);
@@ -909,6 +913,7 @@ TEST_F(PruneTest, PruneHeadAtSegmentBoundaryDeletesSegmentFile) {
 
   ASSERT_OK(file_->PruneHead(32));
   model_.head = 32;
+  testing::DeleteAllPruned(*file_);
   EXPECT_FALSE(FileExists(SegPath(16, 16)));
   ExpectSegments(*file_, Expected({{32, 16, 8}}));
   ExpectContent(*file_, model_);
@@ -924,6 +929,15 @@ TEST_F(PruneTest, PruneHeadDeletesEverySegmentWhollyBelowHead) {
   ASSERT_FALSE(segments.empty());
   EXPECT_EQ(segments.front().base, 992u);  // the slot holding byte 1000
   EXPECT_EQ(segments.size(), (1600u - 992u) / 16u);
+  EXPECT_EQ(file_->PrunedSegments().segments, 992u / 16u);
+  EXPECT_EQ(file_->PrunedSegments().bytes, 992u);
+  // Bounded steps, oldest first, each saying how many are left.
+  ASSERT_OK_AND_ASSIGN(uint64_t left, file_->DeletePrunedSegments(10));
+  EXPECT_EQ(left, 992u / 16u - 10u);
+  EXPECT_FALSE(FileExists(SegPath(144, 16)));
+  EXPECT_TRUE(FileExists(SegPath(160, 16)));
+  testing::ExpectWellFormed(*file_);
+  testing::DeleteAllPruned(*file_);
   EXPECT_EQ(SegmentFilesOnDisk(Dir()).size(), segments.size());
   ExpectContent(*file_, model_);
   testing::ExpectWellFormed(*file_);
@@ -935,6 +949,7 @@ TEST_F(PruneTest, PruneHeadBeyondSizeStopsAtSize) {
   EXPECT_EQ(file_->Size(), 40u);
   model_.head = 40;
   ExpectContent(*file_, model_);
+  testing::DeleteAllPruned(*file_);
   EXPECT_FALSE(FileExists(SegPath(0, 16)));
   EXPECT_FALSE(FileExists(SegPath(16, 16)));
   testing::ExpectWellFormed(*file_);
@@ -1018,6 +1033,7 @@ TEST_F(HPFileTest, DeferredHeadPunchReleasesBlocksOnlyAtPunchBelowHead) {
   // The whole first segment goes at once; the second keeps its blocks, but
   // its bytes below the head already read as gone.
   ASSERT_OK(file->PruneHead(kSeg + (3 << 20)));
+  testing::DeleteAllPruned(*file);
   EXPECT_FALSE(FileExists(SegPath(0, kSeg)));
   EXPECT_EQ(FileBlocks(SegPath(kSeg, kSeg)), before);
   Model model{kSeg + (3 << 20), data};
@@ -1300,9 +1316,10 @@ TEST_F(HPFileTest, SyncInHalvesMakesDurableWithoutAFdatasync) {
   ASSERT_OK(file->FinishSync(std::move(pending), {}));
   EXPECT_EQ(io.Calls(static_cast<IoOpMask>(IoOp::kFdatasync)), 0u);
   EXPECT_EQ(file->DurableSize(), 50u);
-  // The write buffer reached the backing files, and the head the meta, so a
-  // reopen that does not get to write them finds both.
-  EXPECT_GE(io.Calls(static_cast<IoOpMask>(IoOp::kFsync)), 1u);
+  // The write buffer reached the backing files, and the prune wrote the head
+  // to the meta itself, so a reopen that does not get to write them finds
+  // both.
+  EXPECT_EQ(io.Calls(static_cast<IoOpMask>(IoOp::kFsync)), 0u) << "the meta was written again";
   file.reset();
   ASSERT_OK_AND_ASSIGN(auto reopened, HPFile::Open(Dir(), OptionsWithSegmentSize(16)));
   EXPECT_EQ(reopened->Size(), 50u);
@@ -1635,6 +1652,7 @@ TEST_F(HPFileTest, MapRangeExtentOutlivesDeletedSegment) {
   ASSERT_OK(file->Append(data));
   ASSERT_OK_AND_ASSIGN(auto extents, file->MapRange(0, 32));
   ASSERT_OK(file->PruneHead(32));
+  testing::DeleteAllPruned(*file);
   EXPECT_FALSE(FileExists(SegPath(0, 16)));
   EXPECT_EQ(PreadExtents(extents), std::vector<std::byte>(data.begin(), data.begin() + 32));
 }
@@ -1645,7 +1663,7 @@ TEST_F(HPFileTest, MapRangeExtentOutlivesDeletedSegment) {
 namespace hpfile {
 namespace {
 
-TEST_F(HPFileTest, DiscardHookReceivesEveryPrunedAndTruncatedSegment) {
+TEST_F(HPFileTest, DiscardHookReceivesEveryTruncatedSegmentAndNoPrunedOne) {
   std::vector<std::string> discarded;
   Options options = OptionsWithSegmentSize(10);
   const std::string aside = Dir() + ".aside";
@@ -1661,8 +1679,10 @@ TEST_F(HPFileTest, DiscardHookReceivesEveryPrunedAndTruncatedSegment) {
   ASSERT_OK(file->Append(data));
   ASSERT_OK(file->PruneHead(25));
   ASSERT_OK(file->Truncate(42));
-  EXPECT_EQ(discarded, (std::vector<std::string>{testing::SegmentFileName(0, 10), testing::SegmentFileName(10, 10),
-                                                 testing::SegmentFileName(50, 10)}));
+  // Pruned segments wait for DeletePrunedSegments, which unlinks them.
+  EXPECT_EQ(discarded, (std::vector<std::string>{testing::SegmentFileName(50, 10)}));
+  testing::DeleteAllPruned(*file);
+  EXPECT_EQ(discarded.size(), 1u);
   std::vector<std::byte> got(17);
   ASSERT_OK_AND_ASSIGN(size_t n, file->ReadAt(25, got));
   EXPECT_EQ(n, 17u);
@@ -1675,15 +1695,11 @@ TEST_F(HPFileTest, DiscardHookReceivesEveryPrunedAndTruncatedSegment) {
   std::filesystem::remove_all(aside);
 }
 
-TEST_F(HPFileTest, FailingDiscardHookFailsThePruneAndKeepsTheSegment) {
+TEST_F(HPFileTest, FailingDiscardHookFailsTheTruncateAndKeepsTheSegment) {
   Options options = OptionsWithSegmentSize(10);
   options.discard_segment = [](const std::string&) -> Result<void> { return Errno(EIO); };
   ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), options));
   ASSERT_OK(file->Append(SeededBytes(3, 0, 30)));
-  auto pruned = file->PruneHead(15);
-  ASSERT_FALSE(pruned.has_value());
-  EXPECT_EQ(pruned.error().value(), EIO);
-  EXPECT_TRUE(testing::FileExists(Dir() + "/" + testing::SegmentFileName(0, 10)));
   auto truncated = file->Truncate(5);
   ASSERT_FALSE(truncated.has_value());
   EXPECT_EQ(file->Size(), 30u);
@@ -1761,6 +1777,7 @@ TEST_F(HPFileTest, PruneToTheEndOfAFullTailLeavesAnEmptyTailAtTheHead) {
   ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(Dir(), OptionsWithSegmentSize(128)));
   ASSERT_OK(file->Append(PatternBytes(0, 256)));
   ASSERT_OK(file->PruneHead(256));
+  testing::DeleteAllPruned(*file);
   EXPECT_EQ(SegmentFilesOnDisk(Dir()), std::vector<std::string>{SegmentFileName(256, 128)});
   testing::ExpectWellFormed(*file);
   ASSERT_OK_AND_ASSIGN(const uint64_t offset, file->Append(PatternBytes(256, 10)));

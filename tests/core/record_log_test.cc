@@ -272,9 +272,10 @@ TEST_P(RecordLogTest, PruneHeadAndSnapshotCopyNoElementData) {
   const size_t segments_before = SegmentFilesOnDisk(data_dir).size();
   io.ResetCounts();
   ASSERT_OK(log->PruneHead(1500));
-  // At most the index entry of the new first element is read; nothing is written.
+  // At most the index entry of the new first element is read; nothing is
+  // written but the new head, in the meta of each file pruned.
   EXPECT_LE(io.Calls(static_cast<IoOpMask>(IoOp::kPread)), 1u);
-  EXPECT_EQ(io.Calls(static_cast<IoOpMask>(IoOp::kPwrite)), 0u);
+  EXPECT_LE(io.Calls(static_cast<IoOpMask>(IoOp::kPwrite)), 2u);
   EXPECT_LT(SegmentFilesOnDisk(data_dir).size(), segments_before / 2);
   io.ResetCounts();
   ASSERT_OK_AND_ASSIGN(RecordSnapshot snap, log->Snapshot());

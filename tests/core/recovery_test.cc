@@ -257,14 +257,19 @@ TEST_F(RecoveryTest, LeftoverTempFilesAreRemoved) {
   ExpectPattern(*file, 0, 7);
 }
 
-TEST_F(RecoveryTest, SegmentsWhollyBelowMetaHeadAreDeleted) {
+TEST_F(RecoveryTest, SegmentsWhollyBelowMetaHeadAreLeftForDeletion) {
   WriteMeta(16, 40);
   WriteSegment(0, 16, 16);
   WriteSegment(16, 16, 16);
   WriteSegment(32, 16, 16);
   WriteSegment(48, 16, 3);
   ASSERT_OK_AND_ASSIGN(auto file, OpenExisting());
-  ExpectRepaired(*file);
+  // Opening deletes nothing: they are a prune's, for DeletePrunedSegments.
+  EXPECT_FALSE(file->Damage().has_value()) << *file->Damage();
+  EXPECT_TRUE(file->RecoveryLog().empty());
+  EXPECT_EQ(file->PrunedSegments().segments, 2u);
+  testing::ExpectWellFormed(*file);
+  testing::DeleteAllPruned(*file);
   EXPECT_EQ(file->Head(), 40u);
   EXPECT_EQ(file->Size(), 51u);
   EXPECT_EQ(SegmentFilesOnDisk(Dir()), (std::vector<std::string>{SegmentFileName(32, 16), SegmentFileName(48, 16)}));
@@ -274,7 +279,7 @@ TEST_F(RecoveryTest, SegmentsWhollyBelowMetaHeadAreDeleted) {
   testing::ExpectWellFormed(*file);
 }
 
-TEST_F(RecoveryTest, SegmentEndingExactlyAtMetaHeadIsDeleted) {
+TEST_F(RecoveryTest, SegmentEndingExactlyAtMetaHeadIsLeftForDeletion) {
   WriteMeta(16, 32);
   WriteSegment(0, 16, 16);
   WriteSegment(16, 16, 16);
@@ -282,6 +287,7 @@ TEST_F(RecoveryTest, SegmentEndingExactlyAtMetaHeadIsDeleted) {
   ASSERT_OK_AND_ASSIGN(auto file, OpenExisting());
   EXPECT_FALSE(file->Damage().has_value()) << *file->Damage();
   EXPECT_EQ(file->Head(), 32u);
+  testing::DeleteAllPruned(*file);
   EXPECT_EQ(SegmentFilesOnDisk(Dir()), std::vector<std::string>{SegmentFileName(32, 16)});
   ExpectPattern(*file, 32, 4);
 }
@@ -314,6 +320,7 @@ TEST_F(RecoveryTest, MetaHeadBeyondEndIsClampedToEnd) {
   ExpectRepaired(*file);
   EXPECT_EQ(file->Size(), 20u);
   EXPECT_EQ(file->Head(), 20u);
+  testing::DeleteAllPruned(*file);
   EXPECT_FALSE(FileExists(Path(SegmentFileName(0, 16))));
   std::byte b[1];
   EXPECT_ERRNO(file->ReadAt(19, b), ENODATA);

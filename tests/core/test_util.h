@@ -22,6 +22,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <map>
 #include <optional>
 #include <ostream>
@@ -37,6 +38,7 @@
 #include "core/hpfile.h"
 #include "core/io.h"
 #include "core/meta.h"
+#include "core/segment_name.h"
 #include "core/result.h"
 
 namespace hpfile {
@@ -512,8 +514,31 @@ inline void ExpectWellFormed(const HPFile& file) {
   } else {
     EXPECT_EQ(file.Head(), file.Size()) << "a file without segments must be empty";
   }
+  // Besides the map's segments, the disk holds only those a prune left for
+  // DeletePrunedSegments, each wholly below the head.
   std::sort(names.begin(), names.end());
-  EXPECT_EQ(SegmentFilesOnDisk(file.dir()), names);
+  std::vector<std::string> live_on_disk;
+  uint64_t pruned = 0;
+  for (const std::string& name : SegmentFilesOnDisk(file.dir())) {
+    if (std::binary_search(names.begin(), names.end(), name)) {
+      live_on_disk.push_back(name);
+      continue;
+    }
+    auto parsed = ParseSegmentName(name);
+    EXPECT_TRUE(parsed.has_value()) << name;
+    if (!parsed) continue;
+    EXPECT_LE(parsed->base + parsed->capacity, file.Head()) << name << " is on disk but not in the map";
+    ++pruned;
+  }
+  EXPECT_EQ(live_on_disk, names);
+  EXPECT_EQ(pruned, file.PrunedSegments().segments) << "segment files below the head not awaiting deletion";
+}
+
+// Deletes every segment file the prunes left: what a file's deleter does.
+inline void DeleteAllPruned(HPFile& file) {
+  auto left = file.DeletePrunedSegments(std::numeric_limits<uint64_t>::max());
+  ASSERT_TRUE(left.has_value()) << left.error().message();
+  EXPECT_EQ(*left, 0u);
 }
 
 }  // namespace hpfile::testing

@@ -361,6 +361,55 @@ TEST(PowerLossDrill, PruneMovingSegmentsToATrash) {
   PowerLossDrill(PruneScenario("prune into trash", 6 * kSegment + 300, 0, 3 * kSegment + 1, true)).Run();
 }
 
+// What a file's deleter does after a prune: the pruned segment files, a
+// bounded step at a time, until none is left.
+Result<void> DeleteAllPrunedInSteps(HPFile& file, uint64_t step) {
+  for (;;) {
+    auto left = file.DeletePrunedSegments(step);
+    if (!left) return std::unexpected(left.error());
+    if (*left == 0) return {};
+  }
+}
+
+TEST(PowerLossDrill, PruneThenTheBackgroundDeletion) {
+  Scenario s = PruneScenario("prune, then deletion", 8 * kSegment + 300, kSegment + 10, 6 * kSegment + 5, false);
+  s.operation = [](HPFile& f) -> Result<void> {
+    if (auto pruned = f.PruneHead(6 * kSegment + 5); !pruned) return pruned;
+    if (auto deleted = DeleteAllPrunedInSteps(f, 2); !deleted) return deleted;
+    return f.Sync();
+  };
+  PowerLossDrill(std::move(s)).Run();
+}
+
+// Retention moves the head without writing it; the deleter writes it before
+// the first deletion below it.
+TEST(PowerLossDrill, RetentionThenTheBackgroundDeletion) {
+  Scenario s = PruneScenario("retention, then deletion", 6 * kSegment + 300, 0, 4 * kSegment, false);
+  s.prepare = [](HPFile& f) {
+    AppendPattern(f, 6 * kSegment + 300);
+    ASSERT_OK(f.UpdateMeta([](Meta& meta) { meta.retain_bytes = 2 * kSegment; }));
+  };
+  s.operation = [](HPFile& f) -> Result<void> {
+    const RetentionResult retained = f.ApplyRetention(0);
+    if (retained.error) return std::unexpected(retained.error);
+    if (auto deleted = DeleteAllPrunedInSteps(f, 1); !deleted) return deleted;
+    return f.Sync();
+  };
+  PowerLossDrill(std::move(s)).Run();
+}
+
+// Segments a crash left pending are found by the next open and deleted by
+// the next deleter, with the same guarantees.
+TEST(PowerLossDrill, DeletionOfSegmentsAPreviousProcessPruned) {
+  Scenario s = PruneScenario("deletion after reopen", 8 * kSegment + 300, 5 * kSegment + 7, 5 * kSegment + 7, false);
+  s.operation = [](HPFile& f) -> Result<void> {
+    if (f.PrunedSegments().segments != 5) return Errno(EINVAL);
+    if (auto deleted = DeleteAllPrunedInSteps(f, 3); !deleted) return deleted;
+    return f.Sync();
+  };
+  PowerLossDrill(std::move(s)).Run();
+}
+
 // ---- truncate ----
 
 // A shrinking truncate then a sync: the cut may have stopped anywhere between

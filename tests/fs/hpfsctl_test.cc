@@ -111,7 +111,7 @@ hpfs_stat SampleStat() {
 TEST(FormatStatTest, TextHasOneLinePerKeyInOrder) {
   EXPECT_EQ(FormatStatText(SampleStat(), std::nullopt),
             "head=1048576\nsize=2500000\ndurable_size=2400000\nsegments=2\nsegment_size=1048576\n"
-            "retain_bytes=0\nretain_seconds=3600\nmode=writethrough\nheld_bytes=0\ndamaged=none\n");
+            "retain_bytes=0\nretain_seconds=3600\nmode=writethrough\nheld_bytes=0\npruned_segments=0\npruned_bytes=0\ndamaged=none\n");
 }
 
 TEST(FormatStatTest, WritebackModeAndHeldBytesAreShown) {
@@ -143,7 +143,7 @@ TEST(FormatStatTest, JsonHasEveryFieldAndNullForNoDamage) {
   EXPECT_EQ(FormatStatJson(SampleStat(), "a.log"),
             "{\"file\": \"a.log\", \"head\": 1048576, \"size\": 2500000, \"durable_size\": 2400000, "
             "\"segments\": 2, \"segment_size\": 1048576, \"retain_bytes\": 0, \"retain_seconds\": 3600, "
-            "\"mode\": \"writethrough\", \"held_bytes\": 0, \"damaged\": null}");
+            "\"mode\": \"writethrough\", \"held_bytes\": 0, \"pruned_segments\": 0, \"pruned_bytes\": 0, \"damaged\": null}");
   hpfs_stat st = SampleStat();
   st.flags = HPFS_STAT_DAMAGED;
   std::strcpy(st.damage, "gap");

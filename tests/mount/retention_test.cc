@@ -101,10 +101,13 @@ TEST_F(RetentionMountTest, MountWideDefaultsBoundNewFilesAtEverySegmentRoll) {
 TEST_F(RetentionMountTest, OneWriteLargerThanSeveralSegmentsIsBoundedAtOnce) {
   Mount({"-o", "segment_size=256K,retain_bytes=256K"});
   // One write(2) of 8 MiB: requests of up to 1 MiB, each rolling through four
-  // segments. Counted right after it, before the background pass (once a
-  // second) has had much chance to run.
+  // segments. The head is read right after it, before the background pass
+  // (once a second) has had much chance to run; the segment files go on the
+  // deleter's thread, so they are counted once it had a moment.
   auto r = Run("head -c 8M /dev/zero | dd of=\"$M/big\" bs=8M iflag=fullblock oflag=append conv=notrunc status=none; "
-               "ls \"$B/big\" | grep -c '\\.seg$'; \"$CTL\" stat \"$M/big\" | grep -E '^(head|size)='");
+               "s=$(\"$CTL\" stat \"$M/big\" | grep -E '^(head|size)='); "
+               "for i in $(seq 100); do n=$(ls \"$B/big\" | grep -c '\\.seg$'); [ \"$n\" = 1 ] && break; sleep 0.1; done; "
+               "echo \"$n\"; echo \"$s\"");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   // The last 256 KiB fill the tail, which alone keeps enough: every sealed
   // segment went, the head is at 7.75 MiB.
