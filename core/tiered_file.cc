@@ -51,7 +51,7 @@ TierResult<std::unique_ptr<TieredFile>> TieredFile::Open(HPFile& file, TieredFil
   std::unique_ptr<TieredFile> tiered(new TieredFile(file, std::move(options), *id, std::move(manifest)));
   // A crash after an upload was recorded but before its local copy went.
   if (file.Head() < remote_end) {
-    if (auto pruned = tiered->PruneLocalTo(remote_end); !pruned) return std::unexpected(pruned.error());
+    if (auto pruned = tiered->DropLocalCopyTo(remote_end); !pruned) return std::unexpected(pruned.error());
   }
   return tiered;
 }
@@ -159,6 +159,18 @@ TierResult<void> TieredFile::PruneLocalTo(uint64_t n) {
   return {};
 }
 
+TierResult<void> TieredFile::DropLocalCopyTo(uint64_t n) {
+  if (auto pruned = PruneLocalTo(n); !pruned) return pruned;
+  // A prune leaves segment files to a later deletion; freeing the disk is
+  // what an offload is for, so its own copy goes now. A bigger backlog (a
+  // user's prune) is left in part to the next call or the file's deleter.
+  constexpr uint64_t kMaxDeletesPerOffload = 1024;
+  if (auto deleted = file_.DeletePrunedSegments(kMaxDeletesPerOffload); !deleted) {
+    return std::unexpected(TierErrorOf(deleted.error(), StrCat("delete the local copy of ", file_.dir())));
+  }
+  return {};
+}
+
 TierResult<bool> TieredFile::OffloadOldest() {
   std::lock_guard writer(writer_mu_);
   const std::vector<SegmentInfo> segments = file_.Segments();
@@ -168,13 +180,13 @@ TierResult<bool> TieredFile::OffloadOldest() {
   const uint64_t slot_end = oldest.base + oldest.capacity;
   if (manifest.Find(oldest.base) != nullptr) {
     // Recorded already; only the local copy is left to go.
-    if (auto pruned = PruneLocalTo(slot_end); !pruned) return std::unexpected(pruned.error());
+    if (auto pruned = DropLocalCopyTo(slot_end); !pruned) return std::unexpected(pruned.error());
     return true;
   }
   if (oldest.length == 0) {
     // Nothing to keep: a sealed empty segment (a gap a grow made sparse
     // reads as zeros from the manifest's gaps).
-    if (auto pruned = PruneLocalTo(slot_end); !pruned) return std::unexpected(pruned.error());
+    if (auto pruned = DropLocalCopyTo(slot_end); !pruned) return std::unexpected(pruned.error());
     return true;
   }
   const std::string path = StrCat(file_.dir(), "/", oldest.file_name);
@@ -186,7 +198,7 @@ TierResult<bool> TieredFile::OffloadOldest() {
   if (manifest.segments.empty()) manifest.head = file_.Head();
   manifest.segments.push_back(std::move(*remote));
   if (auto committed = CommitManifestLocked(std::move(manifest)); !committed) return std::unexpected(committed.error());
-  if (auto pruned = PruneLocalTo(slot_end); !pruned) return std::unexpected(pruned.error());
+  if (auto pruned = DropLocalCopyTo(slot_end); !pruned) return std::unexpected(pruned.error());
   return true;
 }
 

@@ -111,6 +111,8 @@ class TieredFile {
   // Writes `next` as the manifest; on success it becomes the current one.
   [[nodiscard]] TierResult<void> CommitManifestLocked(Manifest next);
   [[nodiscard]] TierResult<void> PruneLocalTo(uint64_t n);
+  // PruneLocalTo, then deletes the pruned segment files (bounded).
+  [[nodiscard]] TierResult<void> DropLocalCopyTo(uint64_t n);
   [[nodiscard]] TierResult<void> PruneHeadLocked(uint64_t n);
   [[nodiscard]] TierResult<size_t> DeleteDroppedLocked();
   // A remote range [offset, offset + out.size()) below the local head.
