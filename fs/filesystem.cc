@@ -28,7 +28,7 @@ using hpfile::Errno;
 using hpfile::LastErrno;
 
 bool IsReservedAtRoot(std::string_view name) {
-  return name == fmt_::kLockName || name == fmt_::kTrashName;
+  return name == fmt_::kLockName || name == fmt_::kTrashName || name == kTierCacheName;
 }
 
 // Names that would change what a backing directory is if created in it.
@@ -47,10 +47,12 @@ Filesystem::Filesystem(const Config& config, std::string backing_dir, hpfile::Fd
       root_fd_(std::move(root_fd)),
       trash_fd_(std::move(trash_fd)),
       walk_(root_fd_.get()),
+      tier_walk_(root_fd_.get()),
       deleter_(trash_fd_.get()) {}
 
 Filesystem::~Filesystem() {
   StopRetention();
+  StopTiering();
   // The kernel is gone: unlinked files it still knew can no longer be opened.
   for (const auto& inode : inodes_.Snapshot()) {
     {
@@ -111,6 +113,14 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(const std::string& backing_
   auto root_fd_copy = OpenAt(root->get(), ".", O_RDONLY | O_DIRECTORY);
   if (!root_fd_copy) return std::unexpected(root_fd_copy.error());
   std::unique_ptr<Filesystem> fs(new Filesystem(config, backing_dir, std::move(*root), std::move(*trash)));
+  if (config.tier.enabled()) {
+    auto tiering = Tiering::Create(config.tier, backing_dir);
+    if (!tiering) {
+      spdlog::error("{}", tiering.error());
+      return Errno(EINVAL);
+    }
+    fs->tiering_ = std::move(*tiering);
+  }
   auto root_inode = std::make_shared<Inode>(Kind::kDirectory, st.st_dev, st.st_ino, std::move(*root_fd_copy));
   fs->inodes_.Insert(root_inode, kRootInode);
   if (!leftovers.empty()) {
@@ -233,14 +243,29 @@ Result<std::shared_ptr<hpfile::HPFile>> Filesystem::OpenHPFile(const std::shared
   options.initial_meta.gid = caller.gid;
   options.initial_meta.retain_bytes = config_.retain_bytes;
   options.initial_meta.retain_seconds = config_.retain_seconds;
+  options.retain_on_roll = tiering_ == nullptr;
   // Weak: the inode owns the HPFile.
   options.on_retention = [this, weak = std::weak_ptr<Inode>(inode)](const hpfile::RetentionResult& result) {
     OnRetention(weak, result);
   };
   // "/." makes the path resolve through the magic link even for callers that
   // lstat it (hpfile::PosixIo::Stat does).
-  return open_files_.SharedOrOpen({inode->backing_dev, inode->backing_ino},
-                                  [&] { return hpfile::HPFile::Open(ProcFdPath(dir_fd) + "/.", options); });
+  const int own_fd = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
+  if (own_fd < 0) return LastErrno();
+  hpfile::Fd own(hpfile::PosixIo::Default(), own_fd);
+  return open_files_.SharedOrOpen({inode->backing_dev, inode->backing_ino}, std::move(own),
+                                  [&] { return hpfile::HPFile::Open(ProcFdPath(own_fd) + "/.", options); });
+}
+
+Result<void> Filesystem::AttachTiered(Inode& inode, const std::shared_ptr<hpfile::HPFile>& file) {
+  if (!tiering_) return {};
+  // A damaged file is served as it is; tiering would have to prune it.
+  if (file->Damage()) return {};
+  auto tiered = tiering_->For(file);
+  if (!tiered) return std::unexpected(tiered.error());
+  std::lock_guard lock(inode.mu);
+  inode.tiered = std::move(*tiered);
+  return {};
 }
 
 Result<std::shared_ptr<Inode>> Filesystem::LoadChild(const Inode& parent, std::string_view name) {
@@ -281,6 +306,10 @@ Result<std::shared_ptr<Inode>> Filesystem::LoadAt(int parent_fd, bool parent_is_
                   "file '{}' is damaged, serving what exists: {}", name, *(*file)->Damage());
     }
     for (const auto& action : (*file)->RecoveryLog()) spdlog::info("file '{}': recovery: {}", name, action);
+    if (auto attached = AttachTiered(*inode, *file); !attached) {
+      spdlog::error("cannot open file '{}' for tiered storage: {}", name, attached.error().message());
+      return std::unexpected(attached.error());
+    }
     inode->file = std::move(*file);
   }
   return inodes_.Insert(std::move(inode));

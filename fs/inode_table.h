@@ -22,6 +22,7 @@
 #include <utility>
 
 #include "core/hpfile.h"
+#include "core/tiered_file.h"
 #include "core/io.h"
 #include "fs/writeback.h"
 
@@ -52,6 +53,9 @@ struct Inode {
   mutable std::mutex mu;
   // Files only; reset once the backing directory is deleted. Guarded by mu.
   std::shared_ptr<hpfile::HPFile> file;
+  // Files of a tiered mount: the TieredFile over `file` (fs/tiering.h), set
+  // and reset with it. Guarded by mu.
+  std::shared_ptr<hpfile::TieredFile> tiered;
   int open_handles = 0;     // mu
   bool unlinked = false;    // mu: no longer has a name in the mount
   std::string trash_name;   // mu: its name in the trash while unlinked but not deleted
@@ -78,6 +82,10 @@ struct Inode {
   std::shared_ptr<hpfile::HPFile> File() const {
     std::lock_guard lock(mu);
     return file;
+  }
+  std::shared_ptr<hpfile::TieredFile> Tiered() const {
+    std::lock_guard lock(mu);
+    return tiered;
   }
 };
 

@@ -3,7 +3,7 @@
 
 namespace hpfs {
 
-hpfile::Result<std::shared_ptr<hpfile::HPFile>> OpenFiles::SharedOrOpen(Key key, const Opener& open) {
+hpfile::Result<std::shared_ptr<hpfile::HPFile>> OpenFiles::SharedOrOpen(Key key, hpfile::Fd dir, const Opener& open) {
   std::unique_lock lock(state_->mu);
   for (;;) {
     auto known = state_->files.find(key);
@@ -15,8 +15,11 @@ hpfile::Result<std::shared_ptr<hpfile::HPFile>> OpenFiles::SharedOrOpen(Key key,
   // Opened under the lock, so two loads of one directory cannot both open it.
   auto opened = open();
   if (!opened) return std::unexpected(opened.error());
-  std::shared_ptr<hpfile::HPFile> file(opened->release(), [state = state_, key](hpfile::HPFile* closing) {
+  std::shared_ptr<hpfile::HPFile> file(opened->release(), [state = state_, key,
+                                                          dir = std::make_shared<hpfile::Fd>(std::move(dir))](
+                                                             hpfile::HPFile* closing) {
     delete closing;  // releases the directory
+    dir->Reset();
     std::lock_guard lock(state->mu);
     state->files.erase(key);
     state->closed.notify_all();

@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "core/hpfile.h"
+#include "core/io.h"
 #include "core/result.h"
 
 namespace hpfs {
@@ -31,7 +32,11 @@ class OpenFiles {
   // known under `key` until its last holder lets go. While an HPFile of `key`
   // is being closed on another thread, waits for it to finish (a close only
   // writes the write buffer out, which the daemon does not use).
-  [[nodiscard]] hpfile::Result<std::shared_ptr<hpfile::HPFile>> SharedOrOpen(Key key, const Opener& open);
+  // `dir` (the descriptor whose /proc/self/fd path `open` opens the HPFile
+  // at) is kept as long as the HPFile: the inode that loaded it may go
+  // first, and the HPFile's paths go through that descriptor.
+  [[nodiscard]] hpfile::Result<std::shared_ptr<hpfile::HPFile>> SharedOrOpen(Key key, hpfile::Fd dir,
+                                                                             const Opener& open);
 
  private:
   struct State {
