@@ -40,6 +40,9 @@ inline constexpr std::string_view kKeyUid = "uid";
 inline constexpr std::string_view kKeyGid = "gid";
 inline constexpr std::string_view kKeyRetainBytes = "retain_bytes";
 inline constexpr std::string_view kKeyRetainSeconds = "retain_seconds";
+// How much of a tiered file stays on local disk (the rest is offloaded).
+inline constexpr std::string_view kKeyLocalRetainBytes = "local_retain_bytes";
+inline constexpr std::string_view kKeyLocalRetainSeconds = "local_retain_seconds";
 // Format 2 only: the file's identity in object names, 32 lowercase hex digits.
 inline constexpr std::string_view kKeyFileId = "file_id";
 inline constexpr size_t kFileIdHexDigits = 32;

@@ -41,6 +41,7 @@ HPFile::HPFile(Io& io, std::string dir, Fd dir_lock, const Options& options)
       write_buffer_size_(options.write_buffer_size),
       discard_segment_(options.discard_segment),
       on_retention_(options.on_retention),
+      retain_on_roll_(options.retain_on_roll),
       defer_head_punch_(options.defer_head_punch),
       fd_cache_(options.max_open_segments) {}
 

@@ -75,6 +75,11 @@ struct Options {
   // 0 writes every append through at once, so a process crash loses nothing
   // that Append returned.
   size_t write_buffer_size = 0;
+  // Whether an append that rolls to a new segment enforces the meta's
+  // retention (see Append). Off for a file a TieredFile owns: the total
+  // retention counts its remote segments too, which only the TieredFile
+  // knows, so the owner runs TieredFile::ApplyRetention instead.
+  bool retain_on_roll = true;
   // Told of every enforcement of retention that dropped segments or failed,
   // whether ApplyRetention or a segment roll inside Append started it, so an
   // owner can invalidate caches of the dropped range and log it. Called on
@@ -456,6 +461,7 @@ class HPFile {
   const size_t write_buffer_size_;
   const std::function<Result<void>(const std::string&)> discard_segment_;
   const std::function<void(const RetentionResult&)> on_retention_;
+  const bool retain_on_roll_;
   const bool defer_head_punch_;
 
   // Segments in base order. Readers copy what they need under a shared lock.

@@ -232,7 +232,7 @@ Result<uint64_t> HPFile::AppendWithRetention(std::optional<uint64_t> offset, Gap
   // several droppable at once, and leaving them to the background would let
   // the file sit far above its limit. Deletions are renames into a trash for
   // the daemon (Options::discard_segment), so the append waits for little.
-  if (!start || segments_created_ == created_before) return start;
+  if (!start || segments_created_ == created_before || !retain_on_roll_) return start;
   const RetentionResult retention =
       RetainLocked(static_cast<int64_t>(std::time(nullptr)), std::numeric_limits<uint64_t>::max());
   lock.unlock();

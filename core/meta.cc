@@ -89,6 +89,10 @@ std::expected<Meta, std::string> ParseMeta(std::string_view text) {
       auto amount = ParseUnsigned(value);
       if (!amount) return fail("not a number");
       (key == format::kKeyRetainBytes ? meta.retain_bytes : meta.retain_seconds) = *amount;
+    } else if (key == format::kKeyLocalRetainBytes || key == format::kKeyLocalRetainSeconds) {
+      auto amount = ParseUnsigned(value);
+      if (!amount) return fail("not a number");
+      (key == format::kKeyLocalRetainBytes ? meta.local_retain_bytes : meta.local_retain_seconds) = *amount;
     } else if (key == format::kKeyFileId) {
       if (!ValidFileId(value)) return fail("file_id must be 32 lowercase hex digits");
       meta.file_id = std::string(value);
@@ -122,6 +126,8 @@ std::string SerializeMeta(const Meta& meta) {
   if (meta.gid) line(format::kKeyGid, std::to_string(*meta.gid));
   if (meta.retain_bytes) line(format::kKeyRetainBytes, std::to_string(*meta.retain_bytes));
   if (meta.retain_seconds) line(format::kKeyRetainSeconds, std::to_string(*meta.retain_seconds));
+  if (meta.local_retain_bytes) line(format::kKeyLocalRetainBytes, std::to_string(*meta.local_retain_bytes));
+  if (meta.local_retain_seconds) line(format::kKeyLocalRetainSeconds, std::to_string(*meta.local_retain_seconds));
   if (meta.file_id) line(format::kKeyFileId, *meta.file_id);
   for (const auto& [key, value] : meta.unknown) line(key, value);
   return text;

@@ -25,6 +25,9 @@ struct Meta {
   std::optional<uint32_t> gid;
   std::optional<uint64_t> retain_bytes;
   std::optional<uint64_t> retain_seconds;
+  // Tiered storage's local retention (how much stays on disk); stored only.
+  std::optional<uint64_t> local_retain_bytes;
+  std::optional<uint64_t> local_retain_seconds;
   // The identity a tiered file's objects are named by (format 2, see
   // format::kKeyFileId); unset for an untiered file.
   std::optional<std::string> file_id;

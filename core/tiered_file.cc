@@ -238,10 +238,10 @@ TierResult<void> TieredFile::PruneHeadLocked(uint64_t n) {
   return {};
 }
 
-TierResult<void> TieredFile::PruneHead(uint64_t n) {
+TierResult<void> TieredFile::PruneHead(uint64_t n, DropObjects drop) {
   std::lock_guard writer(writer_mu_);
   if (auto pruned = PruneHeadLocked(n); !pruned) return pruned;
-  (void)DeleteDroppedLocked();
+  if (drop == DropObjects::kNow) (void)DeleteDroppedLocked();
   return {};
 }
 

@@ -94,9 +94,12 @@ class TieredFile {
   [[nodiscard]] TierResult<size_t> OffloadDue(const RetentionPolicy& local, int64_t now);
 
   // Moves the head to min(max(Head(), n), Size()), remote segments included
-  // (see the order above), then deletes the dropped objects; a failed
-  // deletion is left for DeleteDroppedObjects and does not fail the prune.
-  [[nodiscard]] TierResult<void> PruneHead(uint64_t n);
+  // (see the order above), then (with kNow) deletes the dropped objects; a
+  // failed deletion, and every one with kLater (a caller that must not wait
+  // for the store), is left for DeleteDroppedObjects and does not fail the
+  // prune.
+  enum class DropObjects { kNow, kLater };
+  [[nodiscard]] TierResult<void> PruneHead(uint64_t n, DropObjects drop = DropObjects::kNow);
   // The meta's total retention (retain_bytes/_seconds) over remote and local
   // segments, oldest first. Returns how many remote segments it dropped.
   [[nodiscard]] TierResult<size_t> ApplyRetention(int64_t now);

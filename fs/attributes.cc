@@ -219,7 +219,11 @@ Result<struct stat> Filesystem::SetAttr(InodeId id, const AttrChange& change, Fi
       }
     }
     if (*change.size != file->Size()) {
-      if (auto r = file->Truncate(*change.size); !r) return std::unexpected(r.error());
+      // Below the local head: EPERM, remote objects are not cut.
+      auto tiered = inode.Tiered();
+      if (auto r = tiered ? tiered->Truncate(*change.size) : file->Truncate(*change.size); !r) {
+        return std::unexpected(r.error());
+      }
       TouchFile(inode, *file);
     }
   }

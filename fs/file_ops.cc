@@ -66,9 +66,17 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Filesystem::Create(InodeId
     discard_temp();
     return std::unexpected(file.error());
   }
+  // Before the rename, so that a file whose tiering cannot start never
+  // shows up under its name.
+  if (auto attached = AttachTiered(*inode, *file); !attached) {
+    file->reset();
+    discard_temp();
+    return std::unexpected(attached.error());
+  }
   if (::renameat2(trash_fd_.get(), temp.c_str(), pfd, std::string(name).c_str(), RENAME_NOREPLACE) != 0) {
     const int err = errno;
     creating.unlock();
+    inode->tiered.reset();
     file->reset();
     discard_temp();
     if (err == EEXIST && !(flags & O_EXCL)) {
@@ -125,8 +133,9 @@ Result<std::unique_ptr<FileHandle>> Filesystem::OpenFile(InodeId id, int flags) 
   auto handle = std::make_unique<FileHandle>(FileHandle{inode, flags});
   if (handle->writable() && (flags & O_TRUNC)) {
     std::lock_guard lock(inode->write_mu);
-    if (file->Size() != 0 || file->Head() != 0) {
-      if (auto r = file->Truncate(0); !r) {
+    auto tiered = inode->Tiered();
+    if (file->Size() != 0 || file->Head() != 0 || (tiered && tiered->Head() != 0)) {
+      if (auto r = tiered ? tiered->Truncate(0) : file->Truncate(0); !r) {
         Release(std::move(handle));
         return std::unexpected(r.error());
       }
@@ -140,6 +149,11 @@ Result<ReadPlan> Filesystem::Read(FileHandle& handle, uint64_t offset, size_t si
   auto file = handle.inode->File();
   if (!file) return Errno(EIO);
   if (config_.writeback && offset + size > file->Size()) WaitForHeldBelow(*handle.inode, offset + size);
+  // Below the local head lie the remote segments (which PlanRead would
+  // answer with zeros).
+  if (auto tiered = handle.inode->Tiered(); tiered && offset < file->Head()) {
+    return ReadTiered(*tiered, offset, size);
+  }
   auto plan = file->PlanRead(offset, size);
   if (!plan) return plan;
   // Short of the file's end (a range running into a lost segment): a short
@@ -147,6 +161,36 @@ Result<ReadPlan> Filesystem::Read(FileHandle& handle, uint64_t offset, size_t si
   // fails, and the kernel's retry of single pages reads up to the gap.
   const uint64_t in_file = plan->eof > offset ? std::min<uint64_t>(size, plan->eof - offset) : 0;
   if (plan->size() < in_file) return Errno(EIO);
+  return plan;
+}
+
+Result<ReadPlan> Filesystem::ReadTiered(const hpfile::TieredFile& tiered, uint64_t offset, size_t size) {
+  ReadPlan plan;
+  plan.eof = tiered.Size();
+  if (offset >= plan.eof) return plan;
+  size = static_cast<size_t>(std::min<uint64_t>(size, plan.eof - offset));
+  const uint64_t head = tiered.Head();
+  if (offset < head) {
+    plan.zeros = std::min<uint64_t>(size, head - offset);
+    offset += plan.zeros;
+    size -= static_cast<size_t>(plan.zeros);
+  }
+  plan.buffered.resize(size);
+  size_t done = 0;
+  while (done < size) {
+    auto n = tiered.ReadAt(offset + done, std::span(plan.buffered).subspan(done));
+    // A prune moved the head past us meanwhile: the rest reads as the zeros
+    // below a head (already there).
+    if (!n && hpfile::IsErrno(n.error(), ENODATA)) break;
+    if (!n) return std::unexpected(n.error());
+    if (*n == 0) {
+      plan.buffered.resize(done);
+      break;
+    }
+    done += *n;
+  }
+  // Short of the end (a truncate meanwhile) is the end; a short reply
+  // elsewhere would tell the kernel the file ends there.
   return plan;
 }
 
@@ -268,11 +312,20 @@ Result<void> Filesystem::Fallocate(FileHandle& handle, int mode, uint64_t offset
       return {};
     case FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE: {
       std::lock_guard lock(handle.inode->write_mu);
-      const uint64_t head = file->Head();
+      auto tiered = handle.inode->Tiered();
+      const uint64_t head = tiered ? tiered->Head() : file->Head();
       if (offset > head) return Errno(EOPNOTSUPP);
       const uint64_t new_head = std::min(end, file->Size());
       if (new_head <= head) return {};
-      if (auto r = file->PruneHead(new_head); !r) return r;
+      if (tiered) {
+        // The dropped objects go on the tiering thread: no store call here.
+        if (auto r = tiered->PruneHead(new_head, hpfile::TieredFile::DropObjects::kLater); !r) {
+          spdlog::error("head punch of a tiered file: {}", r.error().message);
+          return Errno(r.error().err);
+        }
+      } else if (auto r = file->PruneHead(new_head); !r) {
+        return r;
+      }
       deleter_.EnqueueHeadPunch(file, handle.inode);
       TouchFile(*handle.inode, *file);
       return {};
@@ -286,7 +339,8 @@ Result<uint64_t> Filesystem::Lseek(FileHandle& handle, uint64_t offset, int when
   auto file = handle.inode->File();
   if (!file) return Errno(EIO);
   const uint64_t size = file->Size();
-  const uint64_t head = file->Head();
+  auto tiered = handle.inode->Tiered();
+  const uint64_t head = tiered ? tiered->Head() : file->Head();
   switch (whence) {
     case SEEK_DATA: {
       const uint64_t start = std::max(offset, head);

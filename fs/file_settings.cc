@@ -36,6 +36,21 @@ Result<hpfs_stat> Filesystem::IoctlStat(FileHandle& handle) {
   out.segment_size = meta.segment_size;
   out.retain_bytes = meta.retain_bytes.value_or(0);
   out.retain_seconds = meta.retain_seconds.value_or(0);
+  out.local_retain_bytes = meta.local_retain_bytes.value_or(0);
+  out.local_retain_seconds = meta.local_retain_seconds.value_or(0);
+  out.local_bytes = out.size - out.head;
+  out.local_segments = out.segments;
+  if (auto tiered = handle.inode->Tiered()) {
+    const hpfile::TierStats stats = tiered->Stats();
+    out.flags |= HPFS_STAT_TIERED;
+    out.head = tiered->Head();
+    out.local_bytes = stats.local_bytes;
+    out.local_segments = stats.local_segments;
+    out.remote_bytes = stats.remote_bytes;
+    out.remote_segments = stats.remote_segments;
+    out.deleting_objects = stats.deleting;
+    out.segments = stats.local_segments + stats.remote_segments;
+  }
   if (config_.writeback) {
     out.flags |= HPFS_STAT_WRITEBACK;
     std::lock_guard lock(handle.inode->write_mu);
@@ -51,11 +66,17 @@ Result<hpfs_stat> Filesystem::IoctlStat(FileHandle& handle) {
 
 Result<void> Filesystem::ApplySet(const Inode& inode, hpfile::HPFile& file, const hpfs_set& request) {
   if (!ValidRequest(request)) return Errno(EINVAL);
-  if (request.mask & (HPFS_SET_RETAIN_BYTES | HPFS_SET_RETAIN_SECONDS)) {
+  constexpr uint32_t kMetaSettings = HPFS_SET_RETAIN_BYTES | HPFS_SET_RETAIN_SECONDS |
+                                     HPFS_SET_LOCAL_RETAIN_BYTES | HPFS_SET_LOCAL_RETAIN_SECONDS;
+  if (request.mask & kMetaSettings) {
     auto r = file.UpdateMeta([&](hpfile::Meta& meta) {
       auto value = [](uint64_t v) { return v == 0 ? std::nullopt : std::optional<uint64_t>(v); };
       if (request.mask & HPFS_SET_RETAIN_BYTES) meta.retain_bytes = value(request.retain_bytes);
       if (request.mask & HPFS_SET_RETAIN_SECONDS) meta.retain_seconds = value(request.retain_seconds);
+      if (request.mask & HPFS_SET_LOCAL_RETAIN_BYTES) meta.local_retain_bytes = value(request.local_retain_bytes);
+      if (request.mask & HPFS_SET_LOCAL_RETAIN_SECONDS) {
+        meta.local_retain_seconds = value(request.local_retain_seconds);
+      }
     });
     if (!r) return r;
   }
@@ -114,6 +135,10 @@ uint64_t MetaValue(const hpfile::Meta& meta, const Setting& setting) {
       return meta.segment_size;
     case HPFS_SET_RETAIN_BYTES:
       return meta.retain_bytes.value_or(0);
+    case HPFS_SET_LOCAL_RETAIN_BYTES:
+      return meta.local_retain_bytes.value_or(0);
+    case HPFS_SET_LOCAL_RETAIN_SECONDS:
+      return meta.local_retain_seconds.value_or(0);
     default:
       return meta.retain_seconds.value_or(0);
   }
@@ -149,6 +174,7 @@ Result<std::string> Filesystem::GetXattr(InodeId id, std::string_view name) {
   if (f == nullptr) return Errno(ENODATA);
   switch (f->figure) {
     case Figure::kHead:
+      if (auto tiered = (*inode)->Tiered()) return std::to_string(tiered->Head());
       return std::to_string(file->Head());
     case Figure::kSize:
       return std::to_string(file->Size());

@@ -28,7 +28,7 @@ using hpfile::Errno;
 using hpfile::LastErrno;
 
 bool IsReservedAtRoot(std::string_view name) {
-  return name == fmt_::kLockName || name == fmt_::kTrashName;
+  return name == fmt_::kLockName || name == fmt_::kTrashName || name == kTierCacheName;
 }
 
 // Names that would change what a backing directory is if created in it.
@@ -50,10 +50,12 @@ Filesystem::Filesystem(const Config& config, std::string backing_dir, hpfile::Fd
       descriptors_(max_open_files_ / 2),
       idle_files_(max_open_files_ / 4),
       walk_(root_fd_.get()),
+      tier_walk_(root_fd_.get()),
       deleter_(trash_fd_.get()) {}
 
 Filesystem::~Filesystem() {
   StopRetention();
+  StopTiering();
   // The kernel is gone: unlinked files it still knew can no longer be opened.
   for (const auto& inode : inodes_.Snapshot()) {
     {
@@ -115,6 +117,14 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(const std::string& backing_
   if (!root_fd_copy) return std::unexpected(root_fd_copy.error());
   std::unique_ptr<Filesystem> fs(new Filesystem(config, backing_dir, std::move(*root), std::move(*trash)));
   fs->root_dev_ = st.st_dev;
+  if (config.tier.enabled()) {
+    auto tiering = Tiering::Create(config.tier, backing_dir);
+    if (!tiering) {
+      spdlog::error("{}", tiering.error());
+      return Errno(EINVAL);
+    }
+    fs->tiering_ = std::move(*tiering);
+  }
   auto root_inode = std::make_shared<Inode>(Kind::kDirectory, st.st_dev, st.st_ino, std::move(*root_fd_copy));
   // Handles work where both calls do: the backing filesystem exports them
   // (ext4, xfs, btrfs, tmpfs do; some overlays do not) and the daemon has
@@ -264,6 +274,7 @@ Result<std::shared_ptr<hpfile::HPFile>> Filesystem::OpenHPFile(const std::shared
   options.initial_meta.gid = caller.gid;
   options.initial_meta.retain_bytes = config_.retain_bytes;
   options.initial_meta.retain_seconds = config_.retain_seconds;
+  options.retain_on_roll = tiering_ == nullptr;
   // Weak: the inode owns the HPFile.
   options.on_retention = [this, weak = std::weak_ptr<Inode>(inode)](const hpfile::RetentionResult& result) {
     OnRetention(weak, result);
@@ -277,6 +288,17 @@ Result<std::shared_ptr<hpfile::HPFile>> Filesystem::OpenHPFile(const std::shared
   // them (it must not cost a deletion each), the deleter takes them.
   if (opened && (*opened)->PrunedSegments().segments > 0) deleter_.EnqueuePrunedDeletion(*opened, inode);
   return opened;
+}
+
+Result<void> Filesystem::AttachTiered(Inode& inode, const std::shared_ptr<hpfile::HPFile>& file) {
+  if (!tiering_) return {};
+  // A damaged file is served as it is; tiering would have to prune it.
+  if (file->Damage()) return {};
+  auto tiered = tiering_->For(file);
+  if (!tiered) return std::unexpected(tiered.error());
+  std::lock_guard lock(inode.mu);
+  inode.tiered = std::move(*tiered);
+  return {};
 }
 
 Result<std::shared_ptr<Inode>> Filesystem::LoadChild(const Inode& parent, std::string_view name) {
@@ -320,6 +342,10 @@ Result<std::shared_ptr<Inode>> Filesystem::LoadAt(int parent_fd, bool parent_is_
                   "file '{}' is damaged, serving what exists: {}", name, *(*file)->Damage());
     }
     for (const auto& action : (*file)->RecoveryLog()) spdlog::info("file '{}': recovery: {}", name, action);
+    if (auto attached = AttachTiered(*inode, *file); !attached) {
+      spdlog::error("cannot open file '{}' for tiered storage: {}", name, attached.error().message());
+      return std::unexpected(attached.error());
+    }
     inode->file = std::move(*file);
   }
   auto inserted = inodes_.Insert(std::move(inode));
@@ -383,6 +409,11 @@ Result<std::shared_ptr<hpfile::HPFile>> Filesystem::FileOf(const Inode& inode) {
       spdlog::error("cannot open file '{}' again: {}", DisplayName(inode), file.error().message());
       return std::unexpected(file.error());
     }
+    if (auto attached = AttachTiered(*self, *file); !attached) {
+      spdlog::error("cannot open file '{}' again for tiered storage: {}", DisplayName(inode),
+                    attached.error().message());
+      return std::unexpected(attached.error());
+    }
     std::lock_guard lock(inode.mu);
     self->file = *file;
     self->evicted = false;
@@ -412,6 +443,7 @@ void Filesystem::EvictIdle(std::vector<std::weak_ptr<Inode>> victims) {
     auto inode = weak.lock();
     if (!inode) continue;
     std::shared_ptr<hpfile::HPFile> closing;
+    std::shared_ptr<hpfile::TieredFile> closing_tiered;
     std::optional<struct stat> st;
     if (auto file = inode->File()) {
       if (auto made = StatFile(*inode, *file)) st = *made;
@@ -424,6 +456,8 @@ void Filesystem::EvictIdle(std::vector<std::weak_ptr<Inode>> victims) {
       if (inode->open_handles > 0 || inode->unlinked || inode->forgotten || !inode->file) continue;
       if (inode->cached_writers.load() > 0) continue;
       closing = std::move(inode->file);
+      // The TieredFile holds the HPFile open: it goes with it.
+      closing_tiered = std::move(inode->tiered);
       inode->evicted = true;
       inode->evicted_stat = st;
     }

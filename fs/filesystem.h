@@ -52,6 +52,7 @@
 #include "fs/open_files.h"
 #include "fs/options.h"
 #include "fs/retention_worker.h"
+#include "fs/tiering.h"
 #include "fs/trash_deleter.h"
 #include "fs/writeback.h"
 
@@ -110,6 +111,15 @@ struct RetentionPass {
   size_t files_pruned = 0;   // of those, files whose head moved
   size_t entries_walked = 0;  // backing entries (files and directories) the walk visited
   bool round_complete = false;  // the walk reached the end of the store in this pass
+};
+
+// What one pass of the tiering thread did.
+struct TierPass {
+  size_t files_checked = 0;        // tiered files looked at (not backing off)
+  size_t segments_offloaded = 0;   // segments that went to the store
+  size_t objects_pending = 0;      // dropped objects whose deletion failed, to retry
+  size_t entries_walked = 0;
+  bool round_complete = false;
 };
 
 class Filesystem {
@@ -263,6 +273,18 @@ class Filesystem {
   // Stops and joins that thread (the destructor does too).
   void StopRetention();
 
+  // --- tiered storage (Config::tier; fs/tiering.h) ---
+  // Offloads what the local retention of each tiered file lets go and
+  // deletes the objects prunes dropped: the files the kernel knows, and up
+  // to `max_walk` entries of a walk over the rest. A file whose store calls
+  // failed is left alone for a while (Tiering::Due).
+  TierPass RunTierPass(int64_t now, size_t max_walk);
+  // Opens the chunk cache and starts a thread that runs RunTierPass every
+  // `interval`; nothing without tiering. Only once the daemon runs in the
+  // background. EIO (logged) when the cache cannot be opened.
+  [[nodiscard]] Result<void> StartTiering(std::chrono::milliseconds interval, size_t max_walk);
+  void StopTiering();
+
   // --- write-back mode (Config::writeback; fs/writeback.h) ---
   // A WRITE at `offset`: `cached` when the kernel's page cache sends it
   // (FUSE_WRITE_CACHE), otherwise from a direct handle. The bytes below the
@@ -337,6 +359,11 @@ class Filesystem {
   // A request without a handle changed the file (FileOf gave it): the stat
   // kept from an eviction meanwhile is no longer right.
   void ChangedWithoutHandle(const Inode& inode);
+  // Tiered mounts: gives a file inode the TieredFile over `file`.
+  [[nodiscard]] Result<void> AttachTiered(Inode& inode, const std::shared_ptr<hpfile::HPFile>& file);
+  // Reads [offset, offset + size) of a tiered file whose range starts below
+  // its local head (remote bytes) into a plan of its own.
+  [[nodiscard]] Result<ReadPlan> ReadTiered(const hpfile::TieredFile& tiered, uint64_t offset, size_t size);
   [[nodiscard]] Result<struct stat> Stat(const Inode& inode);
   [[nodiscard]] Result<struct stat> StatFile(const Inode& inode, const hpfile::HPFile& file);
   // The backing entry of `name`, if it is one the mount shows.
@@ -431,6 +458,19 @@ class Filesystem {
   // Enforces retention on the file at `rel` (relative to BACKING) if the
   // kernel does not know it and its meta sets a limit.
   void RetainStoredFile(const std::string& rel, int64_t now, RetentionPass& pass);
+  // Enforces the total retention on a file inode (a tiered one through its
+  // TieredFile).
+  void RetainFile(const std::shared_ptr<Inode>& inode, int64_t now, RetentionPass& pass);
+  // RetainFile of a tiered file: the total limit counts its remote segments.
+  void RetainTiered(const std::shared_ptr<Inode>& inode, hpfile::TieredFile& tiered, int64_t now, RetentionPass& pass);
+  // One tiered file's offload and deletions.
+  void TierFile(const std::shared_ptr<Inode>& inode, int64_t now, TierPass& pass);
+  // For a walk over the store (`walk` names it in log lines): loads the
+  // file at `rel` as a lookup would and calls `visit` with it, if the kernel
+  // does not know it and `wanted` says its meta asks for a visit.
+  void VisitStoredFile(const std::string& rel, std::string_view walk,
+                       const std::function<bool(const hpfile::Meta&)>& wanted,
+                       const std::function<void(const std::shared_ptr<Inode>&)>& visit);
 
   const Config config_;
   const std::string backing_dir_;
@@ -461,6 +501,9 @@ class Filesystem {
   std::atomic<uint64_t> creates_{0};          // numbers handed out
   std::atomic<uint64_t> creates_durable_{0};  // every create up to it is durable
   std::shared_mutex creating_;
+  // Tiered storage, when the mount has it; before inodes_, whose
+  // TieredFiles use its client and cache.
+  std::unique_ptr<Tiering> tiering_;
   InodeTable inodes_;
   OpenFiles open_files_;
   std::atomic<uint64_t> trash_counter_{0};
@@ -479,6 +522,9 @@ class Filesystem {
   // Where the walk of the store stands, and the retention thread.
   StoreWalk walk_;
   RetentionWorker retention_;
+  // The tiering thread (RunTierPass) and its own walk of the store.
+  StoreWalk tier_walk_;
+  RetentionWorker tier_worker_;
   // Write-back mode.
   std::atomic<uint64_t> held_bytes_{0};
   std::atomic<bool> reorder_bound_warned_{false};

@@ -18,6 +18,7 @@
 /* hpfs_stat.flags */
 #define HPFS_STAT_DAMAGED (1u << 0)
 #define HPFS_STAT_WRITEBACK (1u << 1) /* mounted with -o writeback */
+#define HPFS_STAT_TIERED (1u << 2)    /* mounted with -o tier_url=... */
 
 struct hpfs_stat {
   uint64_t head;           /* first readable byte; [0, head) reads as zeros */
@@ -32,12 +33,23 @@ struct hpfs_stat {
   char damage[HPFS_DAMAGE_MAX]; /* why the file is damaged, NUL-terminated; "" if not */
   uint64_t pruned_segments;     /* pruned segment files not deleted yet (the deleter's backlog) */
   uint64_t pruned_bytes;        /* their slots' bytes: at most the space still to be freed */
+  /* Tiered storage (HPFS_STAT_TIERED): how much stays local, and where the
+   * bytes between head and size are. Untiered: local_* as above, remote 0. */
+  uint64_t local_retain_bytes;   /* 0: the mount's (0 there too: no limit) */
+  uint64_t local_retain_seconds; /* 0: the mount's */
+  uint64_t local_bytes;
+  uint64_t local_segments;
+  uint64_t remote_bytes;
+  uint64_t remote_segments;
+  uint64_t deleting_objects; /* dropped objects whose deletion is pending */
 };
 
 /* hpfs_set.mask */
 #define HPFS_SET_SEGMENT_SIZE (1u << 0)
 #define HPFS_SET_RETAIN_BYTES (1u << 1)
 #define HPFS_SET_RETAIN_SECONDS (1u << 2)
+#define HPFS_SET_LOCAL_RETAIN_BYTES (1u << 3)
+#define HPFS_SET_LOCAL_RETAIN_SECONDS (1u << 4)
 
 struct hpfs_set {
   uint32_t mask; /* HPFS_SET_* */
@@ -45,6 +57,8 @@ struct hpfs_set {
   uint64_t segment_size;
   uint64_t retain_bytes;
   uint64_t retain_seconds;
+  uint64_t local_retain_bytes;
+  uint64_t local_retain_seconds;
 };
 
 #define HPFS_IOC_MAGIC 'h'

@@ -25,6 +25,7 @@
 #include <utility>
 
 #include "core/hpfile.h"
+#include "core/tiered_file.h"
 #include "core/io.h"
 #include "fs/descriptor_cache.h"
 #include "fs/writeback.h"
@@ -82,6 +83,9 @@ struct Inode : std::enable_shared_from_this<Inode> {
   // that opens it (Filesystem::FileOf), and those without a handle drop this
   // after their change.
   mutable std::optional<struct stat> evicted_stat;
+  // Files of a tiered mount: the TieredFile over `file` (fs/tiering.h), set
+  // and reset with it. Guarded by mu.
+  std::shared_ptr<hpfile::TieredFile> tiered;
   int open_handles = 0;     // mu
   bool unlinked = false;    // mu: no longer has a name in the mount
   std::string trash_name;   // mu: its name in the trash while unlinked but not deleted
@@ -112,6 +116,10 @@ struct Inode : std::enable_shared_from_this<Inode> {
   std::shared_ptr<hpfile::HPFile> File() const {
     std::lock_guard lock(mu);
     return file;
+  }
+  std::shared_ptr<hpfile::TieredFile> Tiered() const {
+    std::lock_guard lock(mu);
+    return tiered;
   }
 };
 

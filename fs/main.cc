@@ -256,6 +256,10 @@ int Run(int argc, char* argv[]) {
     if (!state.bad) std::fprintf(stderr, "hpfs: cannot parse the command line\n");
     return kExitUsage;
   }
+  if (auto problem = hpfs::CheckTierOptions(state.options.config)) {
+    std::fprintf(stderr, "%s\n", problem->c_str());
+    return kExitUsage;
+  }
 
   fuse_cmdline_opts opts;
   std::memset(&opts, 0, sizeof opts);
@@ -399,6 +403,9 @@ int Run(int argc, char* argv[]) {
     if (rc != 0 && rc != -ENOENT) spdlog::debug("cache invalidation of inode {}: {}", id, std::strerror(-rc));
   });
   (*fs)->StartRetention(kRetentionInterval, kRetentionWalkPerPass);
+  if (auto tiering = (*fs)->StartTiering(kRetentionInterval, kRetentionWalkPerPass); !tiering) {
+    fuse_session_exit(se);
+  }
   std::unique_ptr<hpfs::CommitThread> commit;
   if (state.options.config.writeback) {
     commit = std::make_unique<hpfs::CommitThread>(
@@ -427,6 +434,7 @@ int Run(int argc, char* argv[]) {
   NotifyServiceManager("STOPPING=1");
   hangup.Stop();
   (*fs)->StopRetention();
+  (*fs)->StopTiering();
   (*fs)->SetInvalidator(nullptr);
   hpfs::ReleaseAllHandles(context);
 

@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "core/hpfile.h"
+#include "core/io.h"
 #include "core/result.h"
 
 namespace hpfs {

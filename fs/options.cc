@@ -8,6 +8,7 @@
 
 #include "core/text_file.h"
 #include "fs/descriptor_cache.h"
+#include "core/tier_uploader.h"
 #include "fs/settings.h"
 
 namespace hpfs {
@@ -31,6 +32,43 @@ std::optional<uint64_t> ParseNumberWithUnit(std::string_view text, std::string_v
 std::string BadValue(std::string_view key, std::string_view value, std::string_view expected) {
   return "hpfs: bad value for option '" + std::string(key) + "': '" + std::string(value) +
          "' (expected " + std::string(expected) + ")";
+}
+
+// The tier_* and local_retain_* options; nullopt for any other key.
+std::optional<std::expected<bool, std::string>> ApplyTierOption(std::string_view key, bool has_value,
+                                                                std::string_view value, Config::Tier& tier) {
+  auto bad = [&](std::string_view expected) -> std::expected<bool, std::string> {
+    return std::unexpected(BadValue(key, value, expected));
+  };
+  if (key == "tier_url") {
+    if (!has_value || !hpfile::ParseTierUrl(value)) return bad("s3://BUCKET or s3://BUCKET/PREFIX");
+    tier.url = std::string(value);
+    return true;
+  }
+  if (key == "tier_endpoint") {
+    if (!has_value || !(value.starts_with("http://") || value.starts_with("https://")) || value.size() <= 8) {
+      return bad("http://HOST[:PORT] or https://HOST[:PORT]");
+    }
+    tier.endpoint = std::string(value);
+    return true;
+  }
+  if (key == "tier_region") {
+    if (!has_value || value.empty()) return bad("a region name, e.g. us-east-1");
+    tier.region = std::string(value);
+    return true;
+  }
+  if (key == "tier_credentials") {
+    if (!has_value || value.empty()) return bad("the path of an AWS shared-credentials file");
+    tier.credentials = std::string(value);
+    return true;
+  }
+  if (key == "tier_cache") {
+    const auto size = has_value ? ParseSize(value) : std::nullopt;
+    if (!size || *size == 0) return bad("a nonzero size with optional K/M/G/T suffix");
+    tier.cache_bytes = *size;
+    return true;
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -103,6 +141,7 @@ std::expected<bool, std::string> ApplyHpfsOption(std::string_view option, Daemon
     SetDefault(options.config, *setting, *parsed);
     return true;
   }
+  if (auto tier = ApplyTierOption(key, has_value, value, options.config.tier)) return *tier;
   if (key == "allow_other" || key == "noallow_other") {
     if (has_value) return std::unexpected("hpfs: option '" + std::string(key) + "' takes no value");
     options.allow_other = key == "allow_other";
@@ -155,10 +194,30 @@ std::string HpfsOptionsHelp() {
          "                           on SIGHUP (for logrotate)\n"
          "    -o allow_other         let other users in (default when run as root; the\n"
          "                           kernel checks each access against the file's mode)\n"
-         "    -o noallow_other       only the mounting user (and with allow_root, root)\n";
+         "    -o noallow_other       only the mounting user (and with allow_root, root)\n"
+         "tiered storage (old sealed segments move to an S3-compatible bucket):\n"
+         "    -o tier_url=s3://BUCKET[/PREFIX]  where the objects go (turns tiering on)\n"
+         "    -o tier_endpoint=URL   http(s)://HOST[:PORT] (default AWS S3 of the region)\n"
+         "    -o tier_region=NAME    signing region (default us-east-1)\n"
+         "    -o tier_credentials=FILE  AWS shared-credentials file (default: the\n"
+         "                           AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY environment)\n"
+         "    -o tier_cache=SIZE     local cache of remote data (default 1G)\n"
+         "    -o local_retain_bytes=SIZE, local_retain_seconds=N  what stays on local\n"
+         "                           disk, for files without their own (default: all)\n";
 }
 
 bool AllowOther(const DaemonOptions& options, uid_t euid) { return options.allow_other.value_or(euid == 0); }
+
+std::optional<std::string> CheckTierOptions(const Config& config) {
+  const Config::Tier& tier = config.tier;
+  if (tier.enabled()) return std::nullopt;
+  const Config::Tier defaults;
+  if (!tier.endpoint.empty() || !tier.credentials.empty() || tier.region != defaults.region ||
+      tier.cache_bytes != defaults.cache_bytes || tier.local_retain_bytes || tier.local_retain_seconds) {
+    return "hpfs: the tier_* and local_retain_* options need tier_url=s3://BUCKET[/PREFIX]";
+  }
+  return std::nullopt;
+}
 
 bool IsMountUtilityOption(std::string_view option) {
   if (option.starts_with("x-") || option.starts_with("X-") || option.starts_with("comment=")) return true;

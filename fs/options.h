@@ -48,6 +48,19 @@ struct Config {
   // Bound on the descriptors the inodes the kernel remembers hold while idle
   // (fs/descriptor_cache.h); 0: DefaultMaxOpenFiles().
   size_t max_open_files = 0;
+  // Tiered storage (docs/FILESYSTEM.md, "Tiered storage"): on when
+  // tier_url is set. Credentials are read at mount time, never kept here.
+  struct Tier {
+    std::string url;          // s3://BUCKET[/PREFIX], as given
+    std::string endpoint;     // http(s)://HOST[:PORT]
+    std::string region = "us-east-1";
+    std::string credentials;  // a credentials file; empty: the AWS_* environment
+    uint64_t cache_bytes = uint64_t{1} << 30;
+    // Mount-wide local retention: how much of each file stays on disk.
+    std::optional<uint64_t> local_retain_bytes;
+    std::optional<uint64_t> local_retain_seconds;
+    bool enabled() const { return !url.empty(); }
+  } tier;
 };
 
 struct DaemonOptions {
@@ -91,6 +104,10 @@ bool ValidLogLevel(std::string_view level);
 // false when the option is not an hpfs option (libfuse gets it), true when it
 // was applied, and an error message naming the option when its value is bad.
 [[nodiscard]] std::expected<bool, std::string> ApplyHpfsOption(std::string_view option, DaemonOptions& options);
+
+// The message for tier_* or local_retain_* options given without tier_url
+// (nothing would act on them), or nullopt.
+std::optional<std::string> CheckTierOptions(const Config& config);
 
 // Options that mount(8) and mount.fuse3 define for themselves (fstab's
 // nofail, _netdev, x-systemd.*, ...). Both strip most of them before running

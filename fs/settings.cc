@@ -11,13 +11,17 @@ namespace {
 
 constexpr uint64_t kNoMax = std::numeric_limits<uint64_t>::max();
 
-constexpr std::array<Setting, 3> kSettings = {{
+constexpr std::array<Setting, 5> kSettings = {{
     {"segment_size", HPFS_SET_SEGMENT_SIZE, Setting::Unit::kBytes, /*clearable=*/false, kMinSegmentSize,
      hpfile::format::kMaxSegmentSize, kSegmentSizeRange},
     {"retain_bytes", HPFS_SET_RETAIN_BYTES, Setting::Unit::kBytes, /*clearable=*/true, 1, kNoMax,
      "a size with optional K/M/G/T suffix, or 0 or none for no limit"},
     {"retain_seconds", HPFS_SET_RETAIN_SECONDS, Setting::Unit::kSeconds, /*clearable=*/true, 1, kNoMax,
      "seconds with optional s/m/h/d suffix, or 0 or none for no limit"},
+    {"local_retain_bytes", HPFS_SET_LOCAL_RETAIN_BYTES, Setting::Unit::kBytes, /*clearable=*/true, 1, kNoMax,
+     "a size with optional K/M/G/T suffix, or 0 or none for the mount's"},
+    {"local_retain_seconds", HPFS_SET_LOCAL_RETAIN_SECONDS, Setting::Unit::kSeconds, /*clearable=*/true, 1,
+     kNoMax, "seconds with optional s/m/h/d suffix, or 0 or none for the mount's"},
 }};
 
 }  // namespace
@@ -49,6 +53,10 @@ uint64_t& RequestField(hpfs_set& request, const Setting& setting) {
       return request.segment_size;
     case HPFS_SET_RETAIN_BYTES:
       return request.retain_bytes;
+    case HPFS_SET_LOCAL_RETAIN_BYTES:
+      return request.local_retain_bytes;
+    case HPFS_SET_LOCAL_RETAIN_SECONDS:
+      return request.local_retain_seconds;
     default:
       return request.retain_seconds;
   }
@@ -75,6 +83,13 @@ void SetDefault(Config& config, const Setting& setting, uint64_t value) {
       break;
     case HPFS_SET_RETAIN_BYTES:
       config.retain_bytes = limit;
+      break;
+    // Mount-wide: for every file without a local retention of its own.
+    case HPFS_SET_LOCAL_RETAIN_BYTES:
+      config.tier.local_retain_bytes = limit;
+      break;
+    case HPFS_SET_LOCAL_RETAIN_SECONDS:
+      config.tier.local_retain_seconds = limit;
       break;
     default:
       config.retain_seconds = limit;

@@ -10,6 +10,7 @@
 #include "core/tier_manifest.h"
 #include "core/tiered_file.h"
 #include "fs/backing_lock.h"
+#include "fs/tiering.h"
 #include "fs/ctl/check.h"
 
 namespace hpfs::ctl {
@@ -65,25 +66,15 @@ int CheckRemoteBacking(const std::string& backing, const RemoteCheckOptions& opt
     err << "hpfsctl check: --remote needs --tier-endpoint=URL\n";
     return kCheckUsage;
   }
-  hpfile::S3Credentials credentials;
-  if (!options.tier_credentials.empty()) {
-    auto read = hpfile::ReadS3CredentialsFile(options.tier_credentials);
-    if (!read) {
-      err << "hpfsctl check: " << options.tier_credentials << ": " << read.error().message() << "\n";
-      return kCheckOperational;
-    }
-    credentials = std::move(*read);
-  } else if (auto env = hpfile::S3CredentialsFromEnvironment()) {
-    credentials = std::move(*env);
-  } else {
-    err << "hpfsctl check: no credentials: give --tier-credentials=FILE or set AWS_ACCESS_KEY_ID and "
-           "AWS_SECRET_ACCESS_KEY\n";
+  auto credentials = LoadTierCredentials(options.tier_credentials);
+  if (!credentials) {
+    err << "hpfsctl check: " << credentials.error() << "\n";
     return kCheckOperational;
   }
   auto client = hpfile::S3Client::Create(hpfile::S3ClientOptions{.endpoint = options.tier_endpoint,
                                                                  .bucket = url->bucket,
                                                                  .region = options.tier_region,
-                                                                 .credentials = std::move(credentials)});
+                                                                 .credentials = std::move(*credentials)});
   if (!client) {
     err << "hpfsctl check: the S3 client: " << client.error().message() << "\n";
     return kCheckUsage;

@@ -38,7 +38,8 @@ std::expected<hpfs_set, std::string> ParseAssignments(const std::vector<std::str
     const Setting* setting = FindSetting(key);
     if (setting == nullptr) {
       return std::unexpected("unknown key '" + std::string(key) +
-                             "' (expected segment_size, retain_bytes or retain_seconds)");
+                             "' (expected segment_size, retain_bytes, retain_seconds, local_retain_bytes or "
+                             "local_retain_seconds)");
     }
     const auto parsed = ParseSetting(*setting, value);
     if (!parsed) return std::unexpected(BadValue(arg, setting->expected));
@@ -65,6 +66,13 @@ std::string FormatStatText(const hpfs_stat& st, const std::optional<std::string>
   line("held_bytes", std::to_string(st.held_bytes));
   line("pruned_segments", std::to_string(st.pruned_segments));
   line("pruned_bytes", std::to_string(st.pruned_bytes));
+  if (st.flags & HPFS_STAT_TIERED) {
+    line("local_bytes", std::to_string(st.local_bytes));
+    line("local_segments", std::to_string(st.local_segments));
+    line("remote_bytes", std::to_string(st.remote_bytes));
+    line("remote_segments", std::to_string(st.remote_segments));
+    line("deleting_objects", std::to_string(st.deleting_objects));
+  }
   std::string damage = Damage(st);
   for (char& c : damage) {
     if (c == '\n' || c == '\r') c = ' ';
@@ -75,7 +83,10 @@ std::string FormatStatText(const hpfs_stat& st, const std::optional<std::string>
 
 std::string FormatSettingsText(const hpfs_stat& st) {
   return "segment_size=" + std::to_string(st.segment_size) + "\nretain_bytes=" + std::to_string(st.retain_bytes) +
-         "\nretain_seconds=" + std::to_string(st.retain_seconds) + "\n";
+         "\nretain_seconds=" + std::to_string(st.retain_seconds) + "\n" +
+         ((st.flags & HPFS_STAT_TIERED) ? "local_retain_bytes=" + std::to_string(st.local_retain_bytes) +
+                                              "\nlocal_retain_seconds=" + std::to_string(st.local_retain_seconds) + "\n"
+                                        : std::string());
 }
 
 std::string FormatStatJson(const hpfs_stat& st, std::string_view name) {
@@ -94,6 +105,15 @@ std::string FormatStatJson(const hpfs_stat& st, std::string_view name) {
   number("held_bytes", st.held_bytes);
   number("pruned_segments", st.pruned_segments);
   number("pruned_bytes", st.pruned_bytes);
+  if (st.flags & HPFS_STAT_TIERED) {
+    number("local_retain_bytes", st.local_retain_bytes);
+    number("local_retain_seconds", st.local_retain_seconds);
+    number("local_bytes", st.local_bytes);
+    number("local_segments", st.local_segments);
+    number("remote_bytes", st.remote_bytes);
+    number("remote_segments", st.remote_segments);
+    number("deleting_objects", st.deleting_objects);
+  }
   const std::string damage = Damage(st);
   out += ", \"damaged\": " + (damage.empty() ? std::string("null") : JsonQuote(damage)) + "}";
   return out;

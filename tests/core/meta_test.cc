@@ -20,6 +20,8 @@ TEST(Meta, RoundTripsEveryKey) {
   meta.gid = 100;
   meta.retain_bytes = 1ull << 30;
   meta.retain_seconds = 86400;
+  meta.local_retain_bytes = 1ull << 20;
+  meta.local_retain_seconds = 3600;
   meta.unknown = {{"zeta", "1"}, {"alpha", "x=y"}};
   auto parsed = ParseMeta(SerializeMeta(meta));
   ASSERT_TRUE(parsed.has_value()) << parsed.error();

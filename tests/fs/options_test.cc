@@ -45,6 +45,30 @@ TEST(ApplyHpfsOptionTest, SetsEachOption) {
   EXPECT_EQ(options.log_level, "debug");
 }
 
+TEST(ApplyHpfsOptionTest, TierOptionsAreCheckedAndNeedTierUrl) {
+  DaemonOptions options;
+  EXPECT_EQ(ApplyHpfsOption("local_retain_bytes=4M", options), true);
+  EXPECT_EQ(options.config.tier.local_retain_bytes, 4u << 20);
+  // Accepted one by one, but nothing would act on them without a bucket.
+  ASSERT_TRUE(CheckTierOptions(options.config).has_value());
+  EXPECT_NE(CheckTierOptions(options.config)->find("tier_url"), std::string::npos);
+  EXPECT_EQ(ApplyHpfsOption("tier_url=s3://logs/host1", options), true);
+  EXPECT_EQ(ApplyHpfsOption("tier_endpoint=http://127.0.0.1:9000", options), true);
+  EXPECT_EQ(ApplyHpfsOption("tier_region=eu-west-1", options), true);
+  EXPECT_EQ(ApplyHpfsOption("tier_cache=64M", options), true);
+  EXPECT_EQ(ApplyHpfsOption("tier_credentials=/etc/hpfs/s3.cred", options), true);
+  EXPECT_FALSE(CheckTierOptions(options.config).has_value());
+  EXPECT_EQ(options.config.tier.cache_bytes, 64u << 20);
+  EXPECT_EQ(options.config.tier.region, "eu-west-1");
+  for (const char* bad : {"tier_url=http://logs", "tier_url=s3://", "tier_url", "tier_endpoint=ftp://x",
+                          "tier_endpoint=http://", "tier_region=", "tier_cache=0", "tier_cache=lots",
+                          "tier_credentials=", "local_retain_bytes=1s", "local_retain_seconds=5w"}) {
+    auto applied = ApplyHpfsOption(bad, options);
+    ASSERT_FALSE(applied.has_value()) << bad;
+    EXPECT_NE(applied.error().find("bad value"), std::string::npos) << applied.error();
+  }
+}
+
 TEST(ApplyHpfsOptionTest, WritebackIsOffByDefaultAndCommitsEverySecond) {
   DaemonOptions options;
   EXPECT_FALSE(options.config.writeback);

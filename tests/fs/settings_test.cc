@@ -44,6 +44,14 @@ const std::vector<Case>& Cases() {
        {{"0", 0}, {"none", 0}, {"30", 30}, {"15m", 900}, {"7d", 7 * 86400}},
        {"1y", "", "-5", "1k", "5w", "NONE"},
        {}},
+      {"local_retain_bytes",
+       {{"0", 0}, {"none", 0}, {"1", 1}, {"256M", 256ull << 20}},
+       {"x", "", "-1", "1s", "None", "99999999999999999999"},
+       {}},
+      {"local_retain_seconds",
+       {{"0", 0}, {"none", 0}, {"30", 30}, {"12h", 12 * 3600}},
+       {"1y", "", "-5", "1k", "NONE"},
+       {}},
   };
   return cases;
 }
@@ -64,9 +72,11 @@ TEST(SettingsTest, MountOptionsTakeAndRefuseTheSameValues) {
       ASSERT_TRUE(applied) << option << ": " << applied.error();
       EXPECT_TRUE(*applied) << option;
       const Config& config = options.config;
-      const uint64_t got = c.name == "segment_size"   ? config.segment_size
-                           : c.name == "retain_bytes" ? config.retain_bytes.value_or(0)
-                                                      : config.retain_seconds.value_or(0);
+      const uint64_t got = c.name == "segment_size"         ? config.segment_size
+                           : c.name == "retain_bytes"       ? config.retain_bytes.value_or(0)
+                           : c.name == "retain_seconds"     ? config.retain_seconds.value_or(0)
+                           : c.name == "local_retain_bytes" ? config.tier.local_retain_bytes.value_or(0)
+                                                            : config.tier.local_retain_seconds.value_or(0);
       EXPECT_EQ(got, value) << option;
     }
     for (std::string_view text : c.bad) {
@@ -118,9 +128,11 @@ class SettingsFsTest : public ::testing::Test {
     auto st = fs_->IoctlStat(*handle_);
     EXPECT_TRUE(st);
     if (!st) return ~uint64_t{0};
-    return setting.mask == HPFS_SET_SEGMENT_SIZE   ? st->segment_size
-           : setting.mask == HPFS_SET_RETAIN_BYTES ? st->retain_bytes
-                                                   : st->retain_seconds;
+    return setting.mask == HPFS_SET_SEGMENT_SIZE         ? st->segment_size
+           : setting.mask == HPFS_SET_RETAIN_BYTES       ? st->retain_bytes
+           : setting.mask == HPFS_SET_RETAIN_SECONDS     ? st->retain_seconds
+           : setting.mask == HPFS_SET_LOCAL_RETAIN_BYTES ? st->local_retain_bytes
+                                                         : st->local_retain_seconds;
   }
 
   hpfs::testing::TempDir dir_;

@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "fs/tiering.h"
+
+#include <spdlog/spdlog.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "core/tier_uploader.h"
+
+namespace hpfs {
+
+std::expected<hpfile::S3Credentials, std::string> LoadTierCredentials(const std::string& file) {
+  if (!file.empty()) {
+    auto read = hpfile::ReadS3CredentialsFile(file);
+    if (!read) return std::unexpected(file + ": " + read.error().message());
+    return std::move(*read);
+  }
+  if (auto env = hpfile::S3CredentialsFromEnvironment()) return std::move(*env);
+  return std::unexpected(std::string(
+      "no credentials: give a credentials file or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"));
+}
+
+std::expected<std::unique_ptr<Tiering>, std::string> Tiering::Create(const Config::Tier& tier,
+                                                                      const std::string& backing_dir) {
+  const auto url = hpfile::ParseTierUrl(tier.url);
+  if (!url) return std::unexpected("tier_url must be s3://BUCKET[/PREFIX], not '" + tier.url + "'");
+  auto credentials = LoadTierCredentials(tier.credentials);
+  if (!credentials) return std::unexpected("tiered storage: " + credentials.error());
+  // AWS itself when no endpoint is named; any other server needs one.
+  const std::string endpoint =
+      tier.endpoint.empty() ? "https://s3." + tier.region + ".amazonaws.com" : tier.endpoint;
+  auto client = hpfile::S3Client::Create(hpfile::S3ClientOptions{
+      .endpoint = endpoint, .bucket = url->bucket, .region = tier.region, .credentials = std::move(*credentials)});
+  if (!client) return std::unexpected("tiered storage: the S3 client: " + client.error().message());
+
+  std::unique_ptr<Tiering> tiering(new Tiering());
+  tiering->tier_ = tier;
+  tiering->client_ = std::move(*client);
+  tiering->store_config_ = hpfile::TierStoreConfig{.store = tiering->client_.get(), .prefix = url->prefix};
+  tiering->cache_dir_ = backing_dir + "/" + std::string(kTierCacheName);
+  // The cache opens later (Start); a directory it cannot use fails the mount now.
+  if (::mkdir(tiering->cache_dir_.c_str(), 0700) != 0 && errno != EEXIST) {
+    return std::unexpected("tiered storage: cannot create " + tiering->cache_dir_ + ": " + std::strerror(errno));
+  }
+  if (::access(tiering->cache_dir_.c_str(), R_OK | W_OK | X_OK) != 0) {
+    return std::unexpected("tiered storage: cannot use " + tiering->cache_dir_ + ": " + std::strerror(errno));
+  }
+  spdlog::info("tiered storage: s3://{}/{} at {}", url->bucket, url->prefix, endpoint);
+  return tiering;
+}
+
+std::expected<void, std::string> Tiering::Start() {
+  std::lock_guard lock(mu_);
+  if (cache_) return {};
+  auto cache = hpfile::ChunkCache::Open(
+      store_config_,
+      hpfile::ChunkCacheOptions{.dir = cache_dir_,
+                                .capacity_bytes = tier_.cache_bytes,
+                                .log = [](const std::string& line) { spdlog::error("tiered storage: {}", line); }});
+  if (!cache) return std::unexpected("tiered storage: the chunk cache in " + cache_dir_ + ": " + cache.error().message());
+  cache_ = std::move(*cache);
+  return {};
+}
+
+bool Tiering::Due(const hpfile::HPFile& file, std::chrono::steady_clock::time_point now) {
+  const auto id = file.GetMeta().file_id;
+  std::lock_guard lock(mu_);
+  auto it = id ? backoff_.find(*id) : backoff_.end();
+  return it == backoff_.end() || now >= it->second.until;
+}
+
+void Tiering::Failed(const hpfile::HPFile& file, std::chrono::steady_clock::time_point now) {
+  const auto id = file.GetMeta().file_id;
+  if (!id) return;
+  std::lock_guard lock(mu_);
+  Backoff& b = backoff_[*id];
+  b.delay = std::min<std::chrono::seconds>(kMaxBackoff, b.delay == std::chrono::seconds(0) ? std::chrono::seconds(1)
+                                                                                           : b.delay * 2);
+  b.until = now + b.delay;
+}
+
+void Tiering::Succeeded(const hpfile::HPFile& file) {
+  const auto id = file.GetMeta().file_id;
+  if (!id) return;
+  std::lock_guard lock(mu_);
+  backoff_.erase(*id);
+}
+
+hpfile::Result<std::shared_ptr<hpfile::TieredFile>> Tiering::For(const std::shared_ptr<hpfile::HPFile>& file) {
+  std::lock_guard lock(mu_);
+  if (!cache_) {
+    spdlog::error("tiered storage: the chunk cache is not open");
+    return std::unexpected(std::error_code(EIO, std::generic_category()));
+  }
+  if (auto known = files_[file.get()].lock()) return known;
+  auto opened = hpfile::TieredFile::Open(*file, hpfile::TieredFileOptions{.config = store_config_, .source = cache_.get()});
+  if (!opened) {
+    files_.erase(file.get());
+    spdlog::error("tiered storage: {}", opened.error().message);
+    return std::unexpected(std::error_code(opened.error().err, std::generic_category()));
+  }
+  // The TieredFile refers to the HPFile: the deleter keeps it alive as long.
+  hpfile::TieredFile* raw = opened->release();
+  std::shared_ptr<hpfile::TieredFile> shared(raw, [keep = file](hpfile::TieredFile* t) { delete t; });
+  files_[file.get()] = shared;
+  // Entries of closed files go on the next open; a mount has few at a time.
+  std::erase_if(files_, [](const auto& entry) { return entry.second.expired(); });
+  return shared;
+}
+
+hpfile::RetentionPolicy Tiering::LocalPolicy(const hpfile::Meta& meta) const {
+  return {meta.local_retain_bytes ? meta.local_retain_bytes : tier_.local_retain_bytes,
+          meta.local_retain_seconds ? meta.local_retain_seconds : tier_.local_retain_seconds};
+}
+
+}  // namespace hpfs
