@@ -3,6 +3,9 @@
 
 #include <cstdio>
 #include <cstring>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "core/text_file.h"
 #include "fs/settings.h"
@@ -51,6 +54,23 @@ std::expected<hpfs_set, std::string> ParseAssignments(const std::vector<std::str
   return request;
 }
 
+// The figures `hpfsctl stat` shows after the mode, in the order both forms
+// print them; the tiered ones only for a file of a tiered mount.
+namespace {
+std::vector<std::pair<std::string_view, uint64_t>> StatFigures(const hpfs_stat& st) {
+  std::vector<std::pair<std::string_view, uint64_t>> figures = {
+      {"held_bytes", st.held_bytes}, {"pruned_segments", st.pruned_segments}, {"pruned_bytes", st.pruned_bytes}};
+  if (st.flags & HPFS_STAT_TIERED) {
+    figures.insert(figures.end(), {{"local_bytes", st.local_bytes},
+                                   {"local_segments", st.local_segments},
+                                   {"remote_bytes", st.remote_bytes},
+                                   {"remote_segments", st.remote_segments},
+                                   {"deleting_objects", st.deleting_objects}});
+  }
+  return figures;
+}
+}  // namespace
+
 std::string FormatStatText(const hpfs_stat& st, const std::optional<std::string>& name) {
   std::string out;
   auto line = [&out](std::string_view key, std::string_view value) {
@@ -63,16 +83,7 @@ std::string FormatStatText(const hpfs_stat& st, const std::optional<std::string>
   line("segments", std::to_string(st.segments));
   out += FormatSettingsText(st);
   line("mode", Mode(st));
-  line("held_bytes", std::to_string(st.held_bytes));
-  line("pruned_segments", std::to_string(st.pruned_segments));
-  line("pruned_bytes", std::to_string(st.pruned_bytes));
-  if (st.flags & HPFS_STAT_TIERED) {
-    line("local_bytes", std::to_string(st.local_bytes));
-    line("local_segments", std::to_string(st.local_segments));
-    line("remote_bytes", std::to_string(st.remote_bytes));
-    line("remote_segments", std::to_string(st.remote_segments));
-    line("deleting_objects", std::to_string(st.deleting_objects));
-  }
+  for (const auto& [key, value] : StatFigures(st)) line(key, std::to_string(value));
   std::string damage = Damage(st);
   for (char& c : damage) {
     if (c == '\n' || c == '\r') c = ' ';
@@ -102,18 +113,11 @@ std::string FormatStatJson(const hpfs_stat& st, std::string_view name) {
   number("retain_bytes", st.retain_bytes);
   number("retain_seconds", st.retain_seconds);
   out += ", \"mode\": " + JsonQuote(Mode(st));
-  number("held_bytes", st.held_bytes);
-  number("pruned_segments", st.pruned_segments);
-  number("pruned_bytes", st.pruned_bytes);
   if (st.flags & HPFS_STAT_TIERED) {
     number("local_retain_bytes", st.local_retain_bytes);
     number("local_retain_seconds", st.local_retain_seconds);
-    number("local_bytes", st.local_bytes);
-    number("local_segments", st.local_segments);
-    number("remote_bytes", st.remote_bytes);
-    number("remote_segments", st.remote_segments);
-    number("deleting_objects", st.deleting_objects);
   }
+  for (const auto& [key, value] : StatFigures(st)) number(key, value);
   const std::string damage = Damage(st);
   out += ", \"damaged\": " + (damage.empty() ? std::string("null") : JsonQuote(damage)) + "}";
   return out;

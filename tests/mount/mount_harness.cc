@@ -91,6 +91,15 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
+size_t SegmentFiles(const std::string& dir) {
+  size_t n = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (e.path().extension() == ".seg") ++n;
+  }
+  return n;
+}
+
 std::string DaemonPath() {
   const char* bin = std::getenv("HPFS_BIN");
   return bin != nullptr ? bin : "hpfs";

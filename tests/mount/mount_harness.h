@@ -34,6 +34,8 @@ bool Eventually(Predicate&& done, std::chrono::milliseconds timeout = std::chron
 
 // What `path` holds; empty when it cannot be read.
 std::string ReadFile(const std::string& path);
+// The segment files (*.seg) in the backing directory `dir` of one file.
+size_t SegmentFiles(const std::string& dir);
 
 // The daemon under test ($HPFS_BIN, set by meson).
 std::string DaemonPath();

@@ -36,15 +36,7 @@ class RetentionMountTest : public MountedTest {
                  seconds(60));
   }
 
-  // Segment files in the backing directory of file `name`.
-  size_t BackingSegments(const std::string& name) {
-    size_t n = 0;
-    std::error_code ec;
-    for (const auto& e : std::filesystem::directory_iterator(B(name), ec)) {
-      if (e.path().extension() == ".seg") ++n;
-    }
-    return n;
-  }
+  size_t BackingSegments(const std::string& name) { return mount_test::SegmentFiles(B(name)); }
 
   // Polls until file `name` has at most `segments` segment files in the
   // backing directory; the daemon prunes on its own schedule.

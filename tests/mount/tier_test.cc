@@ -56,14 +56,7 @@ class TierMountTest : public MountedTest {
     return page ? page->objects.size() : 0;
   }
 
-  size_t BackingSegments(const std::string& name) {
-    size_t n = 0;
-    std::error_code ec;
-    for (const auto& e : std::filesystem::directory_iterator(B(name), ec)) {
-      if (e.path().extension() == ".seg") ++n;
-    }
-    return n;
-  }
+  size_t BackingSegments(const std::string& name) { return mount_test::SegmentFiles(B(name)); }
 
   template <class Predicate>
   bool WaitFor(Predicate done, seconds timeout) {
