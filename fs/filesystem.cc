@@ -173,7 +173,20 @@ void Filesystem::WarnOfPlainFiles(const struct stat& dir, const std::string& whe
                sorted.size() == 1 ? "is" : "are", listed, fmt_::kMetaName);
 }
 
-void Filesystem::StartDeleter() { deleter_.Start(); }
+void Filesystem::StartDeleter() {
+  // du and stat count pruned segments until they are deleted: once they are,
+  // the kernel's cached attributes (kept for attr_timeout) must go.
+  deleter_.SetOnPrunedDeleted([this](const Inode& inode) {
+    std::function<void(InodeId, uint64_t, uint64_t)> invalidate;
+    {
+      std::lock_guard lock(invalidator_mu_);
+      invalidate = invalidate_;
+    }
+    // A negative offset: the attributes only, no pages.
+    if (invalidate && inode.id != 0) invalidate(inode.id, static_cast<uint64_t>(-1), 0);
+  });
+  deleter_.Start();
+}
 
 void Filesystem::WaitForDeletions() { deleter_.Wait(); }
 

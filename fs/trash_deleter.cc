@@ -64,6 +64,10 @@ void TrashDeleter::EnqueuePrunedDeletion(std::weak_ptr<const Inode> inode) {
   work_cv_.notify_one();
 }
 
+void TrashDeleter::SetOnPrunedDeleted(std::function<void(const Inode&)> deleted) {
+  on_pruned_deleted_ = std::move(deleted);
+}
+
 void TrashDeleter::DeletePrunedNow(hpfile::HPFile& file) {
   for (;;) {
     {
@@ -129,7 +133,10 @@ void TrashDeleter::Delete(Item& item) {
       item.inode = std::move(inode);
     }
   }
-  if (item.kind != Item::Kind::kTrashEntry && item.file) DeletePrunedNow(*item.file);
+  if (item.kind != Item::Kind::kTrashEntry && item.file) {
+    DeletePrunedNow(*item.file);
+    if (item.inode && on_pruned_deleted_) on_pruned_deleted_(*item.inode);
+  }
   // The HPFile may write its meta on close; it must do so while the inode's
   // descriptor, through which it names its directory, is still open.
   item.file.reset();

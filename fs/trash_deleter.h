@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -43,6 +44,10 @@ class TrashDeleter {
   // daemon opens its filesystem before it forks into the background, and a
   // thread does not survive the fork. Later calls do nothing.
   void Start();
+  // Called on the deleting thread after it deleted pruned segments of a
+  // file: its size on disk fell, which the kernel's cached attributes do not
+  // know. Set before Start.
+  void SetOnPrunedDeleted(std::function<void(const Inode&)> deleted);
 
   // Queues the deletion of trash entry `name`. `file`, when set, is the
   // entry's HPFile, closed (its last reference dropped) first, off the
@@ -87,6 +92,7 @@ class TrashDeleter {
     std::weak_ptr<const Inode> weak_inode;  // kPruned without `file`
   };
   void EnqueueFileItem(Item::Kind kind, std::shared_ptr<hpfile::HPFile> file, std::shared_ptr<const Inode> inode);
+  std::function<void(const Inode&)> on_pruned_deleted_;
 
 
   void Run();

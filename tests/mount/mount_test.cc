@@ -3,6 +3,7 @@
 // Each test owns its scratch directories and its daemon; the harness unmounts
 // and reaps the daemon whatever happens.
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -119,6 +120,28 @@ TEST_F(MountTest, FallocatePunchOfTheHeadFreesSpaceAndReadsZeros) {
   auto zero = Run("fallocate -z -o 0 -l 4096 f");
   EXPECT_NE(zero.exit_code, 0);
   EXPECT_EQ(Out(Run("stat -c %s f")), "4194304\n");
+}
+
+TEST_F(MountTest, DuFallsOnceTheDeleterFreedTheSegmentsAHeadPunchDropped) {
+  Mount({"-o", "segment_size=4K"});
+  // A logger holds its file open while a retention job punches the head.
+  const int fd = ::open(M("f").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  const std::string mib(1 << 20, 'x');
+  for (int i = 0; i < 40; ++i) ASSERT_EQ(::write(fd, mib.data(), mib.size()), static_cast<ssize_t>(mib.size()));
+  ASSERT_EQ(::fsync(fd), 0);
+  ASSERT_EQ(::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 36 << 20), 0) << std::strerror(errno);
+  // The 9,216 segment files go in the background; st_blocks counts them until
+  // then and must not stay at the kernel's cached figure once they are gone.
+  struct stat st {};
+  for (int i = 0; i < 300; ++i) {
+    if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ASSERT_EQ(::stat(M("f").c_str(), &st), 0);
+    if (st.st_blocks <= (4 << 20) / 512 + 64) break;
+  }
+  EXPECT_LE(st.st_blocks, (4 << 20) / 512 + 64) << "segment files left: " << mount_test::SegmentFiles(B("f"));
+  EXPECT_EQ(mount_test::SegmentFiles(B("f")), 1024u);
+  ::close(fd);
 }
 
 TEST_F(MountTest, TruncateShrinksAndGrows) {
