@@ -55,6 +55,8 @@ Result<hpfs_stat> Filesystem::IoctlStat(FileHandle& handle) {
     out.flags |= HPFS_STAT_WRITEBACK;
     std::lock_guard lock(handle.inode->write_mu);
     out.held_bytes = static_cast<uint32_t>(std::min<uint64_t>(handle.inode->writeback.held_bytes, UINT32_MAX));
+    out.spooled_bytes = handle.inode->writeback.spool.live_bytes();
+    out.spool_overflows = handle.inode->writeback.spool_overflows;
   }
   if (const auto& damage = file->Damage()) {
     out.flags |= HPFS_STAT_DAMAGED;

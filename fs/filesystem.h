@@ -298,8 +298,10 @@ class Filesystem {
   // ones: the kernel clears the bits itself, with a setattr).
   void WriteBack(FileHandle& handle, uint64_t offset, std::span<const std::byte> data, bool cached,
                  const Caller& writer, WriteDone done);
-  // Bytes held out of order over the mount, and of one file.
+  // Bytes held out of order over the mount (in memory and spooled), and the
+  // part of them in spool files.
   uint64_t HeldWriteBytes() const;
+  uint64_t SpooledWriteBytes() const;
   // A commit makes the kernel send every dirty page and waits for the
   // answers: BeginCommit before it, FinishCommit with its number after.
   // FinishCommit lands direct writes held since before the commit began
@@ -409,13 +411,18 @@ class Filesystem {
   using Completions = std::vector<std::pair<WriteDone, Result<size_t>>>;
   [[nodiscard]] Result<size_t> StoreWriteBackLocked(Inode& inode, hpfile::HPFile& file, uint64_t offset,
                                                     std::span<const std::byte> data);
-  // Counts `length` more held bytes, or EIO (logged once) past the bound.
-  [[nodiscard]] Result<void> ReserveHeldLocked(Inode& inode, uint64_t offset, uint64_t length);
+  // Puts `data` in `entry` and counts it: in memory up to reorder_bound,
+  // then in the file's spool up to spool_bound, then ENOSPC (logged, counted,
+  // and the file's late error). Never waits.
+  [[nodiscard]] Result<void> PlaceHeldLocked(Inode& inode, uint64_t offset, HeldWrite& entry,
+                                             std::span<const std::byte> data);
   // A direct write that meets held cached bytes fails (EPERM), and so does
   // a held direct write that cached bytes meet (through `completions`).
   [[nodiscard]] Result<void> HoldLocked(Inode& inode, uint64_t offset, std::span<const std::byte> data, bool direct,
                                         WriteDone& done, Completions& completions);
-  HeldWrite TakeFirstHeldLocked(WritebackQueue& queue);
+  // Takes the first held write out, its bytes in `data` (read back from the
+  // spool; `load_error` if that failed).
+  HeldWrite TakeFirstHeldLocked(WritebackQueue& queue, std::optional<std::error_code>& load_error);
   void DrainHeldLocked(Inode& inode, hpfile::HPFile& file, Completions& completions);
   void BreakQueueLocked(Inode& inode, std::error_code error, Completions& completions);
   void FailHeldLocked(Inode& inode, std::error_code error, Completions& completions);
@@ -426,7 +433,12 @@ class Filesystem {
   void RecordLateErrorLocked(Inode& inode, uint64_t offset, uint64_t length, std::error_code error);
   // Truncate: held bytes at or past `size` are dropped with the kernel's pages.
   void TrimHeldLocked(Inode& inode, uint64_t size);
-  void DropHeldBytesLocked(WritebackQueue& queue, uint64_t bytes);
+  // Uncounts a held write's bytes and frees their memory or spool space.
+  void ReleaseHeldLocked(WritebackQueue& queue, const HeldWrite& held);
+  // Shortens a held write to `length` bytes.
+  void CutHeldLocked(WritebackQueue& queue, HeldWrite& held, uint64_t length);
+  // A copy of a held write's bytes, wherever they are.
+  static Result<std::vector<std::byte>> HeldBytesLocked(const WritebackQueue& queue, const HeldWrite& held);
   // fsync and close of a writer: the kernel has sent what it had, so held
   // bytes the gap in front of them does not reach soon never land; returns
   // the file's late error, if any. Takes write_mu.
@@ -526,7 +538,8 @@ class Filesystem {
   StoreWalk tier_walk_;
   RetentionWorker tier_worker_;
   // Write-back mode.
-  std::atomic<uint64_t> held_bytes_{0};
+  std::atomic<uint64_t> held_bytes_{0};     // in memory
+  std::atomic<uint64_t> spooled_bytes_{0};  // in spool files
   std::atomic<bool> reorder_bound_warned_{false};
   std::atomic<uint64_t> commits_started_{0};
   std::mutex commit_request_mu_;

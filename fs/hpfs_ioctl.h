@@ -42,6 +42,11 @@ struct hpfs_stat {
   uint64_t remote_bytes;
   uint64_t remote_segments;
   uint64_t deleting_objects; /* dropped objects whose deletion is pending */
+  /* -o writeback: the part of held_bytes in the daemon's spool file (past the
+   * reorder buffer's memory), and writes refused with ENOSPC because the
+   * spool was at its bound (spool_max) */
+  uint64_t spooled_bytes;
+  uint64_t spool_overflows;
 };
 
 /* hpfs_set.mask */

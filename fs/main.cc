@@ -242,7 +242,7 @@ void CapDirtyBytes(const char* mountpoint, uint64_t bytes) {
     spdlog::info("dirty pages of {}: at most {} bytes", mountpoint, *cap);
   } else {
     spdlog::warn("dirty pages of {} left at the kernel's cap ({}): past {} bytes, the kernel's write-back can send "
-                 "more out of order than the reorder buffer holds",
+                 "more out of order than the reorder buffer and its spool hold",
                  mountpoint, cap.error().message(), bytes);
   }
 }
@@ -381,7 +381,9 @@ int Run(int argc, char* argv[]) {
   if (!opts.foreground) SetUpLogging(/*to_syslog=*/true, state.options.log_level, log_file);
   spdlog::info("mounted {} at {}", backing, opts.mountpoint);
   SetReadAhead(opts.mountpoint);
-  if (state.options.config.writeback) CapDirtyBytes(opts.mountpoint, state.options.config.reorder_bound / 2);
+  if (state.options.config.writeback) {
+    CapDirtyBytes(opts.mountpoint, state.options.config.reorder_bound + state.options.config.spool_bound);
+  }
   // The mount is live: requests that arrive before the loop runs wait in the
   // kernel's queue, so units ordered after ours may use it from now on.
   NotifyServiceManager("READY=1");

@@ -135,6 +135,12 @@ std::expected<bool, std::string> ApplyHpfsOption(std::string_view option, Daemon
     options.config.gap_wait_seconds = *seconds;
     return true;
   }
+  if (key == "spool_max") {
+    const auto size = has_value ? ParseSize(value) : std::nullopt;
+    if (!size) return std::unexpected(BadValue(key, value, "a size with optional K/M/G/T suffix, 0 for no spool"));
+    options.config.spool_bound = *size;
+    return true;
+  }
   if (const Setting* setting = FindSetting(key)) {
     const auto parsed = has_value ? ParseSetting(*setting, value) : std::nullopt;
     if (!parsed) return std::unexpected(BadValue(key, value, setting->expected));
@@ -188,6 +194,8 @@ std::string HpfsOptionsHelp() {
          "                           `ulimit -n`, 16 to 4096; at least 16)\n"
          "    -o gap_wait=SECONDS    with writeback: how long fsync, close and reads wait\n"
          "                           for bytes in front of held ones (default 2; 1 to 60)\n"
+         "    -o spool_max=SIZE      with writeback: disk space for held bytes past the\n"
+         "                           64M in memory (default 1G; 0: none; K/M/G/T)\n"
          "    -o log_level=LEVEL     trace, debug, info, warn, error, critical or off\n"
          "                           (default info; -d means debug)\n"
          "    -o log_file=PATH       log to PATH instead of syslog or stderr; reopened\n"

@@ -36,9 +36,12 @@ struct Config {
   // least this often; 0 leaves it to the kernel's own write-back.
   uint64_t commit_seconds = 1;
   // Write-back mode: bytes of WRITE requests that arrived before the bytes
-  // in front of them, held until those come, over the whole mount. Past it a
-  // further early request fails with EIO (the writer sees it at fsync).
+  // in front of them, held in memory until those come, over the whole
+  // mount. Past it held bytes go to spool files in the backing directory's
+  // trash, up to spool_bound (-o spool_max=SIZE); past that a further early
+  // request fails with ENOSPC (the writer sees it at fsync and close).
   uint64_t reorder_bound = uint64_t{64} << 20;
+  uint64_t spool_bound = uint64_t{1} << 30;
   // Write-back mode: how long an fsync, a close or a read past the stored
   // end waits for the gap in front of held bytes (-o gap_wait=SECONDS).
   uint64_t gap_wait_seconds = 2;

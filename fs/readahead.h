@@ -37,8 +37,9 @@ std::optional<std::string> MountDevice(std::string_view mountinfo, std::string_v
 // so it grows with memory) to `bytes` if it is above; returns the cap now in
 // force. The kernel's write-back passes of a file may send its later pages
 // before the earlier ones, up to about what was dirty, and the daemon holds
-// those in its reorder buffer: a cap above the buffer's bound made an fsync
-// after 128 MiB of appends fail with EIO (docs/PERFORMANCE.md). Root only.
+// those in its reorder buffer and spool: past both bounds they fail. Below
+// the cap (the common case) it only reads, which any user may; lowering it
+// is root's (EACCES otherwise).
 [[nodiscard]] hpfile::Result<uint64_t> CapMountDirtyBytes(const std::string& mountpoint, uint64_t bytes);
 
 }  // namespace hpfs

@@ -122,11 +122,17 @@ void Filesystem::LandGrow(Inode& inode, hpfile::HPFile& file) {
   Complete(completions);
 }
 
-HeldWrite Filesystem::TakeFirstHeldLocked(WritebackQueue& queue) {
+HeldWrite Filesystem::TakeFirstHeldLocked(WritebackQueue& queue, std::optional<std::error_code>& load_error) {
   auto node = queue.held.extract(queue.held.begin());
-  DropHeldBytesLocked(queue, node.mapped().data.size());
-  if (node.mapped().direct) --queue.held_direct;
-  return std::move(node.mapped());
+  HeldWrite& held = node.mapped();
+  load_error.reset();
+  if (held.spooled_at) {
+    held.data.resize(held.length);
+    if (auto got = queue.spool.Get(*held.spooled_at, held.data); !got) load_error = got.error();
+  }
+  ReleaseHeldLocked(queue, held);
+  if (held.direct) --queue.held_direct;
+  return std::move(held);
 }
 
 void Filesystem::DrainHeldLocked(Inode& inode, hpfile::HPFile& file, Completions& completions) {
@@ -134,7 +140,19 @@ void Filesystem::DrainHeldLocked(Inode& inode, hpfile::HPFile& file, Completions
   while (!queue.held.empty() && queue.held.begin()->first <= file.Size()) {
     const uint64_t end_before = file.Size();
     const uint64_t offset = queue.held.begin()->first;
-    HeldWrite held = TakeFirstHeldLocked(queue);
+    std::optional<std::error_code> load_error;
+    HeldWrite held = TakeFirstHeldLocked(queue, load_error);
+    const bool extends = offset + held.length > end_before;
+    if (load_error) {
+      // The spool lost them: as if they had failed to land.
+      if (held.done) {
+        completions.emplace_back(std::move(held.done), std::unexpected(*load_error));
+      } else {
+        RecordLateErrorLocked(inode, offset, held.length, *load_error);
+        if (extends) BreakQueueLocked(inode, *load_error, completions);
+      }
+      continue;
+    }
     if (held.direct) {
       // The rules of a direct write are those of write(2) in the default
       // mode: buffered bytes that reached its offset first won the race, and
@@ -147,7 +165,6 @@ void Filesystem::DrainHeldLocked(Inode& inode, hpfile::HPFile& file, Completions
       continue;
     }
     Result<size_t> stored = StoreWriteBackLocked(inode, file, offset, held.data);
-    const bool extends = offset + held.data.size() > end_before;
     if (!stored) RecordLateErrorLocked(inode, offset, held.data.size(), stored.error());
     if (!stored && extends) BreakQueueLocked(inode, stored.error(), completions);
   }
@@ -156,7 +173,7 @@ void Filesystem::DrainHeldLocked(Inode& inode, hpfile::HPFile& file, Completions
 
 void Filesystem::HeldChangedLocked(WritebackQueue& queue) {
   uint64_t end = 0;
-  for (const auto& [offset, held] : queue.held) end = std::max<uint64_t>(end, offset + held.data.size());
+  for (const auto& [offset, held] : queue.held) end = std::max<uint64_t>(end, offset + held.length);
   queue.held_end.store(end);
   queue.drained.notify_all();
 }
@@ -182,15 +199,14 @@ void Filesystem::BreakQueueLocked(Inode& inode, std::error_code error, Completio
 void Filesystem::FailHeldLocked(Inode& inode, std::error_code error, Completions& completions) {
   WritebackQueue& queue = inode.writeback;
   for (auto& [offset, held] : queue.held) {
-    held_bytes_.fetch_sub(held.data.size(), std::memory_order_relaxed);
+    ReleaseHeldLocked(queue, held);
     if (held.done) {
       completions.emplace_back(std::move(held.done), std::unexpected(error));
     } else {
-      RecordLateErrorLocked(inode, offset, held.data.size(), error);
+      RecordLateErrorLocked(inode, offset, held.length, error);
     }
   }
   queue.held.clear();
-  queue.held_bytes = 0;
   queue.held_direct = 0;
   HeldChangedLocked(queue);
 }
@@ -206,24 +222,45 @@ void Filesystem::TrimHeldLocked(Inode& inode, uint64_t size) {
       ++it;
       continue;
     }
-    DropHeldBytesLocked(queue, it->second.data.size());
+    ReleaseHeldLocked(queue, it->second);
     it = queue.held.erase(it);
   }
   auto crossing = queue.held.lower_bound(size);
   if (crossing != queue.held.begin()) {
     auto& [offset, held] = *std::prev(crossing);
-    if (!held.done && offset + held.data.size() > size) {
-      const uint64_t cut = offset + held.data.size() - size;
-      held.data.resize(held.data.size() - cut);
-      DropHeldBytesLocked(queue, cut);
-    }
+    if (!held.done && offset + held.length > size) CutHeldLocked(queue, held, size - offset);
   }
   HeldChangedLocked(queue);
 }
 
-void Filesystem::DropHeldBytesLocked(WritebackQueue& queue, uint64_t bytes) {
-  queue.held_bytes -= bytes;
-  held_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+void Filesystem::ReleaseHeldLocked(WritebackQueue& queue, const HeldWrite& held) {
+  queue.held_bytes -= held.length;
+  if (held.spooled_at) {
+    spooled_bytes_.fetch_sub(held.length, std::memory_order_relaxed);
+    queue.spool.Drop(*held.spooled_at, held.length);
+  } else {
+    held_bytes_.fetch_sub(held.length, std::memory_order_relaxed);
+  }
+}
+
+void Filesystem::CutHeldLocked(WritebackQueue& queue, HeldWrite& held, uint64_t length) {
+  const uint64_t cut = held.length - length;
+  queue.held_bytes -= cut;
+  if (held.spooled_at) {
+    spooled_bytes_.fetch_sub(cut, std::memory_order_relaxed);
+    queue.spool.Drop(*held.spooled_at + length, cut);
+  } else {
+    held.data.resize(length);
+    held_bytes_.fetch_sub(cut, std::memory_order_relaxed);
+  }
+  held.length = length;
+}
+
+Result<std::vector<std::byte>> Filesystem::HeldBytesLocked(const WritebackQueue& queue, const HeldWrite& held) {
+  if (!held.spooled_at) return held.data;
+  std::vector<std::byte> bytes(held.length);
+  if (auto got = queue.spool.Get(*held.spooled_at, bytes); !got) return std::unexpected(got.error());
+  return bytes;
 }
 
 bool Filesystem::WaitForHeldLocked(WritebackQueue& queue, std::unique_lock<std::mutex>& lock,
@@ -261,8 +298,8 @@ Result<void> Filesystem::SettleHeld(Inode& inode) {
         ++it;
         continue;
       }
-      RecordLateErrorLocked(inode, it->first, it->second.data.size(), Errno(EIO).error());
-      DropHeldBytesLocked(queue, it->second.data.size());
+      RecordLateErrorLocked(inode, it->first, it->second.length, Errno(EIO).error());
+      ReleaseHeldLocked(queue, it->second);
       it = queue.held.erase(it);
     }
     HeldChangedLocked(queue);
@@ -276,19 +313,46 @@ void Filesystem::Complete(Completions& completions) {
   completions.clear();
 }
 
-Result<void> Filesystem::ReserveHeldLocked(Inode& inode, uint64_t offset, uint64_t length) {
-  const uint64_t held = held_bytes_.load(std::memory_order_relaxed);
-  if (held + length > config_.reorder_bound) {
-    if (!reorder_bound_warned_.exchange(true)) {
-      spdlog::warn("{}: the write-back reorder buffer is full ({} bytes held out of order, the bound); a write "
-                   "of [{}, {}) fails with EIO",
-                   DisplayName(inode), held, offset, offset + length);
+Result<void> Filesystem::PlaceHeldLocked(Inode& inode, uint64_t offset, HeldWrite& entry,
+                                         std::span<const std::byte> data) {
+  WritebackQueue& queue = inode.writeback;
+  const uint64_t length = data.size();
+  const uint64_t in_memory = held_bytes_.load(std::memory_order_relaxed);
+  if (in_memory + length <= config_.reorder_bound) {
+    held_bytes_.fetch_add(length, std::memory_order_relaxed);
+    entry.data.assign(data.begin(), data.end());
+    entry.spooled_at.reset();
+  } else {
+    // The handler cannot wait for room: the kernel may be waiting for this
+    // answer before it sends the bytes that would drain the buffer.
+    const uint64_t spooled = spooled_bytes_.load(std::memory_order_relaxed);
+    if (spooled + length > config_.spool_bound) {
+      ++queue.spool_overflows;
+      spdlog::error("{}: the write-back spool is full ({} bytes held on disk, the bound spool_max); a write of "
+                    "[{}, {}) fails with ENOSPC, and so does every fsync and close of a writer of this file",
+                    DisplayName(inode), spooled, offset, offset + length);
+      if (!queue.late_error) queue.late_error = Errno(ENOSPC).error();
+      return Errno(ENOSPC);
     }
-    return Errno(EIO);
+    auto at = queue.spool.Put(trash_fd_.get(), NewTrashName(), data);
+    if (!at) {
+      spdlog::error("{}: cannot spool the held write of [{}, {}) ({}); it fails", DisplayName(inode), offset,
+                    offset + length, at.error().message());
+      if (!queue.late_error) queue.late_error = at.error();
+      return std::unexpected(at.error());
+    }
+    if (!reorder_bound_warned_.exchange(true)) {
+      spdlog::info("{}: the write-back reorder buffer's memory is used up ({} bytes); held bytes go to a spool "
+                   "file in {} until the gaps in front of them fill",
+                   DisplayName(inode), in_memory, hpfile::format::kTrashName);
+    }
+    spooled_bytes_.fetch_add(length, std::memory_order_relaxed);
+    entry.data.clear();
+    entry.spooled_at = *at;
   }
-  if (held + length <= config_.reorder_bound / 2) reorder_bound_warned_.store(false);
-  inode.writeback.held_bytes += length;
-  held_bytes_.fetch_add(length, std::memory_order_relaxed);
+  if (in_memory + length <= config_.reorder_bound / 2) reorder_bound_warned_.store(false);
+  entry.length = length;
+  queue.held_bytes += length;
   return {};
 }
 
@@ -306,7 +370,7 @@ Result<void> Filesystem::HoldLocked(Inode& inode, uint64_t offset, std::span<con
     auto it = queue.held.lower_bound(end);
     while (it != queue.held.begin()) {
       --it;
-      if (it->first + it->second.data.size() <= offset) continue;
+      if (it->first + it->second.length <= offset) continue;
       if (it->second.direct == want_direct) return it;
     }
     return queue.held.end();
@@ -316,7 +380,7 @@ Result<void> Filesystem::HoldLocked(Inode& inode, uint64_t offset, std::span<con
   if (!direct && queue.held_direct > 0) {
     for (auto lost = overlapping(true); lost != queue.held.end(); lost = overlapping(true)) {
       completions.emplace_back(std::move(lost->second.done), Errno(EPERM));
-      DropHeldBytesLocked(queue, lost->second.data.size());
+      ReleaseHeldLocked(queue, lost->second);
       --queue.held_direct;
       queue.held.erase(lost);
       HeldChangedLocked(queue);
@@ -326,22 +390,31 @@ Result<void> Filesystem::HoldLocked(Inode& inode, uint64_t offset, std::span<con
     // The kernel sends a page once at a time, but an answered page can be
     // dirtied by more appends and come again, longer, while still held.
     HeldWrite& held = same->second;
-    const size_t common = std::min(held.data.size(), data.size());
-    if (std::memcmp(held.data.data(), data.data(), common) != 0) {
+    auto before = HeldBytesLocked(queue, held);
+    if (!before) return std::unexpected(before.error());
+    const size_t common = std::min(before->size(), data.size());
+    if (std::memcmp(before->data(), data.data(), common) != 0) {
       spdlog::error("{}: refused a write of [{}, {}): it would change bytes written back before", DisplayName(inode),
                     offset, offset + data.size());
       return Errno(EPERM);
     }
-    if (data.size() > held.data.size()) {
-      if (auto r = ReserveHeldLocked(inode, offset, data.size() - held.data.size()); !r) return r;
-      held.data.insert(held.data.end(), data.begin() + static_cast<ptrdiff_t>(common), data.end());
+    if (data.size() > before->size()) {
+      // Placed anew as a whole, and the old bytes let go only once the new
+      // ones are safe: a failure leaves the entry as it was.
+      HeldWrite longer;
+      if (auto r = PlaceHeldLocked(inode, offset, longer, data); !r) return r;
+      ReleaseHeldLocked(queue, held);
+      held.data = std::move(longer.data);
+      held.length = longer.length;
+      held.spooled_at = longer.spooled_at;
       HeldChangedLocked(queue);
     }
     return {};
   }
-  if (auto r = ReserveHeldLocked(inode, offset, data.size()); !r) return r;
-  HeldWrite entry{std::vector<std::byte>(data.begin(), data.end()), nullptr, direct,
-                  commits_started_.load(std::memory_order_relaxed)};
+  HeldWrite entry;
+  entry.direct = direct;
+  entry.commit_generation = commits_started_.load(std::memory_order_relaxed);
+  if (auto r = PlaceHeldLocked(inode, offset, entry, data); !r) return r;
   if (direct) {
     entry.done = std::move(done);
     ++queue.held_direct;
@@ -402,7 +475,11 @@ void Filesystem::WriteBack(FileHandle& handle, uint64_t offset, std::span<const 
   if (held_direct) RequestCommit();
 }
 
-uint64_t Filesystem::HeldWriteBytes() const { return held_bytes_.load(std::memory_order_relaxed); }
+uint64_t Filesystem::HeldWriteBytes() const {
+  return held_bytes_.load(std::memory_order_relaxed) + spooled_bytes_.load(std::memory_order_relaxed);
+}
+
+uint64_t Filesystem::SpooledWriteBytes() const { return spooled_bytes_.load(std::memory_order_relaxed); }
 
 uint64_t Filesystem::BeginCommit() { return commits_started_.fetch_add(1, std::memory_order_relaxed) + 1; }
 
@@ -422,9 +499,14 @@ bool Filesystem::FinishCommit(uint64_t commit) {
         // only once a commit that began after it shows no cached bytes come.
         if (!first.direct || first.commit_generation >= commit) break;
         const uint64_t at = offset;
-        HeldWrite held = TakeFirstHeldLocked(queue);
-        auto start = file->AppendAt(at, held.data, hpfile::HPFile::Gap::kFillZeros);
-        Result<size_t> written = start ? Result<size_t>(held.data.size()) : std::unexpected(start.error());
+        std::optional<std::error_code> load_error;
+        HeldWrite held = TakeFirstHeldLocked(queue, load_error);
+        Result<size_t> written = held.length;
+        if (load_error) {
+          written = std::unexpected(*load_error);
+        } else if (auto start = file->AppendAt(at, held.data, hpfile::HPFile::Gap::kFillZeros); !start) {
+          written = std::unexpected(start.error());
+        }
         completions.emplace_back(std::move(held.done), written);
         DrainHeldLocked(*inode, *file, completions);
       }

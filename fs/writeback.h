@@ -19,6 +19,7 @@
 
 #include "core/hpfile.h"
 #include "core/result.h"
+#include "fs/held_spool.h"
 
 namespace hpfs {
 
@@ -36,7 +37,11 @@ using WriteDone = std::function<void(hpfile::Result<size_t>)>;
 // kept until the gap fills can deadlock the kernel and the daemon. What goes
 // wrong with its bytes later becomes the file's late error (WritebackQueue).
 struct HeldWrite {
+  // The bytes: in memory (`data`), or, past the reorder buffer's memory
+  // bound, in the file's spool at `spooled_at` (`data` empty).
   std::vector<std::byte> data;
+  uint64_t length = 0;
+  std::optional<uint64_t> spooled_at;
   WriteDone done;  // empty: answered already
   // From a direct (uncached) handle: may be a write past the end on purpose,
   // whose gap is zeros, once a commit has shown no cached bytes fill it.
@@ -47,7 +52,10 @@ struct HeldWrite {
 // One file's held writes. Guarded by Inode::write_mu.
 struct WritebackQueue {
   std::map<uint64_t, HeldWrite> held;  // by offset
-  uint64_t held_bytes = 0;
+  uint64_t held_bytes = 0;  // in memory and spooled
+  HeldSpool spool;
+  // Held writes refused because the spool was at its bound.
+  uint64_t spool_overflows = 0;
   size_t held_direct = 0;  // entries of `held` from direct handles
   // A write-back that would have extended the file failed: the kernel's size
   // is ahead of the stored end and the bytes in between will not come again,

@@ -60,6 +60,9 @@ namespace {
 std::vector<std::pair<std::string_view, uint64_t>> StatFigures(const hpfs_stat& st) {
   std::vector<std::pair<std::string_view, uint64_t>> figures = {
       {"held_bytes", st.held_bytes}, {"pruned_segments", st.pruned_segments}, {"pruned_bytes", st.pruned_bytes}};
+  if (st.flags & HPFS_STAT_WRITEBACK) {
+    figures.insert(figures.end(), {{"spooled_bytes", st.spooled_bytes}, {"spool_overflows", st.spool_overflows}});
+  }
   if (st.flags & HPFS_STAT_TIERED) {
     figures.insert(figures.end(), {{"local_bytes", st.local_bytes},
                                    {"local_segments", st.local_segments},

@@ -708,9 +708,12 @@ TEST_F(FilesystemTest, NewFileWithNameOfUnlinkedOpenFileIsSeparate) {
 TEST_F(FilesystemTest, TrashLeftByLastMountIsDeletedInTheBackground) {
   std::filesystem::create_directories(Trash() + "/leftover");
   std::filesystem::create_directories(Trash() + "/other/x");
+  // A write-back spool file a crash left with its name (between its
+  // creation and its unlink).
+  std::ofstream(Trash() + "/spool") << "held bytes";
   Remount(/*start_deleter=*/false);
-  EXPECT_EQ(fs_->PendingDeletions(), 2u);
-  EXPECT_EQ(ListBacking(Trash()).size(), 2u) << "Open itself deletes nothing";
+  EXPECT_EQ(fs_->PendingDeletions(), 3u);
+  EXPECT_EQ(ListBacking(Trash()).size(), 3u) << "Open itself deletes nothing";
   fs_->StartDeleter();
   EXPECT_TRUE(SettledTrash().empty());
 }

@@ -120,6 +120,12 @@ TEST(FormatStatTest, WritebackModeAndHeldBytesAreShown) {
   st.held_bytes = 8192;
   EXPECT_NE(FormatStatText(st, std::nullopt).find("\nmode=writeback\nheld_bytes=8192\n"), std::string::npos);
   EXPECT_NE(FormatStatJson(st, "a").find(", \"mode\": \"writeback\", \"held_bytes\": 8192, "), std::string::npos);
+  st.spooled_bytes = 4096;
+  st.spool_overflows = 3;
+  EXPECT_NE(FormatStatText(st, std::nullopt).find("\nspooled_bytes=4096\nspool_overflows=3\n"), std::string::npos);
+  EXPECT_NE(FormatStatJson(st, "a").find("\"spooled_bytes\": 4096, \"spool_overflows\": 3"), std::string::npos);
+  EXPECT_EQ(FormatStatText(SampleStat(), std::nullopt).find("spooled_bytes"), std::string::npos)
+      << "write-through mode has no spool";
 }
 
 TEST(FormatStatTest, TextNamesTheFileAndKeepsTheDamageOnOneLine) {

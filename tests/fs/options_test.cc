@@ -113,6 +113,21 @@ TEST(ApplyHpfsOptionTest, GapWaitIsTwoSecondsByDefaultAndBounded) {
   }
 }
 
+TEST(ApplyHpfsOptionTest, SpoolMaxIsOneGibibyteByDefaultAndTakesASize) {
+  DaemonOptions options;
+  EXPECT_EQ(options.config.spool_bound, uint64_t{1} << 30);
+  EXPECT_EQ(ApplyHpfsOption("spool_max=4G", options), true);
+  EXPECT_EQ(options.config.spool_bound, uint64_t{4} << 30);
+  EXPECT_EQ(ApplyHpfsOption("spool_max=0", options), true);
+  EXPECT_EQ(options.config.spool_bound, 0u);
+  for (const char* bad : {"spool_max", "spool_max=", "spool_max=1x", "spool_max=-1"}) {
+    auto r = ApplyHpfsOption(bad, options);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_NE(r.error().find("'spool_max'"), std::string::npos) << r.error();
+    EXPECT_EQ(options.config.spool_bound, 0u) << bad;
+  }
+}
+
 TEST(ApplyHpfsOptionTest, ZeroRetentionMeansNone) {
   DaemonOptions options;
   ASSERT_EQ(ApplyHpfsOption("retain_bytes=0", options), true);

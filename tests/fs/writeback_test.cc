@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <optional>
 #include <random>
 #include <string>
@@ -86,6 +87,15 @@ class WritebackTest : public ::testing::Test {
 
   void TearDown() override {
     if (handle_) fs_->Release(std::move(handle_));
+  }
+
+  size_t TrashEntries() {
+    size_t n = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(dir_.path() + "/.hpfs-trash")) {
+      (void)entry;
+      ++n;
+    }
+    return n;
   }
 
   TempDir dir_;
@@ -282,20 +292,116 @@ TEST_F(WritebackTest, TruncateDropsHeldBytesPastTheNewSize) {
   EXPECT_TRUE(fs_->Fsync(*handle_));
 }
 
-TEST_F(WritebackTest, ReorderBufferAtItsBoundFailsTheWriteWithEIO) {
+TEST_F(WritebackTest, HeldBytesPastTheMemoryBoundGoToTheSpoolAndLandInOrder) {
   config_.reorder_bound = 8;
   Open();
   ASSERT_EQ(CachedWrite(0, "a")->written, 1u);
-  Outcome* held = CachedWrite(4, "eeee");
-  Outcome* also_held = CachedWrite(8, "iiii");
+  EXPECT_EQ(CachedWrite(4, "eeee")->written, 4u);
+  EXPECT_EQ(CachedWrite(8, "iiii")->written, 4u);
+  EXPECT_EQ(fs_->SpooledWriteBytes(), 0u);
+  // Past the memory: answered at once all the same, the bytes on disk.
+  EXPECT_EQ(CachedWrite(12, "mmmm")->written, 4u);
+  EXPECT_EQ(CachedWrite(20, "uu")->written, 2u);
+  EXPECT_EQ(fs_->SpooledWriteBytes(), 6u);
+  EXPECT_EQ(fs_->HeldWriteBytes(), 14u);
+  auto st = fs_->IoctlStat(*handle_);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->held_bytes, 14u);
+  EXPECT_EQ(st->spooled_bytes, 6u);
+  EXPECT_EQ(st->spool_overflows, 0u);
+  EXPECT_EQ(TrashEntries(), 0u) << "the spool file has no name";
+  EXPECT_EQ(CachedWrite(1, "bcd")->written, 3u);
+  EXPECT_EQ(Content(), "abcdeeeeiiiimmmm");
+  EXPECT_EQ(fs_->SpooledWriteBytes(), 2u);
+  EXPECT_EQ(CachedWrite(16, "qrst")->written, 4u);
+  EXPECT_EQ(Content(), "abcdeeeeiiiimmmmqrstuu");
+  EXPECT_EQ(fs_->HeldWriteBytes(), 0u);
+  EXPECT_EQ(fs_->SpooledWriteBytes(), 0u);
+  EXPECT_TRUE(fs_->Fsync(*handle_));
+}
+
+TEST_F(WritebackTest, SpooledPageSentAgainIsComparedAndGrows) {
+  config_.reorder_bound = 0;
+  Open();
+  ASSERT_EQ(CachedWrite(0, "0123")->written, 4u);
+  EXPECT_EQ(CachedWrite(8, "89")->written, 2u);
+  EXPECT_EQ(CachedWrite(8, "89ab")->written, 4u);
+  EXPECT_EQ(CachedWrite(8, "89")->written, 2u);
+  EXPECT_EQ(fs_->SpooledWriteBytes(), 4u);
+  EXPECT_EQ(CachedWrite(8, "8Xab")->error, EPERM);
+  EXPECT_EQ(CachedWrite(4, "4567")->written, 4u);
+  EXPECT_EQ(Content(), "0123456789ab");
+  EXPECT_EQ(fs_->SpooledWriteBytes(), 0u);
+  EXPECT_TRUE(fs_->Fsync(*handle_));
+}
+
+TEST_F(WritebackTest, TruncateCutsSpooledBytes) {
+  config_.reorder_bound = 0;
+  Open();
+  ASSERT_EQ(CachedWrite(0, "0123")->written, 4u);
+  EXPECT_EQ(CachedWrite(8, "89ab")->written, 4u);
+  EXPECT_EQ(CachedWrite(16, "gh")->written, 2u);
+  AttrChange change;
+  change.size = 10;
+  ASSERT_TRUE(fs_->SetAttr(handle_->inode->id, change, handle_.get()));
+  EXPECT_EQ(fs_->SpooledWriteBytes(), 2u);
+  EXPECT_EQ(CachedWrite(4, "4567")->written, 4u);
+  EXPECT_EQ(Content(), "0123456789");
+  EXPECT_EQ(fs_->SpooledWriteBytes(), 0u);
+  EXPECT_TRUE(fs_->Fsync(*handle_));
+}
+
+TEST_F(WritebackTest, SpoolAtItsBoundFailsTheWriteAndEveryFsyncWithENOSPC) {
+  config_.reorder_bound = 4;
+  config_.spool_bound = 4;
+  Open();
+  ASSERT_EQ(CachedWrite(0, "a")->written, 1u);
+  EXPECT_EQ(CachedWrite(4, "eeee")->written, 4u);
+  EXPECT_EQ(CachedWrite(8, "iiii")->written, 4u);
   Outcome* over = CachedWrite(12, "m");
-  EXPECT_EQ(held->written, 4u);
-  EXPECT_EQ(also_held->written, 4u);
   ASSERT_TRUE(over->called);
-  EXPECT_EQ(over->error, EIO);
+  EXPECT_EQ(over->error, ENOSPC);
   EXPECT_EQ(fs_->HeldWriteBytes(), 8u);
+  auto st = fs_->IoctlStat(*handle_);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->spool_overflows, 1u);
+  // Nothing in front of the refused bytes is lost.
   EXPECT_EQ(CachedWrite(1, "bcd")->written, 3u);
   EXPECT_EQ(Content(), "abcdeeeeiiii");
+  auto synced = fs_->Fsync(*handle_);
+  ASSERT_FALSE(synced);
+  EXPECT_EQ(synced.error().value(), ENOSPC);
+  EXPECT_EQ(fs_->Flush(*handle_).error().value(), ENOSPC);
+}
+
+// The kernel's write-back passes send a file's pages in any order, more of
+// them than the memory holds: every request is answered in full at once,
+// and the file is the stream.
+TEST_F(WritebackTest, PagesInAnyOrderPastTheMemoryBoundEndAsTheStream) {
+  constexpr uint64_t kPage = 4096;
+  config_.reorder_bound = 3 * kPage;
+  Open();
+  std::mt19937_64 rng(11);
+  std::string stream;
+  for (int i = 0; i < 200; ++i) stream += std::string(kPage, static_cast<char>('a' + rng() % 26));
+  std::vector<std::pair<uint64_t, std::string>> requests;
+  for (uint64_t start = 0; start < stream.size(); start += kPage) {
+    requests.emplace_back(start, stream.substr(start, kPage));
+  }
+  std::shuffle(requests.begin(), requests.end(), rng);
+  uint64_t most_spooled = 0;
+  for (const auto& [offset, data] : requests) {
+    Outcome* outcome = CachedWrite(offset, data);
+    ASSERT_TRUE(outcome->called);
+    ASSERT_EQ(outcome->written, data.size()) << "error " << outcome->error;
+    most_spooled = std::max(most_spooled, fs_->SpooledWriteBytes());
+  }
+  EXPECT_GT(most_spooled, 100 * kPage);
+  EXPECT_EQ(fs_->HeldWriteBytes(), 0u);
+  auto plan = fs_->Read(*handle_, 0, stream.size() + 1);
+  ASSERT_TRUE(plan);
+  EXPECT_TRUE(Materialize(*plan) == stream) << "the file is not the stream";
+  EXPECT_TRUE(fs_->Fsync(*handle_));
 }
 
 TEST_F(WritebackTest, HeldWritesFailWhenTheWriteInFrontOfThemFails) {
