@@ -26,6 +26,8 @@ hpfile::Result<uint64_t> HeldSpool::Put(int dir_fd, const std::string& name, std
   }
   const uint64_t at = end_;
   if (auto written = hpfile::WriteFull(hpfile::PosixIo::Default(), fd_.get(), data, at); !written) {
+    // Nothing of it counts; an empty spool keeps no descriptor.
+    if (live_ == 0) fd_.Reset();
     return std::unexpected(written.error());
   }
   end_ += data.size();
