@@ -329,16 +329,19 @@ Result<void> Filesystem::PlaceHeldLocked(Inode& inode, uint64_t offset, HeldWrit
     if (spooled + length > config_.spool_bound) {
       ++queue.spool_overflows;
       spdlog::error("{}: the write-back spool is full ({} bytes held on disk, the bound spool_max); a write of "
-                    "[{}, {}) fails with ENOSPC, and so does every fsync and close of a writer of this file",
-                    DisplayName(inode), spooled, offset, offset + length);
-      if (!queue.late_error) queue.late_error = Errno(ENOSPC).error();
+                    "[{}, {}) fails with ENOSPC{}",
+                    DisplayName(inode), spooled, offset, offset + length,
+                    entry.direct ? "" : ", and so does every fsync and close of a writer of this file");
+      // A direct writer sees its error at write(2); the appenders' bytes
+      // are not lost by it.
+      if (!entry.direct && !queue.late_error) queue.late_error = Errno(ENOSPC).error();
       return Errno(ENOSPC);
     }
     auto at = queue.spool.Put(trash_fd_.get(), NewTrashName(), data);
     if (!at) {
       spdlog::error("{}: cannot spool the held write of [{}, {}) ({}); it fails", DisplayName(inode), offset,
                     offset + length, at.error().message());
-      if (!queue.late_error) queue.late_error = at.error();
+      if (!entry.direct && !queue.late_error) queue.late_error = at.error();
       return std::unexpected(at.error());
     }
     if (!reorder_bound_warned_.exchange(true)) {
@@ -402,6 +405,7 @@ Result<void> Filesystem::HoldLocked(Inode& inode, uint64_t offset, std::span<con
       // Placed anew as a whole, and the old bytes let go only once the new
       // ones are safe: a failure leaves the entry as it was.
       HeldWrite longer;
+      longer.direct = held.direct;
       if (auto r = PlaceHeldLocked(inode, offset, longer, data); !r) return r;
       ReleaseHeldLocked(queue, held);
       held.data = std::move(longer.data);

@@ -374,6 +374,23 @@ TEST_F(WritebackTest, SpoolAtItsBoundFailsTheWriteAndEveryFsyncWithENOSPC) {
   EXPECT_EQ(fs_->Flush(*handle_).error().value(), ENOSPC);
 }
 
+TEST_F(WritebackTest, DirectWritePastAFullSpoolFailsAloneAndTheAppendersLoseNothing) {
+  config_.reorder_bound = 0;
+  config_.spool_bound = 0;
+  Open();
+  auto direct = fs_->OpenFile(handle_->inode->id, O_WRONLY);
+  ASSERT_TRUE(direct);
+  ASSERT_EQ(CachedWrite(0, "ab")->written, 2u);
+  Outcome refused;
+  fs_->WriteBack(**direct, 8, Bytes("ij"), /*cached=*/false, Caller{}, refused.Recorder());
+  ASSERT_TRUE(refused.called);
+  EXPECT_EQ(refused.error, ENOSPC);
+  EXPECT_EQ(CachedWrite(0, "abcd")->written, 4u);
+  EXPECT_EQ(Content(), "abcd");
+  EXPECT_TRUE(fs_->Fsync(*handle_)) << "the direct writer's error is its own";
+  fs_->Release(std::move(*direct));
+}
+
 // The kernel's write-back passes send a file's pages in any order, more of
 // them than the memory holds: every request is answered in full at once,
 // and the file is the stream.
