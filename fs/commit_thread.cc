@@ -2,6 +2,7 @@
 #include "fs/commit_thread.h"
 
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -12,6 +13,34 @@
 #include "core/io.h"
 
 namespace hpfs {
+namespace {
+
+// syncfs of the mount `fd` is open on, from a child process that holds no
+// other descriptor. syncfs sleeps, unkillably, until the kernel's WRITE
+// requests are answered; in the daemon's own process a SIGKILL then left
+// that thread behind, its /dev/fuse descriptors open, so the connection
+// never ended, nothing answered the requests, and the mount, the writers
+// and the dead daemon hung for good (Linux 6.18). The parent's wait (vfork)
+// is killable: its death closes /dev/fuse, the kernel fails the requests,
+// and the child's syncfs returns. Returns syncfs's errno, 0 on success.
+int SyncfsOutsideTheDaemon(int fd) {
+  const pid_t pid = ::vfork();
+  if (pid == 0) {
+    // Only system calls here: the child shares the parent's memory.
+    if (fd > 0) ::close_range(0, static_cast<unsigned>(fd) - 1, 0);
+    ::close_range(static_cast<unsigned>(fd) + 1, ~0U, 0);
+    ::_exit(::syncfs(fd) == 0 ? 0 : (errno & 0xff));
+  }
+  if (pid < 0) return errno;
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return errno;
+  }
+  if (!WIFEXITED(status)) return EINTR;
+  return WEXITSTATUS(status);
+}
+
+}  // namespace
 
 CommitThread::CommitThread(Filesystem& fs, std::string mountpoint, std::chrono::seconds interval,
                            std::function<bool()> has_dirty)
@@ -50,7 +79,9 @@ void CommitThread::CommitNow() {
   }
   // Errors of the write-back itself reach the writers (fsync, close); a
   // failing syncfs here only means this commit did not happen.
-  if (::syncfs(fd->get()) != 0) spdlog::debug("commit: syncfs of {}: {}", mountpoint_, std::strerror(errno));
+  if (const int error = SyncfsOutsideTheDaemon(fd->get()); error != 0) {
+    spdlog::debug("commit: syncfs of {}: {}", mountpoint_, std::strerror(error));
+  }
   if (fs_.FinishCommit(number)) Request();
 }
 

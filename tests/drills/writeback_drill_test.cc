@@ -238,6 +238,39 @@ TEST_F(WritebackDrill, EnospcReachesFsyncAndLosesNothingBeforeIt) {
   Unmount();
 }
 
+// A SIGKILL while the commit's syncfs waits: a close writes the file's pages
+// back holding the inode (write_inode_now) and waits for a WRITE the test
+// hook holds up in its handler; the commit's syncfs waits for the kernel's
+// flusher, which waits for that inode. syncfs sleeps unkillably, so in the
+// daemon's own process it kept the dead daemon and its /dev/fuse
+// descriptors around, and with them the mount and the writer, for good.
+TEST_F(WritebackDrill, SigkillDuringACommitEndsTheDaemon) {
+  ASSERT_EQ(::setenv("HPFS_TEST_DELAY_WRITE", "0:15000", 1), 0);
+  Mount({"-o", "writeback,commit=1,segment_size=1M"});
+  ::unsetenv("HPFS_TEST_DELAY_WRITE");
+  struct stat mount_stat;
+  ASSERT_EQ(::stat(mnt_.c_str(), &mount_stat), 0) << std::strerror(errno);
+  const int fd = ::open(M("f").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_EQ(AppendPattern(fd, 0, 65536), 65536) << std::strerror(errno);
+  std::thread closer([fd] { ::close(fd); });  // fails on the dead mount
+  ASSERT_TRUE(Eventually([&] { return daemon_->Log().find("delaying the WRITE at offset 0") != std::string::npos; },
+                         seconds(10)))
+      << daemon_->Log();
+  std::this_thread::sleep_for(seconds(3));  // commits meanwhile
+  ASSERT_EQ(::kill(daemon_->pid(), SIGKILL), 0);
+  const int status = daemon_->WaitExit(seconds(5));
+  std::optional<std::string> aborted;
+  const bool died = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+  if (!died) aborted = AbortConnection(mnt_, mount_stat.st_dev);
+  closer.join();
+  if (!died) daemon_->WaitExit(seconds(20));
+  daemon_->Stop();
+  EXPECT_TRUE(died) << "the daemon did not die (status " << status << "); connection aborted"
+                    << (aborted ? ": " + *aborted : std::string());
+  EXPECT_FALSE(mount_test::IsMountPoint(mnt_));
+}
+
 // Write-back sends the pages of one file in several requests that the
 // daemon's threads may handle in any order. The test hook holds up the first
 // one (HPFS_TEST_DELAY_WRITE): the later ones arrive first and wait in the
