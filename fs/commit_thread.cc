@@ -13,16 +13,8 @@
 #include "core/io.h"
 
 namespace hpfs {
-namespace {
 
-// syncfs of the mount `fd` is open on, from a child process that holds no
-// other descriptor. syncfs sleeps, unkillably, until the kernel's WRITE
-// requests are answered; in the daemon's own process a SIGKILL then left
-// that thread behind, its /dev/fuse descriptors open, so the connection
-// never ended, nothing answered the requests, and the mount, the writers
-// and the dead daemon hung for good (Linux 6.18). The parent's wait (vfork)
-// is killable: its death closes /dev/fuse, the kernel fails the requests,
-// and the child's syncfs returns. Returns syncfs's errno, 0 on success.
+// Why a child: commit_thread.h.
 int SyncfsOutsideTheDaemon(int fd) {
   const pid_t pid = ::vfork();
   if (pid == 0) {
@@ -39,8 +31,6 @@ int SyncfsOutsideTheDaemon(int fd) {
   if (!WIFEXITED(status)) return EINTR;
   return WEXITSTATUS(status);
 }
-
-}  // namespace
 
 CommitThread::CommitThread(Filesystem& fs, std::string mountpoint, std::chrono::seconds interval,
                            std::function<bool()> has_dirty)

@@ -17,6 +17,17 @@
 
 namespace hpfs {
 
+// syncfs of the mount `fd` is open on, from a child process that holds no
+// other descriptor. syncfs sleeps, unkillably, until the kernel's WRITE
+// requests are answered; in the daemon's own process a SIGKILL then left
+// that thread behind, its /dev/fuse descriptors open, so the connection
+// never ended, nothing answered the requests, and the mount, the writers
+// and the dead daemon hung for good (Linux 6.18). The parent's wait (vfork)
+// is killable: its death closes /dev/fuse, the kernel fails the requests,
+// and the child's syncfs returns. Returns syncfs's errno, 0 on success.
+// The commit and the write-back before a graceful stop both use it.
+[[nodiscard]] int SyncfsOutsideTheDaemon(int fd);
+
 class CommitThread {
  public:
   // `interval` zero: commits only when the Filesystem asks (a held direct

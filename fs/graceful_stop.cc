@@ -12,6 +12,8 @@
 #include <fuse_lowlevel.h>
 #include <spdlog/spdlog.h>
 
+#include "fs/commit_thread.h"
+
 namespace hpfs {
 namespace {
 
@@ -54,8 +56,9 @@ void GracefulStop::WaitForSignal() {
   }
   spdlog::info("{}: writing back the appends the kernel still holds, then unmounting", ::strsignal(signo));
   const int fd = ::open(mountpoint_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0 || ::syncfs(fd) != 0) {
-    spdlog::error("write-back before unmounting {} failed: {}", mountpoint_, std::strerror(errno));
+  // (A SIGKILL may come while it waits: commit_thread.h.)
+  if (const int error = fd < 0 ? errno : SyncfsOutsideTheDaemon(fd); error != 0) {
+    spdlog::error("write-back before unmounting {} failed: {}", mountpoint_, std::strerror(error));
   }
   if (fd >= 0) ::close(fd);
   fuse_session_exit(session_);
