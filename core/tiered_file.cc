@@ -194,11 +194,17 @@ TierResult<bool> TieredFile::OffloadOldest() {
   if (!st) return std::unexpected(TierErrorOf(st.error(), "stat " + path));
   auto remote = UploadSegment(io_, options_.config, file_.dir(), file_id_, manifest.chunk_size, oldest);
   if (!remote) return std::unexpected(remote.error());
+  const auto step = [this](OffloadStep done) {
+    if (options_.after_step) options_.after_step(done);
+  };
+  step(OffloadStep::kPut);
   remote->last_write = st->st_mtim.tv_sec;
   if (manifest.segments.empty()) manifest.head = file_.Head();
   manifest.segments.push_back(std::move(*remote));
   if (auto committed = CommitManifestLocked(std::move(manifest)); !committed) return std::unexpected(committed.error());
+  step(OffloadStep::kRecord);
   if (auto pruned = DropLocalCopyTo(slot_end); !pruned) return std::unexpected(pruned.error());
+  step(OffloadStep::kDelete);
   return true;
 }
 

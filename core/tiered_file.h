@@ -35,6 +35,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -50,8 +51,14 @@
 
 namespace hpfile {
 
+// The steps of an offload (see the order above), for a test hook.
+enum class OffloadStep { kPut, kRecord, kDelete };
+
 struct TieredFileOptions {
   TierStoreConfig config;
+  // Called after each step of an offload of a segment that was not yet
+  // remote; unset in production. Crash drills stop the process there.
+  std::function<void(OffloadStep)> after_step;
   // Where remote ranges are read from; null: such reads fail with EIO.
   RemoteSegmentSource* source = nullptr;
   Io* io = nullptr;  // nullptr: PosixIo::Default()

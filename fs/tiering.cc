@@ -8,10 +8,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
 #include "core/tier_uploader.h"
+#include "fs/test_hooks.h"
 
 namespace hpfs {
 
@@ -50,6 +52,14 @@ std::expected<std::unique_ptr<Tiering>, std::string> Tiering::Create(const Confi
   }
   if (::access(tiering->cache_dir_.c_str(), R_OK | W_OK | X_OK) != 0) {
     return std::unexpected("tiered storage: cannot use " + tiering->cache_dir_ + ": " + std::strerror(errno));
+  }
+  if (const char* kill_after = std::getenv("HPFS_TEST_TIER_KILL_AFTER")) {
+    const auto step = ParseTierKillStep(kill_after);
+    if (!step) {
+      return std::unexpected("HPFS_TEST_TIER_KILL_AFTER must be put, record or delete, not '" + std::string(kill_after) +
+                             "'");
+    }
+    tiering->after_step_ = KillAfterStep(*step);
   }
   spdlog::info("tiered storage: s3://{}/{} at {}", url->bucket, url->prefix, endpoint);
   return tiering;
@@ -99,7 +109,7 @@ hpfile::Result<std::shared_ptr<hpfile::TieredFile>> Tiering::For(const std::shar
     return std::unexpected(std::error_code(EIO, std::generic_category()));
   }
   if (auto known = files_[file.get()].lock()) return known;
-  auto opened = hpfile::TieredFile::Open(*file, hpfile::TieredFileOptions{.config = store_config_, .source = cache_.get()});
+  auto opened = hpfile::TieredFile::Open(*file, hpfile::TieredFileOptions{.config = store_config_, .after_step = after_step_, .source = cache_.get()});
   if (!opened) {
     files_.erase(file.get());
     spdlog::error("tiered storage: {}", opened.error().message);

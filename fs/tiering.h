@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <expected>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -70,6 +71,7 @@ class Tiering {
   std::string cache_dir_;
   std::unique_ptr<hpfile::S3Client> client_;
   hpfile::TierStoreConfig store_config_;
+  std::function<void(hpfile::OffloadStep)> after_step_;  // HPFS_TEST_TIER_KILL_AFTER
   std::unique_ptr<hpfile::ChunkCache> cache_;
   std::mutex mu_;
   std::map<const hpfile::HPFile*, std::weak_ptr<hpfile::TieredFile>> files_;  // mu_
