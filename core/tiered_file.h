@@ -139,6 +139,20 @@ class TieredFile {
   std::shared_ptr<const Manifest> manifest_;
 };
 
+// Deletes every object of the tiered file whose directory `dir` no longer
+// has a name (an unlinked file's, in the trash), for its owner to remove the
+// directory after. In this order, so that neither a crash nor a failure
+// leaves a manifest naming a missing object, or an object nobody finds:
+//   1. the objects under the file's prefix are listed (which also finds an
+//      upload that was never recorded);
+//   2. the manifest's segments move to its `deleting` lines (durably): from
+//      here on `hpfsctl check --remote` counts them as orphans to delete;
+//   3. the listed objects and those of the lines are deleted;
+//   4. the manifest goes.
+// Nothing to do without a manifest. Retryable errors leave the rest for the
+// next call; the objects already deleted stay deleted.
+[[nodiscard]] TierResult<void> DeleteTieredFileObjects(Io& io, const TierStoreConfig& config, const std::string& dir);
+
 // What CheckRemote found under a bucket prefix.
 struct RemoteCheckReport {
   // Objects a manifest names that the store does not have.

@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,8 +12,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <utility>
+#include <vector>
 
+#include "core/format.h"
+#include "core/io.h"
+#include "core/text_file.h"
 #include "core/tier_uploader.h"
+#include "fs/backing_dir.h"
 #include "fs/test_hooks.h"
 
 namespace hpfs {
@@ -89,10 +95,54 @@ void Tiering::Failed(const hpfile::HPFile& file, std::chrono::steady_clock::time
   const auto id = file.GetMeta().file_id;
   if (!id) return;
   std::lock_guard lock(mu_);
-  Backoff& b = backoff_[*id];
+  Lengthen(backoff_[*id], now);
+}
+
+void Tiering::Lengthen(Backoff& b, std::chrono::steady_clock::time_point now) {
   b.delay = std::min<std::chrono::seconds>(kMaxBackoff, b.delay == std::chrono::seconds(0) ? std::chrono::seconds(1)
                                                                                            : b.delay * 2);
   b.until = now + b.delay;
+}
+
+bool Tiering::TakeUnlinked(int trash_fd, const std::string& name) {
+  const std::string manifest = name + "/" + std::string(hpfile::format::kRemoteManifestName);
+  if (::faccessat(trash_fd, manifest.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) != 0) return false;
+  std::lock_guard lock(mu_);
+  unlinked_.try_emplace(name);
+  return true;
+}
+
+size_t Tiering::DeleteUnlinked(int trash_fd, std::chrono::steady_clock::time_point now) {
+  std::vector<std::string> due;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [name, b] : unlinked_) {
+      if (now >= b.until) due.push_back(name);
+    }
+  }
+  for (const std::string& name : due) {
+    // The entry's path through the trash's descriptor: the trash may be
+    // reached by no path that stays valid.
+    const std::string dir = ProcFdPath(trash_fd) + "/" + name;
+    auto deleted = hpfile::DeleteTieredFileObjects(hpfile::PosixIo::Default(), store_config_, dir);
+    if (deleted) {
+      if (auto removed = hpfile::RemoveTreeAt(trash_fd, name); !removed) {
+        spdlog::warn("cannot delete {}/{}: {} (retried at the next mount)", hpfile::format::kTrashName, name,
+                     removed.error().message());
+      }
+    } else {
+      spdlog::warn("tiered storage: the objects of a deleted file ({}/{}): {} (retried later)",
+                   hpfile::format::kTrashName, name, deleted.error().message);
+    }
+    std::lock_guard lock(mu_);
+    if (deleted) {
+      unlinked_.erase(name);
+    } else {
+      Lengthen(unlinked_[name], now);
+    }
+  }
+  std::lock_guard lock(mu_);
+  return unlinked_.size();
 }
 
 void Tiering::Succeeded(const hpfile::HPFile& file) {
