@@ -194,11 +194,17 @@ TierResult<bool> TieredFile::OffloadOldest() {
   if (!st) return std::unexpected(TierErrorOf(st.error(), "stat " + path));
   auto remote = UploadSegment(io_, options_.config, file_.dir(), file_id_, manifest.chunk_size, oldest);
   if (!remote) return std::unexpected(remote.error());
+  const auto step = [this](OffloadStep done) {
+    if (options_.after_step) options_.after_step(done);
+  };
+  step(OffloadStep::kPut);
   remote->last_write = st->st_mtim.tv_sec;
   if (manifest.segments.empty()) manifest.head = file_.Head();
   manifest.segments.push_back(std::move(*remote));
   if (auto committed = CommitManifestLocked(std::move(manifest)); !committed) return std::unexpected(committed.error());
+  step(OffloadStep::kRecord);
   if (auto pruned = DropLocalCopyTo(slot_end); !pruned) return std::unexpected(pruned.error());
+  step(OffloadStep::kDelete);
   return true;
 }
 
@@ -299,6 +305,39 @@ Result<void> TieredFile::Truncate(uint64_t n) {
   const bool has_remote = !GetManifest().segments.empty();
   if (has_remote && n < file_.Head()) return Errno(EPERM);
   return file_.Truncate(n);
+}
+
+TierResult<void> DeleteTieredFileObjects(Io& io, const TierStoreConfig& config, const std::string& dir) {
+  auto read = ReadManifest(io, dir);
+  if (!read) return std::unexpected(TierErrorOf(read.error(), StrCat("read ", dir, "/", format::kRemoteManifestName)));
+  if (!read->has_value()) return {};
+  Manifest manifest = std::move(**read);
+  // The listing first: a store that does not answer leaves the manifest as
+  // it was, every object still recorded.
+  auto listed = WithRetries(config.retry, [&] {
+    return ListAllObjects(*config.store, TierFilePrefix(config.prefix, manifest.file_id));
+  });
+  if (!listed) return std::unexpected(TierErrorOf(listed.error()));
+  if (!manifest.segments.empty()) {
+    for (const RemoteSegment& s : manifest.segments) manifest.deleting.push_back(s.name());
+    manifest.segments.clear();
+    if (auto written = WriteManifest(io, dir, manifest); !written) {
+      return std::unexpected(TierErrorOf(written.error(), StrCat("write ", dir, "/", format::kRemoteManifestName)));
+    }
+  }
+  std::vector<std::string> keys;
+  for (const SegmentName& d : manifest.deleting) keys.push_back(TierObjectKey(config.prefix, manifest.file_id, d));
+  for (ObjectInfo& o : *listed) keys.push_back(std::move(o.key));
+  std::ranges::sort(keys);
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  for (const std::string& key : keys) {
+    auto deleted = WithRetries(config.retry, [&] { return config.store->Delete(key); });
+    if (!deleted) return std::unexpected(TierErrorOf(deleted.error()));
+  }
+  if (auto removed = io.Unlink(StrCat(dir, "/", format::kRemoteManifestName)); !removed) {
+    return std::unexpected(TierErrorOf(removed.error(), StrCat("remove ", dir, "/", format::kRemoteManifestName)));
+  }
+  return {};
 }
 
 TierResult<RemoteCheckReport> CheckRemote(const TierStoreConfig& config, const std::vector<Manifest>& manifests,

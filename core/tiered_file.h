@@ -35,6 +35,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -50,8 +51,14 @@
 
 namespace hpfile {
 
+// The steps of an offload (see the order above), for a test hook.
+enum class OffloadStep { kPut, kRecord, kDelete };
+
 struct TieredFileOptions {
   TierStoreConfig config;
+  // Called after each step of an offload of a segment that was not yet
+  // remote; unset in production. Crash drills stop the process there.
+  std::function<void(OffloadStep)> after_step;
   // Where remote ranges are read from; null: such reads fail with EIO.
   RemoteSegmentSource* source = nullptr;
   Io* io = nullptr;  // nullptr: PosixIo::Default()
@@ -131,6 +138,20 @@ class TieredFile {
   mutable std::mutex manifest_mu_;
   std::shared_ptr<const Manifest> manifest_;
 };
+
+// Deletes every object of the tiered file whose directory `dir` no longer
+// has a name (an unlinked file's, in the trash), for its owner to remove the
+// directory after. In this order, so that neither a crash nor a failure
+// leaves a manifest naming a missing object, or an object nobody finds:
+//   1. the objects under the file's prefix are listed (which also finds an
+//      upload that was never recorded);
+//   2. the manifest's segments move to its `deleting` lines (durably): from
+//      here on `hpfsctl check --remote` counts them as orphans to delete;
+//   3. the listed objects and those of the lines are deleted;
+//   4. the manifest goes.
+// Nothing to do without a manifest. Retryable errors leave the rest for the
+// next call; the objects already deleted stay deleted.
+[[nodiscard]] TierResult<void> DeleteTieredFileObjects(Io& io, const TierStoreConfig& config, const std::string& dir);
 
 // What CheckRemote found under a bucket prefix.
 struct RemoteCheckReport {

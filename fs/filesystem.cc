@@ -124,6 +124,10 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(const std::string& backing_
       return Errno(EINVAL);
     }
     fs->tiering_ = std::move(*tiering);
+    // An unlinked tiered file leaves the trash once its objects are gone.
+    fs->deleter_.SetTakeOver([raw = fs.get()](const std::string& name) {
+      return raw->tiering_->TakeUnlinked(raw->trash_fd_.get(), name);
+    });
   }
   auto root_inode = std::make_shared<Inode>(Kind::kDirectory, st.st_dev, st.st_ino, std::move(*root_fd_copy));
   // Handles work where both calls do: the backing filesystem exports them

@@ -118,6 +118,7 @@ struct TierPass {
   size_t files_checked = 0;        // tiered files looked at (not backing off)
   size_t segments_offloaded = 0;   // segments that went to the store
   size_t objects_pending = 0;      // dropped objects whose deletion failed, to retry
+  size_t unlinked_pending = 0;     // unlinked tiered files whose objects are still to delete
   size_t entries_walked = 0;
   bool round_complete = false;
 };

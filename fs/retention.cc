@@ -228,6 +228,7 @@ TierPass Filesystem::RunTierPass(int64_t now, size_t max_walk) {
   });
   pass.entries_walked = step.entries_walked;
   pass.round_complete = step.round_complete;
+  pass.unlinked_pending = tiering_->DeleteUnlinked(trash_fd_.get(), std::chrono::steady_clock::now());
   return pass;
 }
 

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "fs/test_hooks.h"
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <charconv>
 #include <thread>
 
@@ -27,6 +30,22 @@ void DelayIfChosen(DelayedWrite* chosen, off_t off) {
   if (chosen->done.exchange(true)) return;
   spdlog::warn("test hook: delaying the WRITE at offset {} by {} ms", off, chosen->delay.count());
   std::this_thread::sleep_for(chosen->delay);
+}
+
+std::optional<hpfile::OffloadStep> ParseTierKillStep(std::string_view text) {
+  if (text == "put") return hpfile::OffloadStep::kPut;
+  if (text == "record") return hpfile::OffloadStep::kRecord;
+  if (text == "delete") return hpfile::OffloadStep::kDelete;
+  return std::nullopt;
+}
+
+std::function<void(hpfile::OffloadStep)> KillAfterStep(hpfile::OffloadStep step) {
+  return [step](hpfile::OffloadStep done) {
+    if (done != step) return;
+    spdlog::warn("test hook: killing the daemon after step {} of an offload", static_cast<int>(step));
+    spdlog::default_logger()->flush();
+    ::kill(::getpid(), SIGKILL);
+  };
 }
 
 }  // namespace hpfs

@@ -8,9 +8,12 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string_view>
 #include <utility>
+
+#include "core/tiered_file.h"
 
 namespace hpfs {
 
@@ -29,5 +32,12 @@ std::optional<std::pair<uint64_t, std::chrono::milliseconds>> ParseDelayedWrite(
 // Holds up the calling worker thread if `chosen` picks the WRITE at `off`,
 // once; libfuse starts another thread for the requests that come meanwhile.
 void DelayIfChosen(DelayedWrite* chosen, off_t off);
+
+// A test hook (HPFS_TEST_TIER_KILL_AFTER=put|record|delete, hpfs(8)
+// ENVIRONMENT): the daemon SIGKILLs itself right after that step of its
+// first offload of a segment, as a crash there would leave things.
+std::optional<hpfile::OffloadStep> ParseTierKillStep(std::string_view text);
+// The hook for TieredFileOptions::after_step that does it.
+std::function<void(hpfile::OffloadStep)> KillAfterStep(hpfile::OffloadStep step);
 
 }  // namespace hpfs

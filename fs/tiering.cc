@@ -3,15 +3,23 @@
 
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
+#include <vector>
 
+#include "core/format.h"
+#include "core/io.h"
+#include "core/text_file.h"
 #include "core/tier_uploader.h"
+#include "fs/backing_dir.h"
+#include "fs/test_hooks.h"
 
 namespace hpfs {
 
@@ -51,6 +59,14 @@ std::expected<std::unique_ptr<Tiering>, std::string> Tiering::Create(const Confi
   if (::access(tiering->cache_dir_.c_str(), R_OK | W_OK | X_OK) != 0) {
     return std::unexpected("tiered storage: cannot use " + tiering->cache_dir_ + ": " + std::strerror(errno));
   }
+  if (const char* kill_after = std::getenv("HPFS_TEST_TIER_KILL_AFTER")) {
+    const auto step = ParseTierKillStep(kill_after);
+    if (!step) {
+      return std::unexpected("HPFS_TEST_TIER_KILL_AFTER must be put, record or delete, not '" + std::string(kill_after) +
+                             "'");
+    }
+    tiering->after_step_ = KillAfterStep(*step);
+  }
   spdlog::info("tiered storage: s3://{}/{} at {}", url->bucket, url->prefix, endpoint);
   return tiering;
 }
@@ -79,10 +95,54 @@ void Tiering::Failed(const hpfile::HPFile& file, std::chrono::steady_clock::time
   const auto id = file.GetMeta().file_id;
   if (!id) return;
   std::lock_guard lock(mu_);
-  Backoff& b = backoff_[*id];
+  Lengthen(backoff_[*id], now);
+}
+
+void Tiering::Lengthen(Backoff& b, std::chrono::steady_clock::time_point now) {
   b.delay = std::min<std::chrono::seconds>(kMaxBackoff, b.delay == std::chrono::seconds(0) ? std::chrono::seconds(1)
                                                                                            : b.delay * 2);
   b.until = now + b.delay;
+}
+
+bool Tiering::TakeUnlinked(int trash_fd, const std::string& name) {
+  const std::string manifest = name + "/" + std::string(hpfile::format::kRemoteManifestName);
+  if (::faccessat(trash_fd, manifest.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) != 0) return false;
+  std::lock_guard lock(mu_);
+  unlinked_.try_emplace(name);
+  return true;
+}
+
+size_t Tiering::DeleteUnlinked(int trash_fd, std::chrono::steady_clock::time_point now) {
+  std::vector<std::string> due;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [name, b] : unlinked_) {
+      if (now >= b.until) due.push_back(name);
+    }
+  }
+  for (const std::string& name : due) {
+    // The entry's path through the trash's descriptor: the trash may be
+    // reached by no path that stays valid.
+    const std::string dir = ProcFdPath(trash_fd) + "/" + name;
+    auto deleted = hpfile::DeleteTieredFileObjects(hpfile::PosixIo::Default(), store_config_, dir);
+    if (deleted) {
+      if (auto removed = hpfile::RemoveTreeAt(trash_fd, name); !removed) {
+        spdlog::warn("cannot delete {}/{}: {} (retried at the next mount)", hpfile::format::kTrashName, name,
+                     removed.error().message());
+      }
+    } else {
+      spdlog::warn("tiered storage: the objects of a deleted file ({}/{}): {} (retried later)",
+                   hpfile::format::kTrashName, name, deleted.error().message);
+    }
+    std::lock_guard lock(mu_);
+    if (deleted) {
+      unlinked_.erase(name);
+    } else {
+      Lengthen(unlinked_[name], now);
+    }
+  }
+  std::lock_guard lock(mu_);
+  return unlinked_.size();
 }
 
 void Tiering::Succeeded(const hpfile::HPFile& file) {
@@ -99,7 +159,7 @@ hpfile::Result<std::shared_ptr<hpfile::TieredFile>> Tiering::For(const std::shar
     return std::unexpected(std::error_code(EIO, std::generic_category()));
   }
   if (auto known = files_[file.get()].lock()) return known;
-  auto opened = hpfile::TieredFile::Open(*file, hpfile::TieredFileOptions{.config = store_config_, .source = cache_.get()});
+  auto opened = hpfile::TieredFile::Open(*file, hpfile::TieredFileOptions{.config = store_config_, .after_step = after_step_, .source = cache_.get()});
   if (!opened) {
     files_.erase(file.get());
     spdlog::error("tiered storage: {}", opened.error().message);

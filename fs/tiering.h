@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <expected>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -63,6 +64,16 @@ class Tiering {
 
   const hpfile::TierStoreConfig& store_config() const { return store_config_; }
 
+  // Unlinked files. Whether the trash entry `name` (in the directory
+  // `trash_fd`) is a tiered file with a manifest: then it is queued here,
+  // stays in the trash (the manifest keeps its objects known to `hpfsctl
+  // check --remote`) and DeleteUnlinked deletes it.
+  bool TakeUnlinked(int trash_fd, const std::string& name);
+  // Deletes the objects of each queued entry not backing off
+  // (hpfile::DeleteTieredFileObjects), then the entry. A failure is logged
+  // and retried after a backoff as for Failed. Returns how many remain.
+  size_t DeleteUnlinked(int trash_fd, std::chrono::steady_clock::time_point now);
+
  private:
   Tiering() = default;
 
@@ -70,6 +81,7 @@ class Tiering {
   std::string cache_dir_;
   std::unique_ptr<hpfile::S3Client> client_;
   hpfile::TierStoreConfig store_config_;
+  std::function<void(hpfile::OffloadStep)> after_step_;  // HPFS_TEST_TIER_KILL_AFTER
   std::unique_ptr<hpfile::ChunkCache> cache_;
   std::mutex mu_;
   std::map<const hpfile::HPFile*, std::weak_ptr<hpfile::TieredFile>> files_;  // mu_
@@ -77,8 +89,11 @@ class Tiering {
     std::chrono::seconds delay{0};
     std::chrono::steady_clock::time_point until;
   };
+  static void Lengthen(Backoff& b, std::chrono::steady_clock::time_point now);
   // By the file's id: an HPFile opened again keeps its backoff.
   std::map<std::string, Backoff> backoff_;  // mu_
+  // Trash entries whose objects are still to delete, by name.
+  std::map<std::string, Backoff> unlinked_;  // mu_
 };
 
 }  // namespace hpfs

@@ -68,6 +68,8 @@ void TrashDeleter::SetOnPrunedDeleted(std::function<void(const Inode&)> deleted)
   on_pruned_deleted_ = std::move(deleted);
 }
 
+void TrashDeleter::SetTakeOver(std::function<bool(const std::string& name)> take) { take_over_ = std::move(take); }
+
 void TrashDeleter::DeletePrunedNow(hpfile::HPFile& file) {
   for (;;) {
     {
@@ -142,6 +144,7 @@ void TrashDeleter::Delete(Item& item) {
   item.file.reset();
   item.inode.reset();
   if (item.kind != Item::Kind::kTrashEntry) return;
+  if (take_over_ && take_over_(item.name)) return;
   if (auto r = hpfile::RemoveTreeAt(trash_fd_, item.name); !r) {
     spdlog::warn("cannot delete {}/{}: {} (retried at the next mount)", hpfile::format::kTrashName, item.name,
                  r.error().message());

@@ -48,6 +48,10 @@ class TrashDeleter {
   // file: its size on disk fell, which the kernel's cached attributes do not
   // know. Set before Start.
   void SetOnPrunedDeleted(std::function<void(const Inode&)> deleted);
+  // Asked before a trash entry is deleted: true takes the entry over (the
+  // callee deletes it later, as tiered storage does once a file's objects
+  // are gone), and the deleter leaves it. Set before Start.
+  void SetTakeOver(std::function<bool(const std::string& name)> take);
 
   // Queues the deletion of trash entry `name`. `file`, when set, is the
   // entry's HPFile, closed (its last reference dropped) first, off the
@@ -93,6 +97,7 @@ class TrashDeleter {
   };
   void EnqueueFileItem(Item::Kind kind, std::shared_ptr<hpfile::HPFile> file, std::shared_ptr<const Inode> inode);
   std::function<void(const Inode&)> on_pruned_deleted_;
+  std::function<bool(const std::string&)> take_over_;
 
 
   void Run();

@@ -121,6 +121,37 @@ std::map<std::string, std::string> KeyValues(const std::string& text) {
   return out;
 }
 
+BackgroundShell::BackgroundShell(const std::string& script, const std::string& output_path) {
+  const pid_t parent = ::getpid();
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    ::setpgid(0, 0);
+    const int out = ::open(output_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out < 0 || ::dup2(out, 1) < 0) ::_exit(127);
+    const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+      ::dup2(null, 0);
+      ::dup2(null, 2);
+    }
+    ::execl("/bin/bash", "bash", "-c", script.c_str(), nullptr);
+    ::_exit(127);
+  }
+  // Also here, so that a Stop right after the fork reaches the group.
+  if (pid_ > 0) ::setpgid(pid_, pid_);
+}
+
+BackgroundShell::~BackgroundShell() { Stop(); }
+
+void BackgroundShell::Stop() {
+  if (pid_ <= 0) return;
+  ::kill(-pid_, SIGKILL);
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
 ShellResult Shell(const std::string& script, std::chrono::seconds timeout) {
   ShellResult result;
   int pipe_fds[2];

@@ -55,6 +55,25 @@ struct ShellResult {
 // Runs `script` with bash -c, killing its process group after `timeout`.
 ShellResult Shell(const std::string& script, std::chrono::seconds timeout = std::chrono::seconds(120));
 
+// `script` run with bash -c in the background (its own process group), for
+// a reader that follows a file while the test goes on (`tail -f`). Its
+// output goes to a file, not a pipe, so it never blocks on a full pipe.
+// Killed with its group by Stop or the destructor, and by the kernel when
+// the test process dies.
+class BackgroundShell {
+ public:
+  BackgroundShell(const std::string& script, const std::string& output_path);
+  ~BackgroundShell();  // Stop()s
+  BackgroundShell(const BackgroundShell&) = delete;
+  BackgroundShell& operator=(const BackgroundShell&) = delete;
+  bool running() const { return pid_ > 0; }
+  // SIGKILLs the group and reaps the shell; idempotent.
+  void Stop();
+
+ private:
+  pid_t pid_ = -1;
+};
+
 // A fresh directory under /tmp, removed (after any mount in it is gone) on
 // destruction.
 class ScratchDir {

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -56,7 +57,7 @@ bool Reaped(pid_t pid, std::chrono::milliseconds limit) {
 }  // namespace
 
 std::expected<std::unique_ptr<TestServer>, std::string> TestServer::StartS3rver(const std::string& bucket) {
-  return Start("HPFS_S3RVER", {"", "-d", "{data}", "-a", "127.0.0.1", "-p", "0", "--configure-bucket", bucket});
+  return Start("HPFS_S3RVER", {"", "-d", "{data}", "-a", "127.0.0.1", "-p", "{port}", "--configure-bucket", bucket});
 }
 
 std::expected<std::unique_ptr<TestServer>, std::string> TestServer::StartSigV4Checker() {
@@ -75,16 +76,28 @@ std::expected<std::unique_ptr<TestServer>, std::string> TestServer::Start(const 
   if (mkdtemp(templ.data()) == nullptr) return std::unexpected("mkdtemp: " + std::string(strerror(errno)));
   std::unique_ptr<TestServer> server(new TestServer());
   server->dir_ = templ;
-  const std::string log = templ + "/log";
   const std::string data = templ + "/data";
   std::filesystem::create_directory(data);
   argv[0] = bin;
   for (std::string& arg : argv) {
     if (arg == "{data}") arg = data;
   }
+  server->argv_ = std::move(argv);
+  if (auto spawned = server->Spawn(); !spawned) return std::unexpected(spawned.error());
+  return server;
+}
+
+std::expected<void, std::string> TestServer::Spawn() {
+  const std::string log = dir_ + "/log";
+  std::vector<std::string> argv = argv_;
+  for (std::string& arg : argv) {
+    if (arg == "{port}") arg = std::to_string(port_);
+  }
   std::vector<char*> args;
   for (std::string& arg : argv) args.push_back(arg.data());
   args.push_back(nullptr);
+  // A restart appends: the log of the first run stays for failures.
+  const size_t log_start = ReadAll(log).size();
 
   const pid_t parent = getpid();
   const pid_t pid = fork();
@@ -94,7 +107,7 @@ std::expected<std::unique_ptr<TestServer>, std::string> TestServer::Start(const 
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);
     setpgid(0, 0);
-    const int out = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    const int out = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (out < 0 || dup2(out, STDOUT_FILENO) < 0 || dup2(out, STDERR_FILENO) < 0) _exit(127);
     // s3rver makes its continuation tokens with DES, which OpenSSL 3 keeps
     // in its legacy provider: without it every truncated listing is a 500.
@@ -102,26 +115,43 @@ std::expected<std::unique_ptr<TestServer>, std::string> TestServer::Start(const 
     execv(args[0], args.data());
     _exit(127);
   }
-  server->pid_ = pid;
+  pid_ = pid;
 
   const std::regex listening(R"(listening on 127\.0\.0\.1:([0-9]+))");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (true) {
     std::smatch match;
-    const std::string output = ReadAll(log);
+    const std::string all = ReadAll(log);
+    const std::string output = all.substr(std::min(log_start, all.size()));
     if (std::regex_search(output, match, listening)) {
-      server->port_ = std::stoi(match[1]);
-      if (Accepts(server->port_)) return server;
+      port_ = std::stoi(match[1]);
+      if (Accepts(port_)) return {};
     }
     if (waitpid(pid, nullptr, WNOHANG) == pid) {
-      server->pid_ = -1;
-      return std::unexpected(std::string(bin) + " exited at startup:\n" + output);
+      pid_ = -1;
+      return std::unexpected(argv_[0] + " exited at startup:\n" + output);
     }
     if (std::chrono::steady_clock::now() >= deadline) {
-      return std::unexpected(std::string(bin) + " did not listen within 30 s:\n" + output);
+      return std::unexpected(argv_[0] + " did not listen within 30 s:\n" + output);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+}
+
+void TestServer::Kill() {
+  if (pid_ <= 0) return;
+  kill(-pid_, SIGKILL);
+  kill(pid_, SIGKILL);
+  (void)Reaped(pid_, std::chrono::seconds(5));
+  pid_ = -1;
+}
+
+std::expected<void, std::string> TestServer::Restart() {
+  if (pid_ > 0) return std::unexpected(std::string("the server is running"));
+  if (std::find(argv_.begin(), argv_.end(), "{port}") == argv_.end()) {
+    return std::unexpected(argv_.empty() ? std::string("no server") : argv_[0] + " cannot restart on its port");
+  }
+  return Spawn();
 }
 
 void TestServer::Stop() {

@@ -34,6 +34,12 @@ class TestServer {
 
   // Stops the server and waits for it; idempotent.
   void Stop();
+  // SIGKILLs the server (an outage), keeping its data and port; idempotent.
+  void Kill();
+  // Starts the server again after Kill on the same port and data, and waits
+  // as the first start did. Only for servers started with a "{port}"
+  // argument (s3rver).
+  std::expected<void, std::string> Restart();
 
   // What the server printed so far (one line per request), for failures.
   std::string log() const;
@@ -44,10 +50,13 @@ class TestServer {
  private:
   TestServer() = default;
   // Runs `argv` (argv[0] a path; "{data}" in an argument becomes the data
-  // directory) and waits for "listening on 127.0.0.1:PORT" in its output.
+  // directory, "{port}" the port: 0, for the kernel to pick, at the first
+  // start) and waits for "listening on 127.0.0.1:PORT" in its output.
   static std::expected<std::unique_ptr<TestServer>, std::string> Start(const std::string& env_name,
                                                                         std::vector<std::string> argv);
+  std::expected<void, std::string> Spawn();
 
+  std::vector<std::string> argv_;
   pid_t pid_ = -1;
   int port_ = 0;
   std::string dir_;

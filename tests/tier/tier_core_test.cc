@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -790,6 +792,174 @@ TEST_F(Tier, ReadsRacingOffloadsAppendsAndPrunesSeeRightBytes) {
   stop = true;
   for (auto& r : readers) r.join();
   ExpectContent(15 * kSeg);
+}
+
+// A store whose uploads wait at a gate while it is closed, for prunes and
+// truncates that come while an upload of the same segment is in flight.
+class GatedStore final : public ObjectStore {
+ public:
+  explicit GatedStore(ObjectStore& inner) : inner_(inner) {}
+  void Close() {
+    std::lock_guard lock(mu_);
+    open_ = false;
+  }
+  void Open() {
+    {
+      std::lock_guard lock(mu_);
+      open_ = true;
+    }
+    cv_.notify_all();
+  }
+  // Waits until an upload waits at the gate.
+  bool WaitForWaiter() {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return waiting_ > 0; });
+  }
+
+  StoreResult<std::string> Put(std::string_view key, std::span<const std::byte> data) override {
+    Pass();
+    return inner_.Put(key, data);
+  }
+  StoreResult<std::string> CreateMultipartUpload(std::string_view key) override {
+    Pass();
+    return inner_.CreateMultipartUpload(key);
+  }
+  StoreResult<std::string> UploadPart(std::string_view key, std::string_view upload_id, int part_number,
+                                      std::span<const std::byte> data) override {
+    return inner_.UploadPart(key, upload_id, part_number, data);
+  }
+  StoreResult<std::string> CompleteMultipartUpload(std::string_view key, std::string_view upload_id,
+                                                   std::span<const UploadedPart> parts) override {
+    return inner_.CompleteMultipartUpload(key, upload_id, parts);
+  }
+  StoreResult<void> AbortMultipartUpload(std::string_view key, std::string_view upload_id) override {
+    return inner_.AbortMultipartUpload(key, upload_id);
+  }
+  StoreResult<void> GetRange(std::string_view key, uint64_t offset, std::span<std::byte> out) override {
+    return inner_.GetRange(key, offset, out);
+  }
+  StoreResult<uint64_t> Head(std::string_view key) override { return inner_.Head(key); }
+  StoreResult<ObjectListPage> ListPage(std::string_view prefix, std::string_view token, int max_keys) override {
+    return inner_.ListPage(prefix, token, max_keys);
+  }
+  StoreResult<void> Delete(std::string_view key) override { return inner_.Delete(key); }
+
+ private:
+  void Pass() {
+    std::unique_lock lock(mu_);
+    ++waiting_;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return open_; });
+    --waiting_;
+  }
+
+  ObjectStore& inner_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = true;
+  int waiting_ = 0;
+};
+
+TEST_F(Tier, PruneAndTruncateDuringAnUploadOfTheirSegmentWaitForIt) {
+  GatedStore gated(store_);
+  config_.store = &gated;
+  Open();
+  AppendPattern(3 * kSeg + 10);
+
+  // A punch into the segment being uploaded: it waits, then drops the
+  // recorded segment, whose object goes.
+  gated.Close();
+  TierResult<bool> offloaded = false;
+  std::thread upload([&] { offloaded = tiered_->OffloadOldest(); });
+  ASSERT_TRUE(gated.WaitForWaiter());
+  std::atomic<bool> pruned{false};
+  TierResult<void> prune;
+  std::thread punch([&] {
+    prune = tiered_->PruneHead(kSeg + 5, TieredFile::DropObjects::kLater);
+    pruned = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(pruned.load());
+  gated.Open();
+  upload.join();
+  punch.join();
+  ASSERT_TRUE(offloaded) << offloaded.error().message;
+  EXPECT_TRUE(*offloaded);
+  ASSERT_TRUE(prune) << prune.error().message;
+  EXPECT_EQ(tiered_->Head(), kSeg + 5);
+  EXPECT_EQ(file_->Head(), kSeg + 5);
+  EXPECT_TRUE(tiered_->GetManifest().segments.empty());
+  ASSERT_EQ(tiered_->GetManifest().deleting.size(), 1u);
+  auto left = tiered_->DeleteDroppedObjects();
+  ASSERT_TRUE(left);
+  EXPECT_EQ(*left, 0u);
+  EXPECT_EQ(store_.ObjectCount(), 0u);
+  ExpectContent(3 * kSeg + 10);
+
+  // A truncate into the segment being uploaded: it waits, and then the
+  // segment is remote, so the cut is refused and nothing changes.
+  gated.Close();
+  std::thread upload2([&] { offloaded = tiered_->OffloadOldest(); });
+  ASSERT_TRUE(gated.WaitForWaiter());
+  Result<void> truncated;
+  std::thread cut([&] { truncated = tiered_->Truncate(kSeg + 100); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  gated.Open();
+  upload2.join();
+  cut.join();
+  ASSERT_TRUE(offloaded && *offloaded);
+  ASSERT_FALSE(truncated);
+  EXPECT_TRUE(IsErrno(truncated.error(), EPERM));
+  ExpectContent(3 * kSeg + 10);
+  auto report = Check();
+  ASSERT_TRUE(report);
+  EXPECT_TRUE(report->ok());
+}
+
+TEST_F(Tier, DeletingAnUnlinkedFilesObjectsTakesRecordedAndUnrecordedOnes) {
+  Open();
+  AppendPattern(4 * kSeg + 10);
+  ASSERT_TRUE(tiered_->OffloadDue({.retain_bytes = 0}, 0));
+  ASSERT_EQ(store_.ObjectCount(), 4u);
+  const Manifest before = tiered_->GetManifest();
+  // An upload a crash left unrecorded, and another file's object.
+  const std::vector<std::byte> bytes(10);
+  ASSERT_TRUE(store_.Put(TierObjectKey(config_.prefix, before.file_id, {.base = 4 * kSeg, .capacity = kSeg}), bytes));
+  const std::string other = TierObjectKey(config_.prefix, kId, {.base = 0, .capacity = kSeg});
+  ASSERT_TRUE(store_.Put(other, bytes));
+  Close();
+
+  // The store does not list: nothing changes.
+  store_.FailNext(1000, StoreErrorClass::kRetryable, StoreOp::kList);
+  auto failed = DeleteTieredFileObjects(PosixIo::Default(), config_, dir());
+  ASSERT_FALSE(failed);
+  EXPECT_TRUE(failed.error().retryable);
+  auto kept = ReadManifest(PosixIo::Default(), dir());
+  ASSERT_TRUE(kept && kept->has_value());
+  EXPECT_EQ(**kept, before);
+  // It lists but does not delete: the segments are on the deleting lines,
+  // orphans to the check, never missing ones.
+  store_.FailNext(1000, StoreErrorClass::kRetryable, StoreOp::kDelete);
+  failed = DeleteTieredFileObjects(PosixIo::Default(), config_, dir());
+  ASSERT_FALSE(failed);
+  kept = ReadManifest(PosixIo::Default(), dir());
+  ASSERT_TRUE(kept && kept->has_value());
+  EXPECT_TRUE((*kept)->segments.empty());
+  EXPECT_EQ((*kept)->deleting.size(), 4u);
+  store_.FailNext(0, StoreErrorClass::kRetryable);
+  auto report = CheckRemote(config_, {**kept}, false);
+  ASSERT_TRUE(report);
+  EXPECT_TRUE(report->missing.empty());
+  EXPECT_EQ(report->orphans.size(), 6u);
+
+  ASSERT_TRUE(DeleteTieredFileObjects(PosixIo::Default(), config_, dir()));
+  EXPECT_EQ(store_.ObjectCount(), 1u);
+  EXPECT_TRUE(store_.Head(other));
+  auto gone = ReadManifest(PosixIo::Default(), dir());
+  ASSERT_TRUE(gone);
+  EXPECT_FALSE(gone->has_value());
+  // Again: nothing to do.
+  EXPECT_TRUE(DeleteTieredFileObjects(PosixIo::Default(), config_, dir()));
 }
 }  // namespace
 }  // namespace hpfile::testing
