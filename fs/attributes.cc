@@ -23,14 +23,6 @@ namespace {
 using hpfile::Errno;
 using hpfile::LastErrno;
 
-// st_blksize reported for files: the largest request the mount takes, so
-// tools that size their buffers by it (cp, dd conv=...) move 1 MiB at a time.
-constexpr blksize_t kFileBlockSize = 1 << 20;
-
-bool Later(const timespec& a, const timespec& b) {
-  return a.tv_sec != b.tv_sec ? a.tv_sec > b.tv_sec : a.tv_nsec > b.tv_nsec;
-}
-
 }  // namespace
 
 Result<struct stat> Filesystem::Stat(const Inode& inode) {
@@ -53,7 +45,12 @@ Result<struct stat> Filesystem::Stat(const Inode& inode) {
   }
   {
     std::lock_guard lock(inode.mu);
-    if (inode.evicted && inode.evicted_stat) return *inode.evicted_stat;
+    if (inode.evicted && inode.evicted_stat) {
+      // Kept from before an unlink, maybe.
+      struct stat kept = *inode.evicted_stat;
+      kept.st_nlink = inode.unlinked ? 0 : 1;
+      return kept;
+    }
   }
   auto opened = FileOf(inode);
   std::shared_ptr<hpfile::HPFile> file = opened ? *opened : nullptr;
@@ -74,25 +71,21 @@ Result<struct stat> Filesystem::Stat(const Inode& inode) {
 Result<struct stat> Filesystem::StatFile(const Inode& inode, const hpfile::HPFile& file) {
   auto fd = Descriptor(inode);
   if (!fd) return std::unexpected(fd.error());
-  struct stat st;
-  if (::fstat((*fd)->get(), &st) != 0) return LastErrno();
+  struct stat dir;
+  if (::fstat((*fd)->get(), &dir) != 0) return LastErrno();
   const hpfile::Meta meta = file.GetMeta();
   const auto segments = file.Segments();
-  st.st_mode = S_IFREG | (meta.mode.value_or(kDefaultFileMode) & 07777);
-  if (meta.uid) st.st_uid = *meta.uid;
-  if (meta.gid) st.st_gid = *meta.gid;
   // A grow that write-back mode has not landed yet is the size already.
-  st.st_size = static_cast<off_t>(std::max({file.Size(), inode.writeback.grow_to.load(std::memory_order_relaxed),
-                                            inode.writeback.held_end.load(std::memory_order_relaxed)}));
-  st.st_blksize = kFileBlockSize;
-  st.st_rdev = 0;
+  const uint64_t size = std::max({file.Size(), inode.writeback.grow_to.load(std::memory_order_relaxed),
+                                  inode.writeback.held_end.load(std::memory_order_relaxed)});
 
   blkcnt_t blocks = 0;
+  bool unlinked;
   std::optional<struct stat> tail;
   {
     // Held across a few fstatat calls at most: sealed segments come from the cache.
     std::lock_guard lock(inode.mu);
-    st.st_nlink = inode.unlinked ? 0 : 1;
+    unlinked = inode.unlinked;
     // Names start with the zero-padded base, so name order is base order:
     // whatever sorts before the first segment was pruned (by a punch or by
     // retention) and is gone for good.
@@ -116,15 +109,8 @@ Result<struct stat> Filesystem::StatFile(const Inode& inode, const hpfile::HPFil
   }
   // Pruned segments the deleter has not reached yet still hold their space:
   // `du` shows it going down as they go (their slots: at most what they hold).
-  st.st_blocks = blocks + static_cast<blkcnt_t>(file.PrunedSegments().bytes / 512);
-  // Every append lands in the tail segment, so its times are the file's;
-  // chmod and friends rewrite the meta and must not count as a data change.
-  if (tail) {
-    st.st_mtim = tail->st_mtim;
-    st.st_atim = tail->st_atim;
-    if (Later(tail->st_ctim, st.st_ctim)) st.st_ctim = tail->st_ctim;
-  }
-  return st;
+  blocks += static_cast<blkcnt_t>(file.PrunedSegments().bytes / 512);
+  return FileStat(dir, meta, size, blocks, tail ? &*tail : nullptr, unlinked);
 }
 
 

@@ -342,8 +342,21 @@ Result<std::shared_ptr<Inode>> Filesystem::LoadAt(int parent_fd, bool parent_is_
   if (opened.st_ino != st->st_ino || opened.st_dev != st->st_dev) return Errno(ENOENT);
 
   auto inode = std::make_shared<Inode>(kind, st->st_dev, st->st_ino, std::move(*fd));
+  std::optional<struct stat> closed_stat;
+  // A lookup needs only the stat: a file that would open as it is gets its
+  // HPFile at its first request that needs one (FileOf), as an evicted file
+  // does. One still open elsewhere (retention, the deleter, an inode the
+  // kernel forgot) is shared instead: its state is not all on disk.
+  if (kind == Kind::kFile && !open_files_.IsOpen({st->st_dev, st->st_ino})) {
+    auto closed = StatClosedFile(inode->pinned_fd->get(), opened);
+    if (!closed) return std::unexpected(closed.error());
+    closed_stat = *closed;
+  }
   Adopt(*inode);
-  if (kind == Kind::kFile) {
+  if (closed_stat) {
+    inode->evicted = true;
+    inode->evicted_stat = closed_stat;
+  } else if (kind == Kind::kFile) {
     auto file = OpenHPFile(inode, /*create=*/false, 0, Caller{});
     if (!file) {
       spdlog::error("cannot open file '{}': {}", name, file.error().message());
@@ -362,7 +375,7 @@ Result<std::shared_ptr<Inode>> Filesystem::LoadAt(int parent_fd, bool parent_is_
     inode->file = std::move(*file);
   }
   auto inserted = inodes_.Insert(std::move(inode));
-  if (kind == Kind::kFile) AddIdle(*inserted);
+  if (kind == Kind::kFile && !closed_stat) AddIdle(*inserted);
   return inserted;
 }
 

@@ -46,6 +46,7 @@
 #include "core/hpfile.h"
 #include "core/result.h"
 #include "fs/backing_dir.h"
+#include "fs/closed_file_stat.h"
 #include "fs/descriptor_cache.h"
 #include "fs/hpfs_ioctl.h"
 #include "fs/inode_table.h"
@@ -321,9 +322,6 @@ class Filesystem {
   [[nodiscard]] Result<void> SyncAll();
 
  private:
-  // The mode of a file whose meta does not say.
-  static constexpr mode_t kDefaultFileMode = 0644;
-
   Filesystem(const Config& config, std::string backing_dir, hpfile::Fd root_fd, hpfile::Fd trash_fd);
 
   [[nodiscard]] Result<std::shared_ptr<Inode>> GetInode(InodeId id) const;

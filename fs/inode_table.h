@@ -75,8 +75,10 @@ struct Inode : std::enable_shared_from_this<Inode> {
   // and meta are durable once Filesystem::MakeCreatesDurable covered it
   // (0: not created by this mount). Set before the inode is shared.
   uint64_t create_seq = 0;
-  // mu: the HPFile was closed to keep the daemon within max_open_files
-  // (fs/descriptor_cache.h); Filesystem::FileOf opens it again.
+  // mu: the HPFile is closed: to keep the daemon within max_open_files
+  // (fs/descriptor_cache.h), or not opened yet since the lookup, which
+  // answered from the backing directory (fs/closed_file_stat.h);
+  // Filesystem::FileOf opens it.
   bool evicted = false;
   // mu: the file's stat when it was evicted, which a stat answers with
   // instead of opening it again: nothing changes a closed file but a request
