@@ -76,8 +76,7 @@ Result<struct stat> Filesystem::StatFile(const Inode& inode, const hpfile::HPFil
   const hpfile::Meta meta = file.GetMeta();
   const auto segments = file.Segments();
   // A grow that write-back mode has not landed yet is the size already.
-  const uint64_t size = std::max({file.Size(), inode.writeback.grow_to.load(std::memory_order_relaxed),
-                                  inode.writeback.held_end.load(std::memory_order_relaxed)});
+  const uint64_t size = std::max(file.Size(), inode.WritebackEnd());
 
   blkcnt_t blocks = 0;
   bool unlinked;
@@ -89,13 +88,18 @@ Result<struct stat> Filesystem::StatFile(const Inode& inode, const hpfile::HPFil
     // Names start with the zero-padded base, so name order is base order:
     // whatever sorts before the first segment was pruned (by a punch or by
     // retention) and is gone for good.
-    auto& cached = inode.sealed_blocks;
-    cached.erase(cached.begin(), segments.empty() ? cached.end() : cached.lower_bound(segments.front().file_name));
+    if (!inode.sealed_blocks && segments.size() > 2) {
+      inode.sealed_blocks = std::make_unique<std::map<std::string, blkcnt_t>>();
+    }
+    if (auto& cached = inode.sealed_blocks) {
+      cached->erase(cached->begin(),
+                    segments.empty() ? cached->end() : cached->lower_bound(segments.front().file_name));
+    }
     for (size_t i = 0; i < segments.size(); ++i) {
       const bool sealed_middle = i > 0 && i + 1 < segments.size();
       if (sealed_middle) {
-        auto it = inode.sealed_blocks.find(segments[i].file_name);
-        if (it != inode.sealed_blocks.end()) {
+        auto it = inode.sealed_blocks->find(segments[i].file_name);
+        if (it != inode.sealed_blocks->end()) {
           blocks += it->second;
           continue;
         }
@@ -103,7 +107,7 @@ Result<struct stat> Filesystem::StatFile(const Inode& inode, const hpfile::HPFil
       auto seg = StatAt((*fd)->get(), segments[i].file_name, 0);
       if (!seg) continue;  // pruned or truncated away since Segments()
       blocks += seg->st_blocks;
-      if (sealed_middle) inode.sealed_blocks.emplace(segments[i].file_name, seg->st_blocks);
+      if (sealed_middle) inode.sealed_blocks->emplace(segments[i].file_name, seg->st_blocks);
       if (i + 1 == segments.size()) tail = *seg;
     }
   }
@@ -134,7 +138,7 @@ void Filesystem::TouchFile(const Inode& inode, const hpfile::HPFile& file) {
     // Called after every truncate and prune: a segment name may come back
     // with other contents, so cached block counts go.
     std::lock_guard lock(inode.mu);
-    inode.sealed_blocks.clear();
+    inode.sealed_blocks.reset();
   }
   const timespec times[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
   SetFileTimes(inode, file, times);
@@ -195,7 +199,7 @@ Result<struct stat> Filesystem::SetAttr(InodeId id, const AttrChange& change, Fi
     std::lock_guard lock(inode.write_mu);
     // The kernel takes the size from this answer: its end and the stored
     // one meet again.
-    inode.writeback.broken.reset();
+    if (inode.writeback_queue) inode.writeback().broken.reset();
     if (config_.writeback) {
       TrimHeldLocked(inode, *change.size);
       if (auto deferred = DeferGrowLocked(inode, *file, *change.size); !deferred) {

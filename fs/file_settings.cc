@@ -54,7 +54,7 @@ Result<hpfs_stat> Filesystem::IoctlStat(FileHandle& handle) {
   if (config_.writeback) {
     out.flags |= HPFS_STAT_WRITEBACK;
     std::lock_guard lock(handle.inode->write_mu);
-    out.held_bytes = static_cast<uint32_t>(std::min<uint64_t>(handle.inode->writeback.held_bytes, UINT32_MAX));
+    out.held_bytes = static_cast<uint32_t>(std::min<uint64_t>(handle.inode->writeback_queue ? handle.inode->writeback().held_bytes : 0, UINT32_MAX));
   }
   if (const auto& damage = file->Damage()) {
     out.flags |= HPFS_STAT_DAMAGED;

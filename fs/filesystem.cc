@@ -390,6 +390,7 @@ Result<DescriptorCache::SharedFd> Filesystem::Descriptor(const Inode& inode) con
 }
 
 void Filesystem::Adopt(Inode& inode) {
+  if (config_.writeback && inode.kind == Kind::kFile) inode.writeback_queue = std::make_unique<WritebackQueue>();
   // A mount inside BACKING is another filesystem, whose handles root_fd_
   // cannot open: its inodes keep their descriptors.
   if (!use_handles_ || inode.backing_dev != root_dev_) return;

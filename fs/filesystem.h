@@ -339,7 +339,8 @@ class Filesystem {
   // backing entry is deleted. Hold it only for the request.
   [[nodiscard]] Result<DescriptorCache::SharedFd> Descriptor(const Inode& inode) const;
   // Puts a new inode's descriptor under the cache's bound when its backing
-  // filesystem gives handles; before the inode is shared.
+  // filesystem gives handles, and gives a file of a write-back mount its
+  // queue; before the inode is shared.
   void Adopt(Inode& inode);
   // The HPFile of a file inode, opened again when it was evicted; nullptr
   // once its storage is deleted. For requests that come without a handle.

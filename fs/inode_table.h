@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -97,7 +98,8 @@ struct Inode : std::enable_shared_from_this<Inode> {
   bool forgotten = false;
   // Files: st_blocks of sealed segments, which never change once sealed
   // (the first segment, which a prune punches, is never taken from here).
-  mutable std::map<std::string, blkcnt_t> sealed_blocks;  // mu
+  // Made for files of three segments or more (null before).
+  mutable std::unique_ptr<std::map<std::string, blkcnt_t>> sealed_blocks;  // mu
 
   // Held across size changes whose checks span several HPFile calls (O_TRUNC,
   // a setattr of the size, fallocate), and guards the write-back queue; in
@@ -106,7 +108,17 @@ struct Inode : std::enable_shared_from_this<Inode> {
   // it by itself.
   std::mutex write_mu;
   // Write-back mode: writes that came before the bytes in front of them.
-  WritebackQueue writeback;  // write_mu
+  // Files of a write-back mount only (null otherwise: most inodes never
+  // write back, and the queue is most of an idle inode's size); set before
+  // the inode is shared. Its contents are guarded by write_mu.
+  std::unique_ptr<WritebackQueue> writeback_queue;
+  WritebackQueue& writeback() const { return *writeback_queue; }
+  // Where held writes or a pending grow end (0: none); read without write_mu.
+  uint64_t WritebackEnd() const {
+    if (!writeback_queue) return 0;
+    return std::max(writeback_queue->grow_to.load(std::memory_order_relaxed),
+                    writeback_queue->held_end.load(std::memory_order_relaxed));
+  }
   // Write-back mode: open handles that write through the page cache; while
   // there are none the kernel holds no dirty page of the file.
   std::atomic<int> cached_writers{0};
