@@ -46,10 +46,8 @@ Result<struct stat> Filesystem::Stat(const Inode& inode) {
   {
     std::lock_guard lock(inode.mu);
     if (inode.evicted && inode.evicted_stat) {
-      // Kept from before an unlink, maybe.
-      struct stat kept = *inode.evicted_stat;
-      kept.st_nlink = inode.unlinked ? 0 : 1;
-      return kept;
+      // Kept from before an unlink, maybe: the links are today's.
+      return inode.evicted_stat->ToStat(inode.backing_dev, inode.backing_ino, inode.unlinked);
     }
   }
   auto opened = FileOf(inode);

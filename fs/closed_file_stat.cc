@@ -102,6 +102,27 @@ struct stat FileStat(const struct stat& dir, const hpfile::Meta& meta, uint64_t 
   return st;
 }
 
+KeptStat KeptStat::Of(const struct stat& st) {
+  return KeptStat{st.st_size, st.st_blocks, st.st_atim, st.st_mtim, st.st_ctim, st.st_mode, st.st_uid, st.st_gid};
+}
+
+struct stat KeptStat::ToStat(dev_t dev, ino_t ino, bool unlinked) const {
+  struct stat st {};
+  st.st_dev = dev;
+  st.st_ino = ino;
+  st.st_mode = mode;
+  st.st_uid = uid;
+  st.st_gid = gid;
+  st.st_nlink = unlinked ? 0 : 1;
+  st.st_size = size;
+  st.st_blocks = blocks;
+  st.st_blksize = kFileBlockSize;
+  st.st_atim = atim;
+  st.st_mtim = mtim;
+  st.st_ctim = ctim;
+  return st;
+}
+
 Result<std::optional<struct stat>> StatClosedFile(int dir_fd, const struct stat& dir) {
   ScanIo io(dir_fd);
   auto scan = hpfile::ScanStore(io, ".");

@@ -45,6 +45,19 @@ inline constexpr size_t kClosedStatMaxEntries = 16;
 struct stat FileStat(const struct stat& dir, const hpfile::Meta& meta, uint64_t size, blkcnt_t blocks,
                      const struct stat* tail, bool unlinked);
 
+// A file's stat as an inode keeps it while the file is closed: what
+// FileStat does not set alike for every file, nor takes from the inode
+// (device and inode number), in half the size of a struct stat.
+struct KeptStat {
+  int64_t size = 0;
+  int64_t blocks = 0;
+  timespec atim{}, mtim{}, ctim{};
+  uint32_t mode = 0, uid = 0, gid = 0;
+
+  static KeptStat Of(const struct stat& st);
+  struct stat ToStat(dev_t dev, ino_t ino, bool unlinked) const;
+};
+
 // The stat of the file whose backing directory `dir_fd` is (fstat: `dir`),
 // made without opening it; nullopt when an open would change or report
 // something (recovery to do, damage, a temp file, pruned segments waiting

@@ -355,7 +355,7 @@ Result<std::shared_ptr<Inode>> Filesystem::LoadAt(int parent_fd, bool parent_is_
   Adopt(*inode);
   if (closed_stat) {
     inode->evicted = true;
-    inode->evicted_stat = closed_stat;
+    inode->evicted_stat = KeptStat::Of(*closed_stat);
   } else if (kind == Kind::kFile) {
     auto file = OpenHPFile(inode, /*create=*/false, 0, Caller{});
     if (!file) {
@@ -486,7 +486,8 @@ void Filesystem::EvictIdle(std::vector<std::weak_ptr<Inode>> victims) {
       // The TieredFile holds the HPFile open: it goes with it.
       closing_tiered = std::move(inode->tiered);
       inode->evicted = true;
-      inode->evicted_stat = st;
+      if (st) inode->evicted_stat = KeptStat::Of(*st);
+      else inode->evicted_stat.reset();
     }
     evicted_unsynced_.store(true, std::memory_order_relaxed);
     // Closed here, outside every lock (a close writes out a moved head).

@@ -28,6 +28,7 @@
 #include "core/hpfile.h"
 #include "core/tiered_file.h"
 #include "core/io.h"
+#include "fs/closed_file_stat.h"
 #include "fs/descriptor_cache.h"
 #include "fs/writeback.h"
 
@@ -85,7 +86,7 @@ struct Inode : std::enable_shared_from_this<Inode> {
   // instead of opening it again: nothing changes a closed file but a request
   // that opens it (Filesystem::FileOf), and those without a handle drop this
   // after their change.
-  mutable std::optional<struct stat> evicted_stat;
+  mutable std::optional<KeptStat> evicted_stat;
   // Files of a tiered mount: the TieredFile over `file` (fs/tiering.h), set
   // and reset with it. Guarded by mu.
   std::shared_ptr<hpfile::TieredFile> tiered;

@@ -1348,6 +1348,7 @@ TEST_F(FilesystemTest, StatOfAClosedFileIsTheOpenFilesStat) {
     id = entry->id;
     EXPECT_EQ(fs_->inodes().Get(id)->File(), nullptr) << "the lookup opened the file";
     const struct stat& closed = entry->attr;
+    EXPECT_EQ(closed.st_dev, open.st_dev);
     EXPECT_EQ(closed.st_ino, open.st_ino);
     EXPECT_EQ(closed.st_mode, open.st_mode);
     EXPECT_EQ(closed.st_nlink, open.st_nlink);
@@ -1356,6 +1357,7 @@ TEST_F(FilesystemTest, StatOfAClosedFileIsTheOpenFilesStat) {
     EXPECT_EQ(closed.st_size, open.st_size);
     EXPECT_EQ(closed.st_blocks, open.st_blocks);
     EXPECT_EQ(closed.st_blksize, open.st_blksize);
+    EXPECT_EQ(closed.st_atim.tv_nsec, open.st_atim.tv_nsec);
     EXPECT_EQ(closed.st_mtim.tv_sec, open.st_mtim.tv_sec);
     EXPECT_EQ(closed.st_mtim.tv_nsec, open.st_mtim.tv_nsec);
     EXPECT_EQ(closed.st_ctim.tv_sec, open.st_ctim.tv_sec);
