@@ -47,6 +47,12 @@ using ListedEntry = hpfile::DirEntry;
 // goes through here, where FailListingsForTest reaches it.
 [[nodiscard]] Result<std::vector<ListedEntry>> ListEntries(int dir_fd);
 
+// ListEntries of a directory descriptor that nothing else reads, from where
+// its position stands (a fresh descriptor: the start), without opening the
+// directory again: two system calls for a small directory instead of seven.
+// The descriptor's position is at the end afterwards.
+[[nodiscard]] Result<std::vector<ListedEntry>> ListOwnEntries(int dir_fd);
+
 // The type of a listed entry of `dir_fd`, asking fstatat when readdir did not
 // say. ENOENT when it went away since the listing.
 [[nodiscard]] Result<unsigned char> EntryType(int dir_fd, const ListedEntry& entry);

@@ -55,7 +55,7 @@ class ScanIo final : public hpfile::Io {
   }
   Result<std::vector<std::string>> ListDir(const std::string& path) override {
     if (path != ".") return Errno(EINVAL);
-    auto entries = ListEntries(dir_fd_);
+    auto entries = ListOwnEntries(dir_fd_);
     if (!entries) return std::unexpected(entries.error());
     if (entries->size() > kClosedStatMaxEntries) return Errno(E2BIG);
     std::vector<std::string> names;

@@ -59,7 +59,8 @@ struct KeptStat {
 };
 
 // The stat of the file whose backing directory `dir_fd` is (fstat: `dir`),
-// made without opening it; nullopt when an open would change or report
+// made without opening it; lists `dir_fd` itself (ListOwnEntries), so it
+// must be a descriptor nothing else reads yet; nullopt when an open would change or report
 // something (recovery to do, damage, a temp file, pruned segments waiting
 // for the deleter, a tiered file) or the directory holds more than
 // kClosedStatMaxEntries entries. Errors are the backing filesystem's.
