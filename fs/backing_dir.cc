@@ -70,9 +70,13 @@ Result<std::vector<ListedEntry>> ListEntries(int dir_fd) {
   return Errno(injected);
 }
 
-Result<std::vector<ListedEntry>> ListOwnEntries(int dir_fd) {
+Result<std::vector<ListedEntry>> ListOwnEntries(int dir_fd, size_t max_entries) {
   // A failure to inject goes the way of every other listing.
-  if (list_failures_left.load() > 0) return ListEntries(dir_fd);
+  if (list_failures_left.load() > 0) {
+    auto listed = ListEntries(dir_fd);
+    if (listed && listed->size() > max_entries) return Errno(E2BIG);
+    return listed;
+  }
   std::vector<ListedEntry> entries;
   alignas(dirent64) char buf[8192];
   for (;;) {
@@ -87,6 +91,8 @@ Result<std::vector<ListedEntry>> ListOwnEntries(int dir_fd) {
       at += entry->d_reclen;
       const std::string_view name = entry->d_name;
       if (name == "." || name == "..") continue;
+      // A directory of a million segments is not read to its end to say so.
+      if (entries.size() == max_entries) return Errno(E2BIG);
       entries.push_back(ListedEntry{std::string(name), entry->d_ino, entry->d_type});
     }
   }

@@ -55,9 +55,8 @@ class ScanIo final : public hpfile::Io {
   }
   Result<std::vector<std::string>> ListDir(const std::string& path) override {
     if (path != ".") return Errno(EINVAL);
-    auto entries = ListOwnEntries(dir_fd_);
+    auto entries = ListOwnEntries(dir_fd_, kClosedStatMaxEntries);
     if (!entries) return std::unexpected(entries.error());
-    if (entries->size() > kClosedStatMaxEntries) return Errno(E2BIG);
     std::vector<std::string> names;
     names.reserve(entries->size());
     for (auto& entry : *entries) names.push_back(std::move(entry.name));

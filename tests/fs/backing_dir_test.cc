@@ -82,6 +82,17 @@ TEST_F(BackingDirTest, ListingOfAnOwnDescriptorIsTheListingOfTheDirectory) {
   auto again = ListOwnEntries(fd->get());
   ASSERT_TRUE(again);
   EXPECT_TRUE(again->empty());
+  // A bound below the entries' count is E2BIG, one at or above it lists.
+  auto bounded = OpenAt(AT_FDCWD, Path("d"), O_RDONLY | O_DIRECTORY);
+  ASSERT_TRUE(bounded);
+  auto refused = ListOwnEntries(bounded->get(), 300);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().value(), E2BIG);
+  auto exact = OpenAt(AT_FDCWD, Path("d"), O_RDONLY | O_DIRECTORY);
+  ASSERT_TRUE(exact);
+  auto all = ListOwnEntries(exact->get(), 301);
+  ASSERT_TRUE(all);
+  EXPECT_EQ(all->size(), 301u);
 }
 
 TEST_F(BackingDirTest, RegularMetaMakesAnHPFileWhateverElseIsThere) {
