@@ -23,14 +23,6 @@ namespace {
 using hpfile::Errno;
 using hpfile::LastErrno;
 
-// st_blksize reported for files: the largest request the mount takes, so
-// tools that size their buffers by it (cp, dd conv=...) move 1 MiB at a time.
-constexpr blksize_t kFileBlockSize = 1 << 20;
-
-bool Later(const timespec& a, const timespec& b) {
-  return a.tv_sec != b.tv_sec ? a.tv_sec > b.tv_sec : a.tv_nsec > b.tv_nsec;
-}
-
 }  // namespace
 
 Result<struct stat> Filesystem::Stat(const Inode& inode) {
@@ -53,7 +45,10 @@ Result<struct stat> Filesystem::Stat(const Inode& inode) {
   }
   {
     std::lock_guard lock(inode.mu);
-    if (inode.evicted && inode.evicted_stat) return *inode.evicted_stat;
+    if (inode.evicted && inode.evicted_stat) {
+      // Kept from before an unlink, maybe: the links are today's.
+      return inode.evicted_stat->ToStat(inode.backing_dev, inode.backing_ino, inode.unlinked);
+    }
   }
   auto opened = FileOf(inode);
   std::shared_ptr<hpfile::HPFile> file = opened ? *opened : nullptr;
@@ -74,35 +69,35 @@ Result<struct stat> Filesystem::Stat(const Inode& inode) {
 Result<struct stat> Filesystem::StatFile(const Inode& inode, const hpfile::HPFile& file) {
   auto fd = Descriptor(inode);
   if (!fd) return std::unexpected(fd.error());
-  struct stat st;
-  if (::fstat((*fd)->get(), &st) != 0) return LastErrno();
+  struct stat dir;
+  if (::fstat((*fd)->get(), &dir) != 0) return LastErrno();
   const hpfile::Meta meta = file.GetMeta();
   const auto segments = file.Segments();
-  st.st_mode = S_IFREG | (meta.mode.value_or(kDefaultFileMode) & 07777);
-  if (meta.uid) st.st_uid = *meta.uid;
-  if (meta.gid) st.st_gid = *meta.gid;
   // A grow that write-back mode has not landed yet is the size already.
-  st.st_size = static_cast<off_t>(std::max({file.Size(), inode.writeback.grow_to.load(std::memory_order_relaxed),
-                                            inode.writeback.held_end.load(std::memory_order_relaxed)}));
-  st.st_blksize = kFileBlockSize;
-  st.st_rdev = 0;
+  const uint64_t size = std::max(file.Size(), inode.WritebackEnd());
 
   blkcnt_t blocks = 0;
+  bool unlinked;
   std::optional<struct stat> tail;
   {
     // Held across a few fstatat calls at most: sealed segments come from the cache.
     std::lock_guard lock(inode.mu);
-    st.st_nlink = inode.unlinked ? 0 : 1;
+    unlinked = inode.unlinked;
     // Names start with the zero-padded base, so name order is base order:
     // whatever sorts before the first segment was pruned (by a punch or by
     // retention) and is gone for good.
-    auto& cached = inode.sealed_blocks;
-    cached.erase(cached.begin(), segments.empty() ? cached.end() : cached.lower_bound(segments.front().file_name));
+    if (!inode.sealed_blocks && segments.size() > 2) {
+      inode.sealed_blocks = std::make_unique<std::map<std::string, blkcnt_t>>();
+    }
+    if (auto& cached = inode.sealed_blocks) {
+      cached->erase(cached->begin(),
+                    segments.empty() ? cached->end() : cached->lower_bound(segments.front().file_name));
+    }
     for (size_t i = 0; i < segments.size(); ++i) {
       const bool sealed_middle = i > 0 && i + 1 < segments.size();
       if (sealed_middle) {
-        auto it = inode.sealed_blocks.find(segments[i].file_name);
-        if (it != inode.sealed_blocks.end()) {
+        auto it = inode.sealed_blocks->find(segments[i].file_name);
+        if (it != inode.sealed_blocks->end()) {
           blocks += it->second;
           continue;
         }
@@ -110,21 +105,14 @@ Result<struct stat> Filesystem::StatFile(const Inode& inode, const hpfile::HPFil
       auto seg = StatAt((*fd)->get(), segments[i].file_name, 0);
       if (!seg) continue;  // pruned or truncated away since Segments()
       blocks += seg->st_blocks;
-      if (sealed_middle) inode.sealed_blocks.emplace(segments[i].file_name, seg->st_blocks);
+      if (sealed_middle) inode.sealed_blocks->emplace(segments[i].file_name, seg->st_blocks);
       if (i + 1 == segments.size()) tail = *seg;
     }
   }
   // Pruned segments the deleter has not reached yet still hold their space:
   // `du` shows it going down as they go (their slots: at most what they hold).
-  st.st_blocks = blocks + static_cast<blkcnt_t>(file.PrunedSegments().bytes / 512);
-  // Every append lands in the tail segment, so its times are the file's;
-  // chmod and friends rewrite the meta and must not count as a data change.
-  if (tail) {
-    st.st_mtim = tail->st_mtim;
-    st.st_atim = tail->st_atim;
-    if (Later(tail->st_ctim, st.st_ctim)) st.st_ctim = tail->st_ctim;
-  }
-  return st;
+  blocks += static_cast<blkcnt_t>(file.PrunedSegments().bytes / 512);
+  return FileStat(dir, meta, size, blocks, tail ? &*tail : nullptr, unlinked);
 }
 
 
@@ -148,7 +136,7 @@ void Filesystem::TouchFile(const Inode& inode, const hpfile::HPFile& file) {
     // Called after every truncate and prune: a segment name may come back
     // with other contents, so cached block counts go.
     std::lock_guard lock(inode.mu);
-    inode.sealed_blocks.clear();
+    inode.sealed_blocks.reset();
   }
   const timespec times[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
   SetFileTimes(inode, file, times);
@@ -209,7 +197,7 @@ Result<struct stat> Filesystem::SetAttr(InodeId id, const AttrChange& change, Fi
     std::lock_guard lock(inode.write_mu);
     // The kernel takes the size from this answer: its end and the stored
     // one meet again.
-    inode.writeback.broken.reset();
+    if (inode.writeback_queue) inode.writeback().broken.reset();
     if (config_.writeback) {
       TrimHeldLocked(inode, *change.size);
       if (auto deferred = DeferGrowLocked(inode, *file, *change.size); !deferred) {

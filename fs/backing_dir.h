@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,6 +47,13 @@ using ListedEntry = hpfile::DirEntry;
 // the listing, never a short list. Every listing of the daemon and hpfsctl
 // goes through here, where FailListingsForTest reaches it.
 [[nodiscard]] Result<std::vector<ListedEntry>> ListEntries(int dir_fd);
+
+// ListEntries of a directory descriptor that nothing else reads, from where
+// its position stands (a fresh descriptor: the start), without opening the
+// directory again: two system calls for a small directory instead of seven.
+// The descriptor's position is at the end afterwards. E2BIG, as soon as it
+// is seen, when the directory holds more than `max_entries`.
+[[nodiscard]] Result<std::vector<ListedEntry>> ListOwnEntries(int dir_fd, size_t max_entries = SIZE_MAX);
 
 // The type of a listed entry of `dir_fd`, asking fstatat when readdir did not
 // say. ENOENT when it went away since the listing.

@@ -54,9 +54,12 @@ Result<hpfs_stat> Filesystem::IoctlStat(FileHandle& handle) {
   if (config_.writeback) {
     out.flags |= HPFS_STAT_WRITEBACK;
     std::lock_guard lock(handle.inode->write_mu);
-    out.held_bytes = static_cast<uint32_t>(std::min<uint64_t>(handle.inode->writeback.held_bytes, UINT32_MAX));
-    out.spooled_bytes = handle.inode->writeback.spool.live_bytes();
-    out.spool_overflows = handle.inode->writeback.spool_overflows;
+    if (handle.inode->writeback_queue) {
+      const WritebackQueue& queue = handle.inode->writeback();
+      out.held_bytes = static_cast<uint32_t>(std::min<uint64_t>(queue.held_bytes, UINT32_MAX));
+      out.spooled_bytes = queue.spool.live_bytes();
+      out.spool_overflows = queue.spool_overflows;
+    }
   }
   if (const auto& damage = file->Damage()) {
     out.flags |= HPFS_STAT_DAMAGED;

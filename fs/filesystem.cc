@@ -346,8 +346,21 @@ Result<std::shared_ptr<Inode>> Filesystem::LoadAt(int parent_fd, bool parent_is_
   if (opened.st_ino != st->st_ino || opened.st_dev != st->st_dev) return Errno(ENOENT);
 
   auto inode = std::make_shared<Inode>(kind, st->st_dev, st->st_ino, std::move(*fd));
+  std::optional<struct stat> closed_stat;
+  // A lookup needs only the stat: a file that would open as it is gets its
+  // HPFile at its first request that needs one (FileOf), as an evicted file
+  // does. One still open elsewhere (retention, the deleter, an inode the
+  // kernel forgot) is shared instead: its state is not all on disk.
+  if (kind == Kind::kFile && !open_files_.IsOpen({st->st_dev, st->st_ino})) {
+    auto closed = StatClosedFile(inode->pinned_fd->get(), opened);
+    if (!closed) return std::unexpected(closed.error());
+    closed_stat = *closed;
+  }
   Adopt(*inode);
-  if (kind == Kind::kFile) {
+  if (closed_stat) {
+    inode->evicted = true;
+    inode->evicted_stat = KeptStat::Of(*closed_stat);
+  } else if (kind == Kind::kFile) {
     auto file = OpenHPFile(inode, /*create=*/false, 0, Caller{});
     if (!file) {
       spdlog::error("cannot open file '{}': {}", name, file.error().message());
@@ -366,7 +379,7 @@ Result<std::shared_ptr<Inode>> Filesystem::LoadAt(int parent_fd, bool parent_is_
     inode->file = std::move(*file);
   }
   auto inserted = inodes_.Insert(std::move(inode));
-  if (kind == Kind::kFile) AddIdle(*inserted);
+  if (kind == Kind::kFile && !closed_stat) AddIdle(*inserted);
   return inserted;
 }
 
@@ -381,6 +394,7 @@ Result<DescriptorCache::SharedFd> Filesystem::Descriptor(const Inode& inode) con
 }
 
 void Filesystem::Adopt(Inode& inode) {
+  if (config_.writeback && inode.kind == Kind::kFile) inode.writeback_queue = std::make_unique<WritebackQueue>();
   // A mount inside BACKING is another filesystem, whose handles root_fd_
   // cannot open: its inodes keep their descriptors.
   if (!use_handles_ || inode.backing_dev != root_dev_) return;
@@ -476,7 +490,8 @@ void Filesystem::EvictIdle(std::vector<std::weak_ptr<Inode>> victims) {
       // The TieredFile holds the HPFile open: it goes with it.
       closing_tiered = std::move(inode->tiered);
       inode->evicted = true;
-      inode->evicted_stat = st;
+      if (st) inode->evicted_stat = KeptStat::Of(*st);
+      else inode->evicted_stat.reset();
     }
     evicted_unsynced_.store(true, std::memory_order_relaxed);
     // Closed here, outside every lock (a close writes out a moved head).

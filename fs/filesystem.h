@@ -46,6 +46,7 @@
 #include "core/hpfile.h"
 #include "core/result.h"
 #include "fs/backing_dir.h"
+#include "fs/closed_file_stat.h"
 #include "fs/descriptor_cache.h"
 #include "fs/hpfs_ioctl.h"
 #include "fs/inode_table.h"
@@ -324,9 +325,6 @@ class Filesystem {
   [[nodiscard]] Result<void> SyncAll();
 
  private:
-  // The mode of a file whose meta does not say.
-  static constexpr mode_t kDefaultFileMode = 0644;
-
   Filesystem(const Config& config, std::string backing_dir, hpfile::Fd root_fd, hpfile::Fd trash_fd);
 
   [[nodiscard]] Result<std::shared_ptr<Inode>> GetInode(InodeId id) const;
@@ -344,7 +342,8 @@ class Filesystem {
   // backing entry is deleted. Hold it only for the request.
   [[nodiscard]] Result<DescriptorCache::SharedFd> Descriptor(const Inode& inode) const;
   // Puts a new inode's descriptor under the cache's bound when its backing
-  // filesystem gives handles; before the inode is shared.
+  // filesystem gives handles, and gives a file of a write-back mount its
+  // queue; before the inode is shared.
   void Adopt(Inode& inode);
   // The HPFile of a file inode, opened again when it was evicted; nullptr
   // once its storage is deleted. For requests that come without a handle.

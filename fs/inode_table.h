@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -27,6 +28,7 @@
 #include "core/hpfile.h"
 #include "core/tiered_file.h"
 #include "core/io.h"
+#include "fs/closed_file_stat.h"
 #include "fs/descriptor_cache.h"
 #include "fs/writeback.h"
 
@@ -75,14 +77,16 @@ struct Inode : std::enable_shared_from_this<Inode> {
   // and meta are durable once Filesystem::MakeCreatesDurable covered it
   // (0: not created by this mount). Set before the inode is shared.
   uint64_t create_seq = 0;
-  // mu: the HPFile was closed to keep the daemon within max_open_files
-  // (fs/descriptor_cache.h); Filesystem::FileOf opens it again.
+  // mu: the HPFile is closed: to keep the daemon within max_open_files
+  // (fs/descriptor_cache.h), or not opened yet since the lookup, which
+  // answered from the backing directory (fs/closed_file_stat.h);
+  // Filesystem::FileOf opens it.
   bool evicted = false;
   // mu: the file's stat when it was evicted, which a stat answers with
   // instead of opening it again: nothing changes a closed file but a request
   // that opens it (Filesystem::FileOf), and those without a handle drop this
   // after their change.
-  mutable std::optional<struct stat> evicted_stat;
+  mutable std::optional<KeptStat> evicted_stat;
   // Files of a tiered mount: the TieredFile over `file` (fs/tiering.h), set
   // and reset with it. Guarded by mu.
   std::shared_ptr<hpfile::TieredFile> tiered;
@@ -95,7 +99,8 @@ struct Inode : std::enable_shared_from_this<Inode> {
   bool forgotten = false;
   // Files: st_blocks of sealed segments, which never change once sealed
   // (the first segment, which a prune punches, is never taken from here).
-  mutable std::map<std::string, blkcnt_t> sealed_blocks;  // mu
+  // Made for files of three segments or more (null before).
+  mutable std::unique_ptr<std::map<std::string, blkcnt_t>> sealed_blocks;  // mu
 
   // Held across size changes whose checks span several HPFile calls (O_TRUNC,
   // a setattr of the size, fallocate), and guards the write-back queue; in
@@ -104,7 +109,17 @@ struct Inode : std::enable_shared_from_this<Inode> {
   // it by itself.
   std::mutex write_mu;
   // Write-back mode: writes that came before the bytes in front of them.
-  WritebackQueue writeback;  // write_mu
+  // Files of a write-back mount only (null otherwise: most inodes never
+  // write back, and the queue is most of an idle inode's size); set before
+  // the inode is shared. Its contents are guarded by write_mu.
+  std::unique_ptr<WritebackQueue> writeback_queue;
+  WritebackQueue& writeback() const { return *writeback_queue; }
+  // Where held writes or a pending grow end (0: none); read without write_mu.
+  uint64_t WritebackEnd() const {
+    if (!writeback_queue) return 0;
+    return std::max(writeback_queue->grow_to.load(std::memory_order_relaxed),
+                    writeback_queue->held_end.load(std::memory_order_relaxed));
+  }
   // Write-back mode: open handles that write through the page cache; while
   // there are none the kernel holds no dirty page of the file.
   std::atomic<int> cached_writers{0};

@@ -27,4 +27,9 @@ hpfile::Result<std::shared_ptr<hpfile::HPFile>> OpenFiles::SharedOrOpen(Key key,
   return file;
 }
 
+bool OpenFiles::IsOpen(Key key) const {
+  std::lock_guard lock(state_->mu);
+  return state_->files.contains(key);
+}
+
 }  // namespace hpfs

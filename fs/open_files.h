@@ -36,6 +36,9 @@ class OpenFiles {
   // (the directory descriptor its paths go through).
   [[nodiscard]] hpfile::Result<std::shared_ptr<hpfile::HPFile>> SharedOrOpen(
       Key key, const Opener& open, std::shared_ptr<const void> keep_alive = nullptr);
+  // Whether an HPFile of `key` is open or still closing: until it is closed,
+  // what is on disk need not be all of its state (a head not yet written).
+  bool IsOpen(Key key) const;
 
  private:
   struct State {

@@ -82,14 +82,14 @@ Result<size_t> Filesystem::StoreWriteBackLocked(Inode& inode, hpfile::HPFile& fi
     if (!start) return std::unexpected(start.error());
   }
   // The bytes a pending grow was waiting for are all here.
-  if (const uint64_t grow = inode.writeback.grow_to.load(); grow != 0 && file.Size() >= grow) {
-    inode.writeback.grow_to.store(0);
+  if (const uint64_t grow = inode.writeback().grow_to.load(); grow != 0 && file.Size() >= grow) {
+    inode.writeback().grow_to.store(0);
   }
   return data.size();
 }
 
 Result<bool> Filesystem::DeferGrowLocked(Inode& inode, hpfile::HPFile& file, uint64_t size) {
-  WritebackQueue& queue = inode.writeback;
+  WritebackQueue& queue = inode.writeback();
   if (size <= file.Size()) {
     queue.grow_to.store(0);
     return false;
@@ -101,7 +101,7 @@ Result<bool> Filesystem::DeferGrowLocked(Inode& inode, hpfile::HPFile& file, uin
 }
 
 void Filesystem::LandGrowLocked(Inode& inode, hpfile::HPFile& file, Completions& completions) {
-  WritebackQueue& queue = inode.writeback;
+  WritebackQueue& queue = inode.writeback();
   const uint64_t target = queue.grow_to.exchange(0);
   if (target == 0) return;
   if (file.Size() < target) {
@@ -136,7 +136,7 @@ HeldWrite Filesystem::TakeFirstHeldLocked(WritebackQueue& queue, std::optional<s
 }
 
 void Filesystem::DrainHeldLocked(Inode& inode, hpfile::HPFile& file, Completions& completions) {
-  WritebackQueue& queue = inode.writeback;
+  WritebackQueue& queue = inode.writeback();
   while (!queue.held.empty() && queue.held.begin()->first <= file.Size()) {
     const uint64_t end_before = file.Size();
     const uint64_t offset = queue.held.begin()->first;
@@ -182,11 +182,11 @@ void Filesystem::RecordLateErrorLocked(Inode& inode, uint64_t offset, uint64_t l
   spdlog::error("{}: bytes [{}, {}) written back and acknowledged to the kernel are lost ({}); every fsync and "
                 "close of a writer of this file fails from now on, until the daemon restarts",
                 DisplayName(inode), offset, offset + length, error.message());
-  if (!inode.writeback.late_error) inode.writeback.late_error = error;
+  if (!inode.writeback().late_error) inode.writeback().late_error = error;
 }
 
 void Filesystem::BreakQueueLocked(Inode& inode, std::error_code error, Completions& completions) {
-  WritebackQueue& queue = inode.writeback;
+  WritebackQueue& queue = inode.writeback();
   if (!queue.broken) {
     spdlog::error("{}: a write-back past the stored end failed ({}); writes past the end of this file fail "
                   "until it is truncated or the daemon restarts",
@@ -197,7 +197,7 @@ void Filesystem::BreakQueueLocked(Inode& inode, std::error_code error, Completio
 }
 
 void Filesystem::FailHeldLocked(Inode& inode, std::error_code error, Completions& completions) {
-  WritebackQueue& queue = inode.writeback;
+  WritebackQueue& queue = inode.writeback();
   for (auto& [offset, held] : queue.held) {
     ReleaseHeldLocked(queue, held);
     if (held.done) {
@@ -212,7 +212,7 @@ void Filesystem::FailHeldLocked(Inode& inode, std::error_code error, Completions
 }
 
 void Filesystem::TrimHeldLocked(Inode& inode, uint64_t size) {
-  WritebackQueue& queue = inode.writeback;
+  WritebackQueue& queue = inode.writeback();
   // The kernel waits for the write-back in flight before it truncates, and
   // drops its pages past the new size: held bytes of the page cache there
   // are no longer part of the file, as if written and then cut off. (A held
@@ -279,7 +279,7 @@ bool Filesystem::WaitForHeldLocked(WritebackQueue& queue, std::unique_lock<std::
 }
 
 void Filesystem::WaitForHeldBelow(Inode& inode, uint64_t end) {
-  WritebackQueue& queue = inode.writeback;
+  WritebackQueue& queue = inode.writeback();
   std::unique_lock lock(inode.write_mu);
   // Still held after the wait: the read gets what is stored, and the bytes
   // keep waiting (a read is no sign that the kernel sent everything).
@@ -287,7 +287,7 @@ void Filesystem::WaitForHeldBelow(Inode& inode, uint64_t end) {
 }
 
 Result<void> Filesystem::SettleHeld(Inode& inode) {
-  WritebackQueue& queue = inode.writeback;
+  WritebackQueue& queue = inode.writeback();
   const auto cached_held = [&queue] {
     return std::ranges::any_of(queue.held, [](const auto& entry) { return !entry.second.done; });
   };
@@ -315,7 +315,7 @@ void Filesystem::Complete(Completions& completions) {
 
 Result<void> Filesystem::PlaceHeldLocked(Inode& inode, uint64_t offset, HeldWrite& entry,
                                          std::span<const std::byte> data) {
-  WritebackQueue& queue = inode.writeback;
+  WritebackQueue& queue = inode.writeback();
   const uint64_t length = data.size();
   const uint64_t in_memory = held_bytes_.load(std::memory_order_relaxed);
   if (in_memory + length <= config_.reorder_bound) {
@@ -361,7 +361,7 @@ Result<void> Filesystem::PlaceHeldLocked(Inode& inode, uint64_t offset, HeldWrit
 
 Result<void> Filesystem::HoldLocked(Inode& inode, uint64_t offset, std::span<const std::byte> data, bool direct,
                                     WriteDone& done, Completions& completions) {
-  WritebackQueue& queue = inode.writeback;
+  WritebackQueue& queue = inode.writeback();
   if (queue.broken && !direct) return std::unexpected(*queue.broken);
   // A direct write and bytes of the page cache for the same range: the
   // kernel writes back (launders) the dirty pages a direct write covers
@@ -442,7 +442,7 @@ void Filesystem::WriteBack(FileHandle& handle, uint64_t offset, std::span<const 
     std::unique_lock lock(inode.write_mu);
     // A write reaching past a pending grow comes after the truncate's own
     // write-back finished: nothing else will fill the grown range.
-    if (const uint64_t grow = inode.writeback.grow_to.load(); grow != 0 && offset + data.size() > grow) {
+    if (const uint64_t grow = inode.writeback().grow_to.load(); grow != 0 && offset + data.size() > grow) {
       LandGrowLocked(inode, *file, completions);
     }
     if (offset > file->Size()) {
@@ -491,11 +491,11 @@ bool Filesystem::FinishCommit(uint64_t commit) {
   bool direct_still_held = false;
   for (const auto& inode : inodes_.Snapshot()) {
     auto file = inode->File();
-    if (!file) continue;
+    if (!file || !inode->writeback_queue) continue;
     Completions completions;
     {
       std::lock_guard lock(inode->write_mu);
-      WritebackQueue& queue = inode->writeback;
+      WritebackQueue& queue = inode->writeback();
       if (queue.grow_to.load() != 0 && queue.grow_commit < commit) LandGrowLocked(*inode, *file, completions);
       while (!queue.held.empty()) {
         const auto& [offset, first] = *queue.held.begin();
@@ -523,6 +523,7 @@ bool Filesystem::FinishCommit(uint64_t commit) {
 
 void Filesystem::FailHeldWrites(std::error_code error) {
   for (const auto& inode : inodes_.Snapshot()) {
+    if (!inode->writeback_queue) continue;
     Completions completions;
     {
       std::lock_guard lock(inode->write_mu);

@@ -71,7 +71,9 @@ def rows(binary, work, s, Daemon, add):
         d = Daemon(binary, backing, mnt, opts)
         try:
             d.start()
+            rss_before = d.rss_mib()
             hp.append(_ms(lambda: ls(os.path.join(mnt, "d"))))
+            rss_after = d.rss_mib()
             warm = _ms(lambda: ls(os.path.join(mnt, "d")))
         finally:
             d.stop()
@@ -79,6 +81,8 @@ def rows(binary, work, s, Daemon, add):
     add(f"ls -l of {n} files, native (ms; {_spread(nat)})", statistics.median(nat), "ms")
     add(f"ls -l of {n} files: hpfs / native", statistics.median(hp) / statistics.median(nat), "x", "<= 3")
     add(f"ls -l of {n} files, again right after (hpfs, last round)", warm, "ms")
+    add(f"ls -l of {n} files: daemon RSS growth per file it now knows (last round)",
+        (rss_after - rss_before) * (1 << 20) / n, "bytes")
 
     # Every file opened and read once, then idle.
     d = Daemon(binary, backing, mnt, opts)
@@ -137,3 +141,22 @@ def rows(binary, work, s, Daemon, add):
     for p in (backing, mnt, native):
         shutil.rmtree(p, ignore_errors=True)
     os.unlink(archive)
+
+
+if __name__ == "__main__":
+    # These rows alone, at sizes of one's choosing (scripts/bench runs them
+    # within the scale section): fs_scale_files.py HPFS_BIN WORK FILES TAR_FILES [ROUNDS]
+    import sys
+
+    import fs_scale
+
+    if len(sys.argv) not in (5, 6):
+        print("usage: fs_scale_files.py HPFS_BIN EMPTY_WORK_DIR FILES TAR_FILES [ROUNDS]", file=sys.stderr)
+        sys.exit(2)
+    sizes = dict(scale_many_files=int(sys.argv[3]), scale_tar_files=int(sys.argv[4]),
+                 rounds=int(sys.argv[5]) if len(sys.argv) == 6 else 3)
+    table = []
+    rows(sys.argv[1], sys.argv[2], sizes, fs_scale.Daemon, lambda *row: table.append(row + ("-",) * (4 - len(row))))
+    for name, value, unit, target in table:
+        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+        print(f"| {name} | {shown} | {unit} | {target} |", flush=True)

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
@@ -59,6 +60,40 @@ class BackingDirTest : public ::testing::Test {
 
   TempDir dir_;
 };
+
+TEST_F(BackingDirTest, ListingOfAnOwnDescriptorIsTheListingOfTheDirectory) {
+  // More names than one getdents64 buffer holds.
+  Dir("d/sub");
+  for (int i = 0; i < 300; ++i) File("d/" + std::string(60, 'n') + std::to_string(i));
+  auto fd = OpenAt(AT_FDCWD, Path("d"), O_RDONLY | O_DIRECTORY);
+  ASSERT_TRUE(fd);
+  auto own = ListOwnEntries(fd->get());
+  auto plain = ListEntries(fd->get());
+  ASSERT_TRUE(own && plain);
+  auto names = [](std::vector<ListedEntry> entries) {
+    std::vector<std::pair<std::string, unsigned char>> out;
+    for (auto& entry : entries) out.emplace_back(std::move(entry.name), entry.type);
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  EXPECT_EQ(own->size(), 301u);
+  EXPECT_EQ(names(*own), names(*plain));
+  // The descriptor is at its end now: a second listing of it is empty.
+  auto again = ListOwnEntries(fd->get());
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(again->empty());
+  // A bound below the entries' count is E2BIG, one at or above it lists.
+  auto bounded = OpenAt(AT_FDCWD, Path("d"), O_RDONLY | O_DIRECTORY);
+  ASSERT_TRUE(bounded);
+  auto refused = ListOwnEntries(bounded->get(), 300);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().value(), E2BIG);
+  auto exact = OpenAt(AT_FDCWD, Path("d"), O_RDONLY | O_DIRECTORY);
+  ASSERT_TRUE(exact);
+  auto all = ListOwnEntries(exact->get(), 301);
+  ASSERT_TRUE(all);
+  EXPECT_EQ(all->size(), 301u);
+}
 
 TEST_F(BackingDirTest, RegularMetaMakesAnHPFileWhateverElseIsThere) {
   Dir("f/sub");

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <tuple>
 #include <string>
@@ -1309,6 +1310,135 @@ TEST_F(FilesystemTest, RetentionThreadEnforcesLimitsInTheBackground) {
   }
   EXPECT_EQ(fs_->GetXattr(id, "user.hpfs.head").value(), std::to_string(4 * kSegment));
   fs_->StopRetention();
+}
+
+// --- lookups that do not open the file ---
+
+TEST_F(FilesystemTest, LookupOfAClosedFileAnswersWithoutOpeningIt) {
+  MakeFile("a", "data");
+  Remount();
+  auto entry = fs_->Lookup(kRootInode, "a");
+  ASSERT_TRUE(entry) << entry.error().message();
+  EXPECT_EQ(entry->attr.st_size, 4);
+  EXPECT_EQ(fs_->inodes().Get(entry->id)->File(), nullptr);
+  EXPECT_EQ(fs_->IdleFiles(), 0u);
+  auto handle = OpenOk(entry->id, O_RDONLY);
+  ASSERT_NE(handle, nullptr);
+  EXPECT_EQ(ReadAll(*handle), "data");
+  EXPECT_NE(fs_->inodes().Get(entry->id)->File(), nullptr);
+  fs_->Release(std::move(handle));
+}
+
+// The stat a lookup makes from the backing directory alone is the one the
+// open file gives, after every kind of change.
+TEST_F(FilesystemTest, StatOfAClosedFileIsTheOpenFilesStat) {
+  InodeId id = MakeFile("a");
+  auto change = [&](const std::function<void(FileHandle&)>& apply) {
+    auto handle = OpenOk(id, O_WRONLY | O_APPEND);
+    ASSERT_NE(handle, nullptr);
+    apply(*handle);
+    fs_->Release(std::move(handle));
+  };
+  auto check = [&](const std::string& after) {
+    SCOPED_TRACE(after);
+    fs_->WaitForDeletions();
+    ASSERT_NE(fs_->inodes().Get(id)->File(), nullptr);
+    const struct stat open = Attr(id);
+    fs_->Forget(id, 1);
+    ASSERT_EQ(fs_->inodes().Get(id), nullptr);
+    auto entry = fs_->Lookup(kRootInode, "a");
+    ASSERT_TRUE(entry) << entry.error().message();
+    id = entry->id;
+    EXPECT_EQ(fs_->inodes().Get(id)->File(), nullptr) << "the lookup opened the file";
+    const struct stat& closed = entry->attr;
+    EXPECT_EQ(closed.st_dev, open.st_dev);
+    EXPECT_EQ(closed.st_ino, open.st_ino);
+    EXPECT_EQ(closed.st_mode, open.st_mode);
+    EXPECT_EQ(closed.st_nlink, open.st_nlink);
+    EXPECT_EQ(closed.st_uid, open.st_uid);
+    EXPECT_EQ(closed.st_gid, open.st_gid);
+    EXPECT_EQ(closed.st_size, open.st_size);
+    EXPECT_EQ(closed.st_blocks, open.st_blocks);
+    EXPECT_EQ(closed.st_blksize, open.st_blksize);
+    EXPECT_EQ(closed.st_atim.tv_nsec, open.st_atim.tv_nsec);
+    EXPECT_EQ(closed.st_mtim.tv_sec, open.st_mtim.tv_sec);
+    EXPECT_EQ(closed.st_mtim.tv_nsec, open.st_mtim.tv_nsec);
+    EXPECT_EQ(closed.st_ctim.tv_sec, open.st_ctim.tv_sec);
+    EXPECT_EQ(closed.st_ctim.tv_nsec, open.st_ctim.tv_nsec);
+    // Opened for the next change, the file agrees with both.
+    EXPECT_EQ(Attr(id).st_size, open.st_size);
+  };
+  check("created empty");
+  change([&](FileHandle& h) { ASSERT_TRUE(fs_->Write(h, 0, Bytes(std::string(kSegment / 2, 'a')), true)); });
+  check("one short segment");
+  change([&](FileHandle& h) { ASSERT_TRUE(fs_->Write(h, 0, Bytes(std::string(3 * kSegment, 'b')), true)); });
+  check("appends across segments");
+  change([&](FileHandle& h) {
+    ASSERT_TRUE(fs_->Fallocate(h, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 2 * kSegment + 100));
+  });
+  check("a head punch");
+  {
+    AttrChange shrink;
+    shrink.size = 3 * kSegment + 10;
+    ASSERT_TRUE(fs_->SetAttr(id, shrink, nullptr));
+  }
+  check("a truncate into the tail's predecessor");
+  {
+    AttrChange grow;
+    grow.size = 9 * kSegment + 1;
+    ASSERT_TRUE(fs_->SetAttr(id, grow, nullptr));
+  }
+  check("a grow with a gap segment");
+  {
+    AttrChange attrs;
+    attrs.mode = 0600;
+    ASSERT_TRUE(fs_->SetAttr(id, attrs, nullptr));
+  }
+  check("a chmod");
+  {
+    AttrChange below_head;
+    below_head.size = kSegment;
+    ASSERT_TRUE(fs_->SetAttr(id, below_head, nullptr));
+  }
+  check("a truncate below the head");
+}
+
+// Files an open would change or report on are opened by the lookup, as
+// before: the stat is then the open file's.
+TEST_F(FilesystemTest, LookupOpensAFileThatNeedsRecovery) {
+  MakeFile("a", "data");
+  Remount();
+  // A meta write interrupted before its rename.
+  { std::ofstream(Backing("a/") + std::string(hpfile::format::kMetaTempName)) << "format=1\n"; }
+  auto entry = fs_->Lookup(kRootInode, "a");
+  ASSERT_TRUE(entry) << entry.error().message();
+  EXPECT_NE(fs_->inodes().Get(entry->id)->File(), nullptr);
+  EXPECT_EQ(entry->attr.st_size, 4);
+  EXPECT_FALSE(std::filesystem::exists(Backing("a/") + std::string(hpfile::format::kMetaTempName)));
+}
+
+TEST_F(FilesystemTest, LookupOfAFileOfManySegmentsOpensIt) {
+  MakeFile("a", std::string((kClosedStatMaxEntries + 1) * kSegment, 'x'));
+  Remount();
+  auto entry = fs_->Lookup(kRootInode, "a");
+  ASSERT_TRUE(entry) << entry.error().message();
+  EXPECT_NE(fs_->inodes().Get(entry->id)->File(), nullptr);
+  EXPECT_EQ(entry->attr.st_size, static_cast<off_t>((kClosedStatMaxEntries + 1) * kSegment));
+}
+
+TEST_F(FilesystemTest, UnlinkOfAFileNeverOpenedSaysNoLinks) {
+  MakeFile("a", "data");
+  Remount();
+  auto entry = fs_->Lookup(kRootInode, "a");
+  ASSERT_TRUE(entry) << entry.error().message();
+  ASSERT_TRUE(fs_->Unlink(kRootInode, "a"));
+  EXPECT_EQ(Attr(entry->id).st_nlink, 0u);
+  auto handle = OpenOk(entry->id, O_RDONLY);
+  ASSERT_NE(handle, nullptr);
+  EXPECT_EQ(ReadAll(*handle), "data");
+  fs_->Release(std::move(handle));
+  fs_->Forget(entry->id, 1);
+  EXPECT_TRUE(SettledTrash().empty());
 }
 
 }  // namespace

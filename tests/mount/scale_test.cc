@@ -165,5 +165,69 @@ TEST_F(ScaleTest, ReadingManyFilesKeepsTheDaemonsDescriptorsWithinTheBound) {
   EXPECT_LE(DescriptorsOf(pid), static_cast<size_t>(kBound + kSlack));
 }
 
+// A fresh mount answers `stat` of a file it has not opened from the backing
+// directory alone (fs/closed_file_stat.h): after every kind of change, what
+// it says is what the backing store holds.
+TEST_F(ScaleTest, StatOfAFileNotYetOpenedIsWhatItsBackingDirectoryHolds) {
+  ASSERT_NO_FATAL_FAILURE(Mount({"-o", "segment_size=4K"}));
+  auto made = Run(
+      "head -c 10000 /dev/zero | tr '\\0' a > grown\n"
+      "head -c 20000 /dev/zero | tr '\\0' b > punched\n"
+      "fallocate -p -o 0 -l 9000 punched\n"
+      "head -c 12000 /dev/zero | tr '\\0' c > cut\n"
+      "truncate -s 5000 cut\n"
+      "printf x > sparse\n"
+      "truncate -s 100000 sparse\n"
+      "printf y > moded\n"
+      "chmod 600 moded\n"
+      ": > empty\n");
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  // The daemon finishes its deletions before it exits.
+  ASSERT_NO_FATAL_FAILURE(Unmount());
+
+  struct Want {
+    std::string name;
+    off_t size;
+    mode_t mode;
+  };
+  const std::vector<Want> wants = {{"grown", 10000, 0}, {"punched", 20000, 0}, {"cut", 5000, 0},
+                                   {"sparse", 100000, 0}, {"moded", 1, 0600}, {"empty", 0, 0}};
+  ASSERT_NO_FATAL_FAILURE(Mount({"-o", "segment_size=4K"}));
+  for (const Want& want : wants) {
+    SCOPED_TRACE(want.name);
+    blkcnt_t blocks = 0;
+    timespec newest{};
+    std::string tail;
+    for (const auto& entry : std::filesystem::directory_iterator(B(want.name))) {
+      const std::string name = entry.path().filename();
+      if (!name.ends_with(".seg")) continue;
+      struct stat seg;
+      ASSERT_EQ(::stat(entry.path().c_str(), &seg), 0);
+      blocks += seg.st_blocks;
+      if (name > tail) {
+        tail = name;
+        newest = seg.st_mtim;
+      }
+    }
+    struct stat st;
+    ASSERT_EQ(::stat(M(want.name).c_str(), &st), 0);
+    EXPECT_TRUE(S_ISREG(st.st_mode));
+    EXPECT_EQ(st.st_size, want.size);
+    EXPECT_EQ(st.st_blocks, blocks);
+    if (want.mode != 0) {
+      EXPECT_EQ(st.st_mode & 07777, want.mode);
+    }
+    if (!tail.empty()) {
+      EXPECT_EQ(st.st_mtim.tv_sec, newest.tv_sec);
+      EXPECT_EQ(st.st_mtim.tv_nsec, newest.tv_nsec);
+    }
+    EXPECT_EQ(st.st_nlink, 1u);
+  }
+  // And the files read as they were written.
+  auto read = Run("test \"$(tr -d a < grown | wc -c)\" = 0 && test \"$(wc -c < cut)\" = 5000 && "
+                  "test \"$(cat moded)\" = y && test \"$(wc -c < sparse)\" = 100000");
+  EXPECT_EQ(read.exit_code, 0) << read.output;
+}
+
 }  // namespace
 }  // namespace hpfs::mount_test
