@@ -120,9 +120,13 @@ Result<std::unique_ptr<HPFile>> HPFile::Open(const std::string& dir, const Optio
   // What an earlier process wrote may still sit unsynced in the page cache, so
   // nothing above the head counts as durable until the first Sync covers it.
   file->durable_size_.store(std::min(plan.head, end));
-  if (!plan.damage) {
+  // So may the directory entries of those segments. The first Sync covers
+  // a few with a fdatasync each, many with one syncfs (see SyncSegments).
+  if (!plan.damage && file->segments_.size() > kInheritedFdatasyncLimit) {
+    file->inherited_unsynced_ = true;
+  } else if (!plan.damage) {
     file->dirty_segments_.assign(file->segments_.begin(), file->segments_.end());
-    file->dir_dirty_ = true;  // so may the directory entries of those segments
+    file->dir_dirty_ = true;
   }
   return file;
 }

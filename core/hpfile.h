@@ -220,6 +220,7 @@ class HPFile {
     std::unique_lock<std::mutex> sync_lock_;  // the file's sync_mu_
     std::vector<std::shared_ptr<Segment>> dirty_;
     bool dir_dirty_ = false;
+    bool inherited_ = false;  // the file's inherited_unsynced_, taken off it
     std::shared_ptr<Segment> tail_;
     std::shared_ptr<Fd> tail_fd_;
     uint64_t target_ = 0;  // Size() at BeginSync
@@ -485,6 +486,11 @@ class HPFile {
   std::shared_ptr<Fd> tail_fd_;             // writer_mu_
   std::vector<std::shared_ptr<Segment>> dirty_segments_;  // writer_mu_: written since last sync
   bool dir_dirty_ = false;                  // writer_mu_: entries created/deleted since last sync
+  // writer_mu_: what Open found may not be durable yet (an earlier process
+  // need not have synced it); the first Sync covers it with one syncfs.
+  bool inherited_unsynced_ = false;
+  // More segments than this found by Open are synced with one syncfs.
+  static constexpr size_t kInheritedFdatasyncLimit = 64;
   uint64_t sync_low_water_ = 0;             // writer_mu_: lowest size since the running Sync began
   bool tail_overhang_ = false;              // writer_mu_: the tail file is longer than flushed_size_
   uint64_t segments_created_ = 0;           // writer_mu_: segments ever created (a roll adds one)
