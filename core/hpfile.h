@@ -370,6 +370,9 @@ class HPFile {
   // A read descriptor for `segment`, from the cache or opened (and cached).
   [[nodiscard]] Result<std::shared_ptr<Fd>> SegmentFd(const std::shared_ptr<Segment>& segment) const;
   uint64_t ReadableEnd(const Segment& segment, uint64_t size) const;
+  // DIR/<the segment's name>.
+  std::string SegmentPath(uint64_t base, uint64_t capacity) const;
+  std::string SegmentPath(const Segment& segment) const { return SegmentPath(segment.base, segment.capacity); }
 
   [[nodiscard]] Result<void> CheckWritable() const;
   // Whether `length` more bytes after `start` stay within the largest file
@@ -529,10 +532,19 @@ class HPFile {
   // The head of the meta on disk: DeletePrunedSegments deletes only below it.
   std::atomic<uint64_t> durable_head_{0};
   // Segments taken off the map by a prune, oldest first, whose files are
-  // still to be deleted. Taken after writer_mu_ and map_mu_, never before.
+  // still to be deleted: as runs of contiguous slots of one capacity, so a
+  // prune of any number of segments costs a few entries here. Taken after
+  // writer_mu_ and map_mu_, never before.
+  struct PrunedRun {
+    uint64_t base = 0;  // of the oldest segment left in the run
+    uint64_t capacity = 0;
+    uint64_t count = 0;
+  };
+  void AddPrunedLocked(uint64_t base, uint64_t capacity);  // pruned_mu_ held
   mutable std::mutex pruned_mu_;
-  std::deque<std::shared_ptr<Segment>> pruned_;  // pruned_mu_
-  uint64_t pruned_bytes_ = 0;                    // pruned_mu_
+  std::deque<PrunedRun> pruned_;  // pruned_mu_
+  uint64_t pruned_count_ = 0;     // pruned_mu_: segments in pruned_
+  uint64_t pruned_bytes_ = 0;     // pruned_mu_
   uint64_t segments_retired_ = 0;                // writer_mu_: segments ever moved to pruned_
 
   std::optional<std::string> damage_;

@@ -128,7 +128,7 @@ Result<void> HPFile::SyncSegments(const PendingSync& pending) {
     }
     for (const Batched& batched : batch) {
       if (auto synced = io_.Fdatasync(batched.fd->get()); !synced) {
-        sync_failure_text_ = "fdatasync of " + batched.segment->path + " failed: " + synced.error().message();
+        sync_failure_text_ = "fdatasync of " + SegmentPath(*batched.segment) + " failed: " + synced.error().message();
         sync_failure_.store(true, std::memory_order_release);
         return std::unexpected(synced.error());
       }
