@@ -124,6 +124,41 @@ TEST(ManySegmentsTest, OpensMapsPrunesAndRecovers) {
   testing::ExpectWellFormed(*file);
 }
 
+// The segments a prune leaves for deletion are kept as runs: across a change
+// of segment size, the backlog counts both kinds right and the deleter
+// removes exactly the files below the head, oldest first.
+TEST(ManySegmentsTest, PrunedRunsAcrossASegmentSizeChange) {
+  TempDir tmp;
+  const std::string dir = tmp.Sub("file");
+  Options options;
+  options.initial_meta.segment_size = 4096;
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(dir, options));
+  const std::string small(10 * 4096, 'a');
+  const std::string large(5 * 8192 + 10, 'b');
+  ASSERT_OK(file->Append(std::as_bytes(std::span(small))));
+  ASSERT_OK(file->SetSegmentSize(8192));
+  ASSERT_OK(file->Append(std::as_bytes(std::span(large))));
+  // Segments: ten of 4096, then six of 8192 (the last one the tail).
+  ASSERT_EQ(file->Segments().size(), 16u);
+  const uint64_t head = 10 * 4096 + 3 * 8192 + 5;
+  ASSERT_OK(file->PruneHead(head));
+  EXPECT_EQ(file->PrunedSegments().segments, 13u);
+  EXPECT_EQ(file->PrunedSegments().bytes, 10 * 4096 + 3 * 8192);
+  ASSERT_OK_AND_ASSIGN(uint64_t left, file->DeletePrunedSegments(11));
+  EXPECT_EQ(left, 2u);
+  EXPECT_EQ(file->PrunedSegments().bytes, 2 * 8192);
+  auto on_disk = SegmentFilesOnDisk(dir);
+  ASSERT_EQ(on_disk.size(), 5u);
+  EXPECT_EQ(on_disk.front(), SegmentFileName(10 * 4096 + 8192, 8192));
+  testing::DeleteAllPruned(*file);
+  on_disk = SegmentFilesOnDisk(dir);
+  ASSERT_EQ(on_disk.size(), 3u);
+  EXPECT_EQ(on_disk.front(), SegmentFileName(10 * 4096 + 3 * 8192, 8192));
+  EXPECT_EQ(file->PrunedSegments().segments, 0u);
+  EXPECT_EQ(file->PrunedSegments().bytes, 0u);
+  testing::ExpectWellFormed(*file);
+}
+
 // What a process wrote and never synced is made durable by the first Sync of
 // the next one to open the file, with one syncfs instead of a fdatasync per
 // segment: the power loss after it loses nothing.
