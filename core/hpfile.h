@@ -545,6 +545,10 @@ class HPFile {
   std::deque<PrunedRun> pruned_;  // pruned_mu_
   uint64_t pruned_count_ = 0;     // pruned_mu_: segments in pruned_
   uint64_t pruned_bytes_ = 0;     // pruned_mu_
+  // pruned_mu_: the map entries a prune took out, freed by the next
+  // DeletePrunedSegments rather than in the prune: freeing a million of
+  // them is most of what such a prune would cost.
+  std::vector<std::vector<std::shared_ptr<Segment>>> retired_entries_;
   uint64_t segments_retired_ = 0;                // writer_mu_: segments ever moved to pruned_
 
   std::optional<std::string> damage_;

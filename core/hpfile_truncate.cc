@@ -225,8 +225,8 @@ void HPFile::RetireBelowHeadLocked() {
   size_t count = 0;
   while (count < segments_.size() && segments_[count]->slot_end() <= head) ++count;
   if (count == 0) return;
-  // The Segment objects die after the locks are released, and only what
-  // their files' deletion needs is kept.
+  // Only what the files' deletion needs is kept in pruned_; the Segment
+  // objects die in the deleter's call (retired_entries_).
   std::vector<std::shared_ptr<Segment>> retired;
   retired.reserve(count);
   std::vector<std::shared_ptr<Fd>> closing;  // closed after unlocking
@@ -246,6 +246,7 @@ void HPFile::RetireBelowHeadLocked() {
   segments_retired_ += count;
   std::lock_guard lock(pruned_mu_);
   for (const auto& segment : retired) AddPrunedLocked(segment->base, segment->capacity);
+  retired_entries_.push_back(std::move(retired));
 }
 
 void HPFile::AddPrunedLocked(uint64_t base, uint64_t capacity) {
@@ -265,8 +266,10 @@ void HPFile::AddPrunedLocked(uint64_t base, uint64_t capacity) {
 
 Result<uint64_t> HPFile::DeletePrunedSegments(uint64_t max_segments) {
   bool head_unwritten = false;
+  std::vector<std::vector<std::shared_ptr<Segment>>> freeing;  // freed after unlocking
   {
     std::lock_guard lock(pruned_mu_);
+    freeing.swap(retired_entries_);
     if (pruned_.empty()) return 0;
     head_unwritten = pruned_.front().base + pruned_.front().capacity > durable_head_.load(std::memory_order_acquire);
   }
