@@ -159,6 +159,21 @@ Result<void> FaultIo::Fdatasync(int fd) { return SyncCommon(fd, IoOp::kFdatasync
 
 Result<void> FaultIo::Fsync(int fd) { return SyncCommon(fd, IoOp::kFsync); }
 
+Result<void> FaultIo::Syncfs(int fd) {
+  if (int err = Inject(IoOp::kSyncfs)) return Errno(err);
+  bool tracking = false;
+  {
+    std::lock_guard lock(mu_);
+    tracking = root_.has_value();
+  }
+  // The tree as it is before the real sync, as for the other syncs: bytes
+  // written while it runs count as lost.
+  if (tracking) {
+    if (auto done = SnapshotTree(); !done) return done;
+  }
+  return base_.Syncfs(fd);
+}
+
 Result<void> FaultIo::Ftruncate(int fd, uint64_t length) {
   if (int err = Inject(IoOp::kFtruncate)) return Errno(err);
   return base_.Ftruncate(fd, length);

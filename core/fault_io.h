@@ -39,13 +39,15 @@ enum class IoOp : uint32_t {
   kMkdir = 1u << 11,
   kRmdir = 1u << 12,
   kListDir = 1u << 13,
+  kSyncfs = 1u << 14,
 };
 using IoOpMask = uint32_t;
-inline constexpr IoOpMask kAllIoOps = (1u << 14) - 1;
+inline constexpr IoOpMask kAllIoOps = (1u << 15) - 1;
 // Calls that change the backing store (the ones ENOSPC can hit).
 inline constexpr IoOpMask kMutatingIoOps =
     static_cast<uint32_t>(IoOp::kOpen) | static_cast<uint32_t>(IoOp::kPwrite) |
     static_cast<uint32_t>(IoOp::kFdatasync) | static_cast<uint32_t>(IoOp::kFsync) |
+    static_cast<uint32_t>(IoOp::kSyncfs) |
     static_cast<uint32_t>(IoOp::kFtruncate) | static_cast<uint32_t>(IoOp::kFallocate) |
     static_cast<uint32_t>(IoOp::kUnlink) | static_cast<uint32_t>(IoOp::kRename) |
     static_cast<uint32_t>(IoOp::kMkdir) | static_cast<uint32_t>(IoOp::kRmdir);
@@ -84,6 +86,8 @@ class FaultIo final : public Io {
   [[nodiscard]] Result<size_t> Pwrite(int fd, std::span<const std::byte> buf, uint64_t offset) override;
   [[nodiscard]] Result<void> Fdatasync(int fd) override;
   [[nodiscard]] Result<void> Fsync(int fd) override;
+  // Under tracking, everything in the tracked tree counts as durable after it.
+  [[nodiscard]] Result<void> Syncfs(int fd) override;
   [[nodiscard]] Result<void> Ftruncate(int fd, uint64_t length) override;
   [[nodiscard]] Result<void> Fallocate(int fd, int mode, uint64_t offset, uint64_t length) override;
   [[nodiscard]] Result<struct stat> Fstat(int fd) override;
@@ -162,7 +166,7 @@ class FaultIo final : public Io {
   int fail_errno_ = 0;
   IoOpMask fail_ops_ = 0;
   bool fired_ = false;
-  uint64_t calls_[14] = {};
+  uint64_t calls_[15] = {};
 
   std::map<int, OpenFile> open_;
   size_t peak_open_ = 0;

@@ -10,6 +10,7 @@
 #include <algorithm>
 
 #include "core/recovery.h"
+#include "core/segment_name.h"
 #include "core/text_file.h"
 
 namespace hpfile {
@@ -44,6 +45,10 @@ HPFile::HPFile(Io& io, std::string dir, Fd dir_lock, const Options& options)
       retain_on_roll_(options.retain_on_roll),
       defer_head_punch_(options.defer_head_punch),
       fd_cache_(options.max_open_segments) {}
+
+std::string HPFile::SegmentPath(uint64_t base, uint64_t capacity) const {
+  return dir_ + "/" + FormatSegmentName({base, capacity});
+}
 
 Result<void> HPFile::DiscardSegmentFile(const std::string& path) {
   if (discard_segment_) return discard_segment_(path);
@@ -97,8 +102,7 @@ Result<std::unique_ptr<HPFile>> HPFile::Open(const std::string& dir, const Optio
 
   uint64_t end = plan.head;
   for (const ScannedSegment& scanned : plan.segments) {
-    auto segment =
-        std::make_shared<Segment>(scanned.name.base, scanned.name.capacity, dir + "/" + scanned.file_name);
+    auto segment = std::make_shared<Segment>(scanned.name.base, scanned.name.capacity);
     // A healthy file's sealed segments are full; a damaged file's may not be,
     // and what lies past a slot belongs to no offset.
     segment->sealed_end = plan.damage ? scanned.name.base + std::min(scanned.length, scanned.name.capacity)
@@ -109,20 +113,20 @@ Result<std::unique_ptr<HPFile>> HPFile::Open(const std::string& dir, const Optio
   // ApplyRecovery made plan.head durable (or found it so), and every pruned
   // segment lies below it.
   file->durable_head_.store(plan.head);
-  for (const ScannedSegment& scanned : plan.pruned) {
-    file->pruned_.push_back(
-        std::make_shared<Segment>(scanned.name.base, scanned.name.capacity, dir + "/" + scanned.file_name));
-    file->pruned_bytes_ += scanned.name.capacity;
-  }
+  for (const ScannedSegment& scanned : plan.pruned) file->AddPrunedLocked(scanned.name.base, scanned.name.capacity);
   file->head_.store(std::min(plan.head, end));
   file->size_.store(end);
   file->flushed_size_.store(end);
   // What an earlier process wrote may still sit unsynced in the page cache, so
   // nothing above the head counts as durable until the first Sync covers it.
   file->durable_size_.store(std::min(plan.head, end));
-  if (!plan.damage) {
+  // So may the directory entries of those segments. The first Sync covers
+  // a few with a fdatasync each, many with one syncfs (see SyncSegments).
+  if (!plan.damage && file->segments_.size() > kInheritedFdatasyncLimit) {
+    file->inherited_unsynced_ = true;
+  } else if (!plan.damage) {
     file->dirty_segments_.assign(file->segments_.begin(), file->segments_.end());
-    file->dir_dirty_ = true;  // so may the directory entries of those segments
+    file->dir_dirty_ = true;
   }
   return file;
 }
@@ -207,7 +211,7 @@ std::vector<SegmentInfo> HPFile::Segments() const {
   for (const auto& segment : segments_) {
     const uint64_t end = std::max(segment->base, ReadableEnd(*segment, size));
     infos.push_back({segment->base, segment->capacity, end - segment->base,
-                     segment->path.substr(segment->path.rfind('/') + 1)});
+                     FormatSegmentName({segment->base, segment->capacity})});
   }
   return infos;
 }

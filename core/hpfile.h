@@ -220,6 +220,7 @@ class HPFile {
     std::unique_lock<std::mutex> sync_lock_;  // the file's sync_mu_
     std::vector<std::shared_ptr<Segment>> dirty_;
     bool dir_dirty_ = false;
+    bool inherited_ = false;  // the file's inherited_unsynced_, taken off it
     std::shared_ptr<Segment> tail_;
     std::shared_ptr<Fd> tail_fd_;
     uint64_t target_ = 0;  // Size() at BeginSync
@@ -369,6 +370,9 @@ class HPFile {
   // A read descriptor for `segment`, from the cache or opened (and cached).
   [[nodiscard]] Result<std::shared_ptr<Fd>> SegmentFd(const std::shared_ptr<Segment>& segment) const;
   uint64_t ReadableEnd(const Segment& segment, uint64_t size) const;
+  // DIR/<the segment's name>.
+  std::string SegmentPath(uint64_t base, uint64_t capacity) const;
+  std::string SegmentPath(const Segment& segment) const { return SegmentPath(segment.base, segment.capacity); }
 
   [[nodiscard]] Result<void> CheckWritable() const;
   // Whether `length` more bytes after `start` stay within the largest file
@@ -485,6 +489,11 @@ class HPFile {
   std::shared_ptr<Fd> tail_fd_;             // writer_mu_
   std::vector<std::shared_ptr<Segment>> dirty_segments_;  // writer_mu_: written since last sync
   bool dir_dirty_ = false;                  // writer_mu_: entries created/deleted since last sync
+  // writer_mu_: what Open found may not be durable yet (an earlier process
+  // need not have synced it); the first Sync covers it with one syncfs.
+  bool inherited_unsynced_ = false;
+  // More segments than this found by Open are synced with one syncfs.
+  static constexpr size_t kInheritedFdatasyncLimit = 64;
   uint64_t sync_low_water_ = 0;             // writer_mu_: lowest size since the running Sync began
   bool tail_overhang_ = false;              // writer_mu_: the tail file is longer than flushed_size_
   uint64_t segments_created_ = 0;           // writer_mu_: segments ever created (a roll adds one)
@@ -523,10 +532,23 @@ class HPFile {
   // The head of the meta on disk: DeletePrunedSegments deletes only below it.
   std::atomic<uint64_t> durable_head_{0};
   // Segments taken off the map by a prune, oldest first, whose files are
-  // still to be deleted. Taken after writer_mu_ and map_mu_, never before.
+  // still to be deleted: as runs of contiguous slots of one capacity, so a
+  // prune of any number of segments costs a few entries here. Taken after
+  // writer_mu_ and map_mu_, never before.
+  struct PrunedRun {
+    uint64_t base = 0;  // of the oldest segment left in the run
+    uint64_t capacity = 0;
+    uint64_t count = 0;
+  };
+  void AddPrunedLocked(uint64_t base, uint64_t capacity);  // pruned_mu_ held
   mutable std::mutex pruned_mu_;
-  std::deque<std::shared_ptr<Segment>> pruned_;  // pruned_mu_
-  uint64_t pruned_bytes_ = 0;                    // pruned_mu_
+  std::deque<PrunedRun> pruned_;  // pruned_mu_
+  uint64_t pruned_count_ = 0;     // pruned_mu_: segments in pruned_
+  uint64_t pruned_bytes_ = 0;     // pruned_mu_
+  // pruned_mu_: the map entries a prune took out, freed by the next
+  // DeletePrunedSegments rather than in the prune: freeing a million of
+  // them is most of what such a prune would cost.
+  std::vector<std::vector<std::shared_ptr<Segment>>> retired_entries_;
   uint64_t segments_retired_ = 0;                // writer_mu_: segments ever moved to pruned_
 
   std::optional<std::string> damage_;

@@ -31,11 +31,11 @@ void HPFile::MarkDirtyLocked(const std::shared_ptr<Segment>& segment) {
 
 Result<void> HPFile::AddSegmentLocked(uint64_t base, uint64_t capacity) {
   if (base > format::kMaxSlotEnd - capacity) return Errno(EFBIG);
-  auto segment = std::make_shared<Segment>(base, capacity, dir_ + "/" + FormatSegmentName({base, capacity}));
+  auto segment = std::make_shared<Segment>(base, capacity);
   segment->sealed_end = segment->slot_end();
   // O_TRUNC: a file by this name that is not in the map is debris of a failed
   // rollback, never data.
-  auto opened = Fd::Open(io_, segment->path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  auto opened = Fd::Open(io_, SegmentPath(*segment), O_RDWR | O_CREAT | O_TRUNC, 0644);
   if (!opened) return std::unexpected(opened.error());
   tail_fd_ = std::make_shared<Fd>(std::move(*opened));
   tail_segment_ = segment;
@@ -54,7 +54,7 @@ Result<void> HPFile::AddSegmentLocked(uint64_t base, uint64_t capacity) {
 Result<int> HPFile::TailFdLocked() {
   const std::shared_ptr<Segment>& tail = segments_.back();
   if (tail_fd_ && tail_segment_ == tail) return tail_fd_->get();
-  auto opened = Fd::Open(io_, tail->path, O_RDWR);
+  auto opened = Fd::Open(io_, SegmentPath(*tail), O_RDWR);
   if (!opened) return std::unexpected(opened.error());
   tail_fd_ = std::make_shared<Fd>(std::move(*opened));
   tail_segment_ = tail;
@@ -115,7 +115,7 @@ Result<void> HPFile::DropEmptyWideTailLocked(uint64_t end, uint64_t segment_size
   // Filled, it would take appends into a slot retention cannot drop until
   // it is full; it holds nothing, so it goes and the slot is made again.
   if (tail->base != end || tail->capacity <= segment_size) return {};
-  if (auto removed = io_.Unlink(tail->path); !removed) return removed;
+  if (auto removed = io_.Unlink(SegmentPath(*tail)); !removed) return removed;
   DropSegmentLocked(/*newest=*/true);
   return {};
 }
@@ -167,7 +167,7 @@ Result<uint64_t> HPFile::ExtendLocked(uint64_t zeros, std::span<const std::byte>
         // The backing filesystem holds no file this large (ext4: 16 TiB):
         // this one goes, and the gap is covered by smaller ones.
         gap_capacity_limit_ = std::max(segment_size, tail->capacity / 2);
-        if (auto removed = io_.Unlink(tail->path); !removed) {
+        if (auto removed = io_.Unlink(SegmentPath(*tail)); !removed) {
           status = removed;
           break;
         }
@@ -189,7 +189,7 @@ Result<uint64_t> HPFile::ExtendLocked(uint64_t zeros, std::span<const std::byte>
     std::shared_ptr<Segment> newest = segments_.back();
     // Dropped from the map even if the unlink fails: the next segment created
     // by that name truncates the debris.
-    (void)io_.Unlink(newest->path);
+    (void)io_.Unlink(SegmentPath(*newest));
     DropSegmentLocked(/*newest=*/true);
   }
   if (segments_before > 0) {

@@ -62,7 +62,7 @@ Result<std::shared_ptr<Fd>> HPFile::SegmentFd(const std::shared_ptr<Segment>& se
     evicted = fd_cache_.MakeRoom();
     lock.unlock();
   }
-  auto opened = Fd::Open(io_, segment->path, O_RDONLY);
+  auto opened = Fd::Open(io_, SegmentPath(*segment), O_RDONLY);
   if (!opened) return std::unexpected(opened.error());
   auto fd = std::make_shared<Fd>(std::move(*opened));
   std::vector<std::shared_ptr<Fd>> evicted;  // closed after unlocking

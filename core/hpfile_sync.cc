@@ -48,6 +48,7 @@ HPFile::PendingSync::PendingSync(PendingSync&& other) noexcept
       sync_lock_(std::move(other.sync_lock_)),
       dirty_(std::move(other.dirty_)),
       dir_dirty_(other.dir_dirty_),
+      inherited_(other.inherited_),
       tail_(std::move(other.tail_)),
       tail_fd_(std::move(other.tail_fd_)),
       target_(other.target_) {}
@@ -70,6 +71,7 @@ Result<HPFile::PendingSync> HPFile::BeginSync() {
   pending.sync_lock_ = std::move(sync_lock);
   pending.dirty_.swap(dirty_segments_);
   pending.dir_dirty_ = std::exchange(dir_dirty_, false);
+  pending.inherited_ = std::exchange(inherited_unsynced_, false);
   pending.tail_ = tail_segment_;
   pending.tail_fd_ = tail_fd_;
   pending.target_ = Size();
@@ -78,6 +80,23 @@ Result<HPFile::PendingSync> HPFile::BeginSync() {
 }
 
 Result<void> HPFile::SyncSegments(const PendingSync& pending) {
+  if (pending.inherited_) {
+    // What the file held when it was opened may sit unsynced in the page
+    // cache: an earlier process need not have synced it before it closed
+    // or died, and nothing on disk says which of its segments it did sync.
+    // One syncfs of the backing filesystem makes all of it durable, with
+    // everything written since (segments, their entries, the meta), at a
+    // cost that follows the filesystem's dirty pages instead of one
+    // fdatasync per segment. Its failure may be a write-back error of any
+    // file there, ours included, which Linux reports once: so, as for a
+    // failed fdatasync, no later Sync of this file claims success.
+    if (auto synced = io_.Syncfs(dir_lock_.get()); !synced) {
+      sync_failure_text_ = "syncfs of the filesystem holding " + dir_ + " failed: " + synced.error().message();
+      sync_failure_.store(true, std::memory_order_release);
+      return synced;
+    }
+    return {};
+  }
   // Write-back of every segment in a batch starts before the first
   // fdatasync waits: the disk gets their data at once, and on a journaling
   // filesystem the first commit carries the others' allocations, instead of
@@ -109,7 +128,7 @@ Result<void> HPFile::SyncSegments(const PendingSync& pending) {
     }
     for (const Batched& batched : batch) {
       if (auto synced = io_.Fdatasync(batched.fd->get()); !synced) {
-        sync_failure_text_ = "fdatasync of " + batched.segment->path + " failed: " + synced.error().message();
+        sync_failure_text_ = "fdatasync of " + SegmentPath(*batched.segment) + " failed: " + synced.error().message();
         sync_failure_.store(true, std::memory_order_release);
         return std::unexpected(synced.error());
       }
@@ -132,6 +151,7 @@ void HPFile::ReturnUnsynced(PendingSync& pending) {
   pending.dirty_.insert(pending.dirty_.end(), dirty_segments_.begin(), dirty_segments_.end());
   dirty_segments_.swap(pending.dirty_);
   dir_dirty_ = dir_dirty_ || pending.dir_dirty_;
+  inherited_unsynced_ = inherited_unsynced_ || pending.inherited_;
   pending.file_ = nullptr;
 }
 

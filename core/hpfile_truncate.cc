@@ -76,7 +76,7 @@ Result<void> HPFile::ShrinkLocked(uint64_t n) {
       if (recorded) recorded = record_head();
       if (!recorded) return fail(end, recorded.error());
     }
-    if (auto removed = DiscardSegmentFile(newest->path); !removed) return fail(end, removed.error());
+    if (auto removed = DiscardSegmentFile(SegmentPath(*newest)); !removed) return fail(end, removed.error());
     DropSegmentLocked(/*newest=*/true);
     end = newest->base;
   }
@@ -155,7 +155,7 @@ Result<HPFile::HeadPunch> HPFile::HeadPunchLocked() {
     punch.fd = tail_fd_;
   } else {
     // A read-only cached descriptor cannot punch.
-    auto opened = Fd::Open(io_, first->path, O_WRONLY);
+    auto opened = Fd::Open(io_, SegmentPath(*first), O_WRONLY);
     if (!opened) return std::unexpected(opened.error());
     punch.fd = std::make_shared<Fd>(std::move(*opened));
   }
@@ -225,16 +225,17 @@ void HPFile::RetireBelowHeadLocked() {
   size_t count = 0;
   while (count < segments_.size() && segments_[count]->slot_end() <= head) ++count;
   if (count == 0) return;
-  std::deque<std::shared_ptr<Segment>> retired;
+  // Only what the files' deletion needs is kept in pruned_; the Segment
+  // objects die in the deleter's call (retired_entries_).
+  std::vector<std::shared_ptr<Segment>> retired;
+  retired.reserve(count);
   std::vector<std::shared_ptr<Fd>> closing;  // closed after unlocking
-  uint64_t bytes = 0;
   {
     std::unique_lock lock(map_mu_);
     for (size_t i = 0; i < count; ++i) {
       Segment& segment = *segments_[i];
       segment.retired = true;
       if (segment.in_cache) closing.push_back(fd_cache_.Remove(segment));
-      bytes += segment.capacity;
     }
     retired.insert(retired.end(), std::make_move_iterator(segments_.begin()),
                    std::make_move_iterator(segments_.begin() + static_cast<long>(count)));
@@ -244,16 +245,33 @@ void HPFile::RetireBelowHeadLocked() {
   std::erase_if(dirty_segments_, [](const std::shared_ptr<Segment>& segment) { return segment->retired; });
   segments_retired_ += count;
   std::lock_guard lock(pruned_mu_);
-  pruned_.insert(pruned_.end(), std::make_move_iterator(retired.begin()), std::make_move_iterator(retired.end()));
-  pruned_bytes_ += bytes;
+  for (const auto& segment : retired) AddPrunedLocked(segment->base, segment->capacity);
+  retired_entries_.push_back(std::move(retired));
+}
+
+void HPFile::AddPrunedLocked(uint64_t base, uint64_t capacity) {
+  if (!pruned_.empty()) {
+    PrunedRun& last = pruned_.back();
+    if (last.capacity == capacity && base == last.base + last.count * capacity) {
+      ++last.count;
+      ++pruned_count_;
+      pruned_bytes_ += capacity;
+      return;
+    }
+  }
+  pruned_.push_back({.base = base, .capacity = capacity, .count = 1});
+  ++pruned_count_;
+  pruned_bytes_ += capacity;
 }
 
 Result<uint64_t> HPFile::DeletePrunedSegments(uint64_t max_segments) {
   bool head_unwritten = false;
+  std::vector<std::vector<std::shared_ptr<Segment>>> freeing;  // freed after unlocking
   {
     std::lock_guard lock(pruned_mu_);
+    freeing.swap(retired_entries_);
     if (pruned_.empty()) return 0;
-    head_unwritten = pruned_.front()->slot_end() > durable_head_.load(std::memory_order_acquire);
+    head_unwritten = pruned_.front().base + pruned_.front().capacity > durable_head_.load(std::memory_order_acquire);
   }
   // A retention prune leaves its head to be written: a deletion above the
   // durable head would let a power loss bring back a file with a hole.
@@ -263,31 +281,34 @@ Result<uint64_t> HPFile::DeletePrunedSegments(uint64_t max_segments) {
   std::lock_guard lock(pruned_mu_);
   const uint64_t durable = durable_head_.load(std::memory_order_acquire);
   for (uint64_t deleted = 0; deleted < max_segments && !pruned_.empty(); ++deleted) {
-    const Segment& oldest = *pruned_.front();
-    if (oldest.slot_end() > durable) break;
-    auto removed = io_.Unlink(oldest.path);
+    PrunedRun& oldest = pruned_.front();
+    if (oldest.base + oldest.capacity > durable) break;
+    auto removed = io_.Unlink(SegmentPath(oldest.base, oldest.capacity));
     if (!removed && !IsErrno(removed.error(), ENOENT)) return std::unexpected(removed.error());
     pruned_bytes_ -= oldest.capacity;
-    pruned_.pop_front();
+    --pruned_count_;
+    oldest.base += oldest.capacity;
+    if (--oldest.count == 0) pruned_.pop_front();
   }
-  return pruned_.size();
+  return pruned_count_;
 }
 
 Result<void> HPFile::DeleteAllPrunedLocked() {
   std::lock_guard lock(pruned_mu_);
   while (!pruned_.empty()) {
-    const Segment& newest = *pruned_.back();
-    auto removed = io_.Unlink(newest.path);
+    PrunedRun& run = pruned_.back();
+    auto removed = io_.Unlink(SegmentPath(run.base + (run.count - 1) * run.capacity, run.capacity));
     if (!removed && !IsErrno(removed.error(), ENOENT)) return removed;
-    pruned_bytes_ -= newest.capacity;
-    pruned_.pop_back();
+    pruned_bytes_ -= run.capacity;
+    --pruned_count_;
+    if (--run.count == 0) pruned_.pop_back();
   }
   return {};
 }
 
 HPFile::PrunedBacklog HPFile::PrunedSegments() const {
   std::lock_guard lock(pruned_mu_);
-  return {.segments = pruned_.size(), .bytes = pruned_bytes_};
+  return {.segments = pruned_count_, .bytes = pruned_bytes_};
 }
 
 // ---- retention -------------------------------------------------------------
@@ -299,7 +320,7 @@ Result<bool> HPFile::RetainOneLocked(const RetentionPolicy& policy, int64_t now,
   if (policy.BytesAllowDrop(oldest.slot_end(), Size())) return true;
   if (!policy.retain_seconds) return false;
   // A sealed segment is never written again, so its mtime is its last write.
-  auto st = io_.Stat(oldest.path);
+  auto st = io_.Stat(SegmentPath(oldest));
   if (!st) return std::unexpected(st.error());
   return policy.AgeAllowsDrop(st->st_mtim.tv_sec, now);
 }

@@ -56,6 +56,8 @@ Result<size_t> PosixIo::Pwrite(int fd, std::span<const std::byte> buf, uint64_t 
   return static_cast<size_t>(n);
 }
 
+Result<void> PosixIo::Syncfs(int fd) { return VoidResult(RetryOnEintr([&] { return ::syncfs(fd); })); }
+
 Result<void> PosixIo::Fdatasync(int fd) { return VoidResult(RetryOnEintr([&] { return ::fdatasync(fd); })); }
 
 // An error here (EIO, ENOSPC from a failed write-back) is not lost: the

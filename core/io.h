@@ -40,6 +40,9 @@ class Io {
   virtual void StartWriteback(int fd) { (void)fd; }
   // fsync(2); also the way to make a directory's entries durable.
   [[nodiscard]] virtual Result<void> Fsync(int fd) = 0;
+  // syncfs(2): everything written to the filesystem holding `fd`, data,
+  // sizes and directory entries, reaches the disk.
+  [[nodiscard]] virtual Result<void> Syncfs(int fd) = 0;
   [[nodiscard]] virtual Result<void> Ftruncate(int fd, uint64_t length) = 0;
   [[nodiscard]] virtual Result<void> Fallocate(int fd, int mode, uint64_t offset, uint64_t length) = 0;
   [[nodiscard]] virtual Result<struct stat> Fstat(int fd) = 0;
@@ -69,6 +72,7 @@ class PosixIo final : public Io {
   [[nodiscard]] Result<void> Fdatasync(int fd) override;
   void StartWriteback(int fd) override;
   [[nodiscard]] Result<void> Fsync(int fd) override;
+  [[nodiscard]] Result<void> Syncfs(int fd) override;
   [[nodiscard]] Result<void> Ftruncate(int fd, uint64_t length) override;
   [[nodiscard]] Result<void> Fallocate(int fd, int mode, uint64_t offset, uint64_t length) override;
   [[nodiscard]] Result<struct stat> Fstat(int fd) override;

@@ -14,12 +14,12 @@ namespace hpfile {
 class Fd;
 
 struct Segment {
-  Segment(uint64_t base, uint64_t capacity, std::string path)
-      : base(base), capacity(capacity), path(std::move(path)) {}
+  Segment(uint64_t base, uint64_t capacity) : base(base), capacity(capacity) {}
 
+  // The file's name follows from these two (segment_name.h): a path per
+  // segment would double what a segment costs in memory.
   const uint64_t base;
   const uint64_t capacity;
-  const std::string path;
   // Where this segment's bytes end when it is not the tail. base + capacity in
   // a healthy file; a damaged file's short or overlong segments end earlier.
   uint64_t sealed_end = 0;

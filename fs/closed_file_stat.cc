@@ -65,6 +65,7 @@ class ScanIo final : public hpfile::Io {
   Result<size_t> Pwrite(int, std::span<const std::byte>, uint64_t) override { return Errno(EROFS); }
   Result<void> Fdatasync(int) override { return Errno(EROFS); }
   Result<void> Fsync(int) override { return Errno(EROFS); }
+  Result<void> Syncfs(int) override { return Errno(EROFS); }
   Result<void> Ftruncate(int, uint64_t) override { return Errno(EROFS); }
   Result<void> Fallocate(int, int, uint64_t, uint64_t) override { return Errno(EROFS); }
   Result<void> Unlink(const std::string&) override { return Errno(EROFS); }

@@ -45,6 +45,7 @@
 
 #include "core/hpfile.h"
 #include "tests/bench/bench_util.h"
+#include "tests/bench/core_scale.h"
 
 namespace hpfile::bench {
 namespace {
@@ -627,6 +628,25 @@ int Main(int argc, char** argv) {
   const Config config = ParseArgs(argc, argv, "the result tables", QuickConfig, TinyConfig);
   MakeScratch(config.parent_dir, "hpfile-bench");
   const std::string fs_type = ScratchFilesystemType();
+  if (config.only == "scale") {
+    // The core rows of scripts/bench's scale section (core_scale.h);
+    // HPFS_BENCH_SCALE_SEGMENTS=N,M... overrides the segment counts.
+    ScaleConfig scale{.segment_counts = {100'000, 1'000'000}, .rounds = config.rounds,
+                      .json_path = config.json_path, .markdown_path = config.markdown_path};
+    if (config.mode == "quick") scale.segment_counts = {10'000, 100'000};
+    if (config.mode == "tiny") scale.segment_counts = {200};
+    if (const char* env = std::getenv("HPFS_BENCH_SCALE_SEGMENTS")) {
+      scale.segment_counts.clear();
+      for (std::string_view rest = env; !rest.empty();) {
+        const size_t comma = std::min(rest.find(','), rest.size());
+        scale.segment_counts.push_back(std::strtoull(std::string(rest.substr(0, comma)).c_str(), nullptr, 10));
+        rest.remove_prefix(std::min(comma + 1, rest.size()));
+      }
+    }
+    RunScale(scale);
+    RemoveScratch();
+    return 0;
+  }
 
   auto read_files = std::make_shared<LazyFilePair>(g_scratch, "read", config.read_file_size, config.segment_size);
   auto stall_files =

@@ -131,6 +131,7 @@ TEST_F(FaultIoTest, EachKindOfCallCanBeFailed) {
       {IoOp::kMkdir, [&] { return io_.Mkdir(dir_ / "e", 0755).has_value(); }},
       {IoOp::kRmdir, [&] { return io_.Rmdir(dir_ / "d").has_value(); }},
       {IoOp::kListDir, [&] { return io_.ListDir(dir_.path()).has_value(); }},
+      {IoOp::kSyncfs, [&] { return io_.Syncfs(raw).has_value(); }},
   };
   for (const auto& [op, call] : calls) {
     SCOPED_TRACE(static_cast<uint32_t>(op));

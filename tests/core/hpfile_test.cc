@@ -1079,6 +1079,7 @@ class PausingPunchIo final : public Io {
   }
   Result<void> Fdatasync(int fd) override { return base_.Fdatasync(fd); }
   Result<void> Fsync(int fd) override { return base_.Fsync(fd); }
+  Result<void> Syncfs(int fd) override { return base_.Syncfs(fd); }
   Result<void> Ftruncate(int fd, uint64_t length) override { return base_.Ftruncate(fd, length); }
   Result<struct stat> Fstat(int fd) override { return base_.Fstat(fd); }
   Result<struct stat> Stat(const std::string& path) override { return base_.Stat(path); }

@@ -26,6 +26,7 @@ namespace {
 
 using testing::SegmentFileName;
 using testing::SegmentFilesOnDisk;
+using testing::NoFlushIo;
 using testing::TempDir;
 
 constexpr uint64_t kCapacity = 4096;
@@ -121,6 +122,110 @@ TEST(ManySegmentsTest, OpensMapsPrunesAndRecovers) {
   testing::DeleteAllPruned(*file);
   EXPECT_EQ(SegmentFilesOnDisk(dir).size(), segments - segments / 10 * 9);
   testing::ExpectWellFormed(*file);
+}
+
+// The segments a prune leaves for deletion are kept as runs: across a change
+// of segment size, the backlog counts both kinds right and the deleter
+// removes exactly the files below the head, oldest first.
+TEST(ManySegmentsTest, PrunedRunsAcrossASegmentSizeChange) {
+  TempDir tmp;
+  const std::string dir = tmp.Sub("file");
+  Options options;
+  options.initial_meta.segment_size = 4096;
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(dir, options));
+  const std::string small(10 * 4096, 'a');
+  const std::string large(5 * 8192 + 10, 'b');
+  ASSERT_OK(file->Append(std::as_bytes(std::span(small))));
+  ASSERT_OK(file->SetSegmentSize(8192));
+  ASSERT_OK(file->Append(std::as_bytes(std::span(large))));
+  // Segments: ten of 4096, then six of 8192 (the last one the tail).
+  ASSERT_EQ(file->Segments().size(), 16u);
+  const uint64_t head = 10 * 4096 + 3 * 8192 + 5;
+  ASSERT_OK(file->PruneHead(head));
+  EXPECT_EQ(file->PrunedSegments().segments, 13u);
+  EXPECT_EQ(file->PrunedSegments().bytes, 10 * 4096 + 3 * 8192);
+  ASSERT_OK_AND_ASSIGN(uint64_t left, file->DeletePrunedSegments(11));
+  EXPECT_EQ(left, 2u);
+  EXPECT_EQ(file->PrunedSegments().bytes, 2 * 8192);
+  auto on_disk = SegmentFilesOnDisk(dir);
+  ASSERT_EQ(on_disk.size(), 5u);
+  EXPECT_EQ(on_disk.front(), SegmentFileName(10 * 4096 + 8192, 8192));
+  testing::DeleteAllPruned(*file);
+  on_disk = SegmentFilesOnDisk(dir);
+  ASSERT_EQ(on_disk.size(), 3u);
+  EXPECT_EQ(on_disk.front(), SegmentFileName(10 * 4096 + 3 * 8192, 8192));
+  EXPECT_EQ(file->PrunedSegments().segments, 0u);
+  EXPECT_EQ(file->PrunedSegments().bytes, 0u);
+  testing::ExpectWellFormed(*file);
+}
+
+// What a process wrote and never synced is made durable by the first Sync of
+// the next one to open the file, with one syncfs instead of a fdatasync per
+// segment: the power loss after it loses nothing.
+TEST(ManySegmentsTest, FirstSyncAfterOpenIsOneSyncfsAndKeepsEverything) {
+  TempDir tmp;
+  const std::string dir = tmp.Sub("file");
+  NoFlushIo no_flush;
+  FaultIo io(no_flush);
+  io.TrackDurability(tmp.path());
+  Options options;
+  options.io = &io;
+  options.initial_meta.segment_size = 4096;
+  const uint64_t segments = 200;
+  std::string bytes(segments * 4096 - 10, '\0');
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>('a' + i % 23);
+  {
+    ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(dir, options));
+    ASSERT_OK(file->Sync());  // the new file's meta and entry, nothing else
+    ASSERT_OK(file->Append(std::as_bytes(std::span(bytes))));
+  }  // closed without a Sync: the segments sit in the page cache
+  {
+    ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(dir, options));
+    EXPECT_EQ(file->DurableSize(), 0u);
+    io.ResetCounts();
+    ASSERT_OK(file->Sync());
+    EXPECT_EQ(io.Calls(static_cast<IoOpMask>(IoOp::kFdatasync)), 0u);
+    EXPECT_EQ(io.Calls(static_cast<IoOpMask>(IoOp::kSyncfs)), 1u);
+    EXPECT_EQ(file->DurableSize(), bytes.size());
+    // Later Syncs are per segment again, and only for what changed.
+    ASSERT_OK(file->Append(std::as_bytes(std::span("tail", 4))));
+    io.ResetCounts();
+    ASSERT_OK(file->Sync());
+    EXPECT_EQ(io.Calls(static_cast<IoOpMask>(IoOp::kSyncfs)), 0u);
+    EXPECT_EQ(io.Calls(static_cast<IoOpMask>(IoOp::kFdatasync)), 1u);
+  }
+  ASSERT_OK(io.DropUnsyncedData());
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(dir, options));
+  ASSERT_FALSE(file->Damage().has_value()) << *file->Damage();
+  ASSERT_EQ(file->Size(), bytes.size() + 4);
+  std::string back(bytes.size(), '\0');
+  ASSERT_OK_AND_ASSIGN(size_t n, file->ReadAt(0, std::as_writable_bytes(std::span(back))));
+  EXPECT_EQ(n, bytes.size());
+  EXPECT_TRUE(back == bytes);
+}
+
+// A failed syncfs fails that Sync and every later one, as a failed
+// fdatasync does: the write-back error it reports is not reported again.
+TEST(ManySegmentsTest, FailedFirstSyncfsIsSticky) {
+  TempDir tmp;
+  const std::string dir = tmp.Sub("file");
+  NoFlushIo no_flush;
+  FaultIo io(no_flush);
+  Options options;
+  options.io = &io;
+  options.initial_meta.segment_size = 4096;
+  {
+    ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(dir, options));
+    const std::string bytes(100 * 4096, 'x');
+    ASSERT_OK(file->Append(std::as_bytes(std::span(bytes))));
+  }
+  ASSERT_OK_AND_ASSIGN(auto file, HPFile::Open(dir, options));
+  io.FailNthCall(1, EIO, static_cast<IoOpMask>(IoOp::kSyncfs));
+  EXPECT_ERRNO(file->Sync(), EIO);
+  io.Heal();
+  EXPECT_ERRNO(file->Sync(), EIO);
+  ASSERT_TRUE(file->SyncFailure().has_value());
+  EXPECT_NE(file->SyncFailure()->find("syncfs"), std::string::npos);
 }
 
 }  // namespace

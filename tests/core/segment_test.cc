@@ -66,7 +66,7 @@ TEST(SegmentName, LooksLikeSegmentIsTheSuffixOnly) {
 
 std::deque<std::shared_ptr<Segment>> SegmentRun(std::initializer_list<std::pair<uint64_t, uint64_t>> slots) {
   std::deque<std::shared_ptr<Segment>> segments;
-  for (auto [base, capacity] : slots) segments.push_back(std::make_shared<Segment>(base, capacity, ""));
+  for (auto [base, capacity] : slots) segments.push_back(std::make_shared<Segment>(base, capacity));
   return segments;
 }
 

@@ -217,6 +217,9 @@ class ForwardingIo : public Io {
   Result<void> Fsync(int fd) override {
     return Forward([&] { return base_.Fsync(fd); });
   }
+  Result<void> Syncfs(int fd) override {
+    return Forward([&] { return base_.Syncfs(fd); });
+  }
   Result<void> Ftruncate(int fd, uint64_t length) override {
     return Forward([&] { return base_.Ftruncate(fd, length); });
   }
@@ -296,6 +299,7 @@ class NoFlushIo final : public ForwardingIo {
  public:
   Result<void> Fdatasync(int fd) override { return Valid(fd); }
   Result<void> Fsync(int fd) override { return Valid(fd); }
+  Result<void> Syncfs(int fd) override { return Valid(fd); }
 
  private:
   static Result<void> Valid(int fd) {
